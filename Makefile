@@ -1,0 +1,41 @@
+# Decos: the README's two commands are `make run` and `make test`.
+export PATH := /opt/swift/usr/bin:$(PATH)
+
+SWIFT      ?= swift
+MANIFEST   ?= examples/node.xml
+HTTP       ?= 127.0.0.1:7480
+STATIC_DIR := .build-static
+STATIC_BIN := $(STATIC_DIR)/release/decos
+
+.PHONY: deps build release run test static bench clean
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release --product decos
+
+## Runs a node on $(MANIFEST) in hosted mode, gateway on $(HTTP).
+run: release
+	.build/release/decos run $(MANIFEST) --http $(HTTP)
+
+## Builds everything and runs every test (unit and system).
+test: build
+	DECOS_BIN=$(CURDIR)/.build/debug/decos $(SWIFT) test
+
+## A fully static decos: flags in linker/static.flags.
+static: deps
+	$(SWIFT) build -c release --product decos --scratch-path $(STATIC_DIR) $$(cat linker/static.flags)
+	@file $(STATIC_BIN) | tee /dev/stderr | grep -q "statically linked" || { echo "make static: $(STATIC_BIN) is not statically linked" >&2; exit 1; }
+	$(STATIC_BIN) --version
+	@ls -l $(STATIC_BIN) | awk '{print "make static: " $$5 " bytes"}'
+
+## Benchmarks; figures go in docs/performance.md.
+bench: deps
+	Benchmarks/run.sh
+
+clean:
+	rm -rf .build $(STATIC_DIR) Benchmarks/.build

@@ -1,0 +1,46 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Layers, lowest first; a module imports only those above it in this list.
+let package = Package(
+    name: "decos",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Decos", targets: ["Decos"]),
+        .executable(name: "decos", targets: ["decos"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        .target(name: "Infoset"),
+        .target(name: "ServiceKernel", dependencies: [
+            "Infoset",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "StandardServices", dependencies: ["ServiceKernel", "Infoset"]),
+        .target(name: "Gateway", dependencies: [
+            "ServiceKernel", "Infoset",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Decos", dependencies: [
+            "Infoset", "ServiceKernel", "StandardServices", "Gateway",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "decos", dependencies: [
+            "Decos",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "InfosetTests", dependencies: ["Infoset"]),
+        .testTarget(name: "ServiceKernelTests", dependencies: ["ServiceKernel", "StandardServices", "Infoset"]),
+        .testTarget(name: "StandardServicesTests", dependencies: ["StandardServices", "ServiceKernel", "Decos"]),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Decos"]),
+        .testTarget(name: "SystemTests", dependencies: ["Gateway", "Infoset"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,128 @@
+import Gateway
+import Infoset
+import Logging
+import NIOCore
+import ServiceKernel
+import StandardServices
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The release this build is.
+public enum DecosVersion {
+    public static let string = "0.1.0"
+}
+
+/// A running node: the service kernel with its system services, the gateway when the manifest
+/// binds one, and the manifest's services, booted in the seed's order.
+public final class Node: Sendable {
+    public let manifest: Manifest
+    public let kernel: Kernel
+    public let gateway: Gateway?
+    /// Where the gateway listens, once bound.
+    public let httpAddress: SocketAddress?
+
+    private init(manifest: Manifest, kernel: Kernel, gateway: Gateway?, httpAddress: SocketAddress?) {
+        self.manifest = manifest
+        self.kernel = kernel
+        self.gateway = gateway
+        self.httpAddress = httpAddress
+    }
+
+    /// Reads and parses a manifest file; errors name the file, line and column.
+    public static func loadManifest(_ path: String) throws(ManifestErrors) -> Manifest {
+        guard let bytes = readFile(path) else {
+            throw ManifestErrors(errors: [ManifestError(location: SourceLocation(file: path, line: 0, column: 0),
+                                                        message: "cannot read the file (\(String(cString: strerror(errno))))")])
+        }
+        return try Manifest.parse(bytes, file: path)
+    }
+
+    /// Checks what the parser cannot: that every contract has an implementation in this build.
+    public static func check(_ manifest: Manifest, contracts: Contracts) throws(ManifestErrors) {
+        var errors: [ManifestError] = []
+        for s in manifest.services where contracts.factories[s.contract] == nil {
+            errors.append(ManifestError(location: s.location ?? SourceLocation(file: manifest.file, line: 0, column: 0),
+                                        message: "no service implements contract \(s.contract); this build knows \(contracts.contracts.joined(separator: ", "))"))
+        }
+        for s in manifest.services {
+            if let name = s.name, StandardContracts.system.contains(where: { $0.path == name }) {
+                errors.append(ManifestError(location: s.location ?? SourceLocation(file: manifest.file, line: 0, column: 0),
+                                            message: "\(name) is a system service's name"))
+            }
+        }
+        if !errors.isEmpty { throw ManifestErrors(errors: errors) }
+    }
+
+    /// Boots a node. Contracts are the standard ones plus `extra` (a service author's own).
+    public static func boot(_ manifest: Manifest, extra: Contracts = Contracts(), logger: Logger = Logger(label: "decos")) async throws -> Node {
+        NodeService.version = DecosVersion.string
+        let contracts = StandardContracts.all.merging(extra)
+        try check(manifest, contracts: contracts)
+        // 1–2. The service loader has read the manifest; load the security manager, URI manager, dispatcher.
+        let exposed = manifest.gateway.map { !isLoopback($0.host) } ?? false
+        let security = SecurityManager(policy: manifest.security, exposed: exposed)
+        if exposed && manifest.security == nil {
+            logger.warning("the gateway listens on \(manifest.gateway!.host), beyond loopback, with no <Security> rules: anonymous clients may only read")
+        }
+        let kernel = Kernel(node: manifest.node ?? defaultNodeName(), security: security, contracts: contracts, logger: logger)
+        for (type, path) in StandardContracts.system {
+            try await kernel.create(ServiceConfig(contract: type.contract, name: path), essential: true)
+        }
+        // 3. Device drivers: in hosted mode the host's interfaces are used as they are.
+        // 4. The network binding: the gateway when present, else messages stay local.
+        var gateway: Gateway?
+        var address: SocketAddress?
+        if let binding = manifest.gateway {
+            let g = Gateway(kernel: kernel, binding: binding, logger: logger)
+            do {
+                address = try await g.bind()
+            } catch {
+                throw BootError(message: "cannot listen on \(binding.host):\(binding.port): \(error)")
+            }
+            gateway = g
+        } else {
+            logger.info("no network binding in the manifest: messages stay local")
+        }
+        // 5. The manifest's services, in order.
+        for s in manifest.services {
+            do {
+                try await kernel.create(s)
+            } catch {
+                throw BootError(message: "\(s.location.map { "\($0): " } ?? "")cannot create \(s.name ?? s.contract): \(error)")
+            }
+        }
+        return Node(manifest: manifest, kernel: kernel, gateway: gateway, httpAddress: address)
+    }
+
+    /// Serves until the task is cancelled, then drops every service in reverse start order.
+    public func run() async throws {
+        if let gateway {
+            try await withTaskCancellationHandler {
+                try await gateway.serve()
+            } onCancel: {}
+        } else {
+            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+        }
+        await kernel.shutdown()
+    }
+}
+
+public struct BootError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+func isLoopback(_ host: String) -> Bool {
+    host == "localhost" || host.hasPrefix("127.") || host == "::1"
+}
+
+func defaultNodeName() -> String {
+    var buf = [CChar](repeating: 0, count: 256)
+    guard gethostname(&buf, buf.count) == 0 else { return "local" }
+    let name = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let clean = String(name.unicodeScalars.filter { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" || $0 == ".") })
+    return clean.isEmpty ? "local" : clean
+}

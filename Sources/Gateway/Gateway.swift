@@ -1,0 +1,300 @@
+import Infoset
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ServiceKernel
+import Synchronization
+
+/// The HTTP binding: SOAP 1.2 over HTTP/1.1 (POST an envelope to a service's path), GET a path for
+/// its state as XML, GET `/` for the directory as a page, and `Subscribe` as a stream of envelopes.
+public final class Gateway: Sendable {
+    public let kernel: Kernel
+    public let binding: GatewayBinding
+    let logger: Logger
+    /// Seconds a connection may sit without sending a byte before it is closed.
+    let idleTimeout: TimeAmount
+
+    public init(kernel: Kernel, binding: GatewayBinding, idleTimeout: TimeAmount = .seconds(30), logger: Logger) {
+        self.kernel = kernel
+        self.binding = binding
+        self.idleTimeout = idleTimeout
+        self.logger = logger
+    }
+
+    typealias Server = NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
+    private let server = Mutex<Server?>(nil)
+
+    /// Binds the listening socket and returns the address it got (the port, if 0 was asked).
+    public func bind() async throws -> SocketAddress {
+        let idle = idleTimeout
+        let channel: Server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: binding.host, port: binding.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let ops = channel.pipeline.syncOperations
+                    try ops.addHandler(IdleStateHandler(readTimeout: idle), name: "idle")
+                    try ops.addHandler(IdleCloser(), name: "idle-closer")
+                    try ops.configureHTTPServerPipeline(withErrorHandling: true)
+                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
+                }
+            }
+        server.withLock { $0 = channel }
+        guard let address = channel.channel.localAddress else { throw HTTPClient.Failure(description: "gateway socket has no address") }
+        return address
+    }
+
+    /// Serves connections on the bound socket until the task is cancelled.
+    public func serve() async throws {
+        guard let server = server.withLock({ $0 }) else { throw HTTPClient.Failure(description: "gateway not bound") }
+        try await withTaskCancellationHandler {
+            try await server.executeThenClose { connections in
+                try await withThrowingDiscardingTaskGroup { group in
+                    for try await connection in connections {
+                        group.addTask { await self.serve(connection) }
+                    }
+                }
+            }
+        } onCancel: {
+            server.channel.close(promise: nil)
+        }
+    }
+
+    // MARK: one connection
+
+    func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                var head: HTTPRequestHead?
+                var body = ByteBuffer()
+                var tooLarge = false
+                for try await part in inbound {
+                    switch part {
+                    case .head(let h):
+                        head = h
+                        body.clear()
+                        tooLarge = false
+                        if let length = h.headers.first(name: "content-length").flatMap(Int.init), length > binding.maxRequestBytes {
+                            tooLarge = true
+                        }
+                    case .body(var chunk):
+                        if tooLarge { continue }
+                        if body.readableBytes + chunk.readableBytes > binding.maxRequestBytes {
+                            tooLarge = true
+                            body.clear()
+                        } else {
+                            body.writeBuffer(&chunk)
+                        }
+                    case .end:
+                        guard let h = head else { continue }
+                        if tooLarge {
+                            let fault = Fault(.sender, "TooLarge", "request body exceeds the gateway's limit of \(binding.maxRequestBytes) bytes")
+                            try await write(Response.fault(fault, status: .payloadTooLarge), to: outbound, keepAlive: false)
+                            return
+                        }
+                        let response: Response
+                        switch await respond(to: h, body: body) {
+                        case .reply(let r): response = r
+                        case .stream(let request, let notifications):
+                            try await stream(request, notifications, connection, inbound, outbound)
+                            return
+                        }
+                        try await write(response, to: outbound, keepAlive: h.isKeepAlive)
+                        if !h.isKeepAlive { return }
+                        head = nil
+                    }
+                }
+            }
+        } catch {
+            logger.debug("gateway connection ended: \(error)")
+        }
+    }
+
+    struct Response {
+        var status: HTTPResponseStatus
+        var contentType: String
+        var body: [UInt8]
+        var extraHeaders: [(String, String)] = []
+
+        static func fault(_ f: Fault, status: HTTPResponseStatus? = nil) -> Response {
+            var m = Message(.get, to: "", kind: .fault)
+            m.fault = f
+            return Response(status: status ?? Gateway.status(for: f), contentType: SOAP.contentType, body: SOAP.encode(m))
+        }
+    }
+
+    /// The SOAP 1.2 HTTP binding: Sender faults are the client's error, the rest the server's.
+    static func status(for f: Fault) -> HTTPResponseStatus {
+        f.code == .sender ? .badRequest : .internalServerError
+    }
+
+    func write(_ r: Response, to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, keepAlive: Bool) async throws {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: r.contentType)
+        headers.add(name: "Content-Length", value: String(r.body.count))
+        headers.add(name: "Server", value: "decos")
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        for (n, v) in r.extraHeaders { headers.add(name: n, value: v) }
+        try await outbound.write(contentsOf: [
+            .head(HTTPResponseHead(version: .http1_1, status: r.status, headers: headers)),
+            .body(.byteBuffer(ByteBuffer(bytes: r.body))),
+            .end(nil),
+        ])
+    }
+
+    // MARK: requests
+
+    func principal(_ h: HTTPRequestHead) -> Result<Principal, Fault> {
+        guard let auth = h.headers.first(name: "authorization") else { return .success(.anonymous) }
+        guard auth.lowercased().hasPrefix("bearer ") else {
+            return .failure(Fault(.sender, "Unauthorized", "only Bearer tokens are accepted in Authorization"))
+        }
+        guard let p = kernel.security.principal(forToken: String(auth.dropFirst(7)).trimmingSpaces) else {
+            return .failure(Fault(.sender, "Unauthorized", "unknown bearer token"))
+        }
+        return .success(p)
+    }
+
+    enum Outcome {
+        case reply(Response)
+        /// A Subscribe from an HTTP client: the connection becomes a stream of notifications.
+        case stream(Message, AsyncStream<Message>)
+    }
+
+    func respond(to h: HTTPRequestHead, body: ByteBuffer) async -> Outcome {
+        let principal: Principal
+        switch self.principal(h) {
+        case .success(let p): principal = p
+        case .failure(let f): return .reply(.fault(f, status: .unauthorized))
+        }
+        return await respond(to: h, body: body, as: principal)
+    }
+
+    func respond(to h: HTTPRequestHead, body: ByteBuffer, as principal: Principal) async -> Outcome {
+        let path = String(h.uri.prefix { $0 != "?" && $0 != "#" })
+        switch h.method {
+        case .GET, .HEAD:
+            if path == "/" { return .reply(await directoryPage(principal)) }
+            let reply = await dispatch(Message(.get, to: path), principal)
+            if let f = reply.fault {
+                if f.subcode?.local == "UnknownService" { return .reply(.fault(f, status: .notFound)) }
+                return .reply(.fault(f))
+            }
+            return .reply(Response(status: .ok, contentType: "application/xml; charset=utf-8",
+                                   body: reply.body.map { XMLWriter.bytes($0, declaration: true) } ?? []))
+        case .POST:
+            let type = h.headers.first(name: "content-type")?.lowercased() ?? ""
+            guard type.hasPrefix("application/soap+xml") else {
+                return .reply(.fault(Fault(.sender, "UnsupportedMediaType",
+                                           "POST a SOAP 1.2 envelope as application/soap+xml (got \(type.isEmpty ? "no Content-Type" : type))"),
+                                     status: .unsupportedMediaType))
+            }
+            var request: Message
+            do throws(Fault) {
+                request = try SOAP.decode(Array(buffer: body))
+            } catch {
+                return .reply(.fault(error))
+            }
+            guard request.kind == .request else { return .reply(.fault(.malformed("the gateway accepts requests, not \(request.kind)s"))) }
+            request.to = path
+            if request.verb == .subscribe, request.from == nil, request.replyTo == nil {
+                do throws(Fault) {
+                    return .stream(request, try kernel.subscribe(path, as: principal))
+                } catch {
+                    return .reply(.fault(error))
+                }
+            }
+            var reply = await dispatch(request, principal)
+            reply.to = request.replyTo ?? request.from ?? ""
+            return .reply(Response(status: reply.fault.map(Gateway.status) ?? .ok, contentType: SOAP.contentType, body: SOAP.encode(reply)))
+        default:
+            return .reply(Response(status: .methodNotAllowed, contentType: "text/plain; charset=utf-8",
+                                   body: Array("use POST (SOAP 1.2) or GET\n".utf8), extraHeaders: [("Allow", "GET, HEAD, POST")]))
+        }
+    }
+
+    /// Sends a message through the kernel, bounded by the binding's request timeout.
+    func dispatch(_ m: Message, _ principal: Principal) async -> Message {
+        let timeout = binding.requestTimeout
+        return await withCheckedContinuation { (done: CheckedContinuation<Message, Never>) in
+            let once = Once(done)
+            let call = Task { [kernel] in once.resume(await kernel.send(m, as: principal)) }
+            MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .seconds(Int64(timeout))) {
+                if once.resume(.faulted(.timeout("\(m.to) did not answer \(m.verb.rawValue) within \(timeout) s"), replyingTo: m)) {
+                    call.cancel()
+                }
+            }
+        }
+    }
+
+    // MARK: the directory page
+
+    func directoryPage(_ principal: Principal) async -> Response {
+        let reply = await dispatch(Message(.get, to: "/directory"), principal)
+        if let f = reply.fault { return .fault(f) }
+        let entries = (reply.body?.elements ?? []).map { e in
+            (path: e.child("Path")?.text ?? "", uri: e.child("Uri")?.text ?? "", contract: e.child("Contract")?.text ?? "")
+        }
+        var html = """
+        <!DOCTYPE html>
+        <html><head><meta charset="utf-8"><title>decos: \(escapeHTML(kernel.node))</title>
+        <style>body{font:15px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:.3em 1em;text-align:left;border-bottom:1px solid #ddd}code{font-size:13px}</style>
+        </head><body>
+        <h1>Node \(escapeHTML(kernel.node))</h1>
+        <p><code>\(escapeHTML(kernel.uris.authority))/</code> — \(entries.count) services. Each link shows the service's state as XML.</p>
+        <table><tr><th>Service</th><th>URI</th><th>Contract</th></tr>
+
+        """
+        for e in entries {
+            html += "<tr><td><a href=\"\(escapeHTML(e.path))\">\(escapeHTML(e.path))</a></td><td><code>\(escapeHTML(e.uri))</code></td><td><code>\(escapeHTML(e.contract))</code></td></tr>\n"
+        }
+        html += "</table></body></html>\n"
+        return Response(status: .ok, contentType: "text/html; charset=utf-8", body: Array(html.utf8))
+    }
+}
+
+func escapeHTML(_ s: String) -> String {
+    var out = ""
+    for c in s {
+        switch c {
+        case "<": out += "&lt;"
+        case ">": out += "&gt;"
+        case "&": out += "&amp;"
+        case "\"": out += "&quot;"
+        default: out.append(c)
+        }
+    }
+    return out
+}
+
+/// Resumes a continuation exactly once, whichever of the reply and the deadline comes first.
+final class Once: Sendable {
+    private let continuation: Mutex<CheckedContinuation<Message, Never>?>
+    init(_ c: CheckedContinuation<Message, Never>) { continuation = Mutex(c) }
+
+    @discardableResult
+    func resume(_ m: Message) -> Bool {
+        guard let c = continuation.withLock({ c in defer { c = nil }; return c }) else { return false }
+        c.resume(returning: m)
+        return true
+    }
+}
+
+/// Closes a connection that has sent nothing for the idle timeout (slow or vanished clients).
+final class IdleCloser: ChannelInboundHandler, Sendable {
+    typealias InboundIn = NIOAny
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil) } else { context.fireUserInboundEventTriggered(event) }
+    }
+}
+
+extension String {
+    var trimmingSpaces: String {
+        var s = Substring(self)
+        while s.first == " " { s = s.dropFirst() }
+        while s.last == " " { s = s.dropLast() }
+        return String(s)
+    }
+}

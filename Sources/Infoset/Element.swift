@@ -1,0 +1,135 @@
+/// An expanded XML name: a namespace URI (empty for none) and a local name.
+public struct QName: Hashable, Sendable, CustomStringConvertible {
+    public var namespace: String
+    public var local: String
+
+    public init(_ namespace: String, _ local: String) {
+        self.namespace = namespace
+        self.local = local
+    }
+
+    public init(_ local: String) {
+        self.namespace = ""
+        self.local = local
+    }
+
+    public var description: String { namespace.isEmpty ? local : "{\(namespace)}\(local)" }
+}
+
+public struct Attribute: Hashable, Sendable {
+    public var name: QName
+    public var value: String
+
+    public init(_ name: QName, _ value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// A child of an element: another element or a run of character data.
+public enum Content: Hashable, Sendable {
+    case element(Element)
+    case text(String)
+}
+
+/// An element information item. A value: copying it is cheap (copy on write), and a message
+/// body handed between services in one process is never re-encoded.
+public struct Element: Hashable, Sendable {
+    public var name: QName
+    public var attributes: [Attribute]
+    public var children: [Content]
+    /// Byte offset of the start tag in the document it was read from (-1 if built in code);
+    /// provenance for error messages, not part of the value.
+    public var sourceOffset: Int = -1
+
+    public static func == (a: Element, b: Element) -> Bool {
+        a.name == b.name && a.attributes == b.attributes && a.children == b.children
+    }
+
+    public func hash(into h: inout Hasher) {
+        h.combine(name)
+        h.combine(attributes)
+        h.combine(children)
+    }
+
+    public init(_ name: QName, attributes: [Attribute] = [], children: [Content] = []) {
+        self.name = name
+        self.attributes = attributes
+        self.children = children
+    }
+
+    /// An element in no namespace.
+    public init(_ local: String, attributes: [Attribute] = [], children: [Content] = []) {
+        self.init(QName(local), attributes: attributes, children: children)
+    }
+
+    /// An element holding only text.
+    public init(_ name: QName, text: String) {
+        self.init(name, children: text.isEmpty ? [] : [.text(text)])
+    }
+
+    public init(_ local: String, text: String) {
+        self.init(QName(local), text: text)
+    }
+
+    /// The element children, in order.
+    public var elements: [Element] {
+        children.compactMap { if case .element(let e) = $0 { e } else { nil } }
+    }
+
+    /// The first child element with this local name (any namespace).
+    public func child(_ local: String) -> Element? {
+        for node in children {
+            if case .element(let e) = node, e.name.local == local { return e }
+        }
+        return nil
+    }
+
+    /// The first child element with this expanded name.
+    public func child(_ name: QName) -> Element? {
+        for node in children {
+            if case .element(let e) = node, e.name == name { return e }
+        }
+        return nil
+    }
+
+    /// The concatenated character data of this element's own text children.
+    public var text: String {
+        var result = ""
+        for node in children {
+            if case .text(let t) = node { result += t }
+        }
+        return result
+    }
+
+    /// The value of an attribute with this local name and no namespace.
+    public func attribute(_ local: String) -> String? {
+        attributes.first { $0.name.namespace.isEmpty && $0.name.local == local }?.value
+    }
+
+    public func attribute(_ name: QName) -> String? {
+        attributes.first { $0.name == name }?.value
+    }
+
+    public mutating func append(_ element: Element) { children.append(.element(element)) }
+    public mutating func append(text: String) { children.append(.text(text)) }
+
+    public mutating func setAttribute(_ name: QName, _ value: String) {
+        if let i = attributes.firstIndex(where: { $0.name == name }) {
+            attributes[i].value = value
+        } else {
+            attributes.append(Attribute(name, value))
+        }
+    }
+}
+
+/// An element may stand as a property of a `Codable` type (a service's free-form `<State>`);
+/// `InfosetEncoder` and `InfosetDecoder` embed it as is. Other coders cannot carry it.
+extension Element: Codable {
+    struct UnsupportedCoder: Error, CustomStringConvertible {
+        var description: String { "an Element can only be coded by InfosetEncoder/InfosetDecoder" }
+    }
+
+    public init(from decoder: any Decoder) throws { throw UnsupportedCoder() }
+    public func encode(to encoder: any Encoder) throws { throw UnsupportedCoder() }
+}

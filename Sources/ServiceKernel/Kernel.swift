@@ -1,0 +1,268 @@
+import Infoset
+import Logging
+import Synchronization
+
+/// Builds services for contracts: the service loader's catalogue.
+public struct Contracts: Sendable {
+    public typealias Factory = @Sendable (ServiceConfig) throws -> any Service
+    public private(set) var factories: [String: Factory] = [:]
+
+    public init() {}
+
+    public init(_ types: [any Service.Type]) {
+        for t in types { register(t) }
+    }
+
+    public mutating func register(_ type: any Service.Type) {
+        factories[type.contract] = { config in try type.init(config: config) }
+    }
+
+    public mutating func register(contract: String, factory: @escaping Factory) {
+        factories[contract] = factory
+    }
+
+    public func merging(_ other: Contracts) -> Contracts {
+        var c = self
+        c.factories.merge(other.factories) { _, new in new }
+        return c
+    }
+
+    public var contracts: [String] { factories.keys.sorted() }
+}
+
+/// What `Lookup` answers for any service.
+public struct LookupResponse: Codable, Sendable {
+    public var uri: String
+    public var contract: String
+    public var partner: [PartnerEntry]
+}
+
+public struct PartnerEntry: Codable, Sendable, Hashable {
+    public var name: String
+    public var uri: String
+}
+
+public struct SubscribeResponse: Codable, Sendable {
+    public var subscription: UInt64
+    public var publisher: String
+}
+
+/// The service kernel: loads the security manager, the URI manager and the dispatcher, creates
+/// services, and routes every message. Every request ends in exactly one reply or one fault.
+public final class Kernel: Sendable {
+    public let node: String
+    public let security: SecurityManager
+    public let uris: URIManager
+    public let contracts: Contracts
+    public let logger: Logger
+    private let nextSubscription = Atomic<UInt64>(1)
+    private let startedAt = ContinuousClock.now
+
+    public init(node: String, security: SecurityManager, contracts: Contracts, logger: Logger = Logger(label: "decos")) {
+        self.node = node
+        self.security = security
+        self.uris = URIManager(node: node)
+        self.contracts = contracts
+        self.logger = logger
+    }
+
+    public var uptime: Duration { ContinuousClock.now - startedAt }
+
+    // MARK: dispatch
+
+    /// Delivers a message and returns its reply or fault. Never throws, never drops a request.
+    public func send(_ m: Message, as principal: Principal) async -> Message {
+        guard let path = uris.localPath(m.to) else {
+            return .faulted(.unreachable("\(m.to) is not on this node (\(uris.authority)) and this node has no peers"), replyingTo: m)
+        }
+        guard let reg = uris.lookup(path) else {
+            return .faulted(.unknownService(m.to.isEmpty ? "(no wsa:To)" : m.to), replyingTo: m)
+        }
+        if let denial = security.authorize(principal, m.verb, path: path) {
+            return .faulted(denial, replyingTo: m)
+        }
+        switch m.verb {
+        case .lookup:
+            return answer(m) { () throws(Fault) in
+                try infoset(LookupResponse(uri: reg.uri, contract: reg.contract,
+                                           partner: reg.partners.sorted { $0.key < $1.key }.map { PartnerEntry(name: $0.key, uri: $0.value) }))
+            }
+        case .subscribe:
+            guard let subscriber = (m.from ?? m.replyTo).flatMap(uris.localPath), uris.lookup(subscriber) != nil else {
+                return .faulted(.invalidBody("Subscribe needs wsa:From (or ReplyTo) naming a local service; HTTP clients subscribe with `decos ctl subscribe`"), replyingTo: m)
+            }
+            let id = subscribe(reg, subscriber: subscriber)
+            return answer(m) { () throws(Fault) in try infoset(SubscribeResponse(subscription: id, publisher: reg.uri)) }
+        case .drop where !reg.essential:
+            do throws(Fault) {
+                try await drop(path)
+                return .response(to: m, body: nil)
+            } catch {
+                return .faulted(error, replyingTo: m)
+            }
+        default:
+            do {
+                let body = try await reg.service.handle(Request(message: m, principal: principal))
+                if m.verb.changesState { reg.publish(m) }
+                return .response(to: m, body: body)
+            } catch let fault as Fault {
+                return .faulted(fault, replyingTo: m)
+            } catch {
+                logger.warning("\(reg.path) failed on \(m.verb.rawValue): \(error)")
+                return .faulted(.serviceFailed(reg.uri, error), replyingTo: m)
+            }
+        }
+    }
+
+    private func answer(_ m: Message, _ body: () throws(Fault) -> Element) -> Message {
+        do throws(Fault) { return .response(to: m, body: try body()) } catch { return .faulted(error, replyingTo: m) }
+    }
+
+    /// Sends a verb and returns the reply body; a fault is thrown.
+    public func call(_ verb: Verb, _ to: String, body: Element? = nil, as principal: Principal = .system,
+                     buffers: [BufferRef] = []) async throws(Fault) -> Element? {
+        try await send(Message(verb, to: to, body: body, buffers: buffers), as: principal).result()
+    }
+
+    // MARK: subscriptions
+
+    private func subscribe(_ publisher: Registration, subscriber: String) -> UInt64 {
+        let id = nextSubscription.wrappingAdd(1, ordering: .relaxed).oldValue
+        let (stream, queue) = AsyncStream<Message>.makeStream()
+        publisher.add(Subscription(id: id, subscriber: .service(subscriber), queue: queue))
+        Task { [uris] in
+            for await n in stream {
+                guard let target = uris.lookup(subscriber) else { break }
+                await target.service.notify(n)
+            }
+        }
+        return id
+    }
+
+    /// Subscribes an in-process consumer to a service; the subscription ends when the consumer
+    /// stops iterating or the service is dropped (after a final Drop notification).
+    public func subscribe(_ to: String, as principal: Principal) throws(Fault) -> AsyncStream<Message> {
+        guard let path = uris.localPath(to) else { throw .unreachable("\(to) is not on this node") }
+        guard let reg = uris.lookup(path) else { throw .unknownService(to) }
+        if let denial = security.authorize(principal, .subscribe, path: path) { throw denial }
+        let id = nextSubscription.wrappingAdd(1, ordering: .relaxed).oldValue
+        let (stream, queue) = AsyncStream<Message>.makeStream()
+        queue.onTermination = { [weak reg] _ in _ = reg?.remove(subscription: id) }
+        reg.add(Subscription(id: id, subscriber: .stream, queue: queue))
+        return stream
+    }
+
+    /// Lets a service announce a change that did not come through a verb (the directory does).
+    public func publish(_ message: Message, from path: String) {
+        uris.lookup(path)?.publish(message)
+    }
+
+    // MARK: services
+
+    /// Builds and registers a service, then starts it. The security manager approves the name first.
+    @discardableResult
+    public func create(_ config: ServiceConfig, essential: Bool = false) async throws(Fault) -> Registration {
+        guard let factory = contracts.factories[config.contract] else {
+            throw Fault(.sender, "UnknownContract", "no service implements \(config.contract); known contracts: \(contracts.contracts.joined(separator: ", "))")
+        }
+        if let name = config.name {
+            if let problem = pathProblem(name) { throw Fault.invalidBody("name \(name): \(problem)") }
+            if let denial = security.authorizeRegistration(contract: config.contract, name: name) { throw denial }
+        }
+        let service: any Service
+        do {
+            service = try factory(config)
+        } catch let f as Fault {
+            throw f
+        } catch {
+            throw Fault(.sender, "InvalidConfig", "\(config.contract): \(error)")
+        }
+        let reg = uris.register(preferred: config.name, contract: config.contract) { path, uri in
+            Registration(path: path, uri: uri, contract: config.contract, service: service,
+                         partners: config.partners, essential: essential)
+        }
+        if config.name == nil, let denial = security.authorizeRegistration(contract: config.contract, name: reg.path) {
+            _ = uris.unregister(reg.path)
+            throw denial
+        }
+        let context = ServiceContext(kernel: self, path: reg.path, uri: reg.uri, partners: config.partners)
+        do {
+            try await service.start(context)
+        } catch {
+            _ = uris.unregister(reg.path)
+            throw error as? Fault ?? Fault(.receiver, "StartFailed", "\(reg.path) (\(config.contract)) failed to start: \(error)")
+        }
+        logger.info("registered \(reg.uri) (\(config.contract))")
+        return reg
+    }
+
+    /// Unregisters a service, ends the subscriptions on either side, and stops it.
+    public func drop(_ path: String) async throws(Fault) {
+        guard let reg = uris.unregister(path) else { throw .unknownService(path) }
+        var ended = Message(.drop, to: "")
+        ended.kind = .notification
+        ended.from = reg.uri
+        for s in reg.removeAllSubscriptions() {
+            ended.to = s.subscriberPath ?? ""
+            s.queue.yield(ended)
+            s.queue.finish()
+        }
+        for other in uris.registrations {
+            for s in other.removeSubscriptions(of: path) { s.queue.finish() }
+        }
+        await reg.service.stop()
+        logger.info("dropped \(reg.uri)")
+    }
+
+    /// Drops every service, newest first.
+    public func shutdown() async {
+        for reg in uris.registrations.reversed() {
+            try? await drop(reg.path)
+        }
+    }
+}
+
+/// What a service holds to reach the rest of the node.
+public struct ServiceContext: Sendable {
+    public let kernel: Kernel
+    public let path: String
+    public let uri: String
+    public let partners: [String: String]
+
+    public var principal: Principal { .service(path) }
+
+    /// The URI of a partner named in the manifest.
+    public func partner(_ name: String) throws(Fault) -> String {
+        guard let uri = partners[name] else {
+            throw Fault(.receiver, "UnknownPartner", "\(path) has no partner named \(name) in its manifest entry")
+        }
+        return uri
+    }
+
+    public func call(_ verb: Verb, _ to: String, body: Element? = nil, buffers: [BufferRef] = []) async throws(Fault) -> Element? {
+        var m = Message(verb, to: to, body: body, buffers: buffers)
+        m.from = path
+        return try await kernel.send(m, as: principal).result()
+    }
+
+    /// Sends a typed body and decodes a typed reply.
+    public func call<Reply: Decodable>(_ verb: Verb, _ to: String, body: some Encodable, reply: Reply.Type) async throws(Fault) -> Reply {
+        guard let e = try await call(verb, to, body: try infoset(body)) else {
+            throw Fault(.receiver, "EmptyReply", "\(to) answered \(verb.rawValue) with no body")
+        }
+        do { return try InfosetDecoder().decode(reply, from: e) } catch {
+            throw Fault(.receiver, "UnexpectedReply", "\(to) answered \(verb.rawValue) with an unexpected body: \(error)")
+        }
+    }
+
+    /// Subscribes this service to another; notifications arrive in `notify`.
+    @discardableResult
+    public func subscribe(to publisher: String) async throws(Fault) -> Element? {
+        try await call(.subscribe, publisher)
+    }
+
+    /// Notifies this service's subscribers of a change that did not arrive as a verb.
+    public func publish(_ verb: Verb, body: Element?) {
+        kernel.publish(Message(verb, to: "", body: body), from: path)
+    }
+}

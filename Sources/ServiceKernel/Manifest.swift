@@ -1,0 +1,308 @@
+import Infoset
+
+/// Where something came from in a manifest, for messages a user can act on.
+public struct SourceLocation: Sendable, Hashable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var column: Int
+
+    public init(file: String, line: Int, column: Int) {
+        self.file = file
+        self.line = line
+        self.column = column
+    }
+
+    public var description: String { "\(file):\(line):\(column)" }
+}
+
+public struct ManifestError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var location: SourceLocation
+    public var message: String
+
+    public init(location: SourceLocation, message: String) {
+        self.location = location
+        self.message = message
+    }
+
+    public var description: String { "\(location): error: \(message)" }
+}
+
+/// Every error found in one manifest, reported together.
+public struct ManifestErrors: Error, Sendable, CustomStringConvertible {
+    public var errors: [ManifestError]
+
+    public init(errors: [ManifestError]) { self.errors = errors }
+
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+}
+
+/// One service the manifest asks for.
+public struct ServiceConfig: Sendable {
+    public var contract: String
+    /// Preferred path (`/counter`); the URI manager generates one when absent or taken.
+    public var name: String?
+    /// Partner name → URI (a path or `decos://node/path`).
+    public var partners: [String: String]
+    /// Initial state, as the service's state element.
+    public var state: Element?
+    /// Service-specific settings, as written in the manifest's `<Config>`.
+    public var settings: Element?
+    public var location: SourceLocation?
+
+    public init(contract: String, name: String? = nil, partners: [String: String] = [:], state: Element? = nil,
+                settings: Element? = nil, location: SourceLocation? = nil) {
+        self.contract = contract
+        self.name = name
+        self.partners = partners
+        self.state = state
+        self.settings = settings
+        self.location = location
+    }
+
+    /// The initial state as a typed value, or nil if the manifest gives none.
+    public func initialState<T: Decodable>(_ type: T.Type) throws -> T? {
+        guard let state else { return nil }
+        return try InfosetDecoder().decode(type, from: state)
+    }
+}
+
+/// The gateway binding: present means this node speaks HTTP to the outside.
+public struct GatewayBinding: Sendable, Hashable {
+    public var host: String
+    public var port: Int
+    public var maxRequestBytes: Int
+    /// Seconds a request may wait for its service before it ends in a timeout fault.
+    public var requestTimeout: Int
+
+    public init(host: String = "127.0.0.1", port: Int = 7480, maxRequestBytes: Int = 1 << 20, requestTimeout: Int = 30) {
+        self.host = host
+        self.port = port
+        self.maxRequestBytes = maxRequestBytes
+        self.requestTimeout = requestTimeout
+    }
+
+    /// Parses `HOST:PORT`, `[v6]:PORT` or `:PORT`.
+    public static func parseAddress(_ text: String) -> (host: String, port: Int)? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+              (0...65535).contains(port) else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "127.0.0.1" : host, port)
+    }
+}
+
+/// A node's manifest: its name, its network binding, its security rules and its services.
+public struct Manifest: Sendable {
+    public static let namespace = "urn:decos:manifest"
+
+    public var node: String?
+    public var gateway: GatewayBinding?
+    public var security: SecurityPolicy?
+    public var services: [ServiceConfig]
+    public var file: String
+
+    public init(node: String? = nil, gateway: GatewayBinding? = nil, security: SecurityPolicy? = nil,
+                services: [ServiceConfig] = [], file: String = "<manifest>") {
+        self.node = node
+        self.gateway = gateway
+        self.security = security
+        self.services = services
+        self.file = file
+    }
+
+    /// Parses a manifest, collecting every error with its file, line and column.
+    public static func parse(_ bytes: [UInt8], file: String) throws(ManifestErrors) -> Manifest {
+        let root: Element
+        do {
+            root = try XMLReader.parse(bytes)
+        } catch {
+            throw ManifestErrors(errors: [ManifestError(location: SourceLocation(file: file, line: error.line, column: error.column),
+                                                        message: error.message)])
+        }
+        var reader = ManifestReader(file: file, bytes: bytes)
+        let manifest = reader.manifest(root)
+        if !reader.errors.isEmpty { throw ManifestErrors(errors: reader.errors) }
+        return manifest
+    }
+
+    public static func parse(_ text: String, file: String = "<manifest>") throws(ManifestErrors) -> Manifest {
+        try parse(Array(text.utf8), file: file)
+    }
+}
+
+/// Walks a manifest's infoset, checking names and values as it goes.
+struct ManifestReader {
+    let file: String
+    let bytes: [UInt8]
+    var errors: [ManifestError] = []
+
+    func location(_ e: Element) -> SourceLocation {
+        let (line, column) = XMLReader.lineColumn(of: e.sourceOffset, in: bytes)
+        return SourceLocation(file: file, line: line, column: column)
+    }
+
+    mutating func fail(_ e: Element, _ message: String) {
+        errors.append(ManifestError(location: location(e), message: message))
+    }
+
+    /// Reports attributes the element does not allow, and returns the required ones that are missing as nil.
+    mutating func attributes(_ e: Element, allowed: Set<String>, required: Set<String> = []) {
+        for a in e.attributes where !allowed.contains(a.name.local) || !a.name.namespace.isEmpty {
+            fail(e, "<\(e.name.local)> has no attribute \"\(a.name.local)\"; allowed: \(allowed.sorted().joined(separator: ", "))")
+        }
+        for r in required.sorted() where e.attribute(r) == nil {
+            fail(e, "<\(e.name.local)> needs the attribute \"\(r)\"")
+        }
+    }
+
+    func inManifestNamespace(_ e: Element) -> Bool { e.name.namespace == Manifest.namespace }
+
+    mutating func manifest(_ root: Element) -> Manifest {
+        var m = Manifest(file: file)
+        guard root.name == QName(Manifest.namespace, "Manifest") else {
+            fail(root, "the root element must be <Manifest xmlns=\"\(Manifest.namespace)\">, found \(root.name)")
+            return m
+        }
+        attributes(root, allowed: ["node"])
+        if let node = root.attribute("node") {
+            if isValidNodeName(node) { m.node = node } else {
+                fail(root, "node name \"\(node)\" must be letters, digits, '-' or '.'")
+            }
+        }
+        var names: [String: Element] = [:]
+        for e in root.elements {
+            guard inManifestNamespace(e) else { fail(e, "\(e.name) is not a manifest element"); continue }
+            switch e.name.local {
+            case "Network":
+                if m.gateway != nil { fail(e, "only one <Network> is allowed") }
+                m.gateway = network(e)
+            case "Security":
+                if m.security != nil { fail(e, "only one <Security> is allowed") }
+                m.security = security(e)
+            case "Service":
+                guard let s = service(e) else { continue }
+                if let name = s.name {
+                    if let previous = names[name] {
+                        fail(e, "the name \(name) is already used by the service at line \(location(previous).line)")
+                    }
+                    names[name] = e
+                }
+                m.services.append(s)
+            default:
+                fail(e, "unknown element <\(e.name.local)>; expected <Network>, <Security> or <Service>")
+            }
+        }
+        return m
+    }
+
+    mutating func network(_ e: Element) -> GatewayBinding? {
+        attributes(e, allowed: [])
+        var binding: GatewayBinding?
+        for g in e.elements {
+            guard inManifestNamespace(g), g.name.local == "Gateway" else { fail(g, "unknown element <\(g.name.local)> in <Network>; expected <Gateway>"); continue }
+            attributes(g, allowed: ["listen", "maxRequestBytes", "requestTimeout"])
+            var b = GatewayBinding()
+            if let listen = g.attribute("listen") {
+                if let (host, port) = GatewayBinding.parseAddress(listen) { b.host = host; b.port = port }
+                else { fail(g, "listen=\"\(listen)\" is not HOST:PORT") }
+            }
+            if let v = g.attribute("maxRequestBytes") {
+                if let n = Int(v), n >= 1024 { b.maxRequestBytes = n } else { fail(g, "maxRequestBytes=\"\(v)\" must be a number of bytes ≥ 1024") }
+            }
+            if let v = g.attribute("requestTimeout") {
+                if let n = Int(v), n > 0 { b.requestTimeout = n } else { fail(g, "requestTimeout=\"\(v)\" must be a positive number of seconds") }
+            }
+            binding = b
+        }
+        return binding
+    }
+
+    mutating func service(_ e: Element) -> ServiceConfig? {
+        attributes(e, allowed: ["contract", "name"], required: ["contract"])
+        guard let contract = e.attribute("contract") else { return nil }
+        var config = ServiceConfig(contract: contract, location: location(e))
+        if let name = e.attribute("name") {
+            if let problem = pathProblem(name) { fail(e, "name \"\(name)\": \(problem)") } else { config.name = name }
+        }
+        for c in e.elements {
+            guard inManifestNamespace(c) else { fail(c, "\(c.name) is not a manifest element; wrap service data in <State> or <Config>"); continue }
+            switch c.name.local {
+            case "Partner":
+                attributes(c, allowed: ["name", "uri"], required: ["name", "uri"])
+                if let n = c.attribute("name"), let u = c.attribute("uri") {
+                    if config.partners[n] != nil { fail(c, "partner \"\(n)\" is named twice") }
+                    config.partners[n] = u
+                }
+            case "State", "Config":
+                attributes(c, allowed: [])
+                let inner = c.elements
+                if inner.count != 1 { fail(c, "<\(c.name.local)> must hold exactly one element") }
+                if c.name.local == "State" { config.state = inner.first } else { config.settings = inner.first }
+            default:
+                fail(c, "unknown element <\(c.name.local)> in <Service>; expected <Partner>, <State> or <Config>")
+            }
+        }
+        return config
+    }
+
+    mutating func security(_ e: Element) -> SecurityPolicy {
+        attributes(e, allowed: [])
+        var policy = SecurityPolicy()
+        for r in e.elements {
+            guard inManifestNamespace(r) else { fail(r, "\(r.name) is not a manifest element"); continue }
+            let where_ = location(r)
+            switch r.name.local {
+            case "Token":
+                attributes(r, allowed: ["name", "secret"], required: ["name", "secret"])
+                if let n = r.attribute("name"), let s = r.attribute("secret") {
+                    if s.utf8.count < 16 { fail(r, "token \"\(n)\": a secret must be at least 16 characters") }
+                    policy.tokens.append(SecurityPolicy.Token(name: n, secret: s))
+                }
+            case "Register":
+                attributes(r, allowed: ["contract", "names"], required: ["contract", "names"])
+                if let c = r.attribute("contract"), let n = r.attribute("names") {
+                    policy.registrations.append(SecurityPolicy.RegisterRule(contract: c, names: words(n), location: where_))
+                }
+            case "Allow", "Deny":
+                attributes(r, allowed: ["id", "principals", "verbs", "paths"], required: ["principals"])
+                var verbs: Set<Verb>? = nil
+                if let v = r.attribute("verbs"), v != "*" {
+                    var set = Set<Verb>()
+                    for w in words(v) {
+                        if let verb = Verb(name: w) { set.insert(verb) } else { fail(r, "unknown verb \"\(w)\"") }
+                    }
+                    verbs = set
+                }
+                let principals = words(r.attribute("principals") ?? "")
+                for p in principals where !SecurityPolicy.isPrincipalPattern(p) {
+                    fail(r, "principal \"\(p)\" must be anonymous, token:NAME, service:PATH or * (NAME and PATH may end in *)")
+                }
+                policy.rules.append(SecurityPolicy.AccessRule(
+                    id: r.attribute("id") ?? "\(r.name.local.lowercased())@\(where_.line)",
+                    allow: r.name.local == "Allow", principals: principals, verbs: verbs,
+                    paths: words(r.attribute("paths") ?? "*"), location: where_))
+            default:
+                fail(r, "unknown element <\(r.name.local)> in <Security>; expected <Token>, <Register>, <Allow> or <Deny>")
+            }
+        }
+        return policy
+    }
+
+    func words(_ s: String) -> [String] { s.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "," }).map(String.init) }
+}
+
+/// Why a service path is unusable, or nil if it is fine.
+public func pathProblem(_ path: String) -> String? {
+    guard path.hasPrefix("/") else { return "a service name is a path starting with /" }
+    guard path.count > 1 else { return "/ is the gateway's directory page, not a service name" }
+    guard !path.hasSuffix("/") else { return "a service name does not end with /" }
+    for c in path.unicodeScalars where !(c.properties.isAlphabetic || ("0"..."9").contains(c) || "/-_.~".unicodeScalars.contains(c)) {
+        return "character \"\(c)\" is not allowed in a service name"
+    }
+    guard !path.contains("//") else { return "a service name has no empty segments" }
+    return nil
+}
+
+func isValidNodeName(_ s: String) -> Bool {
+    !s.isEmpty && s.count <= 63 && s.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" || $0 == ".") }
+}

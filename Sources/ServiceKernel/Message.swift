@@ -1,0 +1,84 @@
+import Infoset
+
+/// Bytes that travel beside a message rather than inside it. A class so that handing a message to
+/// a local service passes the buffer by reference; the data plane moves it between nodes.
+public final class DataBuffer: Sendable {
+    public let bytes: [UInt8]
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    public var count: Int { bytes.count }
+}
+
+/// A header reference to a data buffer: the body names it by `id`.
+public struct BufferRef: Sendable, Hashable {
+    public var id: String
+    public var length: Int
+    public var buffer: DataBuffer
+
+    public init(id: String, buffer: DataBuffer) {
+        self.id = id
+        self.length = buffer.count
+        self.buffer = buffer
+    }
+
+    public static func == (a: BufferRef, b: BufferRef) -> Bool { a.id == b.id && a.length == b.length && a.buffer === b.buffer }
+    public func hash(into h: inout Hasher) { h.combine(id); h.combine(length) }
+}
+
+/// One message: a request, a response, a fault, or a notification. In process it is this value;
+/// it is encoded (as a SOAP envelope, or in binary between nodes) only when it leaves the process.
+public struct Message: Sendable {
+    public enum Kind: Sendable, Hashable {
+        case request, response, fault, notification
+    }
+
+    public var kind: Kind
+    public var verb: Verb
+    /// The destination: a path (`/counter`) or a full URI (`decos://node/counter`).
+    public var to: String
+    public var messageID: String?
+    public var relatesTo: String?
+    public var replyTo: String?
+    public var from: String?
+    public var buffers: [BufferRef]
+    /// The body's single child element, if any.
+    public var body: Element?
+    public var fault: Fault?
+
+    public init(_ verb: Verb, to: String, body: Element? = nil, kind: Kind = .request, buffers: [BufferRef] = []) {
+        self.kind = kind
+        self.verb = verb
+        self.to = to
+        self.body = body
+        self.buffers = buffers
+    }
+
+    public static func faulted(_ fault: Fault, replyingTo request: Message) -> Message {
+        var m = Message(request.verb, to: request.replyTo ?? request.from ?? "", kind: .fault)
+        m.relatesTo = request.messageID
+        m.fault = fault
+        return m
+    }
+
+    public static func response(to request: Message, body: Element?) -> Message {
+        var m = Message(request.verb, to: request.replyTo ?? request.from ?? "", body: body, kind: .response)
+        m.relatesTo = request.messageID
+        return m
+    }
+
+    /// The WS-Addressing Action for this message.
+    public var action: String {
+        switch kind {
+        case .request, .notification: verb.action
+        case .response: verb.responseAction
+        case .fault: SOAP.faultAction
+        }
+    }
+
+    public func buffer(_ id: String) -> DataBuffer? { buffers.first { $0.id == id }?.buffer }
+
+    /// The reply body, or the fault thrown as an error.
+    public func result() throws(Fault) -> Element? {
+        if let fault { throw fault }
+        return body
+    }
+}

@@ -1,0 +1,127 @@
+import Infoset
+
+/// A service: an actor with a contract, reached at a URI, that answers verbs.
+///
+/// The actor is its own listener: its executor's queue is the service's port, so a local message
+/// reaches `handle` by one actor hop, with no encoding and no copy. A thrown error ends that request
+/// with a fault (a `Fault` as is, anything else as a Receiver fault); the service goes on serving.
+public protocol Service: Actor {
+    /// The contract URI this type implements, e.g. `urn:decos:examples:counter`.
+    static var contract: String { get }
+    /// Builds the service from its manifest entry (initial state, partners, configuration).
+    init(config: ServiceConfig) throws
+    /// Called once after registration, before any message; the context reaches other services.
+    func start(_ context: ServiceContext) async throws
+    /// Answers one request. The result is the reply body (nil for an empty body).
+    func handle(_ request: Request) async throws -> Element?
+    /// Receives the notifications of subscriptions this service made.
+    func notify(_ notification: Message) async
+    /// Called when the service is dropped or the node stops.
+    func stop() async
+}
+
+extension Service {
+    public func start(_ context: ServiceContext) async throws {}
+    public func notify(_ notification: Message) async {}
+    public func stop() async {}
+}
+
+/// Who sends a message; the security manager's rules are written in these terms.
+public enum Principal: Sendable, Hashable, CustomStringConvertible {
+    /// The kernel itself, at boot and shutdown.
+    case system
+    /// A local service, by path.
+    case service(String)
+    /// A gateway client holding the bearer token of this name.
+    case token(String)
+    /// A gateway client without a token.
+    case anonymous
+
+    public var description: String {
+        switch self {
+        case .system: "system"
+        case .service(let p): "service:\(p)"
+        case .token(let n): "token:\(n)"
+        case .anonymous: "anonymous"
+        }
+    }
+}
+
+/// One incoming request as a service sees it.
+public struct Request: Sendable {
+    public let message: Message
+    public let principal: Principal
+
+    public init(message: Message, principal: Principal) {
+        self.message = message
+        self.principal = principal
+    }
+
+    public var verb: Verb { message.verb }
+    public var body: Element? { message.body }
+
+    /// The body as a typed value; a missing or mismatched body is a Sender fault naming what is wrong.
+    public func decode<T: Decodable>(_ type: T.Type) throws(Fault) -> T {
+        guard let body = message.body else {
+            throw Fault.invalidBody("\(message.verb.rawValue) needs a <\(InfosetEncoder.rootName(of: T.self))> body")
+        }
+        return try decodeBody(type, body)
+    }
+
+    /// The body as a typed value, or nil when the message has no body.
+    public func decodeIfPresent<T: Decodable>(_ type: T.Type) throws(Fault) -> T? {
+        guard let body = message.body else { return nil }
+        return try decodeBody(type, body)
+    }
+
+    private func decodeBody<T: Decodable>(_ type: T.Type, _ body: Element) throws(Fault) -> T {
+        let expected = InfosetEncoder.rootName(of: T.self)
+        guard body.name.local == expected else {
+            throw Fault.invalidBody("\(message.verb.rawValue) expects a <\(expected)> body, got <\(body.name.local)>")
+        }
+        do {
+            return try InfosetDecoder().decode(type, from: body)
+        } catch {
+            throw Fault.invalidBody("body does not match <\(expected)>: \(error)")
+        }
+    }
+}
+
+/// Encodes a typed value as a body element named after its type.
+public func infoset<T: Encodable>(_ value: T) throws(Fault) -> Element {
+    do {
+        return try InfosetEncoder().encode(value)
+    } catch {
+        throw Fault(.receiver, "EncodingFailed", "could not encode \(T.self): \(error)")
+    }
+}
+
+/// A service's state with its infoset cached: a Get returns the cached element until the state
+/// changes, so reads cost no encoding.
+@propertyWrapper
+public struct ServiceState<Value: Codable & Sendable>: Sendable {
+    private var value: Value
+    private var cached: Element?
+
+    public init(wrappedValue: Value) {
+        self.value = wrappedValue
+    }
+
+    public var wrappedValue: Value {
+        get { value }
+        set { value = newValue; cached = nil }
+    }
+
+    public var projectedValue: ServiceState<Value> {
+        get { self }
+        set { self = newValue }
+    }
+
+    /// The state as an infoset, encoded at most once per change.
+    public mutating func infoset() throws(Fault) -> Element {
+        if let cached { return cached }
+        let e = try ServiceKernel.infoset(value)
+        cached = e
+        return e
+    }
+}

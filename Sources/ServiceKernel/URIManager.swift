@@ -1,0 +1,131 @@
+import Infoset
+import Synchronization
+
+/// A row of the mapping table as the directory shows it.
+public struct DirectoryEntry: Codable, Sendable, Hashable {
+    public var uri: String
+    public var path: String
+    public var contract: String
+    public var node: String
+
+    public init(uri: String, path: String, contract: String, node: String) {
+        self.uri = uri
+        self.path = path
+        self.contract = contract
+        self.node = node
+    }
+}
+
+/// A change to the mapping table, in the order it happened.
+public enum TableChange: Sendable, Hashable {
+    case registered(DirectoryEntry)
+    case unregistered(DirectoryEntry)
+}
+
+/// A registered service: its URI, its port (the actor), and who subscribes to it.
+public final class Registration: Sendable {
+    public let path: String
+    public let uri: String
+    public let contract: String
+    public let service: any Service
+    public let partners: [String: String]
+    /// System services cannot be dropped; a Drop sent to one is handed to the service itself.
+    public let essential: Bool
+    let subscriptions = Mutex<[Subscription]>([])
+
+    init(path: String, uri: String, contract: String, service: any Service, partners: [String: String], essential: Bool) {
+        self.path = path
+        self.uri = uri
+        self.contract = contract
+        self.service = service
+        self.partners = partners
+        self.essential = essential
+    }
+
+    func entry(node: String) -> DirectoryEntry { DirectoryEntry(uri: uri, path: path, contract: contract, node: node) }
+}
+
+/// The URI manager: maps each path of this node to its registration, hands out unique names,
+/// and tells observers of every change in order.
+public final class URIManager: Sendable {
+    public let node: String
+    private struct State {
+        var table: [String: Registration] = [:]
+        /// Registration order; shutdown drops in reverse.
+        var order: [String] = []
+        var observers: [UInt64: AsyncStream<TableChange>.Continuation] = [:]
+        var nextObserver: UInt64 = 0
+    }
+    private let state = Mutex(State())
+
+    public init(node: String) { self.node = node }
+
+    public var authority: String { "decos://\(node)" }
+
+    /// The path a message's destination names on this node, or nil if it names another node.
+    @inline(__always)
+    public func localPath(_ to: String) -> String? {
+        if to.utf8.first == UInt8(ascii: "/") { return to }
+        guard to.hasPrefix("decos://") else { return nil }
+        let rest = to.dropFirst(8)
+        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+        let host = rest[..<slash]
+        guard host == node || host == "localhost" || host.isEmpty else { return nil }
+        return slash == rest.endIndex ? "/" : String(rest[slash...])
+    }
+
+    @inline(__always)
+    public func lookup(_ path: String) -> Registration? {
+        state.withLock { $0.table[path] }
+    }
+
+    public var registrations: [Registration] {
+        state.withLock { s in s.order.compactMap { s.table[$0] } }
+    }
+
+    public var entries: [DirectoryEntry] { registrations.map { $0.entry(node: node) } }
+
+    /// Claims `preferred` if free, else a generated unique name from the contract's last segment.
+    func register(preferred: String?, contract: String, make: (String, String) -> Registration) -> Registration {
+        state.withLock { s in
+            var path = preferred ?? ""
+            if path.isEmpty || s.table[path] != nil {
+                let base = preferred ?? "/" + (contract.split(whereSeparator: { $0 == ":" || $0 == "/" }).last.map(String.init) ?? "service")
+                var n = 2
+                while s.table["\(base)-\(n)"] != nil { n += 1 }
+                path = "\(base)-\(n)"
+            }
+            let r = make(path, authority + path)
+            s.table[path] = r
+            s.order.append(path)
+            for o in s.observers.values { o.yield(.registered(r.entry(node: node))) }
+            return r
+        }
+    }
+
+    func isFree(_ path: String) -> Bool { state.withLock { $0.table[path] == nil } }
+
+    func unregister(_ path: String) -> Registration? {
+        state.withLock { s in
+            guard let r = s.table.removeValue(forKey: path) else { return nil }
+            s.order.removeAll { $0 == path }
+            for o in s.observers.values { o.yield(.unregistered(r.entry(node: node))) }
+            return r
+        }
+    }
+
+    /// Every change from now on, in order; the stream ends when the consumer stops.
+    public func changes() -> AsyncStream<TableChange> {
+        let (stream, continuation) = AsyncStream<TableChange>.makeStream()
+        let id = state.withLock { s in
+            let id = s.nextObserver
+            s.nextObserver += 1
+            s.observers[id] = continuation
+            return id
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.observers.removeValue(forKey: id) }
+        }
+        return stream
+    }
+}

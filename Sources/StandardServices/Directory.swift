@@ -1,0 +1,60 @@
+import Infoset
+import ServiceKernel
+
+/// `/directory`: the node's mapping table. Get lists every service; Query finds by contract or
+/// path; subscribers are told of each registration (Insert) and removal (Delete) as it happens.
+public actor Directory: Service {
+    public static let contract = "urn:decos:directory"
+
+    public struct DirectoryList: Codable, Sendable {
+        public var entry: [DirectoryEntry]
+    }
+
+    /// Filters; each given one must match. `path` may use `*`.
+    public struct DirectoryQuery: Codable, Sendable {
+        public var contract: String?
+        public var path: String?
+    }
+
+    private var kernel: Kernel?
+    private var watcher: Task<Void, Never>?
+
+    public init(config: ServiceConfig) {}
+
+    public func start(_ context: ServiceContext) async throws {
+        kernel = context.kernel
+        let changes = context.kernel.uris.changes()
+        watcher = Task {
+            for await change in changes {
+                switch change {
+                case .registered(let e): context.publish(.insert, body: try? infoset(e))
+                case .unregistered(let e): context.publish(.delete, body: try? infoset(e))
+                }
+            }
+        }
+    }
+
+    public func stop() {
+        watcher?.cancel()
+    }
+
+    public func handle(_ request: Request) throws -> Element? {
+        guard let kernel else { throw Fault(.receiver, "NotStarted", "directory not started") }
+        switch request.verb {
+        case .get:
+            return try infoset(DirectoryList(entry: kernel.uris.entries))
+        case .query:
+            let q = try request.decode(DirectoryQuery.self)
+            let found = kernel.uris.entries.filter { e in
+                (q.contract.map { $0 == e.contract } ?? true) && (q.path.map { pattern(e.path, $0) } ?? true)
+            }
+            return try infoset(DirectoryList(entry: found))
+        default:
+            throw Fault.actionNotSupported(request.verb, "/directory")
+        }
+    }
+
+    private func pattern(_ path: String, _ p: String) -> Bool {
+        p.hasSuffix("*") ? path.hasPrefix(p.dropLast()) : path == p
+    }
+}

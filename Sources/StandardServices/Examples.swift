@@ -1,0 +1,112 @@
+import Infoset
+import ServiceKernel
+
+/// `/counter` (`urn:decos:examples:counter`): Get → `<CounterState><Value>n</Value></CounterState>`;
+/// Update `<Increment><By>n</By></Increment>` adds n; Replace sets the whole state.
+public actor Counter: Service {
+    public static let contract = "urn:decos:examples:counter"
+
+    public struct CounterState: Codable, Sendable { public var value: Int }
+    public struct Increment: Codable, Sendable { public var by: Int }
+
+    @ServiceState var state: CounterState
+
+    public init(config: ServiceConfig) throws {
+        _state = ServiceState(wrappedValue: try config.initialState(CounterState.self) ?? CounterState(value: 0))
+    }
+
+    public func handle(_ request: Request) throws -> Element? {
+        switch request.verb {
+        case .get:
+            return try $state.infoset()
+        case .update:
+            let (sum, overflow) = state.value.addingReportingOverflow(try request.decode(Increment.self).by)
+            guard !overflow else { throw Fault.invalidBody("the counter would overflow") }
+            state.value = sum
+            return try $state.infoset()
+        case .replace:
+            state = try request.decode(CounterState.self)
+            return try $state.infoset()
+        default:
+            throw Fault.actionNotSupported(request.verb, "/counter")
+        }
+    }
+}
+
+/// `/kv` (`urn:decos:examples:kv`): a key-value store. Insert (new keys only), Update (existing
+/// only), Upsert and Delete take `<Entry><Key>k</Key><Value>v</Value></Entry>`; Query takes
+/// `<KVQuery><Prefix>p</Prefix></KVQuery>`; Get returns `<KVState>` with every entry, by key.
+public actor KeyValueStore: Service {
+    public static let contract = "urn:decos:examples:kv"
+
+    public struct Entry: Codable, Sendable, Hashable {
+        public var key: String
+        public var value: String?
+    }
+    public struct KVState: Codable, Sendable { public var entry: [Entry] }
+    public struct KVQuery: Codable, Sendable { public var prefix: String? }
+
+    private var store: [String: String] = [:]
+
+    public init(config: ServiceConfig) throws {
+        for e in try config.initialState(KVState.self)?.entry ?? [] { store[e.key] = e.value ?? "" }
+    }
+
+    private func snapshot(_ include: (String) -> Bool = { _ in true }) throws(Fault) -> Element {
+        try infoset(KVState(entry: store.keys.sorted().filter(include).map { Entry(key: $0, value: store[$0]) }))
+    }
+
+    public func handle(_ request: Request) throws -> Element? {
+        switch request.verb {
+        case .get:
+            return try snapshot()
+        case .query:
+            let q = try request.decodeIfPresent(KVQuery.self)
+            return try snapshot { q?.prefix.map($0.hasPrefix) ?? true }
+        case .insert, .update, .upsert:
+            let e = try request.decode(Entry.self)
+            guard let value = e.value else { throw Fault.invalidBody("\(request.verb.rawValue) needs <Value>") }
+            if request.verb == .insert, store[e.key] != nil { throw Fault(.sender, "Exists", "key \"\(e.key)\" already exists; use Update or Upsert") }
+            if request.verb == .update, store[e.key] == nil { throw Fault(.sender, "NotFound", "key \"\(e.key)\" does not exist; use Insert or Upsert") }
+            store[e.key] = value
+            return try infoset(e)
+        case .delete:
+            let e = try request.decode(Entry.self)
+            guard let old = store.removeValue(forKey: e.key) else { throw Fault(.sender, "NotFound", "key \"\(e.key)\" does not exist") }
+            return try infoset(Entry(key: e.key, value: old))
+        case .replace:
+            let s = try request.decode(KVState.self)
+            store = Dictionary(s.entry.map { ($0.key, $0.value ?? "") }) { _, last in last }
+            return try snapshot()
+        default:
+            throw Fault.actionNotSupported(request.verb, "/kv")
+        }
+    }
+}
+
+/// `/echo` (`urn:decos:examples:echo`): Submit returns its body.
+public actor Echo: Service {
+    public static let contract = "urn:decos:examples:echo"
+
+    public init(config: ServiceConfig) {}
+
+    public func handle(_ request: Request) throws -> Element? {
+        guard request.verb == .submit else { throw Fault.actionNotSupported(request.verb, "/echo") }
+        return request.body
+    }
+}
+
+/// Contracts of the system services every node runs, and the examples.
+public enum StandardContracts {
+    /// The system services and the paths they always take.
+    public static let system: [(type: any Service.Type, path: String)] = [
+        (Directory.self, "/directory"),
+        (Constructor.self, "/constructor"),
+        (ManifestLoader.self, "/manifestloader"),
+        (NodeService.self, "/os/node"),
+    ]
+
+    public static let examples: [any Service.Type] = [Counter.self, KeyValueStore.self, Echo.self]
+
+    public static var all: Contracts { Contracts(system.map(\.type) + examples) }
+}

@@ -1,0 +1,66 @@
+import Infoset
+import ServiceKernel
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `/os/node`: the node itself, seen as a service.
+public actor NodeService: Service {
+    public static let contract = "urn:decos:os:node"
+
+    public struct NodeState: Codable, Sendable {
+        public var name: String
+        public var authority: String
+        public var pid: Int32
+        public var uptimeSeconds: Double
+        public var residentBytes: Int
+        public var services: Int
+        public var version: String
+    }
+
+    /// The running build's version; `Decos` sets it before booting.
+    nonisolated(unsafe) public static var version = "dev"
+
+    private var kernel: Kernel?
+
+    public init(config: ServiceConfig) {}
+
+    public func start(_ context: ServiceContext) async throws { kernel = context.kernel }
+
+    public func handle(_ request: Request) throws -> Element? {
+        guard let kernel else { throw Fault(.receiver, "NotStarted", "node service not started") }
+        guard request.verb == .get else { throw Fault.actionNotSupported(request.verb, "/os/node") }
+        let uptime = kernel.uptime.components
+        return try infoset(NodeState(
+            name: kernel.node, authority: kernel.uris.authority, pid: getpid(),
+            uptimeSeconds: Double(uptime.seconds) + Double(uptime.attoseconds) / 1e18,
+            residentBytes: residentBytes(), services: kernel.uris.entries.count, version: NodeService.version))
+    }
+}
+
+/// Resident set size of this process, from /proc/self/statm.
+public func residentBytes() -> Int {
+    guard let bytes = readFile("/proc/self/statm") else { return 0 }
+    let fields = String(decoding: bytes, as: UTF8.self).split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+/// Reads a whole file; nil if it cannot be opened or read.
+public func readFile(_ path: String) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 64 << 10)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 { if errno == EINTR { continue }; return nil }
+        if n == 0 { return out }
+        out.append(contentsOf: chunk[0..<n])
+    }
+}

@@ -1,0 +1,189 @@
+import ArgumentParser
+import Decos
+import Dispatch
+import Gateway
+import Infoset
+import Logging
+import ServiceKernel
+import StandardServices
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+@main
+struct DecosCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decos",
+        abstract: "One binary that is a whole node: services with URIs, verbs in SOAP messages.",
+        version: "decos \(DecosVersion.string)",
+        subcommands: [Run.self, Ctl.self, ManifestCommand.self])
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a node in hosted mode on a manifest.")
+
+    @Argument(help: "The node's manifest.") var manifest = "examples/node.xml"
+    @Option(help: "Gateway address HOST:PORT (overrides the manifest; port 0 picks a free one).") var http: String?
+    @Option(help: "Node name (overrides the manifest).") var node: String?
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
+
+    func run() async throws {
+        setvbuf(stdout, nil, _IOLBF, 0)
+        guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level \(logLevel)") }
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        var m: Manifest
+        do { m = try Node.loadManifest(manifest) } catch { fail(error.description) }
+        if let http {
+            guard let (host, port) = GatewayBinding.parseAddress(http) else { throw ValidationError("--http \(http) is not HOST:PORT") }
+            var b = m.gateway ?? GatewayBinding()
+            b.host = host
+            b.port = port
+            m.gateway = b
+        }
+        if let node { m.node = node }
+        let booted: Node
+        do { booted = try await Node.boot(m) } catch { fail(String(describing: error)) }
+        let count = booted.kernel.uris.entries.count
+        if let a = booted.httpAddress {
+            let host = a.ipAddress.map { $0.contains(":") ? "[\($0)]" : $0 } ?? m.gateway!.host
+            print("decos: node \(booted.kernel.node) ready with \(count) services; serving http://\(host):\(a.port ?? 0)/")
+        } else {
+            print("decos: node \(booted.kernel.node) ready with \(count) services; local only (no network binding)")
+        }
+        let task = Task { try await booted.run() }
+        let signals = [SIGINT, SIGTERM].map { sig in
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig)
+            source.setEventHandler { task.cancel() }
+            source.resume()
+            return source
+        }
+        do { try await task.value } catch where !(error is CancellationError) { fail("node stopped: \(error)") } catch {}
+        _ = signals
+        print("decos: node \(booted.kernel.node) stopped")
+    }
+}
+
+struct Ctl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Send a verb to a service over HTTP and print the reply.",
+        discussion: "Example: decos ctl update http://127.0.0.1:7480/counter --body '<Increment><By>2</By></Increment>'\nSubscribe streams notifications until interrupted.")
+
+    @Argument(help: "The verb: \(Verb.allCases.map(\.rawValue).joined(separator: ", ")).") var verb: String
+    @Argument(help: "The service's URL, e.g. http://127.0.0.1:7480/counter.") var url: String
+    @Option(help: "The body as XML, or @FILE to read it from a file.") var body: String?
+    @Option(help: "A bearer token for the gateway.") var token: String?
+
+    func run() async throws {
+        setvbuf(stdout, nil, _IOLBF, 0)
+        guard let v = Verb(name: verb) else {
+            throw ValidationError("unknown verb \(verb); verbs are \(Verb.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard let target = HTTPClient.URL(url) else { throw ValidationError("\(url) is not an http://HOST:PORT/PATH URL") }
+        var message = Message(v, to: target.path, body: try parsedBody())
+        message.messageID = "urn:uuid:" + uuid()
+        var headers = [("Content-Type", SOAP.contentType)]
+        if let token { headers.append(("Authorization", "Bearer \(token)")) }
+        let splitter = LineSplitter()
+        let onChunk: (@Sendable ([UInt8]) async throws -> Void)? = v == .subscribe ? { @Sendable chunk in await splitter.feed(chunk) } : nil
+        let response: HTTPClient.Response
+        do {
+            response = try await HTTPClient.send(.POST, target, headers: headers, body: SOAP.encode(message), onBodyChunk: onChunk)
+        } catch {
+            fail("\(error)", code: 2)
+        }
+        if v == .subscribe { return }
+        try show(response.body, status: response.status)
+    }
+
+    func parsedBody() throws -> Element? {
+        guard let body else { return nil }
+        let (text, source): ([UInt8], String)
+        if body.hasPrefix("@") {
+            let path = String(body.dropFirst())
+            guard let bytes = readFile(path) else { fail("cannot read \(path)", code: 2) }
+            (text, source) = (bytes, path)
+        } else {
+            (text, source) = (Array(body.utf8), "--body")
+        }
+        do { return try XMLReader.parse(text) } catch { fail("\(source):\(error.line):\(error.column): \(error.message)", code: 2) }
+    }
+
+    func show(_ bytes: [UInt8], status: Int) throws {
+        let reply: Message
+        do {
+            reply = try SOAP.decode(bytes)
+        } catch {
+            fail("HTTP \(status): \(String(decoding: bytes, as: UTF8.self))")
+        }
+        if let f = reply.fault {
+            fail("fault (HTTP \(status)): \(f.code.rawValue)\(f.subcode.map { " \($0.local)" } ?? ""): \(f.reason)")
+        }
+        if let b = reply.body { print(XMLWriter.pretty(b), terminator: "") }
+    }
+}
+
+/// Prints each envelope of a subscription stream (one per line) as it arrives.
+actor LineSplitter {
+    var pending: [UInt8] = []
+
+    func feed(_ chunk: [UInt8]) {
+        pending += chunk
+        while let nl = pending.firstIndex(of: 0x0A) {
+            let line = Array(pending[..<nl])
+            pending.removeSubrange(...nl)
+            guard let m = try? SOAP.decode(line) else { print(String(decoding: line, as: UTF8.self)); continue }
+            switch m.kind {
+            case .response: print("subscribed to \(m.body?.child("Publisher")?.text ?? "?")")
+            case .notification, .request: print("\(m.verb.rawValue) from \(m.from ?? "?"):\n" + (m.body.map(XMLWriter.pretty) ?? ""), terminator: "")
+            case .fault: print("fault: \(m.fault?.reason ?? "")")
+            }
+        }
+    }
+}
+
+struct ManifestCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "manifest", abstract: "Work with manifests.",
+                                                    subcommands: [Check.self])
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Validate a manifest; errors are reported as FILE:LINE:COLUMN.")
+        @Argument(help: "The manifest file.") var file: String
+
+        func run() async throws {
+            do {
+                let m = try Node.loadManifest(file)
+                try Node.check(m, contracts: StandardContracts.all)
+                let binding = m.gateway.map { "gateway on \($0.host):\($0.port)" } ?? "no network binding"
+                print("\(file): ok (node \(m.node ?? "<hostname>"), \(m.services.count) services, \(binding))")
+            } catch {
+                fail(error.description)
+            }
+        }
+    }
+}
+
+func fail(_ message: String, code: Int32 = 1) -> Never {
+    var stderr = StandardError()
+    print(message, to: &stderr)
+    exit(code)
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ s: String) { fputs(s, Glibc.stderr) }
+}
+
+func uuid() -> String {
+    var g = SystemRandomNumberGenerator()
+    var bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &g) }
+    bytes[6] = bytes[6] & 0x0F | 0x40
+    bytes[8] = bytes[8] & 0x3F | 0x80
+    let hex = bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }
+    return [hex[0..<4], hex[4..<6], hex[6..<8], hex[8..<10], hex[10..<16]].map { $0.joined() }.joined(separator: "-")
+}

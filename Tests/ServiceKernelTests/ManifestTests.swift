@@ -1,0 +1,82 @@
+import Infoset
+import ServiceKernel
+import Testing
+
+@Suite struct ManifestTests {
+    @Test func parsesEverySection() throws {
+        let m = try Manifest.parse("""
+        <Manifest xmlns="urn:decos:manifest" node="n1">
+          <Network><Gateway listen="0.0.0.0:8080" maxRequestBytes="4096" requestTimeout="5"/></Network>
+          <Security>
+            <Token name="ops" secret="0123456789abcdef"/>
+            <Register contract="urn:c" names="/a /b-*"/>
+            <Allow id="r" principals="anonymous" verbs="Get Query" paths="/a"/>
+            <Deny principals="*"/>
+          </Security>
+          <Service contract="urn:c" name="/a">
+            <Partner name="p" uri="decos://n2/x"/>
+            <State><S><V>1</V></S></State>
+            <Config><Settings/></Config>
+          </Service>
+          <Service contract="urn:d"/>
+        </Manifest>
+        """, file: "m.xml")
+        #expect(m.node == "n1")
+        #expect(m.gateway == GatewayBinding(host: "0.0.0.0", port: 8080, maxRequestBytes: 4096, requestTimeout: 5))
+        #expect(m.security?.rules.map(\.id) == ["r", "deny@7"])
+        #expect(m.security?.rules[0].verbs == [.get, .query])
+        #expect(m.services.count == 2)
+        #expect(m.services[0].partners == ["p": "decos://n2/x"])
+        #expect(m.services[0].state?.name.local == "S")
+        #expect(m.services[0].location == SourceLocation(file: "m.xml", line: 9, column: 3))
+        #expect(m.services[1].name == nil)
+    }
+
+    @Test func everyErrorIsReportedWithFileLineAndColumn() {
+        let text = """
+        <Manifest xmlns="urn:decos:manifest" node="bad name">
+          <Service name="/x"/>
+          <Service contract="urn:c" name="nope" colour="red"/>
+          <Service contract="urn:c" name="/dup"/>
+          <Service contract="urn:c" name="/dup"/>
+          <Widget/>
+          <Security><Allow principals="root" verbs="Fly"/></Security>
+        </Manifest>
+        """
+        do {
+            _ = try Manifest.parse(text, file: "bad.xml")
+            Issue.record("accepted a bad manifest")
+        } catch {
+            let lines = error.errors.map(\.description)
+            #expect(lines.contains { $0.hasPrefix("bad.xml:1:1: error: node name") })
+            #expect(lines.contains { $0.hasPrefix("bad.xml:2:3: error: <Service> needs the attribute \"contract\"") })
+            #expect(lines.contains { $0.hasPrefix("bad.xml:3:3: error: <Service> has no attribute \"colour\"") })
+            #expect(lines.contains { $0.hasPrefix("bad.xml:3:3: error: name \"nope\"") })
+            #expect(lines.contains { $0.hasPrefix("bad.xml:5:3: error: the name /dup is already used by the service at line 4") })
+            #expect(lines.contains { $0.hasPrefix("bad.xml:6:3: error: unknown element <Widget>") })
+            #expect(lines.contains { $0.contains("unknown verb \"Fly\"") })
+            #expect(lines.contains { $0.contains("principal \"root\"") })
+        }
+    }
+
+    @Test func malformedXMLPointsAtTheSpot() {
+        do {
+            _ = try Manifest.parse("<Manifest xmlns=\"urn:decos:manifest\">\n  <Service contract=\"x\">\n</Manifest>", file: "m.xml")
+            Issue.record("accepted malformed XML")
+        } catch {
+            #expect(error.errors.first?.location == SourceLocation(file: "m.xml", line: 3, column: 1))
+        }
+    }
+
+    @Test func wrongRootIsNamed() {
+        #expect(throws: ManifestErrors.self) { try Manifest.parse("<Manifest/>") }
+    }
+
+    @Test func gatewayAddressesParse() {
+        #expect(GatewayBinding.parseAddress("127.0.0.1:7480")! == ("127.0.0.1", 7480))
+        #expect(GatewayBinding.parseAddress("[::1]:80")! == ("::1", 80))
+        #expect(GatewayBinding.parseAddress(":0")! == ("127.0.0.1", 0))
+        #expect(GatewayBinding.parseAddress("host") == nil)
+        #expect(GatewayBinding.parseAddress("h:99999") == nil)
+    }
+}

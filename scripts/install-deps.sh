@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing Decos need on a fresh Debian machine.
+# Idempotent: does nothing when everything is already there.
+set -euo pipefail
+
+packages=(curl file iproute2 procps wrk)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v swift >/dev/null 2>&1; then
+  if [ -x /opt/swift/usr/bin/swift ]; then
+    echo "install-deps: swift is at /opt/swift/usr/bin; the Makefile puts it on PATH"
+  else
+    echo "install-deps: Swift 6.1 or later is needed (swift not on PATH, nor at /opt/swift)" >&2
+    exit 1
+  fi
+fi

@@ -12,13 +12,10 @@ public final class Gateway: Sendable {
     public let kernel: Kernel
     public let binding: GatewayBinding
     let logger: Logger
-    /// Seconds a connection may sit without sending a byte before it is closed.
-    let idleTimeout: TimeAmount
 
-    public init(kernel: Kernel, binding: GatewayBinding, idleTimeout: TimeAmount = .seconds(30), logger: Logger) {
+    public init(kernel: Kernel, binding: GatewayBinding, logger: Logger) {
         self.kernel = kernel
         self.binding = binding
-        self.idleTimeout = idleTimeout
         self.logger = logger
     }
 
@@ -27,7 +24,7 @@ public final class Gateway: Sendable {
 
     /// Binds the listening socket and returns the address it got (the port, if 0 was asked).
     public func bind() async throws -> SocketAddress {
-        let idle = idleTimeout
+        let idle = TimeAmount.seconds(Int64(binding.idleTimeout))
         let channel: Server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -98,7 +95,7 @@ public final class Gateway: Sendable {
                         switch await respond(to: h, body: body) {
                         case .reply(let r): response = r
                         case .stream(let request, let notifications):
-                            try await stream(request, notifications, connection, inbound, outbound)
+                            try await stream(request, notifications, connection, outbound)
                             return
                         }
                         try await write(response, to: outbound, keepAlive: h.isKeepAlive)

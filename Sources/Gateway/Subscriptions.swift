@@ -9,7 +9,6 @@ extension Gateway {
     /// client goes away (the subscription is removed) or the service is dropped.
     func stream(_ request: Message, _ notifications: AsyncStream<Message>,
                 _ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>,
-                _ inbound: NIOAsyncChannelInboundStream<HTTPServerRequestPart>,
                 _ outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {
         // A subscriber is quiet by nature: the idle timeout no longer applies.
         try? await connection.channel.pipeline.removeHandler(name: "idle").get()
@@ -29,8 +28,8 @@ extension Gateway {
                 try await outbound.write(.end(nil))
             }
             group.addTask {
-                // Nothing more is expected from the client; the loop ends when it hangs up.
-                for try await _ in inbound {}
+                // Nothing more is expected from the client; this ends when it hangs up.
+                try await connection.channel.closeFuture.get()
             }
             try await group.next()
             group.cancelAll()

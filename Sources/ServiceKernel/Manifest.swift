@@ -73,12 +73,16 @@ public struct GatewayBinding: Sendable, Hashable {
     public var maxRequestBytes: Int
     /// Seconds a request may wait for its service before it ends in a timeout fault.
     public var requestTimeout: Int
+    /// Seconds a connection may stay silent (between requests, or mid-request) before it is closed.
+    public var idleTimeout: Int
 
-    public init(host: String = "127.0.0.1", port: Int = 7480, maxRequestBytes: Int = 1 << 20, requestTimeout: Int = 30) {
+    public init(host: String = "127.0.0.1", port: Int = 7480, maxRequestBytes: Int = 1 << 20, requestTimeout: Int = 30,
+                idleTimeout: Int = 30) {
         self.host = host
         self.port = port
         self.maxRequestBytes = maxRequestBytes
         self.requestTimeout = requestTimeout
+        self.idleTimeout = idleTimeout
     }
 
     /// Parses `HOST:PORT`, `[v6]:PORT` or `:PORT`.
@@ -200,7 +204,7 @@ struct ManifestReader {
         var binding: GatewayBinding?
         for g in e.elements {
             guard inManifestNamespace(g), g.name.local == "Gateway" else { fail(g, "unknown element <\(g.name.local)> in <Network>; expected <Gateway>"); continue }
-            attributes(g, allowed: ["listen", "maxRequestBytes", "requestTimeout"])
+            attributes(g, allowed: ["listen", "maxRequestBytes", "requestTimeout", "idleTimeout"])
             var b = GatewayBinding()
             if let listen = g.attribute("listen") {
                 if let (host, port) = GatewayBinding.parseAddress(listen) { b.host = host; b.port = port }
@@ -211,6 +215,9 @@ struct ManifestReader {
             }
             if let v = g.attribute("requestTimeout") {
                 if let n = Int(v), n > 0 { b.requestTimeout = n } else { fail(g, "requestTimeout=\"\(v)\" must be a positive number of seconds") }
+            }
+            if let v = g.attribute("idleTimeout") {
+                if let n = Int(v), n > 0 { b.idleTimeout = n } else { fail(g, "idleTimeout=\"\(v)\" must be a positive number of seconds") }
             }
             binding = b
         }

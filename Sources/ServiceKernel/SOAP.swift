@@ -10,6 +10,8 @@ public enum SOAP {
     public static let faultAction = "http://www.w3.org/2005/08/addressing/soap/fault"
     public static let contentType = "application/soap+xml; charset=utf-8"
 
+    static let xmlnsNamespace = "http://www.w3.org/2000/xmlns/"
+
     static func env(_ local: String) -> QName { QName(envelopeNamespace, local) }
     static func wsa(_ local: String) -> QName { QName(addressingNamespace, local) }
 
@@ -35,7 +37,10 @@ public enum SOAP {
         } else if let b = m.body {
             body.append(b)
         }
-        return Element(env("Envelope"), children: [.element(header), .element(body)])
+        // Declared once on the envelope rather than on every header block.
+        var declarations = [Attribute(QName(xmlnsNamespace, "wsa"), addressingNamespace)]
+        if !m.buffers.isEmpty { declarations.append(Attribute(QName(xmlnsNamespace, "d"), decosNamespace)) }
+        return Element(env("Envelope"), attributes: declarations, children: [.element(header), .element(body)])
     }
 
     public static func encode(_ m: Message) -> [UInt8] {

@@ -53,10 +53,12 @@ public final class URIManager: Sendable {
         var table: [String: Registration] = [:]
         /// Registration order; shutdown drops in reverse.
         var order: [String] = []
-        var observers: [UInt64: AsyncStream<TableChange>.Continuation] = [:]
+        var observers: [UInt64: @Sendable (TableChange) -> Void] = [:]
         var nextObserver: UInt64 = 0
     }
     private let state = Mutex(State())
+    /// Held across a change and the calls to observers, so they see changes one at a time, in order.
+    private let serial = Mutex(())
 
     public init(node: String) { self.node = node }
 
@@ -87,7 +89,8 @@ public final class URIManager: Sendable {
 
     /// Claims `preferred` if free, else a generated unique name from the contract's last segment.
     func register(preferred: String?, contract: String, make: (String, String) -> Registration) -> Registration {
-        state.withLock { s in
+        serial.withLock { _ in
+            let (r, observers) = state.withLock { s in
             var path = preferred ?? ""
             if path.isEmpty || s.table[path] != nil {
                 let base = preferred ?? "/" + (contract.split(whereSeparator: { $0 == ":" || $0 == "/" }).last.map(String.init) ?? "service")
@@ -98,7 +101,9 @@ public final class URIManager: Sendable {
             let r = make(path, authority + path)
             s.table[path] = r
             s.order.append(path)
-            for o in s.observers.values { o.yield(.registered(r.entry(node: node))) }
+            return (r, Array(s.observers.values))
+            }
+            for o in observers { o(.registered(r.entry(node: node))) }
             return r
         }
     }
@@ -106,26 +111,31 @@ public final class URIManager: Sendable {
     func isFree(_ path: String) -> Bool { state.withLock { $0.table[path] == nil } }
 
     func unregister(_ path: String) -> Registration? {
-        state.withLock { s in
-            guard let r = s.table.removeValue(forKey: path) else { return nil }
-            s.order.removeAll { $0 == path }
-            for o in s.observers.values { o.yield(.unregistered(r.entry(node: node))) }
+        serial.withLock { _ in
+            let removed = state.withLock { s -> (Registration, [@Sendable (TableChange) -> Void])? in
+                guard let r = s.table.removeValue(forKey: path) else { return nil }
+                s.order.removeAll { $0 == path }
+                return (r, Array(s.observers.values))
+            }
+            guard let (r, observers) = removed else { return nil }
+            for o in observers { o(.unregistered(r.entry(node: node))) }
             return r
         }
     }
 
-    /// Every change from now on, in order; the stream ends when the consumer stops.
-    public func changes() -> AsyncStream<TableChange> {
-        let (stream, continuation) = AsyncStream<TableChange>.makeStream()
-        let id = state.withLock { s in
+    /// Calls `observer` with every change from now on, in order, right after the change is made.
+    /// The observer must not register or unregister services itself.
+    @discardableResult
+    public func observe(_ observer: @escaping @Sendable (TableChange) -> Void) -> UInt64 {
+        state.withLock { s in
             let id = s.nextObserver
             s.nextObserver += 1
-            s.observers[id] = continuation
+            s.observers[id] = observer
             return id
         }
-        continuation.onTermination = { [weak self] _ in
-            _ = self?.state.withLock { $0.observers.removeValue(forKey: id) }
-        }
-        return stream
+    }
+
+    public func stopObserving(_ id: UInt64) {
+        _ = state.withLock { $0.observers.removeValue(forKey: id) }
     }
 }

@@ -17,25 +17,23 @@ public actor Directory: Service {
     }
 
     private var kernel: Kernel?
-    private var watcher: Task<Void, Never>?
+    private var observer: UInt64?
 
     public init(config: ServiceConfig) {}
 
     public func start(_ context: ServiceContext) async throws {
         kernel = context.kernel
-        let changes = context.kernel.uris.changes()
-        watcher = Task {
-            for await change in changes {
-                switch change {
-                case .registered(let e): context.publish(.insert, body: try? infoset(e))
-                case .unregistered(let e): context.publish(.delete, body: try? infoset(e))
-                }
+        // Published as the table changes, so a subscriber sees exactly the changes after it subscribed.
+        observer = context.kernel.uris.observe { change in
+            switch change {
+            case .registered(let e): context.publish(.insert, body: try? infoset(e))
+            case .unregistered(let e): context.publish(.delete, body: try? infoset(e))
             }
         }
     }
 
     public func stop() {
-        watcher?.cancel()
+        if let observer { kernel?.uris.stopObserving(observer) }
     }
 
     public func handle(_ request: Request) throws -> Element? {

@@ -1,0 +1,141 @@
+import Decos
+import Gateway
+import Infoset
+import ServiceKernel
+import Testing
+
+/// A node with a gateway on a free loopback port, serving in the background.
+struct Served {
+    let node: Node
+    let base: String
+    let task: Task<Void, any Error>
+
+    init(_ extra: String = "", maxRequestBytes: Int = 4096) async throws {
+        let m = try Manifest.parse("""
+        <Manifest xmlns="urn:decos:manifest" node="gw">
+          <Network><Gateway listen="127.0.0.1:0" maxRequestBytes="\(maxRequestBytes)"/></Network>
+          <Service contract="urn:decos:examples:counter" name="/counter"/>
+          \(extra)
+        </Manifest>
+        """)
+        node = try await Node.boot(m)
+        base = "http://127.0.0.1:\(node.httpAddress!.port!)"
+        let n = node
+        task = Task { try await n.run() }
+    }
+
+    func url(_ path: String) -> HTTPClient.URL { HTTPClient.URL(base + path)! }
+
+    func post(_ path: String, _ m: Message, headers: [(String, String)] = [("Content-Type", SOAP.contentType)]) async throws -> (Int, Message) {
+        let r = try await HTTPClient.send(.POST, url(path), headers: headers, body: SOAP.encode(m))
+        return (r.status, try SOAP.decode(r.body))
+    }
+
+    func stop() { task.cancel() }
+}
+
+@Suite struct GatewayTests {
+    @Test func postAnEnvelopeGetAReply() async throws {
+        let s = try await Served()
+        defer { s.stop() }
+        var m = Message(.update, to: "", body: Element("Increment", children: [.element(Element("By", text: "4"))]))
+        m.messageID = "urn:uuid:abc"
+        let (status, reply) = try await s.post("/counter", m)
+        #expect(status == 200)
+        #expect(reply.kind == .response && reply.verb == .update)
+        #expect(reply.relatesTo == "urn:uuid:abc")
+        #expect(reply.body?.child("Value")?.text == "4")
+    }
+
+    @Test func faultsMapToHTTPStatuses() async throws {
+        let s = try await Served()
+        defer { s.stop() }
+        let (unknown, f1) = try await s.post("/missing", Message(.get, to: ""))
+        #expect(unknown == 400 && f1.fault?.subcode?.local == "UnknownService")
+        let (verb, f2) = try await s.post("/counter", Message(.submit, to: ""))
+        #expect(verb == 400 && f2.fault?.subcode?.local == "ActionNotSupported")
+        let garbage = try await HTTPClient.send(.POST, s.url("/counter"), headers: [("Content-Type", SOAP.contentType)], body: Array("<oops".utf8))
+        #expect(garbage.status == 400)
+        #expect(try SOAP.decode(garbage.body).fault?.reason.contains("malformed XML") == true)
+    }
+
+    @Test func getReturnsStateAndTheDirectoryPage() async throws {
+        let s = try await Served()
+        defer { s.stop() }
+        let state = try await HTTPClient.send(.GET, s.url("/counter"))
+        #expect(state.status == 200)
+        #expect(state.header("content-type")?.hasPrefix("application/xml") == true)
+        #expect(try XMLReader.parse(state.body).child("Value")?.text == "0")
+        let page = try await HTTPClient.send(.GET, s.url("/"))
+        let html = String(decoding: page.body, as: UTF8.self)
+        #expect(page.header("content-type")?.hasPrefix("text/html") == true)
+        #expect(html.contains("<a href=\"/counter\">/counter</a>"))
+        #expect(html.contains("decos://gw/directory"))
+        #expect(try await HTTPClient.send(.GET, s.url("/nothing")).status == 404)
+    }
+
+    @Test func refusesWrongMethodsTypesAndSizes() async throws {
+        let s = try await Served()
+        defer { s.stop() }
+        #expect(try await HTTPClient.send(.PUT, s.url("/counter")).status == 405)
+        let form = try await HTTPClient.send(.POST, s.url("/counter"), headers: [("Content-Type", "application/x-www-form-urlencoded")], body: Array("a=1".utf8))
+        #expect(form.status == 415)
+        let big = Message(.submit, to: "", body: Element("Blob", text: String(repeating: "x", count: 10_000)))
+        let tooBig = try await HTTPClient.send(.POST, s.url("/counter"), headers: [("Content-Type", SOAP.contentType)], body: SOAP.encode(big))
+        #expect(tooBig.status == 413)
+        #expect(try SOAP.decode(tooBig.body).fault?.subcode?.local == "TooLarge")
+        #expect(try await HTTPClient.send(.GET, s.url("/counter")).status == 200)
+    }
+
+    @Test func bearerTokensSelectThePrincipal() async throws {
+        let s = try await Served("""
+        <Security>
+          <Token name="ops" secret="a-long-enough-secret"/>
+          <Allow id="ops" principals="token:ops"/>
+          <Allow id="read" principals="anonymous" verbs="Get Lookup"/>
+        </Security>
+        """)
+        defer { s.stop() }
+        let inc = Message(.update, to: "", body: Element("Increment", children: [.element(Element("By", text: "1"))]))
+        let (anon, f) = try await s.post("/counter", inc)
+        #expect(anon == 400 && f.fault?.subcode?.local == "Denied")
+        let (ops, r) = try await s.post("/counter", inc, headers: [("Content-Type", SOAP.contentType), ("Authorization", "Bearer a-long-enough-secret")])
+        #expect(ops == 200 && r.body?.child("Value")?.text == "1")
+        let bad = try await HTTPClient.send(.GET, s.url("/counter"), headers: [("Authorization", "Bearer wrong")])
+        #expect(bad.status == 401)
+    }
+
+    @Test func subscribeStreamsNotifications() async throws {
+        let s = try await Served()
+        defer { s.stop() }
+        let lines = LineCollector()
+        let subscriber = Task {
+            try await HTTPClient.send(.POST, s.url("/counter"), headers: [("Content-Type", SOAP.contentType)],
+                                      body: SOAP.encode(Message(.subscribe, to: ""))) { chunk in await lines.feed(chunk) }
+        }
+        while await lines.count < 1 { await Task.yield() }
+        for i in 1...3 {
+            _ = try await s.post("/counter", Message(.update, to: "", body: Element("Increment", children: [.element(Element("By", text: String(i)))])))
+        }
+        while await lines.count < 4 { await Task.yield() }
+        let messages = try await lines.all().map { try SOAP.decode($0) }
+        #expect(messages[0].kind == .response && messages[0].verb == .subscribe)
+        #expect(messages.dropFirst().map { $0.body?.child("By")?.text } == ["1", "2", "3"])
+        #expect(messages.dropFirst().allSatisfy { $0.verb == .update && $0.from == "decos://gw/counter" })
+        subscriber.cancel()
+    }
+}
+
+actor LineCollector {
+    var pending: [UInt8] = []
+    var lines: [[UInt8]] = []
+    var count: Int { lines.count }
+    func all() -> [[UInt8]] { lines }
+    func feed(_ chunk: [UInt8]) {
+        pending += chunk
+        while let nl = pending.firstIndex(of: 0x0A) {
+            lines.append(Array(pending[..<nl]))
+            pending.removeSubrange(...nl)
+        }
+    }
+}

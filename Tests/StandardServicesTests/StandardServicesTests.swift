@@ -1,0 +1,146 @@
+import Decos
+import Infoset
+import ServiceKernel
+import StandardServices
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func bootLocal(_ services: String = "") async throws -> Kernel {
+    let m = try Manifest.parse("<Manifest xmlns=\"urn:decos:manifest\" node=\"t\">\(services)</Manifest>")
+    return try await Node.boot(m).kernel
+}
+
+func xml(_ s: String) throws -> Element { try XMLReader.parse(s) }
+
+@Suite struct DirectoryTests {
+    @Test func listsEveryServiceWithItsNode() async throws {
+        let k = try await bootLocal(#"<Service contract="urn:decos:examples:kv" name="/kv"/>"#)
+        let list = try #require(try await k.call(.get, "/directory"))
+        let paths = list.elements.compactMap { $0.child("Path")?.text }
+        #expect(paths == ["/directory", "/constructor", "/manifestloader", "/os/node", "/kv"])
+        #expect(list.elements.allSatisfy { $0.child("Node")?.text == "t" })
+    }
+
+    @Test func findsByContractAndPath() async throws {
+        let k = try await bootLocal(#"<Service contract="urn:decos:examples:kv" name="/kv"/><Service contract="urn:decos:examples:kv" name="/kv2"/><Service contract="urn:decos:examples:echo" name="/echo"/>"#)
+        let byContract = try await k.call(.query, "/directory", body: xml("<DirectoryQuery><Contract>urn:decos:examples:kv</Contract></DirectoryQuery>"))
+        #expect(byContract?.elements.compactMap { $0.child("Path")?.text } == ["/kv", "/kv2"])
+        let byPath = try await k.call(.query, "/directory", body: xml("<DirectoryQuery><Path>/os/*</Path></DirectoryQuery>"))
+        #expect(byPath?.elements.compactMap { $0.child("Path")?.text } == ["/os/node"])
+    }
+
+    @Test func subscribersSeeRegistrationsAndRemovals() async throws {
+        let k = try await bootLocal()
+        let changes = try k.subscribe("/directory", as: .system)
+        try await k.create(ServiceConfig(contract: Echo.contract, name: "/e"))
+        try await k.drop("/e")
+        var seen: [String] = []
+        for await n in changes {
+            seen.append("\(n.verb.rawValue) \(n.body?.child("Path")?.text ?? "")")
+            if seen.count == 2 { break }
+        }
+        #expect(seen == ["Insert /e", "Delete /e"])
+    }
+}
+
+@Suite struct ConstructorTests {
+    @Test func createsWithStateAndDrops() async throws {
+        let k = try await bootLocal()
+        let made = try await k.call(.create, "/constructor", body: xml("""
+            <Create><Contract>urn:decos:examples:counter</Contract><Name>/c</Name>
+            <State><CounterState><Value>41</Value></CounterState></State></Create>
+            """))
+        #expect(made?.child("Uri")?.text == "decos://t/c")
+        #expect(try await k.call(.update, "/c", body: xml("<Increment><By>1</By></Increment>"))?.child("Value")?.text == "42")
+        _ = try await k.call(.drop, "/constructor", body: xml("<Drop><Service>/c</Service></Drop>"))
+        #expect(k.uris.lookup("/c") == nil)
+    }
+
+    @Test func systemServicesCannotBeDropped() async throws {
+        let k = try await bootLocal()
+        let viaConstructor = await k.send(Message(.drop, to: "/constructor", body: try xml("<Drop><Service>/directory</Service></Drop>")), as: .system)
+        #expect(viaConstructor.fault?.subcode?.local == "Essential")
+        let direct = await k.send(Message(.drop, to: "/directory"), as: .system)
+        #expect(direct.fault?.subcode?.local == "ActionNotSupported")
+        #expect(k.uris.lookup("/directory") != nil)
+    }
+
+    @Test func badRequestsAreFaults() async throws {
+        let k = try await bootLocal()
+        let unknown = await k.send(Message(.create, to: "/constructor", body: try xml("<Create><Contract>urn:none</Contract></Create>")), as: .system)
+        #expect(unknown.fault?.subcode?.local == "UnknownContract")
+        let badState = await k.send(Message(.create, to: "/constructor", body: try xml("<Create><Contract>urn:decos:examples:counter</Contract><State><CounterState><Value>x</Value></CounterState></State></Create>")), as: .system)
+        #expect(badState.fault?.subcode?.local == "InvalidConfig")
+        let badName = await k.send(Message(.create, to: "/constructor", body: try xml("<Create><Contract>urn:decos:examples:counter</Contract><Name>no-slash</Name></Create>")), as: .system)
+        #expect(badName.fault?.code == .sender)
+    }
+}
+
+@Suite struct ManifestLoaderTests {
+    @Test func loadsAManifestFromTheBody() async throws {
+        let k = try await bootLocal()
+        let r = try await k.call(.submit, "/manifestloader", body: xml(#"<Manifest xmlns="urn:decos:manifest"><Service contract="urn:decos:examples:echo" name="/e1"/><Service contract="urn:decos:examples:kv" name="/k1"/></Manifest>"#))
+        #expect(r?.elements.map(\.text) == ["decos://t/e1", "decos://t/k1"])
+    }
+
+    @Test func loadsAManifestFromAFile() async throws {
+        let k = try await bootLocal()
+        let path = "/tmp/decos-loader-\(getpid()).xml"
+        let text = #"<Manifest xmlns="urn:decos:manifest"><Service contract="urn:decos:examples:echo" name="/from-file"/></Manifest>"#
+        let f = fopen(path, "w")
+        fputs(text, f)
+        fclose(f)
+        defer { unlink(path) }
+        _ = try await k.call(.submit, "/manifestloader", body: xml("<LoadManifest><Path>\(path)</Path></LoadManifest>"))
+        #expect(k.uris.lookup("/from-file") != nil)
+        let missing = await k.send(Message(.submit, to: "/manifestloader", body: try xml("<LoadManifest><Path>/nonexistent.xml</Path></LoadManifest>")), as: .system)
+        #expect(missing.fault?.subcode?.local == "NotFound")
+    }
+
+    @Test func allOrNothing() async throws {
+        let k = try await bootLocal()
+        let r = await k.send(Message(.submit, to: "/manifestloader", body: try xml(#"<Manifest xmlns="urn:decos:manifest"><Service contract="urn:decos:examples:echo" name="/ok"/><Service contract="urn:decos:examples:counter" name="/bad"><State><CounterState><Value>x</Value></CounterState></State></Service></Manifest>"#)), as: .system)
+        #expect(r.fault != nil)
+        #expect(k.uris.lookup("/ok") == nil)
+    }
+
+    @Test func cannotWidenSecurityOrNetwork() async throws {
+        let k = try await bootLocal()
+        let r = await k.send(Message(.submit, to: "/manifestloader", body: try xml(#"<Manifest xmlns="urn:decos:manifest"><Security><Allow principals="*"/></Security></Manifest>"#)), as: .system)
+        #expect(r.fault?.reason.contains("<Security>") == true)
+    }
+}
+
+@Suite struct NodeServiceTests {
+    @Test func describesTheProcess() async throws {
+        let k = try await bootLocal()
+        let s = try #require(try await k.call(.get, "/os/node"))
+        #expect(s.child("Name")?.text == "t")
+        #expect(s.child("Pid")?.text == String(getpid()))
+        #expect((Int(s.child("ResidentBytes")?.text ?? "") ?? 0) > 1 << 20)
+        #expect(s.child("Services")?.text == "4")
+    }
+}
+
+@Suite struct KeyValueTests {
+    func entry(_ k: String, _ v: String? = nil) throws -> Element {
+        try xml("<Entry><Key>\(k)</Key>\(v.map { "<Value>\($0)</Value>" } ?? "")</Entry>")
+    }
+
+    @Test func verbsKeepTheirMeaning() async throws {
+        let k = try await bootLocal(#"<Service contract="urn:decos:examples:kv" name="/kv"/>"#)
+        _ = try await k.call(.insert, "/kv", body: entry("a", "1"))
+        #expect(await k.send(Message(.insert, to: "/kv", body: try entry("a", "2")), as: .system).fault?.subcode?.local == "Exists")
+        #expect(await k.send(Message(.update, to: "/kv", body: try entry("b", "2")), as: .system).fault?.subcode?.local == "NotFound")
+        _ = try await k.call(.update, "/kv", body: entry("a", "3"))
+        _ = try await k.call(.upsert, "/kv", body: entry("ab", "4"))
+        _ = try await k.call(.upsert, "/kv", body: entry("b", "5"))
+        let q = try await k.call(.query, "/kv", body: xml("<KVQuery><Prefix>a</Prefix></KVQuery>"))
+        #expect(q?.elements.map { "\($0.child("Key")!.text)=\($0.child("Value")!.text)" } == ["a=3", "ab=4"])
+        #expect(try await k.call(.delete, "/kv", body: entry("a"))?.child("Value")?.text == "3")
+        #expect(await k.send(Message(.delete, to: "/kv", body: try entry("a")), as: .system).fault?.subcode?.local == "NotFound")
+        #expect(try await k.call(.get, "/kv")?.elements.count == 2)
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import Testing
+
+/// The package's root, from this file's path.
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// The decos binary under test: $DECOS_BIN, or the debug build.
+let decosBinary: String = ProcessInfo.processInfo.environment["DECOS_BIN"]
+    ?? packageRoot.appendingPathComponent(".build/debug/decos").path
+
+/// A `decos run` process on a free loopback port.
+final class NodeProcess: @unchecked Sendable {
+    let process = Process()
+    let output = Pipe()
+    let errors = Pipe()
+    var port = 0
+    var base: String { "http://127.0.0.1:\(port)" }
+    private(set) var lines: [String] = []
+
+    init(manifest: String = "examples/node.xml", extra: [String] = []) throws {
+        process.executableURL = URL(fileURLWithPath: decosBinary)
+        process.arguments = ["run", manifest, "--http", "127.0.0.1:0"] + extra
+        process.currentDirectoryURL = packageRoot
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        // The node prints one line when ready; read until it does (or the process ends).
+        let handle = output.fileHandleForReading
+        var buffer = Data()
+        while port == 0 {
+            let chunk = handle.availableData
+            if chunk.isEmpty { throw Failure("decos run exited before ready: \(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))") }
+            buffer += chunk
+            let text = String(decoding: buffer, as: UTF8.self)
+            if let r = text.range(of: #"serving http://127\.0\.0\.1:(\d+)/"#, options: .regularExpression) {
+                port = Int(text[r].split(separator: ":").last!.dropLast())!
+                lines = text.split(separator: "\n").map(String.init)
+            }
+        }
+    }
+
+    /// Sends SIGTERM and returns the exit status and what it printed after.
+    func terminate() -> (Int32, String) {
+        process.terminate()
+        let rest = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, rest)
+    }
+
+    deinit { if process.isRunning { process.terminate(); process.waitUntilExit() } }
+}
+
+struct Failure: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+/// Runs a program to completion: its status, standard output and standard error.
+@discardableResult
+func run(_ executable: String, _ arguments: [String], input: String? = nil) throws -> (status: Int32, out: String, err: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: executable)
+    p.arguments = arguments
+    p.currentDirectoryURL = packageRoot
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
+func decos(_ args: String...) throws -> (status: Int32, out: String, err: String) { try run(decosBinary, args) }
+
+func curl(_ args: String...) throws -> (status: Int32, out: String, err: String) { try run("/usr/bin/curl", ["-sS"] + args) }
+
+/// A raw TCP connection, for what no well-behaved client does.
+final class RawConnection {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard r == 0 else { throw Failure("connect failed: \(errno)") }
+    }
+
+    func send(_ s: String) { _ = s.utf8CString.withUnsafeBufferPointer { Glibc.send(fd, $0.baseAddress, $0.count - 1, Int32(MSG_NOSIGNAL)) } }
+
+    /// Reads until `done` says the bytes so far are enough, or the peer closes. Returns nil on close with nothing read.
+    func read(until done: (String) -> Bool) -> String? {
+        var all = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n <= 0 { return all.isEmpty ? nil : String(decoding: all, as: UTF8.self) }
+            all += buf[0..<n]
+            let text = String(decoding: all, as: UTF8.self)
+            if done(text) { return text }
+        }
+    }
+
+    /// True once the server has closed the connection.
+    func waitForClose() -> Bool {
+        var b = [UInt8](repeating: 0, count: 1024)
+        while true {
+            let n = recv(fd, &b, b.count, 0)
+            if n == 0 { return true }
+            if n < 0 { return errno == ECONNRESET }
+        }
+    }
+
+    deinit { close(fd) }
+}

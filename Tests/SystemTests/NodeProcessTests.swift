@@ -1,0 +1,157 @@
+import Foundation
+import Testing
+
+let soapHeader = "Content-Type: application/soap+xml"
+
+func envelope(_ verb: String, _ body: String = "") -> String {
+    """
+    <env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope" xmlns:wsa="http://www.w3.org/2005/08/addressing">
+    <env:Header><wsa:Action>urn:decos:verb:\(verb)</wsa:Action><wsa:MessageID>urn:uuid:7</wsa:MessageID></env:Header>
+    <env:Body>\(body)</env:Body></env:Envelope>
+    """
+}
+
+@Suite(.serialized) struct NodeProcessTests {
+    @Test func servesTheExampleManifestToRealClients() throws {
+        let node = try NodeProcess()
+        let page = try curl(node.base + "/")
+        #expect(page.out.contains("<a href=\"/counter\">/counter</a>"))
+        #expect(page.out.contains("<a href=\"/kv\">/kv</a>"))
+        let post = try curl("-X", "POST", "-H", soapHeader, "--data-binary", envelope("Update", "<Increment><By>2</By></Increment>"), node.base + "/counter")
+        #expect(post.out.contains("<Value>2</Value>"))
+        #expect(post.out.contains("<wsa:RelatesTo>urn:uuid:7</wsa:RelatesTo>"))
+        let ctl = try decos("ctl", "update", node.base + "/counter", "--body", "<Increment><By>3</By></Increment>")
+        #expect(ctl.status == 0)
+        #expect(ctl.out.contains("<Value>5</Value>"))
+        let state = try curl(node.base + "/counter")
+        #expect(state.out.contains("<CounterState><Value>5</Value></CounterState>"))
+        let echo = try decos("ctl", "submit", node.base + "/echo", "--body", "<Ping>1</Ping>")
+        #expect(echo.out == "<Ping>1</Ping>\n")
+        let (status, rest) = node.terminate()
+        #expect(status == 0)
+        #expect(rest.contains("stopped"))
+    }
+
+    @Test func badInputGetsFaultsAndTheNodeKeepsServing() throws {
+        let node = try NodeProcess()
+        func stillServes() throws -> Bool { try curl(node.base + "/counter").out.contains("<CounterState>") }
+        let cases: [(String, String, String)] = [
+            ("/counter", "<oops", "malformed XML"),
+            ("/counter", "<NotSoap/>", "NotSOAP"),
+            ("/counter", #"<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>"#, "DOCTYPE"),
+            ("/counter", "<!DOCTYPE l [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;\">]><l>&b;</l>", "DOCTYPE"),
+            ("/counter", envelope("Fly"), "ActionNotSupported"),
+            ("/nowhere", envelope("Get"), "UnknownService"),
+            ("/counter", envelope("Update", "<Decrement/>"), "InvalidBody"),
+            ("/counter", envelope("Update", "<Increment><By>lots</By></Increment>"), "not a valid Int"),
+        ]
+        for (path, body, expected) in cases {
+            let r = try curl("-X", "POST", "-H", soapHeader, "--data-binary", body, "-w", "\n%{http_code}", node.base + path)
+            #expect(r.out.hasSuffix("\n400"), "\(body)")
+            #expect(r.out.contains(expected), "\(body): \(r.out)")
+            #expect(try stillServes())
+        }
+        let huge = NSTemporaryDirectory() + "decos-huge-\(UUID().uuidString).xml"
+        try envelope("Submit", "<B>\(String(repeating: "x", count: 2 << 20))</B>").write(toFile: huge, atomically: true, encoding: .utf8)
+        let big = try curl("-X", "POST", "-H", soapHeader, "--data-binary", "@" + huge, "-o", "/dev/null", "-w", "%{http_code}", node.base + "/echo")
+        #expect(big.out == "413")
+        #expect(try stillServes())
+    }
+
+    @Test func slowDroppedAndKeptAliveConnections() throws {
+        let manifest = NSTemporaryDirectory() + "decos-idle-\(UUID().uuidString).xml"
+        try String(contentsOf: packageRoot.appendingPathComponent("examples/node.xml"), encoding: .utf8)
+            .replacingOccurrences(of: "requestTimeout=\"30\"", with: "requestTimeout=\"30\" idleTimeout=\"2\"")
+            .write(toFile: manifest, atomically: true, encoding: .utf8)
+        let node = try NodeProcess(manifest: manifest)
+        // Keep-alive: two requests, two responses, one connection.
+        let keep = try RawConnection(port: node.port)
+        keep.send("GET /counter HTTP/1.1\r\nHost: x\r\n\r\nGET /kv HTTP/1.1\r\nHost: x\r\n\r\n")
+        let both = keep.read { $0.contains("</KVState>") }
+        #expect(both?.components(separatedBy: "HTTP/1.1 200 OK").count == 3)
+        // A client that vanishes mid-request.
+        let dropped = try RawConnection(port: node.port)
+        dropped.send("POST /counter HTTP/1.1\r\nHost: x\r\nContent-Type: application/soap+xml\r\nContent-Length: 5000\r\n\r\n<env:Env")
+        _ = consume dropped
+        // A client that stops halfway through its headers is cut off once idle (idleTimeout, 2 s
+        // here), while others are served meanwhile.
+        let slow = try RawConnection(port: node.port)
+        slow.send("GET /counter HTTP/1.1\r\nHost: x\r\n")
+        #expect(try curl(node.base + "/counter").out.contains("<CounterState>"))
+        #expect(slow.waitForClose())
+        #expect(try curl(node.base + "/counter").out.contains("<CounterState>"))
+    }
+
+    @Test func ctlReportsFaultsAndUsageErrors() throws {
+        let node = try NodeProcess()
+        let fault = try decos("ctl", "get", node.base + "/missing")
+        #expect(fault.status == 1)
+        #expect(fault.err.contains("UnknownService"))
+        let verb = try decos("ctl", "fly", node.base + "/counter")
+        #expect(verb.status != 0 && verb.err.contains("unknown verb fly"))
+        let body = try decos("ctl", "update", node.base + "/counter", "--body", "<Increment><By>")
+        #expect(body.status == 2 && body.err.contains("--body:1:"))
+        let refused = try decos("ctl", "get", "http://127.0.0.1:1/counter")
+        #expect(refused.status == 2 && refused.err.contains("cannot connect"))
+    }
+
+    @Test func subscribeFromTheCommandLine() throws {
+        let node = try NodeProcess()
+        let sub = Process()
+        sub.executableURL = URL(fileURLWithPath: decosBinary)
+        sub.arguments = ["ctl", "subscribe", node.base + "/counter"]
+        let out = Pipe()
+        sub.standardOutput = out
+        try sub.run()
+        var seen = ""
+        while !seen.contains("subscribed to") { seen += String(decoding: out.fileHandleForReading.availableData, as: UTF8.self) }
+        try decos("ctl", "update", node.base + "/counter", "--body", "<Increment><By>9</By></Increment>")
+        while !seen.contains("<By>9</By>") { seen += String(decoding: out.fileHandleForReading.availableData, as: UTF8.self) }
+        #expect(seen.contains("Update from decos://example/counter"))
+        sub.terminate()
+        sub.waitUntilExit()
+    }
+}
+
+@Suite struct ManifestCommandTests {
+    func write(_ text: String) throws -> String {
+        let path = NSTemporaryDirectory() + "decos-\(UUID().uuidString).xml"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test func checkAcceptsTheExample() throws {
+        let r = try decos("manifest", "check", "examples/node.xml")
+        #expect(r.status == 0)
+        #expect(r.out.contains("ok (node example, 3 services, gateway on 127.0.0.1:7480)"))
+    }
+
+    @Test func checkReportsFileLineAndColumn() throws {
+        let path = try write("<Manifest xmlns=\"urn:decos:manifest\">\n  <Service contract=\"urn:decos:examples:nope\" name=\"/x\"/>\n  <Servce/>\n</Manifest>\n")
+        let r = try decos("manifest", "check", path)
+        #expect(r.status == 1)
+        #expect(r.err.contains("\(path):3:3: error: unknown element <Servce>"))
+        let unknown = try decos("manifest", "check", try write("<Manifest xmlns=\"urn:decos:manifest\">\n  <Service contract=\"urn:decos:examples:nope\"/>\n</Manifest>"))
+        #expect(unknown.err.contains(":2:3: error: no service implements contract urn:decos:examples:nope"))
+    }
+
+    @Test func runRefusesABadManifestWithAClearMessage() throws {
+        let path = try write("<Manifest xmlns=\"urn:decos:manifest\">\n  <Service contract=\"urn:decos:examples:counter\" name=\"/c\">\n</Manifest>")
+        let r = try decos("run", path, "--http", "127.0.0.1:0")
+        #expect(r.status != 0)
+        #expect(r.err.contains("\(path):3:"))
+        let missing = try decos("run", "/nonexistent/manifest.xml")
+        #expect(missing.status != 0 && missing.err.contains("/nonexistent/manifest.xml"))
+    }
+
+    @Test func runReportsABusyPort() throws {
+        let first = try NodeProcess()
+        let r = try decos("run", "examples/node.xml", "--http", "127.0.0.1:\(first.port)")
+        #expect(r.status != 0)
+        #expect(r.err.contains("cannot listen on 127.0.0.1:\(first.port)"))
+    }
+
+    @Test func versionIsPrinted() throws {
+        #expect(try decos("--version").out.hasPrefix("decos "))
+    }
+}

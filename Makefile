@@ -29,7 +29,7 @@ test: build
 ## A fully static decos: flags in linker/static.flags.
 static: deps
 	$(SWIFT) build -c release --product decos --scratch-path $(STATIC_DIR) $$(cat linker/static.flags)
-	@file $(STATIC_BIN) | tee /dev/stderr | grep -q "statically linked" || { echo "make static: $(STATIC_BIN) is not statically linked" >&2; exit 1; }
+	@file $(STATIC_BIN); file $(STATIC_BIN) | grep -q "statically linked" || { echo "make static: $(STATIC_BIN) is not statically linked" >&2; exit 1; }
 	$(STATIC_BIN) --version
 	@ls -l $(STATIC_BIN) | awk '{print "make static: " $$5 " bytes"}'
 

@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .library(name: "Decos", targets: ["Decos"]),
         .executable(name: "decos", targets: ["decos"]),
+        .executable(name: "decos-bench", targets: ["DecosBenchmarks"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -36,6 +37,9 @@ let package = Package(
             "Decos",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // Benchmarks (run by Benchmarks/run.sh); baselines are measured in the same run.
+        .executableTarget(name: "DecosBenchmarks", dependencies: ["Decos", "ServiceKernel", "StandardServices", "Infoset"],
+                          path: "Benchmarks/DecosBenchmarks"),
         .testTarget(name: "InfosetTests", dependencies: ["Infoset"]),
         .testTarget(name: "ServiceKernelTests", dependencies: ["ServiceKernel", "StandardServices", "Infoset"]),
         .testTarget(name: "StandardServicesTests", dependencies: ["StandardServices", "ServiceKernel", "Decos"]),

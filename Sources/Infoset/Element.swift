@@ -32,18 +32,58 @@ public enum Content: Hashable, Sendable {
     case text(String)
 }
 
-/// An element information item. A value: copying it is cheap (copy on write), and a message
-/// body handed between services in one process is never re-encoded.
+/// An element information item. A value with copy-on-write storage: copying one is a single
+/// reference count, so a message body handed between services in one process costs nothing.
 public struct Element: Hashable, Sendable {
-    public var name: QName
-    public var attributes: [Attribute]
-    public var children: [Content]
+    final class Storage: @unchecked Sendable {
+        var name: QName
+        var attributes: [Attribute]
+        var children: [Content]
+        var sourceOffset: Int
+
+        init(_ name: QName, _ attributes: [Attribute], _ children: [Content], _ sourceOffset: Int) {
+            self.name = name
+            self.attributes = attributes
+            self.children = children
+            self.sourceOffset = sourceOffset
+        }
+    }
+
+    private var storage: Storage
+
+    private mutating func unique() -> Storage {
+        if !isKnownUniquelyReferenced(&storage) {
+            storage = Storage(storage.name, storage.attributes, storage.children, storage.sourceOffset)
+        }
+        return storage
+    }
+
+    public var name: QName {
+        get { storage.name }
+        set { unique().name = newValue }
+    }
+
+    public var attributes: [Attribute] {
+        get { storage.attributes }
+        _modify { yield &unique().attributes }
+        set { unique().attributes = newValue }
+    }
+
+    public var children: [Content] {
+        get { storage.children }
+        _modify { yield &unique().children }
+        set { unique().children = newValue }
+    }
+
     /// Byte offset of the start tag in the document it was read from (-1 if built in code);
     /// provenance for error messages, not part of the value.
-    public var sourceOffset: Int = -1
+    public var sourceOffset: Int {
+        get { storage.sourceOffset }
+        set { unique().sourceOffset = newValue }
+    }
 
     public static func == (a: Element, b: Element) -> Bool {
-        a.name == b.name && a.attributes == b.attributes && a.children == b.children
+        a.storage === b.storage || (a.name == b.name && a.attributes == b.attributes && a.children == b.children)
     }
 
     public func hash(into h: inout Hasher) {
@@ -53,9 +93,7 @@ public struct Element: Hashable, Sendable {
     }
 
     public init(_ name: QName, attributes: [Attribute] = [], children: [Content] = []) {
-        self.name = name
-        self.attributes = attributes
-        self.children = children
+        storage = Storage(name, attributes, children, -1)
     }
 
     /// An element in no namespace.

@@ -35,14 +35,32 @@ public struct Message: Sendable {
     public var verb: Verb
     /// The destination: a path (`/counter`) or a full URI (`decos://node/counter`).
     public var to: String
-    public var messageID: String?
-    public var relatesTo: String?
-    public var replyTo: String?
-    public var from: String?
-    public var buffers: [BufferRef]
     /// The body's single child element, if any.
     public var body: Element?
-    public var fault: Fault?
+    public var buffers: [BufferRef]
+    /// Addressing headers and the fault live in one box, absent on the local fast path:
+    /// a message that is only handed between local services stays small and cheap to copy.
+    private var extra: Extra?
+
+    final class Extra: @unchecked Sendable {
+        var messageID: String?
+        var relatesTo: String?
+        var replyTo: String?
+        var from: String?
+        var fault: Fault?
+
+        init() {}
+
+        func copy() -> Extra {
+            let e = Extra()
+            e.messageID = messageID
+            e.relatesTo = relatesTo
+            e.replyTo = replyTo
+            e.from = from
+            e.fault = fault
+            return e
+        }
+    }
 
     public init(_ verb: Verb, to: String, body: Element? = nil, kind: Kind = .request, buffers: [BufferRef] = []) {
         self.kind = kind
@@ -50,6 +68,36 @@ public struct Message: Sendable {
         self.to = to
         self.body = body
         self.buffers = buffers
+    }
+
+    private mutating func set<T>(_ path: ReferenceWritableKeyPath<Extra, T>, _ value: T) {
+        if extra == nil {
+            extra = Extra()
+        } else if !isKnownUniquelyReferenced(&extra!) {
+            extra = extra!.copy()
+        }
+        extra![keyPath: path] = value
+    }
+
+    public var messageID: String? {
+        get { extra?.messageID }
+        set { if newValue != nil || extra != nil { set(\.messageID, newValue) } }
+    }
+    public var relatesTo: String? {
+        get { extra?.relatesTo }
+        set { if newValue != nil || extra != nil { set(\.relatesTo, newValue) } }
+    }
+    public var replyTo: String? {
+        get { extra?.replyTo }
+        set { if newValue != nil || extra != nil { set(\.replyTo, newValue) } }
+    }
+    public var from: String? {
+        get { extra?.from }
+        set { if newValue != nil || extra != nil { set(\.from, newValue) } }
+    }
+    public var fault: Fault? {
+        get { extra?.fault }
+        set { if newValue != nil || extra != nil { set(\.fault, newValue) } }
     }
 
     public static func faulted(_ fault: Fault, replyingTo request: Message) -> Message {
@@ -60,8 +108,11 @@ public struct Message: Sendable {
     }
 
     public static func response(to request: Message, body: Element?) -> Message {
-        var m = Message(request.verb, to: request.replyTo ?? request.from ?? "", body: body, kind: .response)
-        m.relatesTo = request.messageID
+        var m = Message(request.verb, to: "", body: body, kind: .response)
+        if let extra = request.extra {
+            m.to = extra.replyTo ?? extra.from ?? ""
+            m.relatesTo = extra.messageID
+        }
         return m
     }
 

@@ -6,8 +6,14 @@ import ServiceKernel
 public actor Counter: Service {
     public static let contract = "urn:decos:examples:counter"
 
-    public struct CounterState: Codable, Sendable { public var value: Int }
-    public struct Increment: Codable, Sendable { public var by: Int }
+    public struct CounterState: Codable, Sendable {
+        public var value: Int
+        public init(value: Int) { self.value = value }
+    }
+    public struct Increment: Codable, Sendable {
+        public var by: Int
+        public init(by: Int) { self.by = by }
+    }
 
     @ServiceState var state: CounterState
 

@@ -38,8 +38,12 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Benchmarks (run by Benchmarks/run.sh); baselines are measured in the same run.
-        .executableTarget(name: "DecosBenchmarks", dependencies: ["Decos", "ServiceKernel", "StandardServices", "Infoset"],
-                          path: "Benchmarks/DecosBenchmarks"),
+        .executableTarget(name: "DecosBenchmarks", dependencies: [
+            "Decos", "ServiceKernel", "StandardServices", "Infoset",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ], path: "Benchmarks/DecosBenchmarks"),
         .testTarget(name: "InfosetTests", dependencies: ["Infoset"]),
         .testTarget(name: "ServiceKernelTests", dependencies: ["ServiceKernel", "StandardServices", "Infoset"]),
         .testTarget(name: "StandardServicesTests", dependencies: ["StandardServices", "ServiceKernel", "Decos"]),

@@ -1,6 +1,10 @@
 // Decos benchmarks. Each figure is printed beside a baseline measured in the same run.
-// Run through Benchmarks/run.sh (release build, pinned to one core).
+// Run through Benchmarks/run.sh (release build, pinned to one core). Modes: all, dispatch, xml,
+// probe (where dispatch time goes), http-floor (the gateway baseline), idle (the RSS baseline).
 import Decos
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
 import Infoset
 import ServiceKernel
 import StandardServices
@@ -110,10 +114,13 @@ func probe() async throws {
     print("lookup \(fmt(1e9/lookup)) ns, response \(fmt(1e9/response)) ns, handle \(fmt(1e9/handle)) ns, size \(MemoryLayout<Message>.size)")
 }
 
+setvbuf(stdout, nil, _IOLBF, 0)
 let which = CommandLine.arguments.dropFirst().first ?? "all"
 let task = Task.detached {
     if which == "all" || which == "dispatch" { try await dispatchBenchmark() }
     if which == "all" || which == "xml" { try xmlBenchmark() }
     if which == "probe" { try await probe() }
+    if which == "http-floor" { try await httpFloor() }
+    if which == "idle" { try await Task.sleep(for: .seconds(3600)) }
 }
 try await task.value

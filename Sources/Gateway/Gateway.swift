@@ -212,16 +212,19 @@ public final class Gateway: Sendable {
         }
     }
 
-    /// Sends a message through the kernel, bounded by the binding's request timeout.
+    /// Sends a message through the kernel, bounded by the binding's request timeout: a service
+    /// that never answers costs its caller a timeout fault, not a hung connection.
     func dispatch(_ m: Message, _ principal: Principal) async -> Message {
         let timeout = binding.requestTimeout
         return await withCheckedContinuation { (done: CheckedContinuation<Message, Never>) in
             let once = Once(done)
-            let call = Task { [kernel] in once.resume(await kernel.send(m, as: principal)) }
-            MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .seconds(Int64(timeout))) {
-                if once.resume(.faulted(.timeout("\(m.to) did not answer \(m.verb.rawValue) within \(timeout) s"), replyingTo: m)) {
-                    call.cancel()
-                }
+            let deadline = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .seconds(Int64(timeout))) {
+                once.resume(.faulted(.timeout("\(m.to) did not answer \(m.verb.rawValue) within \(timeout) s"), replyingTo: m))
+            }
+            Task { [kernel] in
+                let reply = await kernel.send(m, as: principal)
+                deadline.cancel()
+                once.resume(reply)
             }
         }
     }

@@ -7,6 +7,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Decos", targets: ["Decos"]),
+        .library(name: "DecosCLI", targets: ["DecosCLI"]),
         .executable(name: "decos", targets: ["decos"]),
         .executable(name: "decos-bench", targets: ["DecosBenchmarks"]),
     ],
@@ -33,10 +34,14 @@ let package = Package(
             "Infoset", "ServiceKernel", "StandardServices", "Gateway",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .executableTarget(name: "decos", dependencies: [
-            "Decos",
+        .target(name: "DecosCLI", dependencies: [
+            "Decos", "Gateway", "Infoset", "ServiceKernel", "StandardServices",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
+        .executableTarget(name: "decos", dependencies: ["DecosCLI"]),
+        // The service-author example: docs/services.md walks through it.
+        .executableTarget(name: "decos-greeter", dependencies: ["Decos", "DecosCLI"], path: "examples/greeter"),
         // Benchmarks (run by Benchmarks/run.sh); baselines are measured in the same run.
         .executableTarget(name: "DecosBenchmarks", dependencies: [
             "Decos", "ServiceKernel", "StandardServices", "Infoset",

@@ -48,6 +48,10 @@ public actor KeyValueStore: Service {
     public struct Entry: Codable, Sendable, Hashable {
         public var key: String
         public var value: String?
+        public init(key: String, value: String?) {
+            self.key = key
+            self.value = value
+        }
     }
     public struct KVState: Codable, Sendable { public var entry: [Entry] }
     public struct KVQuery: Codable, Sendable { public var prefix: String? }

@@ -8,6 +8,9 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
 let decosBinary: String = ProcessInfo.processInfo.environment["DECOS_BIN"]
     ?? packageRoot.appendingPathComponent(".build/debug/decos").path
 
+/// The service-author example binary, built beside decos.
+let greeterBinary = URL(fileURLWithPath: decosBinary).deletingLastPathComponent().appendingPathComponent("decos-greeter").path
+
 /// A `decos run` process on a free loopback port.
 final class NodeProcess: @unchecked Sendable {
     let process = Process()
@@ -17,8 +20,8 @@ final class NodeProcess: @unchecked Sendable {
     var base: String { "http://127.0.0.1:\(port)" }
     private(set) var lines: [String] = []
 
-    init(manifest: String = "examples/node.xml", extra: [String] = []) throws {
-        process.executableURL = URL(fileURLWithPath: decosBinary)
+    init(manifest: String = "examples/node.xml", extra: [String] = [], binary: String = decosBinary) throws {
+        process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["run", manifest, "--http", "127.0.0.1:0"] + extra
         process.currentDirectoryURL = packageRoot
         process.standardOutput = output

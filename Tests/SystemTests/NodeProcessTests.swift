@@ -155,3 +155,19 @@ func envelope(_ verb: String, _ body: String = "") -> String {
         #expect(try decos("--version").out.hasPrefix("decos "))
     }
 }
+
+@Suite struct ServiceAuthorExampleTests {
+    @Test func aServiceWrittenOutsideTheKernelRunsFromItsManifest() throws {
+        let node = try NodeProcess(manifest: "examples/greeter.xml", binary: greeterBinary)
+        let greeting = try run(greeterBinary, ["ctl", "submit", node.base + "/greeter", "--body", "<Greet><Name>Ada</Name></Greet>"])
+        #expect(greeting.status == 0)
+        #expect(greeting.out.contains("<Text>Welcome, Ada!</Text>"))
+        #expect(try curl(node.base + "/guests").out.contains("<Key>Ada</Key>"))
+        #expect(try curl(node.base + "/greeter").out.contains("<Greeted>1</Greeted>"))
+        let check = try run(greeterBinary, ["manifest", "check", "examples/greeter.xml"])
+        #expect(check.status == 0)
+        // The plain decos binary does not know the contract, and says so.
+        let plain = try decos("manifest", "check", "examples/greeter.xml")
+        #expect(plain.status == 1 && plain.err.contains("urn:example:greeter"))
+    }
+}

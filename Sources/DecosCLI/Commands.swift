@@ -12,7 +12,20 @@ import StandardServices
 import Musl
 #endif
 
-@main
+/// The `decos` command line. A service author's own binary runs the same commands with its
+/// contracts added: `await DecosCLI.main(extra: Contracts([Greeter.self]))`.
+public enum DecosCLI {
+    /// Contracts beyond the standard ones, set once before the command runs.
+    nonisolated(unsafe) static var extra = Contracts()
+
+    static var contracts: Contracts { StandardContracts.all.merging(extra) }
+
+    public static func main(extra: Contracts = Contracts()) async {
+        self.extra = extra
+        await DecosCommand.main()
+    }
+}
+
 struct DecosCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "decos",
@@ -48,7 +61,7 @@ struct Run: AsyncParsableCommand {
         }
         if let node { m.node = node }
         let booted: Node
-        do { booted = try await Node.boot(m) } catch { fail(String(describing: error)) }
+        do { booted = try await Node.boot(m, extra: DecosCLI.extra) } catch { fail(String(describing: error)) }
         let count = booted.kernel.uris.entries.count
         if let a = booted.httpAddress {
             let host = a.ipAddress.map { $0.contains(":") ? "[\($0)]" : $0 } ?? m.gateway!.host
@@ -159,7 +172,7 @@ struct ManifestCommand: AsyncParsableCommand {
         func run() async throws {
             do {
                 let m = try Node.loadManifest(file)
-                try Node.check(m, contracts: StandardContracts.all)
+                try Node.check(m, contracts: DecosCLI.contracts)
                 let binding = m.gateway.map { "gateway on \($0.host):\($0.port)" } ?? "no network binding"
                 print("\(file): ok (node \(m.node ?? "<hostname>"), \(m.services.count) services, \(binding))")
             } catch {

@@ -1,0 +1,3 @@
+import DecosCLI
+
+await DecosCLI.main()

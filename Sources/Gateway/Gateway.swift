@@ -19,27 +19,27 @@ public final class Gateway: Sendable {
         self.logger = logger
     }
 
-    typealias Server = NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
-    private let server = Mutex<Server?>(nil)
+    private let server = Mutex<(any Channel)?>(nil)
 
     /// Binds the listening socket and returns the address it got (the port, if 0 was asked).
     public func bind() async throws -> SocketAddress {
         let idle = TimeAmount.seconds(Int64(binding.idleTimeout))
-        let channel: Server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .bind(host: binding.host, port: binding.port) { channel in
+            .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let ops = channel.pipeline.syncOperations
                     try ops.addHandler(IdleStateHandler(readTimeout: idle), name: "idle")
                     try ops.addHandler(IdleCloser(), name: "idle-closer")
                     try ops.configureHTTPServerPipeline(withErrorHandling: true)
-                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
+                    try ops.addHandler(Connection(gateway: self))
                 }
             }
+            .bind(host: binding.host, port: binding.port).get()
         server.withLock { $0 = channel }
-        guard let address = channel.channel.localAddress else { throw HTTPClient.Failure(description: "gateway socket has no address") }
+        guard let address = channel.localAddress else { throw HTTPClient.Failure(description: "gateway socket has no address") }
         return address
     }
 
@@ -47,65 +47,9 @@ public final class Gateway: Sendable {
     public func serve() async throws {
         guard let server = server.withLock({ $0 }) else { throw HTTPClient.Failure(description: "gateway not bound") }
         try await withTaskCancellationHandler {
-            try await server.executeThenClose { connections in
-                try await withThrowingDiscardingTaskGroup { group in
-                    for try await connection in connections {
-                        group.addTask { await self.serve(connection) }
-                    }
-                }
-            }
+            try await server.closeFuture.get()
         } onCancel: {
-            server.channel.close(promise: nil)
-        }
-    }
-
-    // MARK: one connection
-
-    func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
-        do {
-            try await connection.executeThenClose { inbound, outbound in
-                var head: HTTPRequestHead?
-                var body = ByteBuffer()
-                var tooLarge = false
-                for try await part in inbound {
-                    switch part {
-                    case .head(let h):
-                        head = h
-                        body.clear()
-                        tooLarge = false
-                        if let length = h.headers.first(name: "content-length").flatMap(Int.init), length > binding.maxRequestBytes {
-                            tooLarge = true
-                        }
-                    case .body(var chunk):
-                        if tooLarge { continue }
-                        if body.readableBytes + chunk.readableBytes > binding.maxRequestBytes {
-                            tooLarge = true
-                            body.clear()
-                        } else {
-                            body.writeBuffer(&chunk)
-                        }
-                    case .end:
-                        guard let h = head else { continue }
-                        if tooLarge {
-                            let fault = Fault(.sender, "TooLarge", "request body exceeds the gateway's limit of \(binding.maxRequestBytes) bytes")
-                            try await write(Response.fault(fault, status: .payloadTooLarge), to: outbound, keepAlive: false)
-                            return
-                        }
-                        let response: Response
-                        switch await respond(to: h, body: body) {
-                        case .reply(let r): response = r
-                        case .stream(let request, let notifications):
-                            try await stream(request, notifications, connection, outbound)
-                            return
-                        }
-                        try await write(response, to: outbound, keepAlive: h.isKeepAlive)
-                        if !h.isKeepAlive { return }
-                        head = nil
-                    }
-                }
-            }
-        } catch {
-            logger.debug("gateway connection ended: \(error)")
+            server.close(promise: nil)
         }
     }
 
@@ -125,20 +69,6 @@ public final class Gateway: Sendable {
     /// The SOAP 1.2 HTTP binding: Sender faults are the client's error, the rest the server's.
     static func status(for f: Fault) -> HTTPResponseStatus {
         f.code == .sender ? .badRequest : .internalServerError
-    }
-
-    func write(_ r: Response, to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, keepAlive: Bool) async throws {
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: r.contentType)
-        headers.add(name: "Content-Length", value: String(r.body.count))
-        headers.add(name: "Server", value: "decos")
-        if !keepAlive { headers.add(name: "Connection", value: "close") }
-        for (n, v) in r.extraHeaders { headers.add(name: n, value: v) }
-        try await outbound.write(contentsOf: [
-            .head(HTTPResponseHead(version: .http1_1, status: r.status, headers: headers)),
-            .body(.byteBuffer(ByteBuffer(bytes: r.body))),
-            .end(nil),
-        ])
     }
 
     // MARK: requests
@@ -212,21 +142,8 @@ public final class Gateway: Sendable {
         }
     }
 
-    /// Sends a message through the kernel, bounded by the binding's request timeout: a service
-    /// that never answers costs its caller a timeout fault, not a hung connection.
     func dispatch(_ m: Message, _ principal: Principal) async -> Message {
-        let timeout = binding.requestTimeout
-        return await withCheckedContinuation { (done: CheckedContinuation<Message, Never>) in
-            let once = Once(done)
-            let deadline = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .seconds(Int64(timeout))) {
-                once.resume(.faulted(.timeout("\(m.to) did not answer \(m.verb.rawValue) within \(timeout) s"), replyingTo: m))
-            }
-            Task { [kernel] in
-                let reply = await kernel.send(m, as: principal)
-                deadline.cancel()
-                once.resume(reply)
-            }
-        }
+        await kernel.send(m, as: principal)
     }
 
     // MARK: the directory page
@@ -267,19 +184,6 @@ func escapeHTML(_ s: String) -> String {
         }
     }
     return out
-}
-
-/// Resumes a continuation exactly once, whichever of the reply and the deadline comes first.
-final class Once: Sendable {
-    private let continuation: Mutex<CheckedContinuation<Message, Never>?>
-    init(_ c: CheckedContinuation<Message, Never>) { continuation = Mutex(c) }
-
-    @discardableResult
-    func resume(_ m: Message) -> Bool {
-        guard let c = continuation.withLock({ c in defer { c = nil }; return c }) else { return false }
-        c.resume(returning: m)
-        return true
-    }
 }
 
 /// Closes a connection that has sent nothing for the idle timeout (slow or vanished clients).

@@ -1,0 +1,107 @@
+import Infoset
+import NIOCore
+import NIOHTTP1
+import ServiceKernel
+
+/// One HTTP connection, on its event loop. Requests are collected here and answered by a task
+/// that calls the kernel; NIO's server pipeline holds back a pipelined request until the answer
+/// to the one before it is written, so replies keep their order.
+final class Connection: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let gateway: Gateway
+    var head: HTTPRequestHead?
+    var body = ByteBuffer()
+    var refused = false
+    /// A subscription stream this connection carries, ended when the client goes away.
+    var stream: Task<Void, Never>?
+    /// The request being answered, and its deadline: whichever of the reply and the deadline
+    /// comes first is written, the other dropped.
+    var inFlight: (id: UInt64, deadline: Scheduled<Void>)?
+    var nextID: UInt64 = 0
+
+    init(gateway: Gateway) { self.gateway = gateway }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !refused else { return }
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+            body.clear()
+            if let length = h.headers.first(name: "content-length").flatMap(Int.init), length > gateway.binding.maxRequestBytes {
+                refuseTooLarge(context)
+            }
+        case .body(var chunk):
+            if body.readableBytes + chunk.readableBytes > gateway.binding.maxRequestBytes {
+                refuseTooLarge(context)
+            } else {
+                body.writeBuffer(&chunk)
+            }
+        case .end:
+            guard let h = head else { return }
+            head = nil
+            let request = body
+            body = ByteBuffer()
+            let channel = context.channel
+            let gateway = self.gateway
+            let loop = context.eventLoop
+            let connection = NIOLoopBound(self, eventLoop: loop)
+            nextID += 1
+            let id = nextID
+            let timeout = gateway.binding.requestTimeout
+            let deadline = loop.scheduleTask(in: .seconds(Int64(timeout))) {
+                let fault = Fault.timeout("\(h.uri) did not answer within \(timeout) s")
+                connection.value.finish(id, .reply(.fault(fault)), h, channel)
+            }
+            inFlight = (id, deadline)
+            Task {
+                let outcome = await gateway.respond(to: h, body: request)
+                loop.execute { connection.value.finish(id, outcome, h, channel) }
+            }
+        }
+    }
+
+    /// Writes the answer to request `id` unless it has been answered already (by its deadline).
+    func finish(_ id: UInt64, _ outcome: Gateway.Outcome, _ h: HTTPRequestHead, _ channel: any Channel) {
+        guard let current = inFlight, current.id == id else { return }
+        current.deadline.cancel()
+        inFlight = nil
+        switch outcome {
+        case .reply(let r): Connection.write(r, on: channel, keepAlive: h.isKeepAlive)
+        case .stream(let m, let notifications): startStream(m, notifications, channel)
+        }
+    }
+
+    /// Answers 413 at once and closes: the rest of an oversized body is never read.
+    func refuseTooLarge(_ context: ChannelHandlerContext) {
+        refused = true
+        let fault = Fault(.sender, "TooLarge", "request body exceeds the gateway's limit of \(gateway.binding.maxRequestBytes) bytes")
+        Connection.write(.fault(fault, status: .payloadTooLarge), on: context.channel, keepAlive: false)
+    }
+
+    static func write(_ r: Gateway.Response, on channel: any Channel, keepAlive: Bool) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: r.contentType)
+        headers.add(name: "Content-Length", value: String(r.body.count))
+        headers.add(name: "Server", value: "decos")
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        for (n, v) in r.extraHeaders { headers.add(name: n, value: v) }
+        channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: r.status, headers: headers)), promise: nil)
+        channel.write(HTTPServerResponsePart.body(.byteBuffer(channel.allocator.buffer(bytes: r.body))), promise: nil)
+        let done = channel.writeAndFlush(HTTPServerResponsePart.end(nil))
+        if !keepAlive { done.whenComplete { _ in channel.close(promise: nil) } }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        stream?.cancel()
+        inFlight?.deadline.cancel()
+        inFlight = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        gateway.logger.debug("gateway connection error: \(error)")
+        context.close(promise: nil)
+    }
+}

@@ -294,14 +294,27 @@ private struct Parser {
             let c = b[pos]
             if c != UInt8(ascii: "<") {
                 if pending.isEmpty { pendingStart = pos }
-                if c == UInt8(ascii: "&") {
+                switch c {
+                case UInt8(ascii: "&"):
                     try reference(into: &pending)
-                } else {
+                case 0x0D:
+                    // CR and CR LF both become LF (XML 1.0 §2.11).
+                    pending.append(0x0A)
+                    pos += 1
+                    if peek() == 0x0A { pos += 1 }
+                default:
                     if c == UInt8(ascii: ">"), pos >= 2, b[pos - 1] == UInt8(ascii: "]"), b[pos - 2] == UInt8(ascii: "]") {
                         throw error(.malformed, "\"]]>\" is not allowed in text")
                     }
-                    appendNormalizingNewline(c, into: &pending)
+                    // Copy the run of ordinary characters in one go.
+                    let start = pos
                     pos += 1
+                    while pos < b.count {
+                        let d = b[pos]
+                        if d == UInt8(ascii: "<") || d == UInt8(ascii: "&") || d == 0x0D || d == UInt8(ascii: ">") { break }
+                        pos += 1
+                    }
+                    pending.append(contentsOf: UnsafeBufferPointer(rebasing: b[start..<pos]))
                 }
                 continue
             }
@@ -310,7 +323,16 @@ private struct Parser {
                 pos += 9
                 guard let close = find("]]>") else { throw error(.malformed, "unterminated CDATA section", at: start) }
                 if pending.isEmpty { pendingStart = start }
-                for i in pos..<close { appendNormalizingNewline(b[i], into: &pending) }
+                var i = pos
+                while i < close {
+                    if b[i] == 0x0D {
+                        pending.append(0x0A)
+                        if i + 1 < close, b[i + 1] == 0x0A { i += 1 }
+                    } else {
+                        pending.append(b[i])
+                    }
+                    i += 1
+                }
                 pos = close + 3
                 continue
             }
@@ -352,12 +374,6 @@ private struct Parser {
                 }
             }
         }
-    }
-
-    func appendNormalizingNewline(_ c: UInt8, into out: inout [UInt8]) {
-        if c == 0x0D { out.append(0x0A); return }
-        if c == 0x0A, pos > 0, b[pos - 1] == 0x0D { return }
-        out.append(c)
     }
 
     /// Parses `<name attr="v" ...>` or `/>`; returns the element with names resolved.
@@ -447,7 +463,15 @@ private struct Parser {
             case 0x0D:
                 out.append(0x20); pos += 1
                 if peek() == 0x0A { pos += 1 }
-            default: out.append(c); pos += 1
+            default:
+                let start = pos
+                pos += 1
+                while pos < b.count {
+                    let d = b[pos]
+                    if d == quote || d == UInt8(ascii: "<") || d == UInt8(ascii: "&") || d < 0x20 { break }
+                    pos += 1
+                }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: b[start..<pos]))
             }
         }
         return String(decoding: out, as: UTF8.self)

@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         .target(name: "Infoset"),
@@ -30,8 +31,15 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .target(name: "DistributingKernel", dependencies: [
+            "ServiceKernel", "Infoset",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "Decos", dependencies: [
-            "Infoset", "ServiceKernel", "StandardServices", "Gateway",
+            "Infoset", "ServiceKernel", "StandardServices", "Gateway", "DistributingKernel",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "DecosCLI", dependencies: [
@@ -53,6 +61,7 @@ let package = Package(
         .testTarget(name: "ServiceKernelTests", dependencies: ["ServiceKernel", "StandardServices", "Infoset"]),
         .testTarget(name: "StandardServicesTests", dependencies: ["StandardServices", "ServiceKernel", "Decos"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Decos"]),
+        .testTarget(name: "DistributingKernelTests", dependencies: ["DistributingKernel", "ServiceKernel", "Infoset", "Decos"]),
         .testTarget(name: "SystemTests", dependencies: ["Gateway", "Infoset"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,276 @@
+/// SWIM membership with suspicion and incarnation numbers (Das, Gupta, Motivala 2002; the
+/// Lifeguard-free core that memberlist and swift-cluster-membership build on), as a pure state
+/// machine: time and randomness come in, messages and events go out. The network manager drives it
+/// over real connections; the simulator drives a thousand of them over a simulated network.
+public struct Membership: Sendable {
+    public enum Status: UInt8, Sendable, Hashable, Comparable {
+        case alive = 0, suspect = 1, dead = 2, left = 3
+        public static func < (a: Status, b: Status) -> Bool { a.rawValue < b.rawValue }
+    }
+
+    /// What one node believes of another.
+    public struct Member: Sendable, Hashable {
+        public var name: String
+        public var address: String
+        public var incarnation: UInt64
+        public var status: Status
+
+        public init(name: String, address: String, incarnation: UInt64, status: Status) {
+            self.name = name
+            self.address = address
+            self.incarnation = incarnation
+            self.status = status
+        }
+
+        /// SWIM's precedence: a higher incarnation wins; at the same incarnation, the worse status wins.
+        func overrides(_ old: Member) -> Bool {
+            if old.status == .left { return false }
+            if status == .left { return incarnation >= old.incarnation }
+            if incarnation != old.incarnation { return incarnation > old.incarnation }
+            return status > old.status
+        }
+    }
+
+    /// Timings, in milliseconds of whatever clock drives the machine.
+    public struct Config: Sendable, Hashable {
+        /// How often a member is probed.
+        public var probeInterval: UInt64 = 1000
+        /// How long a direct ping waits for its ack before asking others to try.
+        public var probeTimeout: UInt64 = 400
+        /// How many other members relay an indirect ping.
+        public var indirectProbes: Int = 3
+        /// How long a suspect has to refute before it is declared dead.
+        public var suspicionTimeout: UInt64 = 4000
+        /// Each update rides on this many outgoing messages × log2(members + 1).
+        public var gossipMultiplier: Int = 3
+        /// The most updates piggybacked on one message.
+        public var maxGossip: Int = 16
+
+        public init() {}
+
+        /// The longest a dead member can stay listed as alive by the one probing it: one probe
+        /// interval to be picked, plus the suspicion timeout.
+        public var detectionBound: UInt64 { probeInterval * 2 + suspicionTimeout }
+    }
+
+    public enum Message: Sendable, Hashable {
+        case ping(seq: UInt64, gossip: [Member])
+        case pingReq(seq: UInt64, target: String, targetAddress: String, gossip: [Member])
+        case ack(seq: UInt64, gossip: [Member])
+        /// Push-pull: the sender's full view; the receiver merges it and answers with its own once.
+        case sync(members: [Member], reply: Bool)
+    }
+
+    public enum Effect: Sendable, Hashable {
+        case send(to: String, address: String, Message)
+        /// A member's status changed (joined, suspected, died, left, came back).
+        case changed(Member)
+    }
+
+    public let name: String
+    public let address: String
+    public private(set) var incarnation: UInt64 = 0
+    public let config: Config
+    public private(set) var members: [String: Member] = [:]
+
+    private var rng: SplitMix
+    private var nextSeq: UInt64 = 1
+    private var probeOrder: [String] = []
+    /// The direct probe under way: who, since when, whether it went indirect.
+    private var probing: (seq: UInt64, target: String, started: UInt64, indirect: Bool)?
+    private var lastProbe: UInt64 = 0
+    /// Suspects and when they became so.
+    private var suspectedAt: [String: UInt64] = [:]
+    /// Indirect probes this node relays: our seq → (requester, requester's seq).
+    private var relays: [UInt64: (from: String, address: String, seq: UInt64)] = [:]
+    /// Updates still to be gossiped, and how many more times.
+    private var broadcasts: [String: (member: Member, remaining: Int)] = [:]
+
+    public init(name: String, address: String, config: Config = Config(), seed: UInt64) {
+        self.name = name
+        self.address = address
+        self.config = config
+        self.rng = SplitMix(seed: seed)
+    }
+
+    public var me: Member { Member(name: name, address: address, incarnation: incarnation, status: .alive) }
+
+    /// Members believed alive or suspect, not counting this node.
+    public var live: [Member] { members.values.filter { $0.status <= .suspect }.sorted { $0.name < $1.name } }
+
+    // MARK: joining and leaving
+
+    /// Contacts seeds: each gets our full view, and answers with its own.
+    public mutating func join(seeds: [String]) -> [Effect] {
+        seeds.map { .send(to: "", address: $0, .sync(members: fullView(), reply: true)) }
+    }
+
+    /// Tells everyone we are leaving; they drop us at once rather than after a suspicion.
+    public mutating func leave() -> [Effect] {
+        incarnation += 1
+        let farewell = Member(name: name, address: address, incarnation: incarnation, status: .left)
+        return live.map { .send(to: $0.name, address: $0.address, .sync(members: [farewell], reply: false)) }
+    }
+
+    func fullView() -> [Member] { [me] + members.values.sorted { $0.name < $1.name } }
+
+    // MARK: time
+
+    /// Advances the protocol to `now`: starts a probe each interval, escalates a silent probe to
+    /// indirect ones, turns a failed probe into suspicion, and expired suspicion into death.
+    public mutating func tick(now: UInt64) -> [Effect] {
+        var out: [Effect] = []
+        if let p = probing {
+            if !p.indirect, now >= p.started + config.probeTimeout {
+                probing?.indirect = true
+                let helpers = pick(config.indirectProbes, excluding: [p.target])
+                if let target = members[p.target] {
+                    for h in helpers {
+                        out.append(.send(to: h.name, address: h.address,
+                                         .pingReq(seq: p.seq, target: target.name, targetAddress: target.address, gossip: gossip())))
+                    }
+                }
+            } else if now >= p.started + config.probeInterval {
+                probing = nil
+                if var m = members[p.target], m.status == .alive {
+                    m.status = .suspect
+                    out += apply(m, now: now)
+                }
+            }
+        }
+        for (n, since) in suspectedAt.sorted(by: { $0.key < $1.key }) where now >= since + config.suspicionTimeout {
+            if var m = members[n], m.status == .suspect {
+                m.status = .dead
+                out += apply(m, now: now)
+            }
+        }
+        if probing == nil, now >= lastProbe + config.probeInterval, let target = nextProbeTarget() {
+            lastProbe = now
+            let seq = nextSeq
+            nextSeq += 1
+            probing = (seq, target.name, now, false)
+            out.append(.send(to: target.name, address: target.address, .ping(seq: seq, gossip: gossip())))
+        }
+        return out
+    }
+
+    /// Round-robin over a shuffled list, reshuffled each pass (SWIM §4.3), so every member is
+    /// probed within a bounded time.
+    private mutating func nextProbeTarget() -> Member? {
+        while true {
+            if probeOrder.isEmpty {
+                probeOrder = live.map(\.name)
+                guard !probeOrder.isEmpty else { return nil }
+                rng.shuffle(&probeOrder)
+            }
+            let n = probeOrder.removeLast()
+            if let m = members[n], m.status <= .suspect { return m }
+        }
+    }
+
+    private mutating func pick(_ k: Int, excluding: Set<String>) -> [Member] {
+        var candidates = live.filter { !excluding.contains($0.name) && $0.status == .alive }
+        rng.shuffle(&candidates)
+        return Array(candidates.prefix(k))
+    }
+
+    // MARK: messages
+
+    public mutating func receive(_ message: Message, from sender: String, address: String, now: UInt64) -> [Effect] {
+        var out: [Effect] = []
+        switch message {
+        case .ping(let seq, let g):
+            out += merge(g, now: now)
+            out.append(.send(to: sender, address: address, .ack(seq: seq, gossip: gossip())))
+        case .pingReq(let seq, let target, let targetAddress, let g):
+            out += merge(g, now: now)
+            let mine = nextSeq
+            nextSeq += 1
+            relays[mine] = (sender, address, seq)
+            out.append(.send(to: target, address: targetAddress, .ping(seq: mine, gossip: gossip())))
+        case .ack(let seq, let g):
+            out += merge(g, now: now)
+            if let p = probing, p.seq == seq {
+                probing = nil
+            } else if let r = relays.removeValue(forKey: seq) {
+                out.append(.send(to: r.from, address: r.address, .ack(seq: r.seq, gossip: gossip())))
+            }
+        case .sync(let view, let reply):
+            out += merge(view, now: now)
+            if reply { out.append(.send(to: sender, address: address, .sync(members: fullView(), reply: false))) }
+        }
+        return out
+    }
+
+    mutating func merge(_ updates: [Member], now: UInt64) -> [Effect] {
+        var out: [Effect] = []
+        for u in updates {
+            if u.name == name {
+                // Refute: someone thinks we are suspect or dead. Outbid them.
+                if u.status != .alive, u.status != .left, u.incarnation >= incarnation {
+                    incarnation = u.incarnation + 1
+                    queue(me)
+                }
+                continue
+            }
+            if let old = members[u.name] {
+                guard u.overrides(old) else { continue }
+            }
+            out += apply(u, now: now)
+        }
+        return out
+    }
+
+    /// Records a new belief about a member, gossips it on, and reports a status change.
+    mutating func apply(_ m: Member, now: UInt64) -> [Effect] {
+        let old = members[m.name]
+        members[m.name] = m
+        if m.status == .suspect { suspectedAt[m.name] = suspectedAt[m.name] ?? now } else { suspectedAt[m.name] = nil }
+        if m.status >= .dead, probing?.target == m.name { probing = nil }
+        queue(m)
+        return old?.status == m.status && old?.address == m.address ? [] : [.changed(m)]
+    }
+
+    mutating func queue(_ m: Member) {
+        var times = 1
+        var n = members.count + 1
+        while n > 1 { times += 1; n >>= 1 }
+        broadcasts[m.name] = (m, config.gossipMultiplier * times)
+    }
+
+    /// The updates to piggyback on the next message, least-sent first.
+    mutating func gossip() -> [Member] {
+        let chosen = broadcasts.values.sorted { ($0.remaining, $1.member.name) > ($1.remaining, $0.member.name) }
+            .prefix(config.maxGossip).map(\.member)
+        for m in chosen {
+            if let b = broadcasts[m.name] {
+                if b.remaining <= 1 { broadcasts[m.name] = nil } else { broadcasts[m.name] = (b.member, b.remaining - 1) }
+            }
+        }
+        return chosen
+    }
+
+    /// Forgets members dead or gone for good, keeping the table bounded.
+    public mutating func forget(_ name: String) {
+        if let m = members[name], m.status >= .dead { members[name] = nil; suspectedAt[name] = nil }
+    }
+}
+
+/// A small fast deterministic generator (SplitMix64), so a simulation replays exactly.
+public struct SplitMix: RandomNumberGenerator, Sendable {
+    var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    mutating func shuffle<T>(_ a: inout [T]) {
+        var g = self
+        a.shuffle(using: &g)
+        self = g
+    }
+}

@@ -1,0 +1,206 @@
+import Infoset
+import ServiceKernel
+
+/// The wire format between nodes (docs/wire.md): length-prefixed, versioned frames whose payloads
+/// are written with `ByteWriter` — binary, never XML text.
+///
+///     frame := u32 length | u8 version | u8 type | payload      (length counts version, type, payload)
+public enum Wire {
+    public static let version: UInt8 = 1
+    /// The largest control frame a node accepts; buffers never ride in control frames.
+    public static let maxFrame = 16 << 20
+    /// Data-plane chunks: large enough to amortise a frame, small enough to interleave transfers.
+    public static let chunkSize = 1 << 20
+
+    public enum FrameType: UInt8, Sendable {
+        case hello = 0x01
+        case auth = 0x02
+        case request = 0x03
+        case reply = 0x04
+        case notify = 0x05
+        case swim = 0x10
+        case directory = 0x11
+        case dataPull = 0x20
+        case dataChunk = 0x21
+        case error = 0x7F
+        /// Types with this bit set are optional: a receiver that does not know one skips it.
+        /// Any other unknown type ends the connection with an error frame.
+        public static let optionalBit: UInt8 = 0x80
+    }
+
+    public struct Frame: Sendable {
+        public var type: UInt8
+        public var payload: [UInt8]
+
+        public init(_ type: FrameType, _ payload: [UInt8]) {
+            self.type = type.rawValue
+            self.payload = payload
+        }
+
+        public init(rawType: UInt8, payload: [UInt8]) {
+            self.type = rawType
+            self.payload = payload
+        }
+
+        public var known: FrameType? { FrameType(rawValue: type) }
+
+        public func encoded() -> [UInt8] {
+            var w = ByteWriter(capacity: payload.count + 6)
+            w.u32(UInt32(payload.count + 2))
+            w.byte(Wire.version)
+            w.byte(type)
+            w.bytes.append(contentsOf: payload)
+            return w.bytes
+        }
+    }
+
+    // MARK: messages
+
+    /// A kernel message's control part. Buffers travel as references (id, length, transfer id);
+    /// the data plane moves their bytes.
+    public static func encode(_ m: Message, correlation: UInt64, transfers: [UInt64], into w: inout ByteWriter) {
+        w.u64(correlation)
+        w.byte(kindCode(m.kind))
+        w.byte(UInt8(Verb.allCases.firstIndex(of: m.verb)!))
+        w.string(m.to)
+        w.optionalString(m.messageID)
+        w.optionalString(m.relatesTo)
+        w.optionalString(m.replyTo)
+        w.optionalString(m.from)
+        if let f = m.fault {
+            w.byte(1)
+            w.byte(faultCode(f.code))
+            w.optionalString(f.subcode?.namespace)
+            w.optionalString(f.subcode?.local)
+            w.string(f.reason)
+            if let d = f.detail { w.byte(1); BinaryInfoset.encode(d, into: &w) } else { w.byte(0) }
+        } else {
+            w.byte(0)
+        }
+        if let b = m.body { w.byte(1); BinaryInfoset.encode(b, into: &w) } else { w.byte(0) }
+        w.varint(UInt64(m.buffers.count))
+        for (b, t) in zip(m.buffers, transfers) {
+            w.string(b.id)
+            w.u64(UInt64(b.length))
+            w.u64(t)
+        }
+    }
+
+    /// A decoded message whose buffers are still references to fetch.
+    public struct Incoming: Sendable {
+        public var correlation: UInt64
+        public var message: Message
+        public var buffers: [(id: String, length: Int, transfer: UInt64)]
+    }
+
+    public static func decodeMessage(_ payload: [UInt8]) throws(ByteReader.Failure) -> Incoming {
+        var r = ByteReader(payload)
+        let correlation = try r.u64()
+        let kind = try kind(r.byte(), &r)
+        let verbIndex = Int(try r.byte())
+        guard verbIndex < Verb.allCases.count else { throw r.fail("unknown verb \(verbIndex)") }
+        var m = Message(Verb.allCases[verbIndex], to: try r.string(), kind: kind)
+        m.messageID = try r.optionalString()
+        m.relatesTo = try r.optionalString()
+        m.replyTo = try r.optionalString()
+        m.from = try r.optionalString()
+        if try r.byte() == 1 {
+            let code = try faultCode(r.byte(), &r)
+            let ns = try r.optionalString(), local = try r.optionalString()
+            let reason = try r.string()
+            let detail = try r.byte() == 1 ? try BinaryInfoset.decode(&r) : nil
+            m.fault = Fault(code: code, subcode: local.map { QName(ns ?? "", $0) }, reason: reason, detail: detail)
+        }
+        if try r.byte() == 1 { m.body = try BinaryInfoset.decode(&r) }
+        let n = try r.count()
+        var buffers: [(String, Int, UInt64)] = []
+        for _ in 0..<n {
+            let id = try r.string()
+            let length = try r.u64()
+            guard length <= UInt64(Int.max) else { throw r.fail("buffer length \(length)") }
+            buffers.append((id, Int(length), try r.u64()))
+        }
+        guard r.isAtEnd else { throw r.fail("\(r.remaining) bytes after the message") }
+        return Incoming(correlation: correlation, message: m, buffers: buffers)
+    }
+
+    static func kindCode(_ k: Message.Kind) -> UInt8 {
+        switch k { case .request: 0; case .response: 1; case .fault: 2; case .notification: 3 }
+    }
+
+    static func kind(_ b: UInt8, _ r: inout ByteReader) throws(ByteReader.Failure) -> Message.Kind {
+        switch b {
+        case 0: .request
+        case 1: .response
+        case 2: .fault
+        case 3: .notification
+        default: throw r.fail("unknown message kind \(b)")
+        }
+    }
+
+    static func faultCode(_ c: Fault.Code) -> UInt8 {
+        switch c { case .sender: 0; case .receiver: 1; case .versionMismatch: 2; case .mustUnderstand: 3 }
+    }
+
+    static func faultCode(_ b: UInt8, _ r: inout ByteReader) throws(ByteReader.Failure) -> Fault.Code {
+        switch b {
+        case 0: .sender
+        case 1: .receiver
+        case 2: .versionMismatch
+        case 3: .mustUnderstand
+        default: throw r.fail("unknown fault code \(b)")
+        }
+    }
+
+    // MARK: membership
+
+    public static func encode(_ m: Membership.Message, from: Membership.Member) -> [UInt8] {
+        var w = ByteWriter()
+        member(from, &w)
+        switch m {
+        case .ping(let seq, let g): w.byte(0); w.u64(seq); members(g, &w)
+        case .pingReq(let seq, let target, let address, let g): w.byte(1); w.u64(seq); w.string(target); w.string(address); members(g, &w)
+        case .ack(let seq, let g): w.byte(2); w.u64(seq); members(g, &w)
+        case .sync(let view, let reply): w.byte(3); w.byte(reply ? 1 : 0); members(view, &w)
+        }
+        return w.bytes
+    }
+
+    public static func decodeSWIM(_ payload: [UInt8]) throws(ByteReader.Failure) -> (from: Membership.Member, message: Membership.Message) {
+        var r = ByteReader(payload)
+        let from = try member(&r)
+        let m: Membership.Message
+        switch try r.byte() {
+        case 0: m = .ping(seq: try r.u64(), gossip: try members(&r))
+        case 1: m = .pingReq(seq: try r.u64(), target: try r.string(), targetAddress: try r.string(), gossip: try members(&r))
+        case 2: m = .ack(seq: try r.u64(), gossip: try members(&r))
+        case 3:
+            let reply = try r.byte() == 1
+            m = .sync(members: try members(&r), reply: reply)
+        case let k: throw r.fail("unknown membership message \(k)")
+        }
+        return (from, m)
+    }
+
+    static func member(_ m: Membership.Member, _ w: inout ByteWriter) {
+        w.string(m.name); w.string(m.address); w.u64(m.incarnation); w.byte(m.status.rawValue)
+    }
+
+    static func member(_ r: inout ByteReader) throws(ByteReader.Failure) -> Membership.Member {
+        let name = try r.string(), address = try r.string(), incarnation = try r.u64()
+        guard let status = Membership.Status(rawValue: try r.byte()) else { throw r.fail("unknown member status") }
+        return Membership.Member(name: name, address: address, incarnation: incarnation, status: status)
+    }
+
+    static func members(_ ms: [Membership.Member], _ w: inout ByteWriter) {
+        w.varint(UInt64(ms.count))
+        for m in ms { member(m, &w) }
+    }
+
+    static func members(_ r: inout ByteReader) throws(ByteReader.Failure) -> [Membership.Member] {
+        let n = try r.count()
+        var out: [Membership.Member] = []
+        for _ in 0..<n { out.append(try member(&r)) }
+        return out
+    }
+}

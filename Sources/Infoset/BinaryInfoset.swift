@@ -1,0 +1,219 @@
+/// The binary infoset encoding: how an element travels between nodes (no XML text on the wire).
+///
+///     document := varint(nameCount) string{nameCount} element
+///     string   := varint(byteCount) utf8-bytes
+///     element  := varint(namespace#) varint(local#) varint(attributeCount) attribute* varint(childCount) child*
+///     attribute:= varint(namespace#) varint(local#) string
+///     child    := 0x01 element | 0x02 string
+///
+/// Names and namespaces are indexes into the document's string table, so a name repeated across
+/// many elements costs one or two bytes after the first. Documented with the wire format in docs/wire.md.
+public enum BinaryInfoset {
+    public static func encode(_ e: Element, into w: inout ByteWriter) {
+        var table: [String: Int] = [:]
+        var names: [String] = []
+        func index(_ s: String) {
+            if table[s] == nil { table[s] = names.count; names.append(s) }
+        }
+        func collect(_ e: Element) {
+            index(e.name.namespace); index(e.name.local)
+            for a in e.attributes { index(a.name.namespace); index(a.name.local) }
+            for c in e.children { if case .element(let x) = c { collect(x) } }
+        }
+        collect(e)
+        w.varint(UInt64(names.count))
+        for n in names { w.string(n) }
+        func write(_ e: Element) {
+            w.varint(UInt64(table[e.name.namespace]!))
+            w.varint(UInt64(table[e.name.local]!))
+            w.varint(UInt64(e.attributes.count))
+            for a in e.attributes {
+                w.varint(UInt64(table[a.name.namespace]!))
+                w.varint(UInt64(table[a.name.local]!))
+                w.string(a.value)
+            }
+            w.varint(UInt64(e.children.count))
+            for c in e.children {
+                switch c {
+                case .element(let x): w.byte(1); write(x)
+                case .text(let t): w.byte(2); w.string(t)
+                }
+            }
+        }
+        write(e)
+    }
+
+    public static func encode(_ e: Element) -> [UInt8] {
+        var w = ByteWriter()
+        encode(e, into: &w)
+        return w.bytes
+    }
+
+    public static func decode(_ r: inout ByteReader, maxDepth: Int = 128) throws(ByteReader.Failure) -> Element {
+        let count = try r.count()
+        var names: [String] = []
+        names.reserveCapacity(count)
+        for _ in 0..<count { names.append(try r.string()) }
+        func name(_ r: inout ByteReader) throws(ByteReader.Failure) -> String {
+            let i = try r.varint()
+            guard i < UInt64(names.count) else { throw r.fail("name index \(i) outside the table of \(names.count)") }
+            return names[Int(i)]
+        }
+        func element(_ r: inout ByteReader, depth: Int) throws(ByteReader.Failure) -> Element {
+            guard depth <= maxDepth else { throw r.fail("elements nested deeper than \(maxDepth)") }
+            let ns = try name(&r), local = try name(&r)
+            guard !local.isEmpty else { throw r.fail("element with an empty name") }
+            var e = Element(QName(ns, local))
+            let attributes = try r.count()
+            if attributes > 0 {
+                var list: [Attribute] = []
+                list.reserveCapacity(attributes)
+                for _ in 0..<attributes {
+                    let ans = try name(&r), alocal = try name(&r)
+                    list.append(Attribute(QName(ans, alocal), try r.string()))
+                }
+                e.attributes = list
+            }
+            let children = try r.count()
+            if children > 0 {
+                var list: [Content] = []
+                list.reserveCapacity(children)
+                for _ in 0..<children {
+                    switch try r.byte() {
+                    case 1: list.append(.element(try element(&r, depth: depth + 1)))
+                    case 2: list.append(.text(try r.string()))
+                    case let k: throw r.fail("unknown child kind \(k)")
+                    }
+                }
+                e.children = list
+            }
+            return e
+        }
+        return try element(&r, depth: 1)
+    }
+}
+
+/// Appends integers and strings to a byte array, little-endian and LEB128 varints.
+public struct ByteWriter: Sendable {
+    public var bytes: [UInt8] = []
+
+    public init(capacity: Int = 128) { bytes.reserveCapacity(capacity) }
+
+    public mutating func byte(_ b: UInt8) { bytes.append(b) }
+
+    public mutating func varint(_ v: UInt64) {
+        var v = v
+        while v >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        bytes.append(UInt8(v))
+    }
+
+    public mutating func u32(_ v: UInt32) {
+        withUnsafeBytes(of: v.bigEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    public mutating func u64(_ v: UInt64) {
+        withUnsafeBytes(of: v.bigEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    public mutating func string(_ s: String) {
+        varint(UInt64(s.utf8.count))
+        bytes.append(contentsOf: s.utf8)
+    }
+
+    public mutating func data(_ d: some Collection<UInt8>) {
+        varint(UInt64(d.count))
+        bytes.append(contentsOf: d)
+    }
+
+    public mutating func optionalString(_ s: String?) {
+        if let s { byte(1); string(s) } else { byte(0) }
+    }
+}
+
+/// Reads what `ByteWriter` wrote; every read checks the bytes remaining, so truncated or hostile
+/// input is an error, never a crash or a huge allocation.
+public struct ByteReader: Sendable {
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public var message: String
+        public var offset: Int
+        public var description: String { "at byte \(offset): \(message)" }
+    }
+
+    public let bytes: [UInt8]
+    public private(set) var offset: Int
+
+    public init(_ bytes: [UInt8], offset: Int = 0) {
+        self.bytes = bytes
+        self.offset = offset
+    }
+
+    public var remaining: Int { bytes.count - offset }
+    public var isAtEnd: Bool { offset >= bytes.count }
+
+    public func fail(_ message: String) -> Failure { Failure(message: message, offset: offset) }
+
+    public mutating func byte() throws(Failure) -> UInt8 {
+        guard offset < bytes.count else { throw fail("truncated: expected a byte") }
+        defer { offset += 1 }
+        return bytes[offset]
+    }
+
+    public mutating func varint() throws(Failure) -> UInt64 {
+        var v: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            let b = try byte()
+            guard shift < 64 else { throw fail("varint longer than 64 bits") }
+            v |= UInt64(b & 0x7F) << shift
+            if b & 0x80 == 0 { return v }
+            shift += 7
+        }
+    }
+
+    /// A count of things that each take at least one byte: never more than the bytes left.
+    public mutating func count() throws(Failure) -> Int {
+        let n = try varint()
+        guard n <= UInt64(remaining) else { throw fail("count \(n) exceeds the \(remaining) bytes left") }
+        return Int(n)
+    }
+
+    public mutating func u32() throws(Failure) -> UInt32 {
+        guard remaining >= 4 else { throw fail("truncated: expected 4 bytes") }
+        var v: UInt32 = 0
+        for i in 0..<4 { v = v << 8 | UInt32(bytes[offset + i]) }
+        offset += 4
+        return v
+    }
+
+    public mutating func u64() throws(Failure) -> UInt64 {
+        guard remaining >= 8 else { throw fail("truncated: expected 8 bytes") }
+        var v: UInt64 = 0
+        for i in 0..<8 { v = v << 8 | UInt64(bytes[offset + i]) }
+        offset += 8
+        return v
+    }
+
+    public mutating func data() throws(Failure) -> [UInt8] {
+        let n = try count()
+        defer { offset += n }
+        return Array(bytes[offset..<offset + n])
+    }
+
+    public mutating func string() throws(Failure) -> String {
+        let n = try count()
+        guard let s = String(validating: bytes[offset..<offset + n], as: UTF8.self) else { throw fail("string is not UTF-8") }
+        offset += n
+        return s
+    }
+
+    public mutating func optionalString() throws(Failure) -> String? {
+        switch try byte() {
+        case 0: return nil
+        case 1: return try string()
+        case let k: throw fail("bad optional marker \(k)")
+        }
+    }
+}

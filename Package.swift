@@ -44,6 +44,7 @@ let package = Package(
         ]),
         .target(name: "DecosCLI", dependencies: [
             "Decos", "Gateway", "Infoset", "ServiceKernel", "StandardServices",
+            .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -1,3 +1,4 @@
+import DistributingKernel
 import Gateway
 import Infoset
 import Logging
@@ -23,12 +24,18 @@ public final class Node: Sendable {
     public let gateway: Gateway?
     /// Where the gateway listens, once bound.
     public let httpAddress: SocketAddress?
+    /// The network manager, when the manifest binds this node to a cluster.
+    public let network: NetworkManager?
+    public let clusterAddress: SocketAddress?
 
-    private init(manifest: Manifest, kernel: Kernel, gateway: Gateway?, httpAddress: SocketAddress?) {
+    private init(manifest: Manifest, kernel: Kernel, gateway: Gateway?, httpAddress: SocketAddress?,
+                 network: NetworkManager?, clusterAddress: SocketAddress?) {
         self.manifest = manifest
         self.kernel = kernel
         self.gateway = gateway
         self.httpAddress = httpAddress
+        self.network = network
+        self.clusterAddress = clusterAddress
     }
 
     /// Reads and parses a manifest file; errors name the file, line and column.
@@ -83,7 +90,30 @@ public final class Node: Sendable {
                 throw BootError(message: "cannot listen on \(binding.host):\(binding.port): \(error)")
             }
             gateway = g
-        } else {
+        }
+        var network: NetworkManager?
+        var clusterAddress: SocketAddress?
+        if let c = manifest.cluster {
+            guard let keyFile = c.keyFile else {
+                throw BootError(message: "\(manifest.file): the cluster needs a key: keyFile=\"…\" on <Cluster>, or --cluster-key FILE")
+            }
+            guard let bytes = readFile(keyFile) else { throw BootError(message: "cannot read the cluster key file \(keyFile)") }
+            guard let key = ClusterKey(file: bytes) else { throw BootError(message: "the cluster key in \(keyFile) is shorter than 16 bytes") }
+            var config = ClusterConfig(node: kernel.node, host: c.host, port: c.port, seeds: c.seeds, key: key)
+            config.advertise = c.advertise
+            config.membership.probeInterval = c.probeInterval
+            config.membership.probeTimeout = c.probeTimeout
+            config.membership.suspicionTimeout = c.suspicionTimeout
+            config.requestTimeout = .seconds(Int64(c.requestTimeout))
+            let n = NetworkManager(kernel: kernel, config: config, logger: logger)
+            do {
+                clusterAddress = try await n.bind()
+            } catch {
+                throw BootError(message: "cannot listen for peers on \(c.host):\(c.port): \(error)")
+            }
+            network = n
+        }
+        if manifest.gateway == nil && manifest.cluster == nil {
             logger.info("no network binding in the manifest: messages stay local")
         }
         // 5. The manifest's services, in order.
@@ -94,18 +124,21 @@ public final class Node: Sendable {
                 throw BootError(message: "\(s.location.map { "\($0): " } ?? "")cannot create \(s.name ?? s.contract): \(error)")
             }
         }
-        return Node(manifest: manifest, kernel: kernel, gateway: gateway, httpAddress: address)
+        // The network manager joins last, so its first table already lists the services.
+        network?.start()
+        return Node(manifest: manifest, kernel: kernel, gateway: gateway, httpAddress: address,
+                    network: network, clusterAddress: clusterAddress)
     }
 
-    /// Serves until the task is cancelled, then drops every service in reverse start order.
+    /// Serves until the task is cancelled, then leaves the cluster and drops every service in
+    /// reverse start order.
     public func run() async throws {
         if let gateway {
-            try await withTaskCancellationHandler {
-                try await gateway.serve()
-            } onCancel: {}
+            try await gateway.serve()
         } else {
             while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
         }
+        await network?.stop()
         await kernel.shutdown()
     }
 }

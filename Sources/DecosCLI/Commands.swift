@@ -4,6 +4,7 @@ import Dispatch
 import Gateway
 import Infoset
 import Logging
+import NIOCore
 import ServiceKernel
 import StandardServices
 #if canImport(Glibc)
@@ -40,6 +41,9 @@ struct Run: AsyncParsableCommand {
     @Argument(help: "The node's manifest.") var manifest = "examples/node.xml"
     @Option(help: "Gateway address HOST:PORT (overrides the manifest; port 0 picks a free one).") var http: String?
     @Option(help: "Node name (overrides the manifest).") var node: String?
+    @Option(help: "Address HOST:PORT to listen for cluster peers on (overrides the manifest).") var listen: String?
+    @Option(help: "A cluster peer HOST:PORT to join through; repeatable (overrides the manifest's seeds).") var seed: [String] = []
+    @Option(help: "File holding the cluster key (overrides the manifest).") var clusterKey: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
 
     func run() async throws {
@@ -60,15 +64,26 @@ struct Run: AsyncParsableCommand {
             m.gateway = b
         }
         if let node { m.node = node }
+        if listen != nil || !seed.isEmpty || clusterKey != nil {
+            var c = m.cluster ?? ClusterBinding()
+            if let listen {
+                guard let (host, port) = GatewayBinding.parseAddress(listen) else { throw ValidationError("--listen \(listen) is not HOST:PORT") }
+                c.host = host
+                c.port = port
+            }
+            for s in seed where GatewayBinding.parseAddress(s) == nil { throw ValidationError("--seed \(s) is not HOST:PORT") }
+            if !seed.isEmpty { c.seeds = seed }
+            if let clusterKey { c.keyFile = clusterKey }
+            m.cluster = c
+        }
         let booted: Node
         do { booted = try await Node.boot(m, extra: DecosCLI.extra) } catch { fail(String(describing: error)) }
         let count = booted.kernel.uris.entries.count
-        if let a = booted.httpAddress {
-            let host = a.ipAddress.map { $0.contains(":") ? "[\($0)]" : $0 } ?? m.gateway!.host
-            print("decos: node \(booted.kernel.node) ready with \(count) services; serving http://\(host):\(a.port ?? 0)/")
-        } else {
-            print("decos: node \(booted.kernel.node) ready with \(count) services; local only (no network binding)")
-        }
+        var line = "decos: node \(booted.kernel.node) ready with \(count) services"
+        if let a = booted.clusterAddress { line += "; cluster on \(hostPort(a))" }
+        if let a = booted.httpAddress { line += "; serving http://\(hostPort(a))/" }
+        if booted.httpAddress == nil && booted.clusterAddress == nil { line += "; local only (no network binding)" }
+        print(line)
         let task = Task { try await booted.run() }
         let signals = [SIGINT, SIGTERM].map { sig in
             signal(sig, SIG_IGN)
@@ -180,6 +195,11 @@ struct ManifestCommand: AsyncParsableCommand {
             }
         }
     }
+}
+
+func hostPort(_ a: SocketAddress) -> String {
+    let host = a.ipAddress.map { $0.contains(":") ? "[\($0)]" : $0 } ?? "?"
+    return "\(host):\(a.port ?? 0)"
 }
 
 func fail(_ message: String, code: Int32 = 1) -> Never {

@@ -100,7 +100,7 @@ public final class Gateway: Sendable {
     }
 
     func respond(to h: HTTPRequestHead, body: ByteBuffer, as principal: Principal) async -> Outcome {
-        let path = String(h.uri.prefix { $0 != "?" && $0 != "#" })
+        let path = Gateway.destination(String(h.uri.prefix { $0 != "?" && $0 != "#" }))
         switch h.method {
         case .GET, .HEAD:
             if path == "/" { return .reply(await directoryPage(principal)) }
@@ -125,7 +125,8 @@ public final class Gateway: Sendable {
                 return .reply(.fault(error))
             }
             guard request.kind == .request else { return .reply(.fault(.malformed("the gateway accepts requests, not \(request.kind)s"))) }
-            request.to = path
+            // An envelope addressed to another node's URI goes there; otherwise the URL names the service.
+            if !request.to.hasPrefix("decos://") || path != "/" { request.to = path }
             if request.verb == .subscribe, request.from == nil, request.replyTo == nil {
                 do throws(Fault) {
                     return .stream(request, try kernel.subscribe(path, as: principal))
@@ -142,6 +143,14 @@ public final class Gateway: Sendable {
         }
     }
 
+    /// `/@b/counter` names `decos://b/counter`: the gateway of any node reaches every node's services.
+    static func destination(_ path: String) -> String {
+        guard path.hasPrefix("/@") else { return path }
+        let rest = path.dropFirst(2)
+        let node = rest.prefix { $0 != "/" }
+        return "decos://\(node)\(rest.dropFirst(node.count))"
+    }
+
     func dispatch(_ m: Message, _ principal: Principal) async -> Message {
         await kernel.send(m, as: principal)
     }
@@ -152,7 +161,10 @@ public final class Gateway: Sendable {
         let reply = await dispatch(Message(.get, to: "/directory"), principal)
         if let f = reply.fault { return .fault(f) }
         let entries = (reply.body?.elements ?? []).map { e in
-            (path: e.child("Path")?.text ?? "", uri: e.child("Uri")?.text ?? "", contract: e.child("Contract")?.text ?? "")
+            let node = e.child("Node")?.text ?? kernel.node
+            let path = e.child("Path")?.text ?? ""
+            return (path: node == kernel.node ? path : "/@\(node)\(path)", uri: e.child("Uri")?.text ?? "",
+                    contract: e.child("Contract")?.text ?? "")
         }
         var html = """
         <!DOCTYPE html>

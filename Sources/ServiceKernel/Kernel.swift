@@ -56,6 +56,13 @@ public final class Kernel: Sendable {
     public let contracts: Contracts
     public let logger: Logger
     private let nextSubscription = Atomic<UInt64>(1)
+    private let remoteDispatcher = Mutex<(any RemoteDispatcher)?>(nil)
+
+    /// The distributing kernel, once the network manager is loaded; nil keeps messages local.
+    public var remote: (any RemoteDispatcher)? {
+        get { remoteDispatcher.withLock { $0 } }
+        set { remoteDispatcher.withLock { $0 = newValue } }
+    }
     private let startedAt = ContinuousClock.now
 
     public init(node: String, security: SecurityManager, contracts: Contracts, logger: Logger = Logger(label: "decos")) {
@@ -72,9 +79,7 @@ public final class Kernel: Sendable {
 
     /// Delivers a message and returns its reply or fault. Never throws, never drops a request.
     public func send(_ m: Message, as principal: Principal) async -> Message {
-        guard let path = uris.localPath(m.to) else {
-            return .faulted(.unreachable("\(m.to) is not on this node (\(uris.authority)) and this node has no peers"), replyingTo: m)
-        }
+        guard let path = uris.localPath(m.to) else { return await sendRemote(m, as: principal) }
         guard let reg = uris.lookup(path) else {
             return .faulted(.unknownService(m.to.isEmpty ? "(no wsa:To)" : m.to), replyingTo: m)
         }
@@ -88,10 +93,15 @@ public final class Kernel: Sendable {
                                            partner: reg.partners.sorted { $0.key < $1.key }.map { PartnerEntry(name: $0.key, uri: $0.value) }))
             }
         case .subscribe:
-            guard let subscriber = (m.from ?? m.replyTo).flatMap(uris.localPath), uris.lookup(subscriber) != nil else {
-                return .faulted(.invalidBody("Subscribe needs wsa:From (or ReplyTo) naming a local service; HTTP clients subscribe with `decos ctl subscribe`"), replyingTo: m)
+            let named = m.from ?? m.replyTo
+            let id: UInt64
+            if let subscriber = named.flatMap(uris.localPath), uris.lookup(subscriber) != nil {
+                id = subscribe(reg, subscriber: subscriber)
+            } else if let uri = named, uri.hasPrefix("decos://"), let remote {
+                id = subscribe(reg, remoteSubscriber: uri, via: remote)
+            } else {
+                return .faulted(.invalidBody("Subscribe needs wsa:From (or ReplyTo) naming a service; HTTP clients subscribe with `decos ctl subscribe`"), replyingTo: m)
             }
-            let id = subscribe(reg, subscriber: subscriber)
             return answer(m) { () throws(Fault) in try infoset(SubscribeResponse(subscription: id, publisher: reg.uri)) }
         case .drop where !reg.essential:
             do throws(Fault) {
@@ -135,6 +145,16 @@ public final class Kernel: Sendable {
                 guard let target = uris.lookup(subscriber) else { break }
                 await target.service.notify(n)
             }
+        }
+        return id
+    }
+
+    private func subscribe(_ publisher: Registration, remoteSubscriber uri: String, via remote: any RemoteDispatcher) -> UInt64 {
+        let id = nextSubscription.wrappingAdd(1, ordering: .relaxed).oldValue
+        let (stream, queue) = AsyncStream<Message>.makeStream()
+        publisher.add(Subscription(id: id, subscriber: .remote(uri), queue: queue))
+        Task {
+            for await n in stream { remote.notify(n) }
         }
         return id
     }

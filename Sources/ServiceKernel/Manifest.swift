@@ -95,12 +95,32 @@ public struct GatewayBinding: Sendable, Hashable {
     }
 }
 
+/// The cluster binding: present means this node joins other nodes in one URI namespace.
+public struct ClusterBinding: Sendable, Hashable {
+    public var host = "127.0.0.1"
+    public var port = 7946
+    /// The address peers should use for this node, when it differs from the listen address.
+    public var advertise: String?
+    public var seeds: [String] = []
+    /// A file holding the cluster key (at least 16 bytes); every node of a cluster has the same.
+    public var keyFile: String?
+    /// Membership timings in milliseconds (docs/manifest.md gives their meaning and defaults).
+    public var probeInterval: UInt64 = 1000
+    public var probeTimeout: UInt64 = 400
+    public var suspicionTimeout: UInt64 = 4000
+    /// Seconds a call to another node may take before it ends in a timeout fault.
+    public var requestTimeout = 10
+
+    public init() {}
+}
+
 /// A node's manifest: its name, its network binding, its security rules and its services.
 public struct Manifest: Sendable {
     public static let namespace = "urn:decos:manifest"
 
     public var node: String?
     public var gateway: GatewayBinding?
+    public var cluster: ClusterBinding?
     public var security: SecurityPolicy?
     public var services: [ServiceConfig]
     public var file: String
@@ -178,8 +198,8 @@ struct ManifestReader {
             guard inManifestNamespace(e) else { fail(e, "\(e.name) is not a manifest element"); continue }
             switch e.name.local {
             case "Network":
-                if m.gateway != nil { fail(e, "only one <Network> is allowed") }
-                m.gateway = network(e)
+                if m.gateway != nil || m.cluster != nil { fail(e, "only one <Network> is allowed") }
+                (m.gateway, m.cluster) = network(e)
             case "Security":
                 if m.security != nil { fail(e, "only one <Security> is allowed") }
                 m.security = security(e)
@@ -199,29 +219,66 @@ struct ManifestReader {
         return m
     }
 
-    mutating func network(_ e: Element) -> GatewayBinding? {
+    mutating func network(_ e: Element) -> (GatewayBinding?, ClusterBinding?) {
         attributes(e, allowed: [])
         var binding: GatewayBinding?
+        var cluster: ClusterBinding?
         for g in e.elements {
-            guard inManifestNamespace(g), g.name.local == "Gateway" else { fail(g, "unknown element <\(g.name.local)> in <Network>; expected <Gateway>"); continue }
-            attributes(g, allowed: ["listen", "maxRequestBytes", "requestTimeout", "idleTimeout"])
-            var b = GatewayBinding()
-            if let listen = g.attribute("listen") {
-                if let (host, port) = GatewayBinding.parseAddress(listen) { b.host = host; b.port = port }
-                else { fail(g, "listen=\"\(listen)\" is not HOST:PORT") }
+            guard inManifestNamespace(g) else { fail(g, "\(g.name) is not a manifest element"); continue }
+            switch g.name.local {
+            case "Gateway": binding = gateway(g)
+            case "Cluster": cluster = self.cluster(g)
+            default: fail(g, "unknown element <\(g.name.local)> in <Network>; expected <Gateway> or <Cluster>")
             }
-            if let v = g.attribute("maxRequestBytes") {
-                if let n = Int(v), n >= 1024 { b.maxRequestBytes = n } else { fail(g, "maxRequestBytes=\"\(v)\" must be a number of bytes ≥ 1024") }
-            }
-            if let v = g.attribute("requestTimeout") {
-                if let n = Int(v), n > 0 { b.requestTimeout = n } else { fail(g, "requestTimeout=\"\(v)\" must be a positive number of seconds") }
-            }
-            if let v = g.attribute("idleTimeout") {
-                if let n = Int(v), n > 0 { b.idleTimeout = n } else { fail(g, "idleTimeout=\"\(v)\" must be a positive number of seconds") }
-            }
-            binding = b
         }
-        return binding
+        return (binding, cluster)
+    }
+
+    mutating func gateway(_ g: Element) -> GatewayBinding {
+        attributes(g, allowed: ["listen", "maxRequestBytes", "requestTimeout", "idleTimeout"])
+        var b = GatewayBinding()
+        if let listen = g.attribute("listen") {
+            if let (host, port) = GatewayBinding.parseAddress(listen) { b.host = host; b.port = port }
+            else { fail(g, "listen=\"\(listen)\" is not HOST:PORT") }
+        }
+        if let v = g.attribute("maxRequestBytes") {
+            if let n = Int(v), n >= 1024 { b.maxRequestBytes = n } else { fail(g, "maxRequestBytes=\"\(v)\" must be a number of bytes ≥ 1024") }
+        }
+        b.requestTimeout = positive(g, "requestTimeout") ?? b.requestTimeout
+        b.idleTimeout = positive(g, "idleTimeout") ?? b.idleTimeout
+        return b
+    }
+
+    mutating func cluster(_ c: Element) -> ClusterBinding {
+        attributes(c, allowed: ["listen", "advertise", "keyFile", "probeInterval", "probeTimeout", "suspicionTimeout", "requestTimeout"])
+        var b = ClusterBinding()
+        if let listen = c.attribute("listen") {
+            if let (host, port) = GatewayBinding.parseAddress(listen) { b.host = host; b.port = port }
+            else { fail(c, "listen=\"\(listen)\" is not HOST:PORT") }
+        }
+        if let a = c.attribute("advertise") {
+            if GatewayBinding.parseAddress(a) != nil { b.advertise = a } else { fail(c, "advertise=\"\(a)\" is not HOST:PORT") }
+        }
+        b.keyFile = c.attribute("keyFile")
+        b.probeInterval = positive(c, "probeInterval").map(UInt64.init) ?? b.probeInterval
+        b.probeTimeout = positive(c, "probeTimeout").map(UInt64.init) ?? b.probeTimeout
+        b.suspicionTimeout = positive(c, "suspicionTimeout").map(UInt64.init) ?? b.suspicionTimeout
+        b.requestTimeout = positive(c, "requestTimeout") ?? b.requestTimeout
+        if b.probeTimeout >= b.probeInterval { fail(c, "probeTimeout must be shorter than probeInterval") }
+        for s in c.elements {
+            guard inManifestNamespace(s), s.name.local == "Seed" else { fail(s, "unknown element <\(s.name.local)> in <Cluster>; expected <Seed address=\"HOST:PORT\"/>"); continue }
+            attributes(s, allowed: ["address"], required: ["address"])
+            if let a = s.attribute("address") {
+                if GatewayBinding.parseAddress(a) != nil { b.seeds.append(a) } else { fail(s, "address=\"\(a)\" is not HOST:PORT") }
+            }
+        }
+        return b
+    }
+
+    mutating func positive(_ e: Element, _ name: String) -> Int? {
+        guard let v = e.attribute(name) else { return nil }
+        guard let n = Int(v), n > 0 else { fail(e, "\(name)=\"\(v)\" must be a positive number"); return nil }
+        return n
     }
 
     mutating func service(_ e: Element) -> ServiceConfig? {
@@ -282,7 +339,7 @@ struct ManifestReader {
                 }
                 let principals = words(r.attribute("principals") ?? "")
                 for p in principals where !SecurityPolicy.isPrincipalPattern(p) {
-                    fail(r, "principal \"\(p)\" must be anonymous, token:NAME, service:PATH or * (NAME and PATH may end in *)")
+                    fail(r, "principal \"\(p)\" must be anonymous, token:NAME, service:PATH, node:NAME or * (NAME and PATH may contain *)")
                 }
                 policy.rules.append(SecurityPolicy.AccessRule(
                     id: r.attribute("id") ?? "\(r.name.local.lowercased())@\(where_.line)",

@@ -66,7 +66,7 @@ public struct SecurityPolicy: Sendable {
     }
 
     static func isPrincipalPattern(_ p: String) -> Bool {
-        p == "*" || p == "anonymous" || p == "system" || p.hasPrefix("token:") || p.hasPrefix("service:")
+        p == "*" || p == "anonymous" || p == "system" || p.hasPrefix("token:") || p.hasPrefix("service:") || p.hasPrefix("node:")
     }
 
     static func principal(_ principal: Principal, matches pattern: String) -> Bool {
@@ -76,6 +76,7 @@ public struct SecurityPolicy: Sendable {
         case .anonymous: return pattern == "anonymous"
         case .token(let n): return pattern.hasPrefix("token:") && glob(String(pattern.dropFirst(6)), n)
         case .service(let p): return pattern.hasPrefix("service:") && glob(String(pattern.dropFirst(8)), p)
+        case .peer(let n): return pattern.hasPrefix("node:") && glob(String(pattern.dropFirst(5)), n)
         }
     }
 }

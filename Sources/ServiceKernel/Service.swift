@@ -36,6 +36,8 @@ public enum Principal: Sendable, Hashable, CustomStringConvertible {
     case token(String)
     /// A gateway client without a token.
     case anonymous
+    /// Another node of the cluster, authenticated by the cluster key.
+    case peer(String)
 
     public var description: String {
         switch self {
@@ -43,6 +45,7 @@ public enum Principal: Sendable, Hashable, CustomStringConvertible {
         case .service(let p): "service:\(p)"
         case .token(let n): "token:\(n)"
         case .anonymous: "anonymous"
+        case .peer(let n): "node:\(n)"
         }
     }
 }

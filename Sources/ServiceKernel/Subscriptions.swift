@@ -7,6 +7,8 @@ final class Subscription: Sendable {
     enum Subscriber: Sendable {
         /// A local service, told through `notify`.
         case service(String)
+        /// A service on another node, by URI, told through the distributing kernel.
+        case remote(String)
         /// An in-process stream (a gateway client, a test).
         case stream
     }
@@ -21,9 +23,12 @@ final class Subscription: Sendable {
         self.queue = queue
     }
 
+    /// Where notifications are addressed: a local path or a remote URI.
     var subscriberPath: String? {
-        if case .service(let p) = subscriber { return p }
-        return nil
+        switch subscriber {
+        case .service(let p), .remote(let p): p
+        case .stream: nil
+        }
     }
 }
 
@@ -39,9 +44,13 @@ extension Registration {
 
     /// Removes, and returns, the subscriptions held by the service at `path`.
     func removeSubscriptions(of path: String) -> [Subscription] {
+        removeSubscriptions { $0 == path }
+    }
+
+    func removeSubscriptions(where held: (String) -> Bool) -> [Subscription] {
         subscriptions.withLock { subs in
-            let gone = subs.filter { $0.subscriberPath == path }
-            subs.removeAll { $0.subscriberPath == path }
+            let gone = subs.filter { $0.subscriberPath.map(held) ?? false }
+            subs.removeAll { $0.subscriberPath.map(held) ?? false }
             return gone
         }
     }

@@ -40,10 +40,10 @@ public actor Directory: Service {
         guard let kernel else { throw Fault(.receiver, "NotStarted", "directory not started") }
         switch request.verb {
         case .get:
-            return try infoset(DirectoryList(entry: kernel.uris.entries))
+            return try infoset(DirectoryList(entry: kernel.clusterEntries))
         case .query:
             let q = try request.decode(DirectoryQuery.self)
-            let found = kernel.uris.entries.filter { e in
+            let found = kernel.clusterEntries.filter { e in
                 (q.contract.map { $0 == e.contract } ?? true) && (q.path.map { pattern(e.path, $0) } ?? true)
             }
             return try infoset(DirectoryList(entry: found))

@@ -38,7 +38,7 @@ public actor ManifestLoader: Service {
             }
             manifest = try parse(bytes, file: load.path)
         }
-        if manifest.security != nil || manifest.gateway != nil {
+        if manifest.security != nil || manifest.gateway != nil || manifest.cluster != nil {
             throw Fault.invalidBody("\(manifest.file): a loaded manifest may not hold <Security> or <Network>; those come from the boot manifest")
         }
         for s in manifest.services where kernel.contracts.factories[s.contract] == nil {

@@ -1,0 +1,101 @@
+import Infoset
+import NIOCore
+import ServiceKernel
+
+/// The TCP data plane: buffers referenced by a message move on their own connection, pulled by
+/// the receiver into memory it owns before the target service sees the message, in chunks, so a
+/// large buffer never stalls the control connection. RDMA READ and AF_XDP take this role next.
+extension NetworkManager {
+    /// Pulls each referenced buffer from the sending node; a fault if any cannot be had.
+    func fetchBuffers(_ incoming: Wire.Incoming, from peer: String, into m: inout Message) async -> Fault? {
+        guard !incoming.buffers.isEmpty else { return nil }
+        guard let member = state.withLock({ $0.membership.members[peer] }),
+              let channel = await connection(to: peer, address: member.address, role: .data) else {
+            return .unreachable("cannot open a data connection to \(peer)")
+        }
+        var refs: [BufferRef] = []
+        for b in incoming.buffers {
+            let buffer: DataBuffer? = await withCheckedContinuation { c in
+                let imp = Import(length: b.length, peer: peer)
+                imp.continuation = c
+                state.withLock { $0.imports[b.transfer] = imp }
+                var w = ByteWriter()
+                w.u64(b.transfer)
+                channel.send(Wire.Frame(.dataPull, w.bytes))
+                if b.length == 0 { finishImport(b.transfer) }
+            }
+            guard let buffer else { return .unreachable("buffer \(b.id) from \(peer) did not arrive") }
+            refs.append(BufferRef(id: b.id, buffer: buffer))
+        }
+        m.buffers = refs
+        return nil
+    }
+
+    /// Streams an exported buffer in chunks, a few in flight at a time so memory stays bounded.
+    func handleDataPull(_ payload: [UInt8], from peer: String, on channel: any Channel) {
+        var r = ByteReader(payload)
+        guard let transfer = try? r.u64() else { return }
+        guard let buffer = state.withLock({ $0.exports[transfer] }) else {
+            var w = ByteWriter()
+            w.u64(transfer)
+            w.u64(UInt64.max)  // "no such transfer": the puller faults the request
+            channel.send(Wire.Frame(.dataChunk, w.bytes))
+            return
+        }
+        Task {
+            var offset = 0
+            var inFlight: [EventLoopFuture<Void>] = []
+            repeat {
+                let end = min(offset + Wire.chunkSize, buffer.count)
+                var out = channel.allocator.buffer(capacity: end - offset + 22)
+                out.writeInteger(UInt32(end - offset + 18))
+                out.writeInteger(Wire.version)
+                out.writeInteger(Wire.FrameType.dataChunk.rawValue)
+                out.writeInteger(transfer)
+                out.writeInteger(UInt64(offset))
+                buffer.bytes.withUnsafeBytes { out.writeBytes(UnsafeRawBufferPointer(rebasing: $0[offset..<end])) }
+                inFlight.append(channel.writeAndFlush(out))
+                if inFlight.count >= 4 {
+                    do { try await inFlight.removeFirst().get() } catch { return }
+                }
+                offset = end
+            } while offset < buffer.count
+        }
+    }
+
+    func handleDataChunk(_ payload: [UInt8]) {
+        var r = ByteReader(payload)
+        guard let transfer = try? r.u64(), let offset = try? r.u64() else { return }
+        guard let imp = state.withLock({ $0.imports[transfer] }) else { return }
+        if offset == UInt64.max {
+            failImport(transfer)
+            return
+        }
+        let n = r.remaining
+        guard offset <= UInt64(imp.bytes.count), n <= imp.bytes.count - Int(offset) else {
+            failImport(transfer)
+            return
+        }
+        imp.bytes.withUnsafeMutableBytes { dst in
+            payload.withUnsafeBytes { src in
+                dst.baseAddress!.advanced(by: Int(offset)).copyMemory(from: src.baseAddress!.advanced(by: r.offset), byteCount: n)
+            }
+        }
+        imp.received += n
+        if imp.received >= imp.bytes.count { finishImport(transfer) }
+    }
+
+    func finishImport(_ transfer: UInt64) {
+        guard let imp = state.withLock({ $0.imports.removeValue(forKey: transfer) }) else { return }
+        let c = imp.continuation
+        imp.continuation = nil
+        c?.resume(returning: DataBuffer(imp.bytes))
+    }
+
+    func failImport(_ transfer: UInt64) {
+        guard let imp = state.withLock({ $0.imports.removeValue(forKey: transfer) }) else { return }
+        let c = imp.continuation
+        imp.continuation = nil
+        c?.resume(returning: nil)
+    }
+}

@@ -1,0 +1,135 @@
+import Infoset
+import NIOCore
+import ServiceKernel
+
+/// Remote dispatch: requests out, replies correlated back, deadlines, and faults for every call
+/// pending on a peer that dies.
+extension NetworkManager {
+    public func send(_ m: Message, as principal: Principal) async -> Message {
+        guard let target = Self.node(of: m.to) else {
+            return .faulted(.unreachable("\(m.to) is not a decos:// URI"), replyingTo: m)
+        }
+        guard let member = state.withLock({ $0.membership.members[target] }), member.status <= .suspect else {
+            return .faulted(.unreachable("node \(target) is not in the cluster (or is dead)"), replyingTo: m)
+        }
+        guard let channel = await connection(to: target, address: member.address, role: .control) else {
+            return .faulted(.unreachable("cannot reach node \(target) at \(member.address)"), replyingTo: m)
+        }
+        return await withCheckedContinuation { (c: CheckedContinuation<Message, Never>) in
+            let (correlation, transfers) = state.withLock { s -> (UInt64, [UInt64]) in
+                let id = s.nextCorrelation
+                s.nextCorrelation += 1
+                var transfers: [UInt64] = []
+                for b in m.buffers {
+                    transfers.append(s.nextTransfer)
+                    s.exports[s.nextTransfer] = b.buffer
+                    s.nextTransfer += 1
+                }
+                s.pending[id] = Pending(node: target, continuation: c, deadline: nil, exports: transfers, request: m)
+                return (id, transfers)
+            }
+            let timeout = config.requestTimeout
+            let deadline = channel.eventLoop.scheduleTask(in: timeout) { [weak self] () -> Void in
+                self?.complete(correlation, with: .faulted(.timeout("\(m.to) did not answer \(m.verb.rawValue) within \(timeout)"), replyingTo: m))
+            }
+            let stillPending = state.withLock { s -> Bool in
+                guard s.pending[correlation] != nil else { return false }
+                s.pending[correlation]!.deadline = deadline
+                return true
+            }
+            if !stillPending { deadline.cancel() }
+            var w = ByteWriter(capacity: 256)
+            Wire.encode(m, correlation: correlation, transfers: transfers, into: &w)
+            channel.send(Wire.Frame(.request, w.bytes))
+        }
+    }
+
+    public func notify(_ m: Message) {
+        guard let target = Self.node(of: m.to),
+              let member = state.withLock({ $0.membership.members[target] }), member.status <= .suspect else { return }
+        Task {
+            guard let channel = await connection(to: target, address: member.address, role: .control) else { return }
+            var w = ByteWriter()
+            Wire.encode(m, correlation: 0, transfers: [], into: &w)
+            channel.send(Wire.Frame(.notify, w.bytes))
+        }
+    }
+
+    /// Ends a pending call exactly once: by its reply, its deadline, or its peer's death.
+    func complete(_ correlation: UInt64, with reply: Message) {
+        guard let p = state.withLock({ s -> Pending? in
+            guard let p = s.pending.removeValue(forKey: correlation) else { return nil }
+            for t in p.exports { s.exports[t] = nil }
+            return p
+        }) else { return }
+        p.deadline?.cancel()
+        p.continuation.resume(returning: reply)
+    }
+
+    /// Faults every call pending on `node` at once.
+    func failPending(on node: String, reason: String) {
+        let ids = state.withLock { s in s.pending.filter { $0.value.node == node }.map(\.key) }
+        for id in ids {
+            guard let request = state.withLock({ $0.pending[id]?.request }) else { continue }
+            complete(id, with: .faulted(.unreachable(reason), replyingTo: request))
+        }
+    }
+
+    static func node(of uri: String) -> String? {
+        guard uri.hasPrefix("decos://") else { return nil }
+        let rest = uri.dropFirst(8)
+        let host = rest.prefix { $0 != "/" }
+        return host.isEmpty ? nil : String(host)
+    }
+
+    // MARK: requests from peers
+
+    /// Runs `work` after everything queued before it under `key`: requests from one sender to one
+    /// service are delivered in the order they were sent.
+    func ordered(_ key: String, _ work: @escaping @Sendable () async -> Void) {
+        let queue = state.withLock { s -> AsyncStream<@Sendable () async -> Void>.Continuation in
+            if let q = s.queues[key] { return q }
+            let (stream, q) = AsyncStream<@Sendable () async -> Void>.makeStream()
+            s.queues[key] = q
+            Task { for await job in stream { await job() } }
+            return q
+        }
+        queue.yield(work)
+    }
+
+    func handleRequest(_ payload: [UInt8], from peer: String, on channel: any Channel) {
+        let incoming: Wire.Incoming
+        do { incoming = try Wire.decodeMessage(payload) } catch {
+            logger.warning("malformed request from \(peer): \(error)")
+            return
+        }
+        ordered("\(peer)|\(incoming.message.from ?? "")|\(incoming.message.to)") { [self] in
+            var m = incoming.message
+            var reply: Message
+            if let fault = await self.fetchBuffers(incoming, from: peer, into: &m) {
+                reply = .faulted(fault, replyingTo: m)
+            } else {
+                reply = await kernel.send(m, as: .peer(peer))
+            }
+            reply.from = kernel.absolute(reply.from)
+            var w = ByteWriter(capacity: 256)
+            Wire.encode(reply, correlation: incoming.correlation, transfers: [], into: &w)
+            channel.send(Wire.Frame(.reply, w.bytes))
+        }
+    }
+
+    func handleReply(_ payload: [UInt8], from peer: String) {
+        guard let incoming = try? Wire.decodeMessage(payload) else {
+            logger.warning("malformed reply from \(peer)")
+            return
+        }
+        complete(incoming.correlation, with: incoming.message)
+    }
+
+    func handleNotify(_ payload: [UInt8], from peer: String) {
+        guard let incoming = try? Wire.decodeMessage(payload) else { return }
+        ordered("\(peer)|notify|\(incoming.message.to)") { [kernel] in
+            await kernel.deliver(notification: incoming.message)
+        }
+    }
+}

@@ -1,0 +1,78 @@
+import Crypto
+import Infoset
+
+/// Mutual authentication of two nodes holding the same cluster key (docs/wire.md).
+///
+/// Each side sends HELLO (role, node name, listen address, a fresh 32-byte nonce), then AUTH: an
+/// HMAC-SHA256 under the cluster key over both nonces and both names. A side that cannot produce
+/// the MAC never gets past the handshake: none of its other frames reaches the dispatcher.
+public struct ClusterKey: Sendable {
+    let bytes: [UInt8]
+    var key: SymmetricKey { SymmetricKey(data: bytes) }
+
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    /// Reads a key file: its bytes, with surrounding whitespace trimmed, are the key (at least 16).
+    public init?(file bytes: [UInt8]) {
+        var b = bytes[...]
+        while let l = b.last, l == 0x0A || l == 0x0D || l == 0x20 || l == 0x09 { b = b.dropLast() }
+        while let f = b.first, f == 0x0A || f == 0x0D || f == 0x20 || f == 0x09 { b = b.dropFirst() }
+        guard b.count >= 16 else { return nil }
+        self.init(Array(b))
+    }
+
+    func mac(role: Handshake.Role, fromNonce: [UInt8], toNonce: [UInt8], from: String, to: String) -> [UInt8] {
+        var w = ByteWriter()
+        w.string("decos-auth-v1")
+        w.byte(role.rawValue)
+        w.data(fromNonce)
+        w.data(toNonce)
+        w.string(from)
+        w.string(to)
+        return Array(HMAC<SHA256>.authenticationCode(for: w.bytes, using: key))
+    }
+}
+
+public enum Handshake {
+    public enum Role: UInt8, Sendable {
+        case control = 0
+        case data = 1
+    }
+
+    public struct Hello: Sendable, Hashable {
+        public var role: Role
+        public var node: String
+        public var address: String
+        public var nonce: [UInt8]
+
+        public func encoded() -> [UInt8] {
+            var w = ByteWriter()
+            w.byte(role.rawValue)
+            w.string(node)
+            w.string(address)
+            w.data(nonce)
+            return w.bytes
+        }
+
+        public static func decode(_ bytes: [UInt8]) throws(ByteReader.Failure) -> Hello {
+            var r = ByteReader(bytes)
+            guard let role = Role(rawValue: try r.byte()) else { throw r.fail("unknown role") }
+            let hello = Hello(role: role, node: try r.string(), address: try r.string(), nonce: try r.data())
+            guard hello.nonce.count == 32 else { throw r.fail("nonce must be 32 bytes") }
+            return hello
+        }
+    }
+
+    public static func nonce() -> [UInt8] {
+        var g = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in UInt8.random(in: 0...255, using: &g) }
+    }
+
+    /// Compares MACs without leaking where they differ.
+    static func equal(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var d: UInt8 = 0
+        for i in 0..<a.count { d |= a[i] ^ b[i] }
+        return d == 0
+    }
+}

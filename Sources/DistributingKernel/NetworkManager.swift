@@ -1,0 +1,267 @@
+import Infoset
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceKernel
+import Synchronization
+
+/// How this node joins a cluster.
+public struct ClusterConfig: Sendable {
+    public var node: String
+    public var host: String
+    public var port: Int
+    /// The address other nodes reach this one at; the listen address unless set.
+    public var advertise: String?
+    public var seeds: [String]
+    public var key: ClusterKey
+    public var membership = Membership.Config()
+    public var requestTimeout: TimeAmount = .seconds(10)
+    public var handshakeTimeout: TimeAmount = .seconds(5)
+    /// Milliseconds between anti-entropy exchanges of the directory with a random peer.
+    public var syncInterval: UInt64 = 2000
+
+    public init(node: String, host: String, port: Int, seeds: [String], key: ClusterKey) {
+        self.node = node
+        self.host = host
+        self.port = port
+        self.seeds = seeds
+        self.key = key
+    }
+}
+
+/// The network manager: connections to peers, membership, the shared namespace, remote dispatch,
+/// and the TCP data plane for buffers.
+public final class NetworkManager: RemoteDispatcher, Sendable {
+    public let kernel: Kernel
+    public let config: ClusterConfig
+    let logger: Logger
+    var node: String { config.node }
+    var key: ClusterKey { config.key }
+    private let bound = Mutex<String?>(nil)
+    /// Where peers reach this node (the bound address, known once listening).
+    var advertised: String { config.advertise ?? bound.withLock { $0 } ?? "\(config.host):\(config.port)" }
+    private let started = ContinuousClock.now
+    let state: Mutex<State>
+
+    struct Link {
+        var channel: (any Channel)?
+        var connecting = false
+        var waiters: [CheckedContinuation<(any Channel)?, Never>] = []
+    }
+
+    struct Pending {
+        var node: String
+        var continuation: CheckedContinuation<Message, Never>
+        var deadline: Scheduled<Void>?
+        var exports: [UInt64]
+        var request: Message
+    }
+
+    final class Import: @unchecked Sendable {
+        let peer: String
+        var bytes: [UInt8]
+        var received = 0
+        var continuation: CheckedContinuation<DataBuffer?, Never>?
+        init(length: Int, peer: String) {
+            self.peer = peer
+            bytes = [UInt8](repeating: 0, count: length)
+        }
+    }
+
+    struct Table {
+        var version: UInt64
+        var entries: [DirectoryEntry]
+    }
+
+    struct State {
+        var membership: Membership
+        var links: [String: Link] = [:]
+        var pending: [UInt64: Pending] = [:]
+        var exports: [UInt64: DataBuffer] = [:]
+        var imports: [UInt64: Import] = [:]
+        var tables: [String: Table] = [:]
+        var localVersion: UInt64 = 1
+        var queues: [String: AsyncStream<@Sendable () async -> Void>.Continuation] = [:]
+        var nextCorrelation: UInt64 = 1
+        var nextTransfer: UInt64 = 1
+        var server: (any Channel)?
+        var loop: Task<Void, Never>?
+        var handshakes: [ObjectIdentifier: Ready] = [:]
+    }
+
+    public init(kernel: Kernel, config: ClusterConfig, logger: Logger) {
+        self.kernel = kernel
+        self.config = config
+        self.logger = logger
+        var seed: UInt64 = 0
+        for b in config.node.utf8 { seed = seed &* 31 &+ UInt64(b) }
+        seed ^= UInt64(UInt(bitPattern: ObjectIdentifier(kernel).hashValue))
+        state = Mutex(State(membership: Membership(name: config.node, address: "\(config.host):\(config.port)",
+                                                   config: config.membership, seed: seed)))
+    }
+
+    var now: UInt64 {
+        let d = ContinuousClock.now - started
+        return UInt64(d.components.seconds) * 1000 + UInt64(d.components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    // MARK: starting and stopping
+
+    /// Listens for peers; returns the bound address.
+    public func bind() async throws -> SocketAddress {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrame: Wire.maxFrame)))
+                    try channel.pipeline.syncOperations.addHandler(PeerHandler(manager: self, outboundRole: nil))
+                }
+            }
+            .bind(host: config.host, port: config.port).get()
+        let address = server.localAddress!
+        let advertise = config.advertise ?? "\(address.ipAddress ?? config.host):\(address.port ?? config.port)"
+        bound.withLock { $0 = advertise }
+        state.withLock { s in
+            s.server = server
+            s.membership = Membership(name: config.node, address: advertise, config: config.membership,
+                                      seed: UInt64(truncatingIfNeeded: advertise.hashValue))
+        }
+        return address
+    }
+
+    /// Joins through the seeds and runs the protocol until `stop`.
+    public func start() {
+        kernel.remote = self
+        kernel.uris.observe { [weak self] _ in self?.localTableChanged() }
+        let task = Task { [weak self] in
+            var lastSync: UInt64 = 0
+            var lastJoin: UInt64?
+            while !Task.isCancelled {
+                guard let self else { return }
+                let now = self.now
+                // Until some peer is known, keep knocking on the seeds (they may start after us).
+                let seeds = self.config.seeds.filter { $0 != self.advertised }
+                if !seeds.isEmpty, now >= (lastJoin ?? 0) + 1000 || lastJoin == nil,
+                   self.state.withLock({ $0.membership.live.isEmpty }) {
+                    lastJoin = now
+                    self.perform(self.state.withLock { $0.membership.join(seeds: seeds) })
+                }
+                self.perform(self.state.withLock { $0.membership.tick(now: now) })
+                if now >= lastSync + self.config.syncInterval {
+                    lastSync = now
+                    self.antiEntropy()
+                }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        state.withLock { $0.loop = task }
+    }
+
+    /// Leaves the cluster (peers drop this node at once) and closes every connection.
+    public func stop() async {
+        let effects = state.withLock { $0.membership.leave() }
+        perform(effects)
+        try? await Task.sleep(for: .milliseconds(100))
+        let (loop, server, links) = state.withLock { s in (s.loop, s.server, s.links) }
+        loop?.cancel()
+        server?.close(promise: nil)
+        for l in links.values { l.channel?.close(promise: nil) }
+        kernel.remote = nil
+    }
+
+    /// Members as this node sees them.
+    public var members: [Membership.Member] { state.withLock { [$0.membership.me] + $0.membership.members.values.sorted { $0.name < $1.name } } }
+
+    // MARK: connections
+
+    /// An authenticated connection to `node` at `address` in `role`, opened if need be; nil if it cannot be had.
+    func connection(to node: String, address: String, role: Handshake.Role) async -> (any Channel)? {
+        let key = linkKey(node.isEmpty ? "@" + address : node, role)
+        enum Step { case ready(any Channel), wait, connect }
+        let step: Step = state.withLock { s in
+            if let c = s.links[key]?.channel, c.isActive { return .ready(c) }
+            if s.links[key]?.connecting == true { return .wait }
+            s.links[key, default: Link()].connecting = true
+            return .connect
+        }
+        switch step {
+        case .ready(let c): return c
+        case .wait:
+            return await withCheckedContinuation { c in
+                let resumeNow: (any Channel)?? = state.withLock { s in
+                    if s.links[key]?.connecting == true { s.links[key]!.waiters.append(c); return nil }
+                    return .some(s.links[key]?.channel)
+                }
+                if let r = resumeNow { c.resume(returning: r) }
+            }
+        case .connect:
+            let channel = await open(address, role: role)
+            let waiters = state.withLock { s in
+                s.links[key]!.connecting = false
+                s.links[key]!.channel = channel
+                defer { s.links[key]!.waiters = [] }
+                return s.links[key]!.waiters
+            }
+            for w in waiters { w.resume(returning: channel) }
+            return channel
+        }
+    }
+
+    func linkKey(_ node: String, _ role: Handshake.Role) -> String { role == .control ? node : node + "#data" }
+
+    /// Connects and waits for the handshake to finish.
+    private func open(_ address: String, role: Handshake.Role) async -> (any Channel)? {
+        guard let (host, port) = GatewayBinding.parseAddress(address) else { return nil }
+        let ready = Ready()
+        do {
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.seconds(3))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { [self] channel in
+                    state.withLock { $0.handshakes[ObjectIdentifier(channel)] = ready }
+                    channel.closeFuture.whenComplete { [weak self] _ in
+                        ready.finish(nil)
+                        _ = self?.state.withLock { $0.handshakes.removeValue(forKey: ObjectIdentifier(channel)) }
+                    }
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrame: Wire.maxFrame)))
+                        try channel.pipeline.syncOperations.addHandler(PeerHandler(manager: self, outboundRole: role))
+                    }
+                }
+                .connect(host: host, port: port).get()
+            _ = channel
+        } catch {
+            ready.finish(nil)
+        }
+        return await ready.wait()
+    }
+}
+
+/// Resolves once, with the authenticated channel or nil, for whoever waits.
+final class Ready: Sendable {
+    private let state = Mutex<(done: Bool, channel: (any Channel)?, waiter: CheckedContinuation<(any Channel)?, Never>?)>((false, nil, nil))
+
+    func finish(_ channel: (any Channel)?) {
+        let waiter = state.withLock { s -> CheckedContinuation<(any Channel)?, Never>? in
+            guard !s.done else { return nil }
+            s.done = true
+            s.channel = channel
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume(returning: channel)
+    }
+
+    func wait() async -> (any Channel)? {
+        await withCheckedContinuation { c in
+            let result = state.withLock { s -> (any Channel)?? in
+                if s.done { return .some(s.channel) }
+                s.waiter = c
+                return nil
+            }
+            if let result { c.resume(returning: result) }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+import Infoset
+import NIOCore
+import ServiceKernel
+
+/// Frames from authenticated peers, membership effects, and the shared namespace.
+extension NetworkManager {
+    func authenticated(_ channel: any Channel, peer: Handshake.Hello, role: Handshake.Role, outbound: Bool) {
+        logger.debug("authenticated \(peer.node) (\(role)) \(outbound ? "outbound" : "inbound")")
+        guard outbound else { return }
+        let ready = state.withLock { s -> Ready? in
+            // A connection opened by address (a seed) is known by name from now on.
+            s.links[linkKey(peer.node, role), default: Link()].channel = channel
+            return s.handshakes.removeValue(forKey: ObjectIdentifier(channel))
+        }
+        ready?.finish(channel)
+    }
+
+    func closed(_ channel: any Channel, peer: String, role: Handshake.Role) {
+        let wasOurs = state.withLock { s -> Bool in
+            let key = linkKey(peer, role)
+            guard let c = s.links[key]?.channel, c === channel else { return false }
+            s.links[key]?.channel = nil
+            return true
+        }
+        // Replies come back on the connection the requests went out on: once it is gone, calls
+        // pending on that peer cannot be answered, so they fault now rather than at their deadline.
+        if wasOurs && role == .control { failPending(on: peer, reason: "connection to node \(peer) lost") }
+        // Buffers being pulled over a lost data connection will not arrive.
+        if wasOurs && role == .data {
+            let lost = state.withLock { s in s.imports.filter { $0.value.peer == peer }.map(\.key) }
+            for t in lost { failImport(t) }
+        }
+    }
+
+    func received(_ frame: Wire.Frame, from peer: String, role: Handshake.Role, on channel: any Channel) {
+        switch frame.known {
+        case .request: handleRequest(frame.payload, from: peer, on: channel)
+        case .reply: handleReply(frame.payload, from: peer)
+        case .notify: handleNotify(frame.payload, from: peer)
+        case .swim: handleSWIM(frame.payload, from: peer)
+        case .directory: handleDirectory(frame.payload, from: peer, on: channel)
+        case .dataPull: handleDataPull(frame.payload, from: peer, on: channel)
+        case .dataChunk: handleDataChunk(frame.payload)
+        case .error:
+            var r = ByteReader(frame.payload)
+            logger.warning("peer \(peer) reported: \((try? r.string()) ?? "?")")
+        case .hello, .auth:
+            channel.close(promise: nil)
+        case nil:
+            if frame.type & Wire.FrameType.optionalBit == 0 {
+                logger.warning("peer \(peer) sent unknown frame type \(frame.type); closing")
+                channel.close(promise: nil)
+            }
+        }
+    }
+
+    // MARK: membership
+
+    func handleSWIM(_ payload: [UInt8], from peer: String) {
+        guard let (from, message) = try? Wire.decodeSWIM(payload), from.name == peer else {
+            logger.warning("malformed membership message from \(peer)")
+            return
+        }
+        let now = self.now
+        perform(state.withLock { $0.membership.receive(message, from: from.name, address: from.address, now: now) })
+    }
+
+    /// Carries out what the membership machine asked for.
+    func perform(_ effects: [Membership.Effect]) {
+        for e in effects {
+            switch e {
+            case .send(let to, let address, let message):
+                let me = state.withLock { $0.membership.me }
+                let frame = Wire.Frame(.swim, Wire.encode(message, from: me))
+                Task { [weak self] in
+                    guard let self, let channel = await self.connection(to: to, address: address, role: .control) else { return }
+                    channel.send(frame)
+                }
+            case .changed(let m):
+                memberChanged(m)
+            }
+        }
+    }
+
+    func memberChanged(_ m: Membership.Member) {
+        logger.info("member \(m.name) at \(m.address) is \(m.status) (incarnation \(m.incarnation))")
+        switch m.status {
+        case .alive:
+            // A new or returning member gets our table now rather than at the next exchange.
+            sendDigest(to: m.name, address: m.address, reply: true)
+        case .suspect:
+            break
+        case .dead, .left:
+            let (table, links) = state.withLock { s -> (Table?, [any Channel]) in
+                let t = s.tables.removeValue(forKey: m.name)
+                let keys = [linkKey(m.name, .control), linkKey(m.name, .data)]
+                let channels = keys.compactMap { s.links.removeValue(forKey: $0)?.channel }
+                return (t, channels)
+            }
+            for e in table?.entries ?? [] { kernel.publish(Message(.delete, to: "", body: try? infoset(e)), from: "/directory") }
+            failPending(on: m.name, reason: "node \(m.name) is \(m.status == .dead ? "dead" : "gone")")
+            kernel.dropSubscriptions(ofNode: m.name)
+            for c in links { c.close(promise: nil) }
+        }
+    }
+
+    // MARK: the shared namespace
+
+    /// Entries of the other nodes this node knows, for `/directory`.
+    public var remoteEntries: [DirectoryEntry] {
+        state.withLock { s in s.tables.keys.sorted().flatMap { s.tables[$0]!.entries } }
+    }
+
+    func localTableChanged() {
+        let (version, peers) = state.withLock { s -> (UInt64, [Membership.Member]) in
+            s.localVersion += 1
+            return (s.localVersion, s.membership.live)
+        }
+        let frame = tableFrame(node: node, version: version, entries: kernel.uris.entries)
+        for p in peers { sendFrame(frame, to: p.name, address: p.address) }
+    }
+
+    /// Every sync interval: a digest to one random peer, which answers with what either side lacks.
+    func antiEntropy() {
+        guard let peer = state.withLock({ s -> Membership.Member? in s.membership.live.filter { $0.status == .alive }.randomElement() }) else { return }
+        sendDigest(to: peer.name, address: peer.address, reply: true)
+    }
+
+    func sendDigest(to name: String, address: String, reply: Bool) {
+        var w = ByteWriter()
+        w.byte(0)
+        w.byte(reply ? 1 : 0)
+        let digest = state.withLock { s in [(node, s.localVersion)] + s.tables.map { ($0.key, $0.value.version) } }
+        w.varint(UInt64(digest.count))
+        for (n, v) in digest { w.string(n); w.u64(v) }
+        sendFrame(Wire.Frame(.directory, w.bytes), to: name, address: address)
+    }
+
+    func tableFrame(node: String, version: UInt64, entries: [DirectoryEntry]) -> Wire.Frame {
+        var w = ByteWriter()
+        w.byte(1)
+        w.string(node)
+        w.u64(version)
+        w.varint(UInt64(entries.count))
+        for e in entries { w.string(e.path); w.string(e.contract) }
+        return Wire.Frame(.directory, w.bytes)
+    }
+
+    func sendFrame(_ frame: Wire.Frame, to name: String, address: String) {
+        Task { [weak self] in
+            guard let self, let channel = await self.connection(to: name, address: address, role: .control) else { return }
+            channel.send(frame)
+        }
+    }
+
+    func handleDirectory(_ payload: [UInt8], from peer: String, on channel: any Channel) {
+        var r = ByteReader(payload)
+        do {
+            switch try r.byte() {
+            case 0:
+                let reply = try r.byte() == 1
+                let n = try r.count()
+                var theirs: [String: UInt64] = [:]
+                for _ in 0..<n { theirs[try r.string()] = try r.u64() }
+                // Send what they lack; ask for what we lack by answering with our digest.
+                let (mine, tables) = state.withLock { s in (s.localVersion, s.tables) }
+                if (theirs[node] ?? 0) < mine { channel.send(tableFrame(node: node, version: mine, entries: kernel.uris.entries)) }
+                for (n, t) in tables where n != peer && (theirs[n] ?? 0) < t.version {
+                    channel.send(tableFrame(node: n, version: t.version, entries: t.entries))
+                }
+                let behind = theirs.contains { n, v in n != node && v > (n == node ? mine : tables[n]?.version ?? 0) }
+                if reply && behind, let member = state.withLock({ $0.membership.members[peer] }) {
+                    sendDigest(to: peer, address: member.address, reply: false)
+                }
+            case 1:
+                let owner = try r.string()
+                let version = try r.u64()
+                let n = try r.count()
+                var entries: [DirectoryEntry] = []
+                for _ in 0..<n {
+                    let path = try r.string(), contract = try r.string()
+                    entries.append(DirectoryEntry(uri: "decos://\(owner)\(path)", path: path, contract: contract, node: owner))
+                }
+                applyTable(owner, version: version, entries: entries)
+            case let k:
+                throw r.fail("unknown directory message \(k)")
+            }
+        } catch {
+            logger.warning("malformed directory message from \(peer): \(error)")
+        }
+    }
+
+    /// Takes a node's table if it is newer than ours, and tells directory subscribers what changed.
+    func applyTable(_ owner: String, version: UInt64, entries: [DirectoryEntry]) {
+        guard owner != node else { return }
+        let old: [DirectoryEntry]? = state.withLock { s in
+            // Only members we believe live: a dead node's table must not come back through gossip.
+            guard let m = s.membership.members[owner], m.status <= .suspect else { return nil }
+            if let t = s.tables[owner], t.version >= version { return nil }
+            defer { s.tables[owner] = Table(version: version, entries: entries) }
+            return s.tables[owner]?.entries ?? []
+        }
+        guard let old else { return }
+        let before = Set(old), after = Set(entries)
+        for e in entries where !before.contains(e) { kernel.publish(Message(.insert, to: "", body: try? infoset(e)), from: "/directory") }
+        for e in old where !after.contains(e) { kernel.publish(Message(.delete, to: "", body: try? infoset(e)), from: "/directory") }
+    }
+}

@@ -1,0 +1,50 @@
+import Infoset
+import Synchronization
+
+/// What the kernel needs of the distributing kernel: messages to other nodes, and the other nodes'
+/// services for the directory. ServiceKernel knows nothing of sockets; this is the seam.
+public protocol RemoteDispatcher: AnyObject, Sendable {
+    /// Delivers a message to a service on another node and returns its reply or a fault.
+    func send(_ m: Message, as principal: Principal) async -> Message
+    /// Delivers a notification to a subscriber on another node; no reply.
+    func notify(_ m: Message)
+    /// Every service the other nodes have registered.
+    var remoteEntries: [DirectoryEntry] { get }
+}
+
+extension Kernel {
+    /// Makes a local path in a header a URI other nodes can answer to.
+    public func absolute(_ s: String?) -> String? {
+        guard let s, s.utf8.first == UInt8(ascii: "/") else { return s }
+        return uris.authority + s
+    }
+
+    func sendRemote(_ m: Message, as principal: Principal) async -> Message {
+        guard let remote else {
+            return .faulted(.unreachable("\(m.to) is not on this node (\(uris.authority)) and this node has no peers"), replyingTo: m)
+        }
+        var out = m
+        out.from = absolute(m.from)
+        out.replyTo = absolute(m.replyTo)
+        return await remote.send(out, as: principal)
+    }
+
+    /// Hands a notification that arrived from another node to the local subscriber it names.
+    public func deliver(notification m: Message) async {
+        guard let path = uris.localPath(m.to), let target = uris.lookup(path) else { return }
+        await target.service.notify(m)
+    }
+
+    /// Ends the subscriptions held by services of a node that died or left.
+    public func dropSubscriptions(ofNode node: String) {
+        let prefix = "decos://\(node)/"
+        for r in uris.registrations {
+            for s in r.removeSubscriptions(where: { $0.hasPrefix(prefix) }) { s.queue.finish() }
+        }
+    }
+
+    /// The cluster's directory: this node's services, then every other node's.
+    public var clusterEntries: [DirectoryEntry] {
+        uris.entries + (remote?.remoteEntries ?? [])
+    }
+}

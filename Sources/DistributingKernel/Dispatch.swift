@@ -44,14 +44,16 @@ extension NetworkManager {
         }
     }
 
+    /// Sends a notification; notifications to one node leave in the order they were given.
     public func notify(_ m: Message) {
         guard let target = Self.node(of: m.to),
               let member = state.withLock({ $0.membership.members[target] }), member.status <= .suspect else { return }
-        Task {
+        var w = ByteWriter()
+        Wire.encode(m, correlation: 0, transfers: [], into: &w)
+        let frame = Wire.Frame(.notify, w.bytes)
+        ordered("out|\(target)") { [self] in
             guard let channel = await connection(to: target, address: member.address, role: .control) else { return }
-            var w = ByteWriter()
-            Wire.encode(m, correlation: 0, transfers: [], into: &w)
-            channel.send(Wire.Frame(.notify, w.bytes))
+            channel.send(frame)
         }
     }
 

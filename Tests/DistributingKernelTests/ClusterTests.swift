@@ -1,0 +1,206 @@
+import Decos
+import DistributingKernel
+import Foundation
+import Infoset
+import ServiceKernel
+import StandardServices
+import Testing
+
+/// Receives a remote buffer and checks it against the pattern the sender wrote.
+actor Sink: Service {
+    static let contract = "urn:test:sink"
+    init(config: ServiceConfig) {}
+    func handle(_ request: Request) throws -> Element? {
+        guard let b = request.message.buffer("blob") else { throw Fault.invalidBody("no buffer") }
+        let ok = b.bytes.withUnsafeBufferPointer { p in
+            var i = 0
+            while i < p.count { if p[i] != pattern(i) { return false }; i += 1 }
+            return true
+        }
+        return Element("Received", children: [.element(Element("Bytes", text: String(b.count))), .element(Element("Intact", text: String(ok)))])
+    }
+}
+
+func pattern(_ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: i &* 31 &+ i >> 12) }
+
+/// Never answers: calls to it stay pending until the deadline or the peer's death.
+actor Silent: Service {
+    static let contract = "urn:test:silent"
+    init(config: ServiceConfig) {}
+    func handle(_ request: Request) async throws -> Element? {
+        try await Task.sleep(for: .seconds(3600))
+        return nil
+    }
+}
+
+/// Remembers the notifications it gets and the order of the values it is sent.
+actor Log: Service {
+    static let contract = "urn:test:log"
+    var notes: [Message] = []
+    var values: [String] = []
+    init(config: ServiceConfig) {}
+    func handle(_ request: Request) throws -> Element? {
+        values.append(request.body?.text ?? "")
+        return nil
+    }
+    func notify(_ n: Message) { notes.append(n) }
+    func seen() -> [Message] { notes }
+    func order() -> [String] { values }
+}
+
+let keyPath: String = {
+    let p = NSTemporaryDirectory() + "decos-test-\(getpid()).key"
+    try! "test-cluster-key-0123456789abcdef".write(toFile: p, atomically: true, encoding: .utf8)
+    return p
+}()
+
+func bootNode(_ name: String, seed: String? = nil, key: String = keyPath, requestTimeout: Int = 10) async throws -> Node {
+    let m = try Manifest.parse("""
+    <Manifest xmlns="urn:decos:manifest" node="\(name)">
+      <Network><Cluster listen="127.0.0.1:0" keyFile="\(key)" probeInterval="200" probeTimeout="100" suspicionTimeout="800" requestTimeout="\(requestTimeout)">
+        \(seed.map { "<Seed address=\"\($0)\"/>" } ?? "")
+      </Cluster></Network>
+      <Service contract="urn:decos:examples:counter" name="/counter"/>
+      <Service contract="urn:test:sink" name="/sink"/>
+      <Service contract="urn:test:silent" name="/silent"/>
+      <Service contract="urn:test:log" name="/log"/>
+    </Manifest>
+    """)
+    return try await Node.boot(m, extra: Contracts([Sink.self, Silent.self, Log.self]))
+}
+
+func address(_ n: Node) -> String { "127.0.0.1:\(n.clusterAddress!.port!)" }
+
+func waitUntil(_ condition: () async -> Bool) async {
+    while await !condition() { try? await Task.sleep(for: .milliseconds(20)) }
+}
+
+func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<String> {
+    Set(n.kernel.clusterEntries.filter { $0.contract == contract }.map(\.uri))
+}
+
+@Suite(.serialized) struct ClusterTests {
+    @Test func threeNodesShareOneNamespace() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        let c = try await bootNode("c", seed: address(a))
+        let all: Set = ["decos://a/counter", "decos://b/counter", "decos://c/counter"]
+        await waitUntil { paths(a) == all && paths(b) == all && paths(c) == all }
+        // A service created later spreads too, and so does its removal.
+        try await c.kernel.create(ServiceConfig(contract: Counter.contract, name: "/late"))
+        await waitUntil { paths(a).contains("decos://c/late") }
+        try await c.kernel.drop("/late")
+        await waitUntil { !paths(a).contains("decos://c/late") }
+        for n in [a, b, c] { await n.network?.stop() }
+    }
+
+    @Test func remoteVerbsAndFaults() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        await waitUntil { paths(a).contains("decos://b/counter") }
+        let inc = try XMLReader.parse("<Increment><By>5</By></Increment>")
+        #expect(try await a.kernel.call(.update, "decos://b/counter", body: inc)?.child("Value")?.text == "5")
+        #expect(try await b.kernel.call(.get, "/counter")?.child("Value")?.text == "5")
+        let missing = await a.kernel.send(Message(.get, to: "decos://b/nothing"), as: .system)
+        #expect(missing.fault?.subcode?.local == "UnknownService")
+        let unknownNode = await a.kernel.send(Message(.get, to: "decos://zz/counter"), as: .system)
+        #expect(unknownNode.fault?.subcode?.local == "Unreachable")
+        for n in [a, b] { await n.network?.stop() }
+    }
+
+    @Test func orderIsKeptFromOneSenderToOneService() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        await waitUntil { paths(a).contains("decos://b/counter") }
+        // The counter on b notifies the log on a of 200 changes, sent without waiting for each other.
+        var sub = Message(.subscribe, to: "decos://b/counter")
+        sub.from = "/log"
+        _ = try await a.kernel.send(sub, as: .system).result()
+        for i in 1...200 { _ = try await b.kernel.call(.update, "/counter", body: XMLReader.parse("<Increment><By>\(i)</By></Increment>")) }
+        let log = a.kernel.uris.lookup("/log")!.service as! Log
+        await waitUntil { await log.seen().count == 200 }
+        #expect(await log.seen().map { $0.body?.child("By")?.text } == (1...200).map { String($0) })
+        // Requests from one sender, each sent after the last was answered, arrive in order too.
+        for i in 0..<50 {
+            var m = Message(.submit, to: "decos://b/log", body: Element("V", text: String(i)))
+            m.from = "/counter"
+            _ = await a.kernel.send(m, as: .system)
+        }
+        let remoteLog = b.kernel.uris.lookup("/log")!.service as! Log
+        #expect(await remoteLog.order() == (0..<50).map { String($0) })
+        for n in [a, b] { await n.network?.stop() }
+    }
+
+    @Test func remoteSubscriptionsAndDirectoryChanges() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        await waitUntil { paths(a).contains("decos://b/counter") }
+        var sub = Message(.subscribe, to: "decos://b/counter")
+        sub.from = "/log"
+        _ = try await a.kernel.send(sub, as: .system).result()
+        for i in 1...3 { _ = try await b.kernel.call(.update, "/counter", body: XMLReader.parse("<Increment><By>\(i)</By></Increment>")) }
+        let log = a.kernel.uris.lookup("/log")!.service as! Log
+        await waitUntil { await log.seen().count == 3 }
+        #expect(await log.seen().map { $0.body?.child("By")?.text } == ["1", "2", "3"])
+        #expect(await log.seen().allSatisfy { $0.from == "decos://b/counter" })
+        // Directory subscribers on a see b's changes.
+        let changes = try a.kernel.subscribe("/directory", as: .system)
+        try await b.kernel.create(ServiceConfig(contract: Echo.contract, name: "/e"))
+        for await n in changes where n.body?.child("Uri")?.text == "decos://b/e" {
+            #expect(n.verb == .insert)
+            break
+        }
+        for n in [a, b] { await n.network?.stop() }
+    }
+
+    @Test func aBufferArrivesIntactWithoutRidingInTheMessage() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a), requestTimeout: 600)
+        await waitUntil { paths(a, contract: Sink.contract).contains("decos://b/sink") }
+        let size = (ProcessInfo.processInfo.environment["DECOS_BUFFER_MIB"].flatMap(Int.init) ?? 1024) << 20
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { p, n in
+            for i in 0..<size { p[i] = pattern(i) }
+            n = size
+        }
+        let reply = try await a.kernel.call(.submit, "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: DataBuffer(bytes))])
+        #expect(reply?.child("Bytes")?.text == String(size))
+        #expect(reply?.child("Intact")?.text == "true")
+        for n in [a, b] { await n.network?.stop() }
+    }
+
+    @Test func pendingCallsFaultWhenThePeerGoes() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        await waitUntil { paths(a, contract: Silent.contract).contains("decos://b/silent") }
+        async let reply = a.kernel.send(Message(.submit, to: "decos://b/silent"), as: .system)
+        try await Task.sleep(for: .milliseconds(200))
+        await b.network?.stop()
+        let f = await reply.fault
+        #expect(f?.subcode?.local == "Unreachable")
+        await waitUntil { !paths(a).contains("decos://b/counter") }
+        await a.network?.stop()
+    }
+
+    @Test func aSilentServiceCostsATimeoutFault() async throws {
+        let a = try await bootNode("a", requestTimeout: 1)
+        let b = try await bootNode("b", seed: address(a))
+        await waitUntil { paths(a, contract: Silent.contract).contains("decos://b/silent") }
+        let r = await a.kernel.send(Message(.submit, to: "decos://b/silent"), as: .system)
+        #expect(r.fault?.subcode?.local == "Timeout")
+        for n in [a, b] { await n.network?.stop() }
+    }
+
+    @Test func aPeerWithTheWrongKeyIsRefused() async throws {
+        let a = try await bootNode("a")
+        let otherKey = NSTemporaryDirectory() + "decos-wrong-\(getpid()).key"
+        try "another-cluster-key-fedcba9876543210".write(toFile: otherKey, atomically: true, encoding: .utf8)
+        let mallory = try await bootNode("mallory", seed: address(a), key: otherKey)
+        let b = try await bootNode("b", seed: address(a))
+        await waitUntil { paths(a).contains("decos://b/counter") }
+        try await Task.sleep(for: .seconds(1))
+        #expect(!paths(a).contains("decos://mallory/counter"))
+        #expect(!(a.network?.members.contains { $0.name == "mallory" } ?? true))
+        #expect(paths(mallory) == ["decos://mallory/counter"])
+        for n in [a, b, mallory] { await n.network?.stop() }
+    }
+}

@@ -7,7 +7,7 @@ HTTP       ?= 127.0.0.1:7480
 STATIC_DIR := .build-static
 STATIC_BIN := $(STATIC_DIR)/release/decos
 
-.PHONY: deps build release run test static bench clean
+.PHONY: deps build release run local-cluster test static bench clean
 
 deps:
 	@scripts/install-deps.sh
@@ -22,6 +22,10 @@ release: deps
 run: release
 	.build/release/decos run $(MANIFEST) --http $(HTTP)
 
+## Three nodes as processes on this machine forming one cluster (N= for more, up to 9).
+local-cluster: release
+	scripts/local-cluster.sh
+
 ## Builds everything and runs every test (unit and system).
 test: build
 	DECOS_BIN=$(CURDIR)/.build/debug/decos $(SWIFT) test
@@ -31,6 +35,7 @@ static: deps
 	$(SWIFT) build -c release --product decos --scratch-path $(STATIC_DIR) $$(cat linker/static.flags)
 	@file $(STATIC_BIN); file $(STATIC_BIN) | grep -q "statically linked" || { echo "make static: $(STATIC_BIN) is not statically linked" >&2; exit 1; }
 	$(STATIC_BIN) --version
+	scripts/smoke.sh $(STATIC_BIN)
 	@ls -l $(STATIC_BIN) | awk '{print "make static: " $$5 " bytes"}'
 
 ## Benchmarks; figures go in docs/performance.md.

@@ -37,6 +37,7 @@ struct DecosCommand: AsyncParsableCommand {
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run a node in hosted mode on a manifest.")
+    nonisolated(unsafe) static var signalSources: [any DispatchSourceSignal] = []
 
     @Argument(help: "The node's manifest.") var manifest = "examples/node.xml"
     @Option(help: "Gateway address HOST:PORT (overrides the manifest; port 0 picks a free one).") var http: String?
@@ -85,7 +86,8 @@ struct Run: AsyncParsableCommand {
         if booted.httpAddress == nil && booted.clusterAddress == nil { line += "; local only (no network binding)" }
         print(line)
         let task = Task { try await booted.run() }
-        let signals = [SIGINT, SIGTERM].map { sig in
+        // Held in a static: an optimized build would otherwise free the sources, and with them the handlers.
+        Run.signalSources = [SIGINT, SIGTERM].map { sig in
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig)
             source.setEventHandler { task.cancel() }
@@ -93,7 +95,6 @@ struct Run: AsyncParsableCommand {
             return source
         }
         do { try await task.value } catch where !(error is CancellationError) { fail("node stopped: \(error)") } catch {}
-        _ = signals
         print("decos: node \(booted.kernel.node) stopped")
     }
 }

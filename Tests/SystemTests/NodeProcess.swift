@@ -20,9 +20,12 @@ final class NodeProcess: @unchecked Sendable {
     var base: String { "http://127.0.0.1:\(port)" }
     private(set) var lines: [String] = []
 
-    init(manifest: String = "examples/node.xml", extra: [String] = [], binary: String = decosBinary) throws {
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["run", manifest, "--http", "127.0.0.1:0"] + extra
+    /// `wrapper` runs the node under another program, e.g. `ip netns exec NS`.
+    init(manifest: String = "examples/node.xml", extra: [String] = [], binary: String = decosBinary, wrapper: [String] = [],
+         http: String = "127.0.0.1:0") throws {
+        let command = wrapper + [binary, "run", manifest, "--http", http] + extra
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         process.currentDirectoryURL = packageRoot
         process.standardOutput = output
         process.standardError = errors
@@ -35,7 +38,7 @@ final class NodeProcess: @unchecked Sendable {
             if chunk.isEmpty { throw Failure("decos run exited before ready: \(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))") }
             buffer += chunk
             let text = String(decoding: buffer, as: UTF8.self)
-            if let r = text.range(of: #"serving http://127\.0\.0\.1:(\d+)/"#, options: .regularExpression) {
+            if let r = text.range(of: #"serving http://[0-9.]+:(\d+)/"#, options: .regularExpression) {
                 port = Int(text[r].split(separator: ":").last!.dropLast())!
                 lines = text.split(separator: "\n").map(String.init)
             }

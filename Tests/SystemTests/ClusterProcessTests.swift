@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+
+/// A cluster key file for this test run.
+let clusterKey: String = {
+    let p = NSTemporaryDirectory() + "decos-system-\(getpid()).key"
+    try! "system-test-cluster-key-0123456789".write(toFile: p, atomically: true, encoding: .utf8)
+    return p
+}()
+
+/// Fast membership timings so failures are seen in a couple of seconds.
+func clusterManifest(listen: String = "127.0.0.1:0", seeds: [String] = []) throws -> String {
+    let path = NSTemporaryDirectory() + "decos-cluster-\(UUID().uuidString).xml"
+    try """
+    <Manifest xmlns="urn:decos:manifest">
+      <Network>
+        <Gateway listen="127.0.0.1:0"/>
+        <Cluster listen="\(listen)" keyFile="\(clusterKey)" probeInterval="300" probeTimeout="150" suspicionTimeout="1200">
+          \(seeds.map { "<Seed address=\"\($0)\"/>" }.joined())
+        </Cluster>
+      </Network>
+      <Service contract="urn:decos:examples:counter" name="/counter"/>
+    </Manifest>
+    """.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+extension NodeProcess {
+    /// The cluster address from the ready line.
+    var clusterAddress: String {
+        let line = lines.first { $0.contains("cluster on ") }!
+        return String(line.split(separator: "cluster on ")[1].prefix { $0 != ";" })
+    }
+
+    func counters() throws -> Set<String> {
+        let page = try curl(base + "/directory").out
+        return Set(page.components(separatedBy: "<Uri>").dropFirst().map { String($0.prefix { $0 != "<" }) }.filter { $0.hasSuffix("/counter") })
+    }
+}
+
+func waitFor(_ condition: () throws -> Bool) rethrows {
+    while try !condition() { usleep(50_000) }
+}
+
+@Suite(.serialized) struct ClusterProcessTests {
+    @Test func killNineRemovesANodeAndItsCallsFault() throws {
+        let a = try NodeProcess(manifest: try clusterManifest(), extra: ["--node", "a"])
+        let b = try NodeProcess(manifest: try clusterManifest(seeds: [a.clusterAddress]), extra: ["--node", "b"])
+        let c = try NodeProcess(manifest: try clusterManifest(seeds: [a.clusterAddress]), extra: ["--node", "c"])
+        let all: Set = ["decos://a/counter", "decos://b/counter", "decos://c/counter"]
+        try waitFor { try a.counters() == all && b.counters() == all && c.counters() == all }
+        // Remote verbs through any gateway.
+        let r = try decos("ctl", "update", a.base + "/@c/counter", "--body", "<Increment><By>4</By></Increment>")
+        #expect(r.out.contains("<Value>4</Value>"))
+        kill(b.process.processIdentifier, SIGKILL)
+        let killed = Date()
+        try waitFor { try !a.counters().contains("decos://b/counter") && !c.counters().contains("decos://b/counter") }
+        // Detection bound with these timings: 2 × 300 ms + 1200 ms, plus gossip; generous for a loaded CI.
+        #expect(Date().timeIntervalSince(killed) < 10)
+        let call = try decos("ctl", "get", a.base + "/@b/counter")
+        #expect(call.status == 1 && call.err.contains("Unreachable"))
+    }
+
+    @Test func garbageOnThePeerPortIsRefusedWithoutHarm() throws {
+        let a = try NodeProcess(manifest: try clusterManifest(), extra: ["--node", "a"])
+        let port = Int(a.clusterAddress.split(separator: ":").last!)!
+        let probes: [[UInt8]] = [
+            Array("GET / HTTP/1.1\r\n\r\n".utf8),                       // not our protocol: a huge "length"
+            [0, 0, 0, 1, 1],                                             // frame too short
+            [0, 0, 0, 6, 9, 1, 0, 0, 0, 0],                              // unknown wire version
+            [0, 0, 0, 4, 1, 3, 0xDE, 0xAD],                              // a request before any handshake
+            [0, 0, 0, 40, 1, 1] + [UInt8](repeating: 0xFF, count: 40),   // a hello full of junk
+            [0, 0, 0, 10, 1],                                            // truncated, then silence
+        ]
+        for bytes in probes {
+            let conn = try RawConnection(port: port)
+            _ = send(conn.fd, bytes, bytes.count, Int32(MSG_NOSIGNAL))
+            #expect(conn.waitForClose(), "\(bytes)")
+        }
+        // Still serving, still in one piece.
+        #expect(try a.counters() == ["decos://a/counter"])
+        let b = try NodeProcess(manifest: try clusterManifest(seeds: [a.clusterAddress]), extra: ["--node", "b"])
+        try waitFor { try a.counters().contains("decos://b/counter") }
+        _ = b
+    }
+}

@@ -45,6 +45,8 @@ public struct Membership: Sendable {
         public var gossipMultiplier: Int = 3
         /// The most updates piggybacked on one message.
         public var maxGossip: Int = 16
+        /// How often a node that knows no live peer contacts its seeds again.
+        public var rejoinInterval: UInt64 = 1000
 
         public init() {}
 
@@ -74,6 +76,8 @@ public struct Membership: Sendable {
     public private(set) var members: [String: Member] = [:]
 
     private var rng: SplitMix
+    private var seeds: [String] = []
+    private var lastJoin: UInt64?
     private var nextSeq: UInt64 = 1
     private var probeOrder: [String] = []
     /// The direct probe under way: who, since when, whether it went indirect.
@@ -100,9 +104,19 @@ public struct Membership: Sendable {
 
     // MARK: joining and leaving
 
-    /// Contacts seeds: each gets our full view, and answers with its own.
+    /// Contacts seeds: each gets our full view, and answers with its own. Until some peer is known
+    /// alive, `tick` knocks again every `rejoinInterval` (seeds may start later, or the first
+    /// message may be lost).
     public mutating func join(seeds: [String]) -> [Effect] {
-        seeds.map { .send(to: "", address: $0, .sync(members: fullView(), reply: true)) }
+        self.seeds = seeds.filter { $0 != address }
+        lastJoin = nil
+        return []
+    }
+
+    private mutating func knock(now: UInt64) -> [Effect] {
+        guard !seeds.isEmpty, live.isEmpty, now >= (lastJoin ?? 0) + config.rejoinInterval || lastJoin == nil else { return [] }
+        lastJoin = now
+        return seeds.map { .send(to: "", address: $0, .sync(members: fullView(), reply: true)) }
     }
 
     /// Tells everyone we are leaving; they drop us at once rather than after a suspicion.
@@ -119,7 +133,7 @@ public struct Membership: Sendable {
     /// Advances the protocol to `now`: starts a probe each interval, escalates a silent probe to
     /// indirect ones, turns a failed probe into suspicion, and expired suspicion into death.
     public mutating func tick(now: UInt64) -> [Effect] {
-        var out: [Effect] = []
+        var out: [Effect] = knock(now: now)
         if let p = probing {
             if !p.indirect, now >= p.started + config.probeTimeout {
                 probing?.indirect = true

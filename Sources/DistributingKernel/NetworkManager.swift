@@ -135,19 +135,13 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     public func start() {
         kernel.remote = self
         kernel.uris.observe { [weak self] _ in self?.localTableChanged() }
+        let seeds = config.seeds.filter { $0 != advertised }
+        perform(state.withLock { $0.membership.join(seeds: seeds) })
         let task = Task { [weak self] in
             var lastSync: UInt64 = 0
-            var lastJoin: UInt64?
             while !Task.isCancelled {
                 guard let self else { return }
                 let now = self.now
-                // Until some peer is known, keep knocking on the seeds (they may start after us).
-                let seeds = self.config.seeds.filter { $0 != self.advertised }
-                if !seeds.isEmpty, now >= (lastJoin ?? 0) + 1000 || lastJoin == nil,
-                   self.state.withLock({ $0.membership.live.isEmpty }) {
-                    lastJoin = now
-                    self.perform(self.state.withLock { $0.membership.join(seeds: seeds) })
-                }
                 self.perform(self.state.withLock { $0.membership.tick(now: now) })
                 if now >= lastSync + self.config.syncInterval {
                     lastSync = now

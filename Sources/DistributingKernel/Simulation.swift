@@ -13,12 +13,20 @@ public struct SimulatedCluster {
         public init() {}
     }
 
+    enum Payload {
+        case swim(Membership.Message)
+        /// A node's table version, pushed on change or sent in answer to a digest.
+        case table(owner: String, version: UInt64)
+        /// Anti-entropy: the sender's versions; the receiver answers with what the sender lacks.
+        case digest([String: UInt64], reply: Bool)
+    }
+
     struct InFlight {
         var at: UInt64
         var from: String
         var fromAddress: String
         var to: String
-        var message: Membership.Message
+        var payload: Payload
     }
 
     public let settings: Settings
@@ -33,6 +41,12 @@ public struct SimulatedCluster {
     private var queue: [InFlight] = []
     private var rng: SplitMix
     private var addresses: [String: String] = [:]
+    /// The shared namespace as each node knows it: owner → table version (the network manager's
+    /// push-on-change and digest anti-entropy, modelled at the level of versions).
+    public private(set) var tables: [String: [String: UInt64]] = [:]
+    /// Milliseconds between a node's anti-entropy exchanges (0 turns the namespace model off).
+    public var syncInterval: UInt64 = 2000
+    private var lastSync: [String: UInt64] = [:]
 
     public init(_ settings: Settings) {
         self.settings = settings
@@ -50,7 +64,7 @@ public struct SimulatedCluster {
     public mutating func joinAll() {
         for i in 1..<settings.nodes {
             let n = SimulatedCluster.name(i)
-            let effects = nodes[n]!.join(seeds: ["sim:0"])
+            let effects = nodes[n]!.join(seeds: ["sim:0"]) + nodes[n]!.tick(now: now)
             apply(effects, of: n)
         }
     }
@@ -62,7 +76,7 @@ public struct SimulatedCluster {
         down.remove(name)
         let old = nodes[name]!
         nodes[name] = Membership(name: name, address: old.address, config: settings.config, seed: rng.next())
-        apply(nodes[name]!.join(seeds: [name == "n0" ? "sim:1" : "sim:0"]), of: name)
+        apply(nodes[name]!.join(seeds: [name == "n0" ? "sim:1" : "sim:0"]) + nodes[name]!.tick(now: now), of: name)
     }
 
     /// Has the node leave cleanly, then stop.
@@ -79,8 +93,43 @@ public struct SimulatedCluster {
             for name in nodes.keys.sorted() where !down.contains(name) {
                 let effects = nodes[name]!.tick(now: now)
                 apply(effects, of: name)
+                if syncInterval > 0, now >= (lastSync[name] ?? UInt64(name.dropFirst().hashValue & 2047)) + syncInterval {
+                    lastSync[name] = now
+                    let live = nodes[name]!.live.filter { $0.status == .alive }
+                    if !live.isEmpty {
+                        let peer = live[Int(rng.next() % UInt64(live.count))]
+                        var digest = tables[name] ?? [:]
+                        digest[name] = version(of: name, at: name)
+                        transmit(.digest(digest, reply: true), from: name, to: peer.name, bytes: 6 + digest.count * 14)
+                    }
+                }
             }
         }
+    }
+
+    func version(of owner: String, at node: String) -> UInt64 { tables[node]?[owner] ?? (owner == node ? 1 : 0) }
+
+    /// `owner` changes its table (registers a service): it pushes the new version to every live member.
+    public mutating func publish(_ owner: String) {
+        let v = version(of: owner, at: owner) + 1
+        tables[owner, default: [:]][owner] = v
+        for m in nodes[owner]!.live where m.status == .alive {
+            transmit(.table(owner: owner, version: v), from: owner, to: m.name, bytes: 6 + 14 + 40)
+        }
+    }
+
+    /// True when every running node holds `owner`'s latest table.
+    public func everyoneHasLatest(of owner: String) -> Bool {
+        let v = version(of: owner, at: owner)
+        return nodes.keys.filter { !down.contains($0) }.allSatisfy { version(of: owner, at: $0) >= v }
+    }
+
+    private mutating func transmit(_ p: Payload, from: String, to: String, bytes: Int) {
+        bytesSent[from, default: 0] += bytes
+        messagesSent += 1
+        if settings.loss > 0, Double(rng.next() % 1_000_000) / 1_000_000 < settings.loss { return }
+        let delay = settings.minDelay + rng.next() % (settings.maxDelay - settings.minDelay + 1)
+        queue.append(InFlight(at: now + delay, from: from, fromAddress: nodes[from]!.address, to: to, payload: p))
     }
 
     /// Runs until `done` holds or `limit` passes; returns the time it held, or nil.
@@ -115,12 +164,7 @@ public struct SimulatedCluster {
                 events.append((now, name, m))
             case .send(let to, let address, let message):
                 let target = to.isEmpty ? (addresses[address] ?? "") : to
-                let bytes = Wire.encode(message, from: node.me).count + 6
-                bytesSent[name, default: 0] += bytes
-                messagesSent += 1
-                if settings.loss > 0, Double(rng.next() % 1_000_000) / 1_000_000 < settings.loss { continue }
-                let delay = settings.minDelay + rng.next() % (settings.maxDelay - settings.minDelay + 1)
-                queue.append(InFlight(at: now + delay, from: name, fromAddress: node.address, to: target, message: message))
+                transmit(.swim(message), from: name, to: target, bytes: Wire.encode(message, from: node.me).count + 6)
             }
         }
     }
@@ -135,8 +179,23 @@ public struct SimulatedCluster {
         due.sort { ($0.at, $0.from, $0.to) < ($1.at, $1.from, $1.to) }
         // What a node sent before it stopped still arrives; a stopped node receives nothing.
         for f in due where !down.contains(f.to) && nodes[f.to] != nil {
-            let effects = nodes[f.to]!.receive(f.message, from: f.from, address: f.fromAddress, now: now)
-            apply(effects, of: f.to)
+            switch f.payload {
+            case .swim(let message):
+                let effects = nodes[f.to]!.receive(message, from: f.from, address: f.fromAddress, now: now)
+                apply(effects, of: f.to)
+            case .table(let owner, let v):
+                if version(of: owner, at: f.to) < v { tables[f.to, default: [:]][owner] = v }
+            case .digest(let theirs, let reply):
+                // As the network manager does: send what they lack, and our digest if they know newer.
+                var mine = tables[f.to] ?? [:]
+                mine[f.to] = version(of: f.to, at: f.to)
+                for (owner, v) in mine.sorted(by: { $0.key < $1.key }) where (theirs[owner] ?? 0) < v {
+                    transmit(.table(owner: owner, version: v), from: f.to, to: f.from, bytes: 6 + 14 + 40)
+                }
+                if reply, theirs.contains(where: { owner, v in owner != f.to && version(of: owner, at: f.to) < v }) {
+                    transmit(.digest(mine, reply: false), from: f.to, to: f.from, bytes: 6 + mine.count * 14)
+                }
+            }
         }
     }
 }

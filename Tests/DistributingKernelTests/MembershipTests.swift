@@ -71,3 +71,19 @@ import Testing
         #expect(a.bytesSent == b.bytesSent)
     }
 }
+
+@Suite struct NamespaceSpreadTests {
+    @Test func aChangeReachesEveryNodeAndAMissedPushIsRepaired() {
+        var s = SimulatedCluster.Settings()
+        s.nodes = 20
+        s.loss = 0.2
+        s.seed = 11
+        var c = SimulatedCluster(s)
+        c.joinAll()
+        _ = c.run(until: 60_000) { $0.converged() }
+        c.publish("n5")
+        // With 20% loss some pushes are lost; anti-entropy must still bring everyone up to date.
+        let at = c.run(until: c.now + 60_000) { $0.everyoneHasLatest(of: "n5") }
+        #expect(at != nil)
+    }
+}

@@ -34,6 +34,7 @@ test: build
 static: deps
 	$(SWIFT) build -c release --product decos --scratch-path $(STATIC_DIR) $$(cat linker/static.flags)
 	@file $(STATIC_BIN); file $(STATIC_BIN) | grep -q "statically linked" || { echo "make static: $(STATIC_BIN) is not statically linked" >&2; exit 1; }
+	@! grep -q icudt $(STATIC_BIN) || { echo "make static: the binary carries ICU data: something links all of Foundation (the node may use FoundationEssentials only)" >&2; exit 1; }
 	$(STATIC_BIN) --version
 	scripts/smoke.sh $(STATIC_BIN)
 	@ls -l $(STATIC_BIN) | awk '{print "make static: " $$5 " bytes"}'

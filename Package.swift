@@ -15,7 +15,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
-        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        // 4.x: FoundationEssentials only (3.x pulls in all of Foundation and ICU, +45 MB static).
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
         .target(name: "Infoset"),
@@ -53,7 +54,7 @@ let package = Package(
         .executableTarget(name: "decos-greeter", dependencies: ["Decos", "DecosCLI"], path: "examples/greeter"),
         // Benchmarks (run by Benchmarks/run.sh); baselines are measured in the same run.
         .executableTarget(name: "DecosBenchmarks", dependencies: [
-            "Decos", "ServiceKernel", "StandardServices", "Infoset",
+            "Decos", "ServiceKernel", "StandardServices", "Infoset", "DistributingKernel",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -47,6 +47,9 @@ public struct Membership: Sendable {
         public var maxGossip: Int = 16
         /// How often a node that knows no live peer contacts its seeds again.
         public var rejoinInterval: UInt64 = 1000
+        /// How often pending updates are sent to `gossipFanout` random members.
+        public var gossipInterval: UInt64 = 200
+        public var gossipFanout: Int = 3
 
         public init() {}
 
@@ -61,6 +64,9 @@ public struct Membership: Sendable {
         case ack(seq: UInt64, gossip: [Member])
         /// Push-pull: the sender's full view; the receiver merges it and answers with its own once.
         case sync(members: [Member], reply: Bool)
+        /// Updates alone, sent to a few members every gossip interval so news spreads in rounds of
+        /// that interval rather than of the probe interval.
+        case gossip(members: [Member])
     }
 
     public enum Effect: Sendable, Hashable {
@@ -78,6 +84,8 @@ public struct Membership: Sendable {
     private var rng: SplitMix
     private var seeds: [String] = []
     private var lastJoin: UInt64?
+    private var lastGossip: UInt64 = 0
+    private var liveCache: [Member]?
     private var nextSeq: UInt64 = 1
     private var probeOrder: [String] = []
     /// The direct probe under way: who, since when, whether it went indirect.
@@ -100,7 +108,15 @@ public struct Membership: Sendable {
     public var me: Member { Member(name: name, address: address, incarnation: incarnation, status: .alive) }
 
     /// Members believed alive or suspect, not counting this node.
-    public var live: [Member] { members.values.filter { $0.status <= .suspect }.sorted { $0.name < $1.name } }
+    public var live: [Member] { liveCache ?? members.values.filter { $0.status <= .suspect }.sorted { $0.name < $1.name } }
+
+    /// `live`, computed at most once per change (a thousand-member view is sorted often otherwise).
+    private mutating func liveMembers() -> [Member] {
+        if let liveCache { return liveCache }
+        let l = live
+        liveCache = l
+        return l
+    }
 
     // MARK: joining and leaving
 
@@ -114,7 +130,8 @@ public struct Membership: Sendable {
     }
 
     private mutating func knock(now: UInt64) -> [Effect] {
-        guard !seeds.isEmpty, live.isEmpty, now >= (lastJoin ?? 0) + config.rejoinInterval || lastJoin == nil else { return [] }
+        guard !seeds.isEmpty, now >= (lastJoin ?? 0) + config.rejoinInterval || lastJoin == nil,
+              !members.values.contains(where: { $0.status <= .suspect }) else { return [] }
         lastJoin = now
         return seeds.map { .send(to: "", address: $0, .sync(members: fullView(), reply: true)) }
     }
@@ -158,6 +175,12 @@ public struct Membership: Sendable {
                 out += apply(m, now: now)
             }
         }
+        if now >= lastGossip + config.gossipInterval, !broadcasts.isEmpty {
+            lastGossip = now
+            for m in pick(config.gossipFanout, excluding: []) {
+                out.append(.send(to: m.name, address: m.address, .gossip(members: gossip())))
+            }
+        }
         if probing == nil, now >= lastProbe + config.probeInterval, let target = nextProbeTarget() {
             lastProbe = now
             let seq = nextSeq
@@ -173,7 +196,7 @@ public struct Membership: Sendable {
     private mutating func nextProbeTarget() -> Member? {
         while true {
             if probeOrder.isEmpty {
-                probeOrder = live.map(\.name)
+                probeOrder = liveMembers().map(\.name)
                 guard !probeOrder.isEmpty else { return nil }
                 rng.shuffle(&probeOrder)
             }
@@ -183,9 +206,17 @@ public struct Membership: Sendable {
     }
 
     private mutating func pick(_ k: Int, excluding: Set<String>) -> [Member] {
-        var candidates = live.filter { !excluding.contains($0.name) && $0.status == .alive }
-        rng.shuffle(&candidates)
-        return Array(candidates.prefix(k))
+        let candidates = liveMembers()
+        guard !candidates.isEmpty else { return [] }
+        // Sample k distinct alive members without shuffling the whole view.
+        var chosen: [Member] = []
+        var tries = 0
+        while chosen.count < k && tries < 4 * k + 8 {
+            tries += 1
+            let m = candidates[Int(rng.next() % UInt64(candidates.count))]
+            if m.status == .alive, !excluding.contains(m.name), !chosen.contains(where: { $0.name == m.name }) { chosen.append(m) }
+        }
+        return chosen
     }
 
     // MARK: messages
@@ -212,6 +243,8 @@ public struct Membership: Sendable {
         case .sync(let view, let reply):
             out += merge(view, now: now)
             if reply { out.append(.send(to: sender, address: address, .sync(members: fullView(), reply: false))) }
+        case .gossip(let g):
+            out += merge(g, now: now)
         }
         return out
     }
@@ -239,6 +272,7 @@ public struct Membership: Sendable {
     mutating func apply(_ m: Member, now: UInt64) -> [Effect] {
         let old = members[m.name]
         members[m.name] = m
+        liveCache = nil
         if m.status == .suspect { suspectedAt[m.name] = suspectedAt[m.name] ?? now } else { suspectedAt[m.name] = nil }
         if m.status >= .dead, probing?.target == m.name { probing = nil }
         queue(m)
@@ -254,8 +288,17 @@ public struct Membership: Sendable {
 
     /// The updates to piggyback on the next message, least-sent first.
     mutating func gossip() -> [Member] {
-        let chosen = broadcasts.values.sorted { ($0.remaining, $1.member.name) > ($1.remaining, $0.member.name) }
-            .prefix(config.maxGossip).map(\.member)
+        // The maxGossip least-sent updates (ties by name), picked in one pass.
+        var best: [(member: Member, remaining: Int)] = []
+        for b in broadcasts.values {
+            if best.count < config.maxGossip {
+                best.append(b)
+            } else if let worst = best.indices.min(by: { (best[$0].remaining, best[$1].member.name) < (best[$1].remaining, best[$0].member.name) }),
+                      (b.remaining, best[worst].member.name) > (best[worst].remaining, b.member.name) {
+                best[worst] = b
+            }
+        }
+        let chosen = best.sorted { ($0.remaining, $1.member.name) > ($1.remaining, $0.member.name) }.map(\.member)
         for m in chosen {
             if let b = broadcasts[m.name] {
                 if b.remaining <= 1 { broadcasts[m.name] = nil } else { broadcasts[m.name] = (b.member, b.remaining - 1) }
@@ -266,7 +309,7 @@ public struct Membership: Sendable {
 
     /// Forgets members dead or gone for good, keeping the table bounded.
     public mutating func forget(_ name: String) {
-        if let m = members[name], m.status >= .dead { members[name] = nil; suspectedAt[name] = nil }
+        if let m = members[name], m.status >= .dead { members[name] = nil; suspectedAt[name] = nil; liveCache = nil }
     }
 }
 

@@ -95,7 +95,7 @@ public struct SimulatedCluster {
                 apply(effects, of: name)
                 if syncInterval > 0, now >= (lastSync[name] ?? UInt64(name.dropFirst().hashValue & 2047)) + syncInterval {
                     lastSync[name] = now
-                    let live = nodes[name]!.live.filter { $0.status == .alive }
+                    let live = nodes[name]!.members.values.filter { $0.status == .alive }.sorted { $0.name < $1.name }
                     if !live.isEmpty {
                         let peer = live[Int(rng.next() % UInt64(live.count))]
                         var digest = tables[name] ?? [:]
@@ -145,15 +145,19 @@ public struct SimulatedCluster {
     public func converged() -> Bool {
         let up = Set(nodes.keys).subtracting(down)
         for n in up {
-            let live = Set(nodes[n]!.live.filter { $0.status == .alive }.map(\.name))
-            if live != up.subtracting([n]) { return false }
+            var alive = 0
+            for m in nodes[n]!.members.values where m.status <= .suspect {
+                guard m.status == .alive, up.contains(m.name) else { return false }
+                alive += 1
+            }
+            if alive != up.count - 1 { return false }
         }
         return true
     }
 
     /// True when no running node lists `name` as live.
     public func everyoneDropped(_ name: String) -> Bool {
-        nodes.keys.filter { !down.contains($0) }.allSatisfy { n in !nodes[n]!.live.contains { $0.name == name } }
+        nodes.keys.filter { !down.contains($0) }.allSatisfy { n in (nodes[n]!.members[name]?.status ?? .dead) >= .dead }
     }
 
     private mutating func apply(_ effects: [Membership.Effect], of name: String) {

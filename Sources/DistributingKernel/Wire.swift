@@ -162,6 +162,7 @@ public enum Wire {
         case .pingReq(let seq, let target, let address, let g): w.byte(1); w.u64(seq); w.string(target); w.string(address); members(g, &w)
         case .ack(let seq, let g): w.byte(2); w.u64(seq); members(g, &w)
         case .sync(let view, let reply): w.byte(3); w.byte(reply ? 1 : 0); members(view, &w)
+        case .gossip(let g): w.byte(4); members(g, &w)
         }
         return w.bytes
     }
@@ -177,6 +178,7 @@ public enum Wire {
         case 3:
             let reply = try r.byte() == 1
             m = .sync(members: try members(&r), reply: reply)
+        case 4: m = .gossip(members: try members(&r))
         case let k: throw r.fail("unknown membership message \(k)")
         }
         return (from, m)

@@ -1,7 +1,8 @@
 // Decos benchmarks. Each figure is printed beside a baseline measured in the same run.
 // Run through Benchmarks/run.sh (release build, pinned to one core). Modes: all, dispatch, xml,
 // probe (where dispatch time goes), http-floor (the gateway baseline), idle (the RSS baseline),
-// swim [NODES] [LOSS] (membership and namespace spread in the simulator).
+// remote (two nodes on loopback against raw SwiftNIO TCP), swim [NODES] [LOSS] (membership and
+// namespace spread in the simulator).
 import Decos
 import DistributingKernel
 #if canImport(Glibc)
@@ -124,6 +125,7 @@ let task = Task.detached {
     if which == "probe" { try await probe() }
     if which == "http-floor" { try await httpFloor() }
     if which == "idle" { try await Task.sleep(for: .seconds(3600)) }
+    if which == "remote" { try await remoteBenchmark() }
     if which == "swim" {
         let args = CommandLine.arguments.dropFirst(2)
         swimBenchmark(nodes: args.first.flatMap(Int.init) ?? 1000, loss: args.dropFirst().first.flatMap(Double.init) ?? 0.05)

@@ -1,0 +1,194 @@
+import Decos
+import DistributingKernel
+import NIOCore
+import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Remote request/response and buffer transfer between two nodes on loopback, each against a raw
+/// SwiftNIO TCP baseline measured in the same run: `decos-bench remote`.
+func remoteBenchmark() async throws {
+    let keyFile = "/tmp/decos-bench-\(getpid()).key"
+    let f = fopen(keyFile, "w")
+    fputs("benchmark-cluster-key-0123456789", f)
+    fclose(f)
+    defer { unlink(keyFile) }
+    func manifest(_ name: String, seed: String?) throws -> Manifest {
+        try Manifest.parse("""
+        <Manifest xmlns="urn:decos:manifest" node="\(name)">
+          <Network><Cluster listen="127.0.0.1:0" keyFile="\(keyFile)" requestTimeout="60">\(seed.map { "<Seed address=\"\($0)\"/>" } ?? "")</Cluster></Network>
+          <Service contract="urn:decos:examples:echo" name="/echo"/>
+        </Manifest>
+        """)
+    }
+    let a = try await Node.boot(manifest("a", seed: nil))
+    let b = try await Node.boot(manifest("b", seed: "127.0.0.1:\(a.clusterAddress!.port!)"))
+    while !a.kernel.clusterEntries.contains(where: { $0.uri == "decos://b/echo" }) { try await Task.sleep(for: .milliseconds(20)) }
+
+    let payload = Element("P", text: String(repeating: "x", count: 100))
+    let request = Message(.submit, to: "decos://b/echo", body: payload)
+    for _ in 0..<2000 { _ = await a.kernel.send(request, as: .system) }
+
+    // Latency: one call at a time.
+    var samples: [Double] = []
+    for _ in 0..<20_000 {
+        let t = ContinuousClock.now
+        let r = await a.kernel.send(request, as: .system)
+        precondition(r.fault == nil, "\(r.fault!)")
+        samples.append(seconds(ContinuousClock.now - t) * 1e6)
+    }
+    samples.sort()
+    let p50 = samples[samples.count / 2], p99 = samples[samples.count * 99 / 100]
+
+    // Throughput: many calls in flight on the one connection.
+    let total = 200_000, concurrency = 64
+    let start = ContinuousClock.now
+    await withTaskGroup(of: Void.self) { group in
+        for _ in 0..<concurrency {
+            group.addTask {
+                for _ in 0..<(total / concurrency) { _ = await a.kernel.send(request, as: .system) }
+            }
+        }
+    }
+    let rate = Double(total) / seconds(ContinuousClock.now - start)
+
+    let floor = try await rawEcho(size: 104)
+    print("remote    Submit to decos://b/echo, 100-byte body, loopback: p50 \(fmt(p50, 0)) µs, p99 \(fmt(p99, 0)) µs; \(human(rate)) with \(concurrency) in flight")
+    print("baseline  raw SwiftNIO TCP echo, 104-byte frames: p50 \(fmt(floor.p50, 0)) µs, p99 \(fmt(floor.p99, 0)) µs; \(human(floor.rate)) pipelined")
+    print("ratio     p50 \(fmt(p50 / floor.p50))x the raw echo; throughput \(fmt(rate / floor.rate))x")
+
+    // Buffers: 256 MiB referenced by one message, pulled over the data connection.
+    let size = 256 << 20
+    let blob = DataBuffer([UInt8](repeating: 7, count: size))
+    let t = ContinuousClock.now
+    let r = await a.kernel.send(Message(.submit, to: "decos://b/echo", buffers: [BufferRef(id: "blob", buffer: blob)]), as: .system)
+    precondition(r.fault == nil, "\(r.fault!)")
+    let transfer = Double(size) / seconds(ContinuousClock.now - t) / 1e9
+    let stream = try await rawStream(size: size)
+    print("buffer    256 MiB through the data plane: \(fmt(transfer, 2)) GB/s")
+    print("baseline  raw SwiftNIO TCP stream of 256 MiB: \(fmt(stream, 2)) GB/s")
+    print("ratio     \(fmt(transfer / stream * 100, 0))% of raw TCP")
+    await a.network?.stop()
+    await b.network?.stop()
+}
+
+/// Echoes every byte back.
+final class EchoBack: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) { context.writeAndFlush(data, promise: nil) }
+}
+
+/// Sends fixed-size frames and measures round trips, on the client's event loop (the fastest a
+/// SwiftNIO client can be): first one at a time, then `window` in flight.
+final class PingPong: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    let size: Int
+    let count: Int
+    let window: Int
+    var pending = 0
+    var sent = 0
+    var received = 0
+    var starts: [ContinuousClock.Instant] = []
+    var samples: [Double] = []
+    let done: EventLoopPromise<[Double]>
+
+    init(size: Int, count: Int, window: Int, done: EventLoopPromise<[Double]>) {
+        self.size = size
+        self.count = count
+        self.window = window
+        self.done = done
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        for _ in 0..<window { send(context) }
+    }
+
+    func send(_ context: ChannelHandlerContext) {
+        guard sent < count else { return }
+        sent += 1
+        starts.append(.now)
+        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(repeating: 1, count: size)), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        pending += unwrapInboundIn(data).readableBytes
+        while pending >= size {
+            pending -= size
+            samples.append(seconds(ContinuousClock.now - starts[received]) * 1e6)
+            received += 1
+            if received == count { done.succeed(samples); return }
+            send(context)
+        }
+    }
+}
+
+func rawEcho(size: Int) async throws -> (p50: Double, p99: Double, rate: Double) {
+    let group = MultiThreadedEventLoopGroup.singleton
+    let server = try await ServerBootstrap(group: group)
+        .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        .childChannelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(EchoBack()) } }
+        .bind(host: "127.0.0.1", port: 0).get()
+    func run(count: Int, window: Int) async throws -> ([Double], Double) {
+        let done = group.any().makePromise(of: [Double].self)
+        let start = ContinuousClock.now
+        let client = try await ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(PingPong(size: size, count: count, window: window, done: done))
+                }
+            }
+            .connect(host: "127.0.0.1", port: server.localAddress!.port!).get()
+        let samples = try await done.futureResult.get()
+        let rate = Double(count) / seconds(ContinuousClock.now - start)
+        try await client.close()
+        return (samples, rate)
+    }
+    var (lat, _) = try await run(count: 20_000, window: 1)
+    let (_, rate) = try await run(count: 200_000, window: 64)
+    try await server.close()
+    lat.sort()
+    return (lat[lat.count / 2], lat[lat.count * 99 / 100], rate)
+}
+
+/// Counts bytes until `size` have arrived.
+final class Drain: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    var received = 0
+    let size: Int
+    let done: EventLoopPromise<Void>
+    init(size: Int, done: EventLoopPromise<Void>) { self.size = size; self.done = done }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        received += unwrapInboundIn(data).readableBytes
+        if received >= size { done.succeed(()) }
+    }
+}
+
+/// GB/s of one TCP stream on loopback: the sender writes 1 MiB chunks, four in flight, as the
+/// data plane does.
+func rawStream(size: Int) async throws -> Double {
+    let group = MultiThreadedEventLoopGroup.singleton
+    let done = group.any().makePromise(of: Void.self)
+    let server = try await ServerBootstrap(group: group)
+        .childChannelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Drain(size: size, done: done)) } }
+        .bind(host: "127.0.0.1", port: 0).get()
+    let client = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: server.localAddress!.port!).get()
+    let source = [UInt8](repeating: 7, count: size)
+    let start = ContinuousClock.now
+    var inFlight: [EventLoopFuture<Void>] = []
+    var offset = 0
+    while offset < size {
+        let end = min(offset + (1 << 20), size)
+        var b = client.allocator.buffer(capacity: end - offset)
+        source.withUnsafeBytes { b.writeBytes(UnsafeRawBufferPointer(rebasing: $0[offset..<end])) }
+        inFlight.append(client.writeAndFlush(b))
+        if inFlight.count >= 4 { try await inFlight.removeFirst().get() }
+        offset = end
+    }
+    try await done.futureResult.get()
+    let rate = Double(size) / seconds(ContinuousClock.now - start) / 1e9
+    try await client.close()
+    try await server.close()
+    return rate
+}

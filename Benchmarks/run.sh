@@ -62,6 +62,9 @@ echo "gateway POST /counter (SOAP Get):        ${post_rps} req/s  ${post_lat}"
 echo "baseline bare SwiftNIO HTTP/1.1 server:  ${floor_rps} req/s  ${floor_lat}  (same fixed reply, no kernel)"
 awk -v a="$get_rps" -v b="$post_rps" -v f="$floor_rps" 'BEGIN {printf "ratio    GET %.2f, POST %.2f of the bare server\n", a/f, b/f}'
 
+echo "== between nodes (two nodes in one process on loopback, pinned to core 1)"
+taskset -c 1 $bin/decos-bench remote 2>/dev/null
+
 echo "== memory"
 $bin/decos-bench idle & base_pid=$!
 sleep 1
@@ -77,3 +80,6 @@ if [ -x .build-static/release/decos ]; then
   kill "$spid"
 fi
 rm -f "$post_script"
+
+echo "== membership and namespace spread, simulated (SWIM_NODES=${SWIM_NODES:-1000}, 5% loss; minutes for 1000)"
+$bin/decos-bench swim "${SWIM_NODES:-1000}" 0.05 2>/dev/null

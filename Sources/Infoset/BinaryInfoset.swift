@@ -110,13 +110,8 @@ public struct ByteWriter: Sendable {
         bytes.append(UInt8(v))
     }
 
-    public mutating func u32(_ v: UInt32) {
-        withUnsafeBytes(of: v.bigEndian) { bytes.append(contentsOf: $0) }
-    }
-
-    public mutating func u64(_ v: UInt64) {
-        withUnsafeBytes(of: v.bigEndian) { bytes.append(contentsOf: $0) }
-    }
+    public mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.bigEndian) { bytes.append(contentsOf: $0) } }
+    public mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.bigEndian) { bytes.append(contentsOf: $0) } }
 
     public mutating func string(_ s: String) {
         varint(UInt64(s.utf8.count))
@@ -180,19 +175,15 @@ public struct ByteReader: Sendable {
         return Int(n)
     }
 
-    public mutating func u32() throws(Failure) -> UInt32 {
-        guard remaining >= 4 else { throw fail("truncated: expected 4 bytes") }
-        var v: UInt32 = 0
-        for i in 0..<4 { v = v << 8 | UInt32(bytes[offset + i]) }
-        offset += 4
-        return v
-    }
+    public mutating func u32() throws(Failure) -> UInt32 { try bigEndian() }
+    public mutating func u64() throws(Failure) -> UInt64 { try bigEndian() }
 
-    public mutating func u64() throws(Failure) -> UInt64 {
-        guard remaining >= 8 else { throw fail("truncated: expected 8 bytes") }
-        var v: UInt64 = 0
-        for i in 0..<8 { v = v << 8 | UInt64(bytes[offset + i]) }
-        offset += 8
+    private mutating func bigEndian<T: FixedWidthInteger & UnsignedInteger>() throws(Failure) -> T {
+        let n = T.bitWidth / 8
+        guard remaining >= n else { throw fail("truncated: expected \(n) bytes") }
+        var v: T = 0
+        for i in 0..<n { v = v << 8 | T(bytes[offset + i]) }
+        offset += n
         return v
     }
 

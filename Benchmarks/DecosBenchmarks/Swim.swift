@@ -21,7 +21,7 @@ func swimBenchmark(nodes: Int, loss: Double) {
         if c.converged() { converged = c.now }
     }
     guard let joined = converged else { print("swim      did not converge in 600 s"); return }
-    print("join      all \(nodes) see each other alive after \(fmt(Double(joined) / 1000, 1)) s (\(Int(Double(joined) / probe)) protocol periods), all joining through one seed")
+    print("join      all \(nodes) list each other as members after \(fmt(Double(joined) / 1000, 1)) s (\(Int(Double(joined) / probe)) protocol periods), all joining through one seed")
 
     // Steady state: traffic and false positives over one simulated minute.
     let before = c.bytesSent.values.reduce(0, +), eventsBefore = c.events.count, t0 = c.now

@@ -85,7 +85,8 @@ public struct Membership: Sendable {
     private var seeds: [String] = []
     private var lastJoin: UInt64?
     private var lastGossip: UInt64 = 0
-    private var liveCache: [Member]?
+    private var liveNames: [String] = []
+    private var liveIndex: [String: Int] = [:]
     private var nextSeq: UInt64 = 1
     private var probeOrder: [String] = []
     /// The direct probe under way: who, since when, whether it went indirect.
@@ -95,8 +96,10 @@ public struct Membership: Sendable {
     private var suspectedAt: [String: UInt64] = [:]
     /// Indirect probes this node relays: our seq → (requester, requester's seq).
     private var relays: [UInt64: (from: String, address: String, seq: UInt64)] = [:]
-    /// Updates still to be gossiped, and how many more times.
+    /// Updates still to be gossiped, and how many more times; `buckets[r]` names those with r sends
+    /// left (stale names are skipped), so picking the least-sent costs no scan of them all.
     private var broadcasts: [String: (member: Member, remaining: Int)] = [:]
+    private var buckets: [[String]] = []
 
     public init(name: String, address: String, config: Config = Config(), seed: UInt64) {
         self.name = name
@@ -108,14 +111,22 @@ public struct Membership: Sendable {
     public var me: Member { Member(name: name, address: address, incarnation: incarnation, status: .alive) }
 
     /// Members believed alive or suspect, not counting this node.
-    public var live: [Member] { liveCache ?? members.values.filter { $0.status <= .suspect }.sorted { $0.name < $1.name } }
+    public var live: [Member] { members.values.filter { $0.status <= .suspect }.sorted { $0.name < $1.name } }
 
-    /// `live`, computed at most once per change (a thousand-member view is sorted often otherwise).
-    private mutating func liveMembers() -> [Member] {
-        if let liveCache { return liveCache }
-        let l = live
-        liveCache = l
-        return l
+    /// Keeps `liveNames` in step with a member's status, in O(1): the probe and gossip paths sample
+    /// from it without sorting a thousand-member view each time.
+    private mutating func track(_ m: Member?, name: String) {
+        let isLive = (m?.status ?? .dead) <= .suspect
+        if isLive, liveIndex[name] == nil {
+            liveIndex[name] = liveNames.count
+            liveNames.append(name)
+        } else if !isLive, let i = liveIndex.removeValue(forKey: name) {
+            let last = liveNames.removeLast()
+            if i < liveNames.count {
+                liveNames[i] = last
+                liveIndex[last] = i
+            }
+        }
     }
 
     // MARK: joining and leaving
@@ -196,7 +207,7 @@ public struct Membership: Sendable {
     private mutating func nextProbeTarget() -> Member? {
         while true {
             if probeOrder.isEmpty {
-                probeOrder = liveMembers().map(\.name)
+                probeOrder = liveNames
                 guard !probeOrder.isEmpty else { return nil }
                 rng.shuffle(&probeOrder)
             }
@@ -206,15 +217,16 @@ public struct Membership: Sendable {
     }
 
     private mutating func pick(_ k: Int, excluding: Set<String>) -> [Member] {
-        let candidates = liveMembers()
-        guard !candidates.isEmpty else { return [] }
+        guard !liveNames.isEmpty else { return [] }
         // Sample k distinct alive members without shuffling the whole view.
         var chosen: [Member] = []
         var tries = 0
         while chosen.count < k && tries < 4 * k + 8 {
             tries += 1
-            let m = candidates[Int(rng.next() % UInt64(candidates.count))]
-            if m.status == .alive, !excluding.contains(m.name), !chosen.contains(where: { $0.name == m.name }) { chosen.append(m) }
+            let name = liveNames[Int(rng.next() % UInt64(liveNames.count))]
+            if let m = members[name], m.status == .alive, !excluding.contains(name), !chosen.contains(where: { $0.name == name }) {
+                chosen.append(m)
+            }
         }
         return chosen
     }
@@ -272,7 +284,7 @@ public struct Membership: Sendable {
     mutating func apply(_ m: Member, now: UInt64) -> [Effect] {
         let old = members[m.name]
         members[m.name] = m
-        liveCache = nil
+        track(m, name: m.name)
         if m.status == .suspect { suspectedAt[m.name] = suspectedAt[m.name] ?? now } else { suspectedAt[m.name] = nil }
         if m.status >= .dead, probing?.target == m.name { probing = nil }
         queue(m)
@@ -283,33 +295,39 @@ public struct Membership: Sendable {
         var times = 1
         var n = members.count + 1
         while n > 1 { times += 1; n >>= 1 }
-        broadcasts[m.name] = (m, config.gossipMultiplier * times)
+        let r = config.gossipMultiplier * times
+        broadcasts[m.name] = (m, r)
+        while buckets.count <= r { buckets.append([]) }
+        buckets[r].append(m.name)
     }
 
     /// The updates to piggyback on the next message, least-sent first.
     mutating func gossip() -> [Member] {
-        // The maxGossip least-sent updates (ties by name), picked in one pass.
-        var best: [(member: Member, remaining: Int)] = []
-        for b in broadcasts.values {
-            if best.count < config.maxGossip {
-                best.append(b)
-            } else if let worst = best.indices.min(by: { (best[$0].remaining, best[$1].member.name) < (best[$1].remaining, best[$0].member.name) }),
-                      (b.remaining, best[worst].member.name) > (best[worst].remaining, b.member.name) {
-                best[worst] = b
+        var chosen: [Member] = []
+        var moved: [(String, Int)] = []
+        var taken = Set<String>()
+        var r = buckets.count - 1
+        while r > 0 && chosen.count < config.maxGossip {
+            guard let name = buckets[r].popLast() else { r -= 1; continue }
+            // A stale entry (the update was re-queued since) is dropped here.
+            guard let b = broadcasts[name], b.remaining == r, taken.insert(name).inserted else { continue }
+            chosen.append(b.member)
+            if r == 1 {
+                broadcasts[name] = nil
+            } else {
+                broadcasts[name] = (b.member, r - 1)
+                moved.append((name, r - 1))
             }
         }
-        let chosen = best.sorted { ($0.remaining, $1.member.name) > ($1.remaining, $0.member.name) }.map(\.member)
-        for m in chosen {
-            if let b = broadcasts[m.name] {
-                if b.remaining <= 1 { broadcasts[m.name] = nil } else { broadcasts[m.name] = (b.member, b.remaining - 1) }
-            }
-        }
+        // Sent ones go to the back of their new bucket, behind those not yet sent as often.
+        for (name, r) in moved { buckets[r].insert(name, at: 0) }
+        if broadcasts.isEmpty { buckets.removeAll() }
         return chosen
     }
 
     /// Forgets members dead or gone for good, keeping the table bounded.
     public mutating func forget(_ name: String) {
-        if let m = members[name], m.status >= .dead { members[name] = nil; suspectedAt[name] = nil; liveCache = nil }
+        if let m = members[name], m.status >= .dead { members[name] = nil; suspectedAt[name] = nil; track(nil, name: name) }
     }
 }
 

@@ -141,16 +141,17 @@ public struct SimulatedCluster {
         return nil
     }
 
-    /// True when every running node sees every other running node alive, and no one else live.
+    /// True when every running node lists every other running node as a member (alive, or suspect
+    /// and not yet refuted — still in its directory), and no one else.
     public func converged() -> Bool {
         let up = Set(nodes.keys).subtracting(down)
         for n in up {
-            var alive = 0
+            var live = 0
             for m in nodes[n]!.members.values where m.status <= .suspect {
-                guard m.status == .alive, up.contains(m.name) else { return false }
-                alive += 1
+                guard up.contains(m.name) else { return false }
+                live += 1
             }
-            if alive != up.count - 1 { return false }
+            if live != up.count - 1 { return false }
         }
         return true
     }
@@ -161,14 +162,15 @@ public struct SimulatedCluster {
     }
 
     private mutating func apply(_ effects: [Membership.Effect], of name: String) {
-        let node = nodes[name]!
+        guard !effects.isEmpty else { return }
+        let me = nodes[name]!.me
         for e in effects {
             switch e {
             case .changed(let m):
                 events.append((now, name, m))
             case .send(let to, let address, let message):
                 let target = to.isEmpty ? (addresses[address] ?? "") : to
-                transmit(.swim(message), from: name, to: target, bytes: Wire.encode(message, from: node.me).count + 6)
+                transmit(.swim(message), from: name, to: target, bytes: Wire.encode(message, from: me).count + 6)
             }
         }
     }

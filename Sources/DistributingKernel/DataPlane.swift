@@ -31,11 +31,11 @@ extension NetworkManager {
         return nil
     }
 
-    /// Streams an exported buffer in chunks, a few in flight at a time so memory stays bounded.
+    /// Streams an exported buffer in chunks, eight in flight at a time so memory stays bounded.
     func handleDataPull(_ payload: [UInt8], from peer: String, on channel: any Channel) {
         var r = ByteReader(payload)
         guard let transfer = try? r.u64() else { return }
-        guard let buffer = state.withLock({ $0.exports[transfer] }) else {
+        guard let (buffer, call) = state.withLock({ $0.exports[transfer] }) else {
             var w = ByteWriter()
             w.u64(transfer)
             w.u64(UInt64.max)  // "no such transfer": the puller faults the request
@@ -55,30 +55,30 @@ extension NetworkManager {
                 out.writeInteger(UInt64(offset))
                 buffer.bytes.withUnsafeBytes { out.writeBytes(UnsafeRawBufferPointer(rebasing: $0[offset..<end])) }
                 inFlight.append(channel.writeAndFlush(out))
-                if inFlight.count >= 4 {
+                if inFlight.count >= 8 {
                     do { try await inFlight.removeFirst().get() } catch { return }
+                    armDeadline(call, on: channel.eventLoop)
                 }
                 offset = end
             } while offset < buffer.count
         }
     }
 
-    func handleDataChunk(_ payload: [UInt8]) {
-        var r = ByteReader(payload)
-        guard let transfer = try? r.u64(), let offset = try? r.u64() else { return }
+    func handleDataChunk(_ chunk: inout ByteBuffer) {
+        guard let transfer = chunk.readInteger(as: UInt64.self), let offset = chunk.readInteger(as: UInt64.self) else { return }
         guard let imp = state.withLock({ $0.imports[transfer] }) else { return }
         if offset == UInt64.max {
             failImport(transfer)
             return
         }
-        let n = r.remaining
+        let n = chunk.readableBytes
         guard offset <= UInt64(imp.bytes.count), n <= imp.bytes.count - Int(offset) else {
             failImport(transfer)
             return
         }
         imp.bytes.withUnsafeMutableBytes { dst in
-            payload.withUnsafeBytes { src in
-                dst.baseAddress!.advanced(by: Int(offset)).copyMemory(from: src.baseAddress!.advanced(by: r.offset), byteCount: n)
+            chunk.withUnsafeReadableBytes { src in
+                dst.baseAddress!.advanced(by: Int(offset)).copyMemory(from: src.baseAddress!, byteCount: n)
             }
         }
         imp.received += n

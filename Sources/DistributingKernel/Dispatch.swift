@@ -22,22 +22,13 @@ extension NetworkManager {
                 var transfers: [UInt64] = []
                 for b in m.buffers {
                     transfers.append(s.nextTransfer)
-                    s.exports[s.nextTransfer] = b.buffer
+                    s.exports[s.nextTransfer] = (b.buffer, id)
                     s.nextTransfer += 1
                 }
                 s.pending[id] = Pending(node: target, continuation: c, deadline: nil, exports: transfers, request: m)
                 return (id, transfers)
             }
-            let timeout = config.requestTimeout
-            let deadline = channel.eventLoop.scheduleTask(in: timeout) { [weak self] () -> Void in
-                self?.complete(correlation, with: .faulted(.timeout("\(m.to) did not answer \(m.verb.rawValue) within \(timeout)"), replyingTo: m))
-            }
-            let stillPending = state.withLock { s -> Bool in
-                guard s.pending[correlation] != nil else { return false }
-                s.pending[correlation]!.deadline = deadline
-                return true
-            }
-            if !stillPending { deadline.cancel() }
+            armDeadline(correlation, on: channel.eventLoop)
             var w = ByteWriter(capacity: 256)
             Wire.encode(m, correlation: correlation, transfers: transfers, into: &w)
             channel.send(Wire.Frame(.request, w.bytes))
@@ -55,6 +46,23 @@ extension NetworkManager {
             guard let channel = await connection(to: target, address: member.address, role: .control) else { return }
             channel.send(frame)
         }
+    }
+
+    /// (Re)starts a call's deadline. Sending the call's buffers re-arms it chunk by chunk, so the
+    /// timeout bounds a stalled call, not a large transfer that is making progress.
+    func armDeadline(_ correlation: UInt64, on loop: any EventLoop) {
+        let timeout = config.requestTimeout
+        let deadline = loop.scheduleTask(in: timeout) { [weak self] () -> Void in
+            guard let self, let m = self.state.withLock({ $0.pending[correlation]?.request }) else { return }
+            self.complete(correlation, with: .faulted(.timeout("\(m.to) did not answer \(m.verb.rawValue) within \(timeout)"), replyingTo: m))
+        }
+        let previous = state.withLock { s -> Scheduled<Void>?? in
+            guard s.pending[correlation] != nil else { return nil }
+            defer { s.pending[correlation]!.deadline = deadline }
+            return .some(s.pending[correlation]!.deadline)
+        }
+        guard let previous else { deadline.cancel(); return }
+        previous?.cancel()
     }
 
     /// Ends a pending call exactly once: by its reply, its deadline, or its peer's death.

@@ -19,9 +19,15 @@ struct FrameDecoder: ByteToMessageDecoder {
         buffer.moveReaderIndex(forwardBy: 4)
         let version = buffer.readInteger(as: UInt8.self)!
         let type = buffer.readInteger(as: UInt8.self)!
-        let payload = buffer.readBytes(length: Int(length) - 2)!
         guard version == Wire.version else { throw Refused(description: "wire version \(version) is not supported (this node speaks \(Wire.version))") }
-        context.fireChannelRead(wrapInboundOut(Wire.Frame(rawType: type, payload: payload)))
+        if type == Wire.FrameType.dataChunk.rawValue {
+            var frame = Wire.Frame(rawType: type, payload: [])
+            frame.chunk = buffer.readSlice(length: Int(length) - 2)!
+            context.fireChannelRead(wrapInboundOut(frame))
+        } else {
+            let payload = buffer.readBytes(length: Int(length) - 2)!
+            context.fireChannelRead(wrapInboundOut(Wire.Frame(rawType: type, payload: payload)))
+        }
         return .continue
     }
 }

@@ -77,7 +77,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var membership: Membership
         var links: [String: Link] = [:]
         var pending: [UInt64: Pending] = [:]
-        var exports: [UInt64: DataBuffer] = [:]
+        /// Buffers offered to peers, by transfer number, with the call they belong to.
+        var exports: [UInt64: (buffer: DataBuffer, call: UInt64)] = [:]
         var imports: [UInt64: Import] = [:]
         var tables: [String: Table] = [:]
         var localVersion: UInt64 = 1

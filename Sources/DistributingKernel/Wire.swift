@@ -1,4 +1,5 @@
 import Infoset
+import NIOCore
 import ServiceKernel
 
 /// The wire format between nodes (docs/wire.md): length-prefixed, versioned frames whose payloads
@@ -31,6 +32,8 @@ public enum Wire {
     public struct Frame: Sendable {
         public var type: UInt8
         public var payload: [UInt8]
+        /// A DATA_CHUNK's payload stays in the socket's buffer, copied once, straight to its destination.
+        public var chunk: ByteBuffer?
 
         public init(_ type: FrameType, _ payload: [UInt8]) {
             self.type = type.rawValue

@@ -32,11 +32,50 @@ struct FrameDecoder: ByteToMessageDecoder {
     }
 }
 
+import Synchronization
+
 extension Channel {
-    /// Writes a frame; thread-safe, as every Channel write is.
-    func send(_ frame: Wire.Frame, flush: Bool = true) {
-        let bytes = frame.encoded()
-        let buffer = allocator.buffer(bytes: bytes)
-        if flush { writeAndFlush(buffer, promise: nil) } else { write(buffer, promise: nil) }
+    /// Writes a frame, from any thread. Frames sent while a write to this connection is already
+    /// on its way to the event loop join it: one hop and one syscall carry them all.
+    func send(_ frame: Wire.Frame) {
+        Outbox.of(self).post(frame.encoded())
+    }
+}
+
+/// The frames waiting for one connection's event loop.
+final class Outbox: Sendable {
+    private static let all = Mutex<[ObjectIdentifier: Outbox]>([:])
+    let channel: any Channel
+    private let pending = Mutex<(bytes: [UInt8], scheduled: Bool)>(([], false))
+
+    private init(_ channel: any Channel) { self.channel = channel }
+
+    static func of(_ channel: any Channel) -> Outbox {
+        let (box, new) = all.withLock { all -> (Outbox, Bool) in
+            if let b = all[ObjectIdentifier(channel)] { return (b, false) }
+            let b = Outbox(channel)
+            all[ObjectIdentifier(channel)] = b
+            return (b, true)
+        }
+        if new { channel.closeFuture.whenComplete { _ in _ = all.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) } } }
+        return box
+    }
+
+    func post(_ bytes: [UInt8]) {
+        let schedule = pending.withLock { p -> Bool in
+            p.bytes.append(contentsOf: bytes)
+            if p.scheduled { return false }
+            p.scheduled = true
+            return true
+        }
+        if schedule { channel.eventLoop.execute { self.drain() } }
+    }
+
+    private func drain() {
+        let bytes = pending.withLock { p -> [UInt8] in
+            defer { p.bytes = []; p.scheduled = false }
+            return p.bytes
+        }
+        channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
     }
 }

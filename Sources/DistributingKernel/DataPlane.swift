@@ -57,7 +57,7 @@ extension NetworkManager {
                 inFlight.append(channel.writeAndFlush(out))
                 if inFlight.count >= 8 {
                     do { try await inFlight.removeFirst().get() } catch { return }
-                    armDeadline(call, on: channel.eventLoop)
+                    armDeadline(call)
                 }
                 offset = end
             } while offset < buffer.count

@@ -25,10 +25,9 @@ extension NetworkManager {
                     s.exports[s.nextTransfer] = (b.buffer, id)
                     s.nextTransfer += 1
                 }
-                s.pending[id] = Pending(node: target, continuation: c, deadline: nil, exports: transfers, request: m)
+                s.pending[id] = Pending(node: target, continuation: c, deadline: now + timeoutMillis, exports: transfers, request: m)
                 return (id, transfers)
             }
-            armDeadline(correlation, on: channel.eventLoop)
             var w = ByteWriter(capacity: 256)
             Wire.encode(m, correlation: correlation, transfers: transfers, into: &w)
             channel.send(Wire.Frame(.request, w.bytes))
@@ -48,21 +47,23 @@ extension NetworkManager {
         }
     }
 
-    /// (Re)starts a call's deadline. Sending the call's buffers re-arms it chunk by chunk, so the
+    var timeoutMillis: UInt64 { UInt64(config.requestTimeout.nanoseconds / 1_000_000) }
+
+    /// Restarts a call's deadline. Sending the call's buffers re-arms it chunk by chunk, so the
     /// timeout bounds a stalled call, not a large transfer that is making progress.
-    func armDeadline(_ correlation: UInt64, on loop: any EventLoop) {
-        let timeout = config.requestTimeout
-        let deadline = loop.scheduleTask(in: timeout) { [weak self] () -> Void in
-            guard let self, let m = self.state.withLock({ $0.pending[correlation]?.request }) else { return }
-            self.complete(correlation, with: .faulted(.timeout("\(m.to) did not answer \(m.verb.rawValue) within \(timeout)"), replyingTo: m))
+    func armDeadline(_ correlation: UInt64) {
+        let deadline = now + timeoutMillis
+        state.withLock { s in s.pending[correlation]?.deadline = deadline }
+    }
+
+    /// Ends every call whose deadline has passed with a timeout fault. One sweep for all calls
+    /// costs less than a timer per call (each timer set and cancelled from off the event loop is a
+    /// thread hop).
+    func expireCalls(now: UInt64) {
+        let expired = state.withLock { s in s.pending.filter { $0.value.deadline <= now }.map { ($0.key, $0.value.request) } }
+        for (id, m) in expired {
+            complete(id, with: .faulted(.timeout("\(m.to) did not answer \(m.verb.rawValue) within \(config.requestTimeout)"), replyingTo: m))
         }
-        let previous = state.withLock { s -> Scheduled<Void>?? in
-            guard s.pending[correlation] != nil else { return nil }
-            defer { s.pending[correlation]!.deadline = deadline }
-            return .some(s.pending[correlation]!.deadline)
-        }
-        guard let previous else { deadline.cancel(); return }
-        previous?.cancel()
     }
 
     /// Ends a pending call exactly once: by its reply, its deadline, or its peer's death.
@@ -72,7 +73,6 @@ extension NetworkManager {
             for t in p.exports { s.exports[t] = nil }
             return p
         }) else { return }
-        p.deadline?.cancel()
         p.continuation.resume(returning: reply)
     }
 

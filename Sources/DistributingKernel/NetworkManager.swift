@@ -52,7 +52,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     struct Pending {
         var node: String
         var continuation: CheckedContinuation<Message, Never>
-        var deadline: Scheduled<Void>?
+        /// When the call times out, in the manager's milliseconds; a sweep every 50 ms enforces it.
+        var deadline: UInt64
         var exports: [UInt64]
         var request: Message
     }
@@ -144,6 +145,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
                 guard let self else { return }
                 let now = self.now
                 self.perform(self.state.withLock { $0.membership.tick(now: now) })
+                self.expireCalls(now: now)
                 if now >= lastSync + self.config.syncInterval {
                     lastSync = now
                     self.antiEntropy()

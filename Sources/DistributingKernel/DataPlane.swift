@@ -2,29 +2,55 @@ import Infoset
 import NIOCore
 import ServiceKernel
 
-/// The TCP data plane: buffers referenced by a message move on their own connection, pulled by
-/// the receiver into memory it owns before the target service sees the message, in chunks, so a
-/// large buffer never stalls the control connection. RDMA READ and AF_XDP take this role next.
-extension NetworkManager {
+/// How the bytes of buffers referenced by messages move between nodes: the control part of a
+/// message carries only (id, length, transfer), and a data plane moves the bytes into memory the
+/// receiver owns before the service sees the message. The TCP data connection below is the one
+/// implementation today; RDMA READ (verbs) and AF_XDP frames implement this same protocol next.
+public protocol DataPlane: Sendable {
+    /// Offers `buffer` to other nodes for the call `call`; the transfer number goes in the message.
+    func export(_ buffer: DataBuffer, call: UInt64) -> UInt64
+    /// Withdraws offers once their call has ended.
+    func release(_ transfers: [UInt64])
+    /// Brings one offered buffer from `peer` into this node's memory; nil if it cannot be had.
+    func fetch(transfer: UInt64, length: Int, from peer: String) async -> DataBuffer?
+}
+
+/// The TCP data plane: buffers move on their own connection, pulled by the receiver in chunks, so
+/// a large buffer never stalls the control connection.
+extension NetworkManager: DataPlane {
+    public func export(_ buffer: DataBuffer, call: UInt64) -> UInt64 {
+        state.withLock { s in
+            defer { s.nextTransfer += 1 }
+            s.exports[s.nextTransfer] = (buffer, call)
+            return s.nextTransfer
+        }
+    }
+
+    public func release(_ transfers: [UInt64]) {
+        state.withLock { s in for t in transfers { s.exports[t] = nil } }
+    }
+
+    public func fetch(transfer: UInt64, length: Int, from peer: String) async -> DataBuffer? {
+        guard let member = state.withLock({ $0.membership.members[peer] }),
+              let channel = await connection(to: peer, address: member.address, role: .data) else { return nil }
+        return await withCheckedContinuation { c in
+            let imp = Import(length: length, peer: peer)
+            imp.continuation = c
+            state.withLock { $0.imports[transfer] = imp }
+            var w = ByteWriter()
+            w.u64(transfer)
+            channel.send(Wire.Frame(.dataPull, w.bytes))
+            if length == 0 { finishImport(transfer) }
+        }
+    }
+
     /// Pulls each referenced buffer from the sending node; a fault if any cannot be had.
     func fetchBuffers(_ incoming: Wire.Incoming, from peer: String, into m: inout Message) async -> Fault? {
-        guard !incoming.buffers.isEmpty else { return nil }
-        guard let member = state.withLock({ $0.membership.members[peer] }),
-              let channel = await connection(to: peer, address: member.address, role: .data) else {
-            return .unreachable("cannot open a data connection to \(peer)")
-        }
         var refs: [BufferRef] = []
         for b in incoming.buffers {
-            let buffer: DataBuffer? = await withCheckedContinuation { c in
-                let imp = Import(length: b.length, peer: peer)
-                imp.continuation = c
-                state.withLock { $0.imports[b.transfer] = imp }
-                var w = ByteWriter()
-                w.u64(b.transfer)
-                channel.send(Wire.Frame(.dataPull, w.bytes))
-                if b.length == 0 { finishImport(b.transfer) }
+            guard let buffer = await dataPlane.fetch(transfer: b.transfer, length: b.length, from: peer) else {
+                return .unreachable("buffer \(b.id) from \(peer) did not arrive")
             }
-            guard let buffer else { return .unreachable("buffer \(b.id) from \(peer) did not arrive") }
             refs.append(BufferRef(id: b.id, buffer: buffer))
         }
         m.buffers = refs

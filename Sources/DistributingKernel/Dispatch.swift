@@ -16,17 +16,13 @@ extension NetworkManager {
             return .faulted(.unreachable("cannot reach node \(target) at \(member.address)"), replyingTo: m)
         }
         return await withCheckedContinuation { (c: CheckedContinuation<Message, Never>) in
-            let (correlation, transfers) = state.withLock { s -> (UInt64, [UInt64]) in
-                let id = s.nextCorrelation
-                s.nextCorrelation += 1
-                var transfers: [UInt64] = []
-                for b in m.buffers {
-                    transfers.append(s.nextTransfer)
-                    s.exports[s.nextTransfer] = (b.buffer, id)
-                    s.nextTransfer += 1
-                }
-                s.pending[id] = Pending(node: target, continuation: c, deadline: now + timeoutMillis, exports: transfers, request: m)
-                return (id, transfers)
+            let correlation = state.withLock { s in
+                defer { s.nextCorrelation += 1 }
+                return s.nextCorrelation
+            }
+            let transfers = m.buffers.map { dataPlane.export($0.buffer, call: correlation) }
+            state.withLock { s in
+                s.pending[correlation] = Pending(node: target, continuation: c, deadline: now + timeoutMillis, exports: transfers, request: m)
             }
             var w = ByteWriter(capacity: 256)
             Wire.encode(m, correlation: correlation, transfers: transfers, into: &w)
@@ -68,11 +64,8 @@ extension NetworkManager {
 
     /// Ends a pending call exactly once: by its reply, its deadline, or its peer's death.
     func complete(_ correlation: UInt64, with reply: Message) {
-        guard let p = state.withLock({ s -> Pending? in
-            guard let p = s.pending.removeValue(forKey: correlation) else { return nil }
-            for t in p.exports { s.exports[t] = nil }
-            return p
-        }) else { return }
+        guard let p = state.withLock({ $0.pending.removeValue(forKey: correlation) }) else { return }
+        dataPlane.release(p.exports)
         p.continuation.resume(returning: reply)
     }
 

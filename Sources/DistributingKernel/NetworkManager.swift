@@ -42,6 +42,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     var advertised: String { config.advertise ?? bound.withLock { $0 } ?? "\(config.host):\(config.port)" }
     private let started = ContinuousClock.now
     let state: Mutex<State>
+    /// Where referenced buffers move: the TCP data connection (this class) until RDMA or AF_XDP is chosen.
+    var dataPlane: any DataPlane { self }
 
     struct Link {
         var channel: (any Channel)?

@@ -129,10 +129,20 @@ extension NetworkManager {
         complete(incoming.correlation, with: incoming.message)
     }
 
-    func handleNotify(_ payload: [UInt8], from peer: String) {
+    func handleNotify(_ payload: [UInt8], from peer: String, on channel: any Channel) {
         guard let incoming = try? Wire.decodeMessage(payload) else { return }
         ordered("\(peer)|notify|\(incoming.message.to)") { [kernel] in
-            await kernel.deliver(notification: incoming.message)
+            if await !kernel.deliver(remoteNotification: incoming.message) {
+                var w = ByteWriter()
+                w.string(kernel.absolute(incoming.message.to) ?? incoming.message.to)
+                channel.send(Wire.Frame(.unsubscribe, w.bytes))
+            }
         }
+    }
+
+    func handleUnsubscribe(_ payload: [UInt8], from peer: String) {
+        var r = ByteReader(payload)
+        guard let uri = try? r.string(), Self.node(of: uri) == peer else { return }
+        kernel.dropSubscriptions(heldBy: uri)
     }
 }

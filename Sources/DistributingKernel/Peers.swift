@@ -36,7 +36,8 @@ extension NetworkManager {
         switch frame.known {
         case .request: handleRequest(frame.payload, from: peer, on: channel)
         case .reply: handleReply(frame.payload, from: peer)
-        case .notify: handleNotify(frame.payload, from: peer)
+        case .notify: handleNotify(frame.payload, from: peer, on: channel)
+        case .unsubscribe: handleUnsubscribe(frame.payload, from: peer)
         case .swim: handleSWIM(frame.payload, from: peer)
         case .directory: handleDirectory(frame.payload, from: peer, on: channel)
         case .dataPull: handleDataPull(frame.payload, from: peer, on: channel)

@@ -19,6 +19,8 @@ public enum Wire {
         case request = 0x03
         case reply = 0x04
         case notify = 0x05
+        /// "The subscriber this notification named is gone": ends its subscriptions at the publisher.
+        case unsubscribe = 0x06
         case swim = 0x10
         case directory = 0x11
         case dataPull = 0x20

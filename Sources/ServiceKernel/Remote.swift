@@ -29,18 +29,34 @@ extension Kernel {
         return await remote.send(out, as: principal)
     }
 
-    /// Hands a notification that arrived from another node to the local subscriber it names.
-    public func deliver(notification m: Message) async {
-        guard let path = uris.localPath(m.to), let target = uris.lookup(path) else { return }
-        await target.service.notify(m)
-    }
-
     /// Ends the subscriptions held by services of a node that died or left.
     public func dropSubscriptions(ofNode node: String) {
         let prefix = "decos://\(node)/"
+        dropSubscriptions { $0.hasPrefix(prefix) }
+    }
+
+    /// Ends the subscriptions held by one remote subscriber (it no longer exists).
+    public func dropSubscriptions(heldBy uri: String) {
+        dropSubscriptions { $0 == uri }
+    }
+
+    private func dropSubscriptions(where held: (String) -> Bool) {
         for r in uris.registrations {
-            for s in r.removeSubscriptions(where: { $0.hasPrefix(prefix) }) { s.queue.finish() }
+            for s in r.removeSubscriptions(where: held) { s.queue.finish() }
         }
+    }
+
+    /// Who subscribes to the service at `path`: local paths and remote URIs (streams are not listed).
+    public func subscribers(of path: String) -> [String] {
+        uris.lookup(path)?.subscriptions.withLock { $0.compactMap(\.subscriberPath) } ?? []
+    }
+
+    /// Delivers a notification from another node; false if its subscriber is gone, so the sender
+    /// can end the subscription.
+    public func deliver(remoteNotification m: Message) async -> Bool {
+        guard let path = uris.localPath(m.to), let target = uris.lookup(path) else { return false }
+        await target.service.notify(m)
+        return true
     }
 
     /// The cluster's directory: this node's services, then every other node's.

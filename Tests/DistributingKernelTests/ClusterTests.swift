@@ -122,6 +122,12 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         await waitUntil { await log.seen().count == 200 }
         #expect(await log.seen().map { $0.body?.child("By")?.text } == (1...200).map { String($0) })
         #expect(await log.seen().allSatisfy { $0.from == "decos://b/counter" && $0.kind == .notification })
+        #expect(b.kernel.subscribers(of: "/counter") == ["decos://a/log"])
+        // The subscription ends when its subscriber is dropped: the next notification finds it gone.
+        try await a.kernel.drop("/log")
+        _ = try await b.kernel.call(.update, "/counter", body: XMLReader.parse("<Increment><By>1</By></Increment>"))
+        await waitUntil { b.kernel.subscribers(of: "/counter").isEmpty }
+        try await a.kernel.create(ServiceConfig(contract: Log.contract, name: "/log"))
         // Requests from one sender, each sent after the last was answered, arrive in order too.
         for i in 0..<50 {
             var m = Message(.submit, to: "decos://b/log", body: Element("V", text: String(i)))

@@ -28,7 +28,9 @@ final class PeerHandler: ChannelInboundHandler {
         let channel = context.channel
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         context.eventLoop.scheduleTask(in: manager.config.handshakeTimeout) {
-            if !bound.value.authenticated { bound.value.refuse(channel, "no authentication within the handshake timeout") }
+            if !bound.value.authenticated && channel.isActive {
+                bound.value.refuse(channel, "no authentication within the handshake timeout")
+            }
         }
         context.fireChannelActive()
     }

@@ -58,7 +58,7 @@ extension NetworkManager {
     func expireCalls(now: UInt64) {
         let expired = state.withLock { s in s.pending.filter { $0.value.deadline <= now }.map { ($0.key, $0.value.request) } }
         for (id, m) in expired {
-            complete(id, with: .faulted(.timeout("\(m.to) did not answer \(m.verb.rawValue) within \(config.requestTimeout)"), replyingTo: m))
+            complete(id, with: .faulted(.timeout("\(m.to) did not answer \(m.verb.rawValue) within \(Double(timeoutMillis) / 1000) s"), replyingTo: m))
         }
     }
 

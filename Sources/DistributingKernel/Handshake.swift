@@ -67,12 +67,4 @@ public enum Handshake {
         var g = SystemRandomNumberGenerator()
         return (0..<32).map { _ in UInt8.random(in: 0...255, using: &g) }
     }
-
-    /// Compares MACs without leaking where they differ.
-    static func equal(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        var d: UInt8 = 0
-        for i in 0..<a.count { d |= a[i] ^ b[i] }
-        return d == 0
-    }
 }

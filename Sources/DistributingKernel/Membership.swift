@@ -324,11 +324,6 @@ public struct Membership: Sendable {
         if broadcasts.isEmpty { buckets.removeAll() }
         return chosen
     }
-
-    /// Forgets members dead or gone for good, keeping the table bounded.
-    public mutating func forget(_ name: String) {
-        if let m = members[name], m.status >= .dead { members[name] = nil; suspectedAt[name] = nil; track(nil, name: name) }
-    }
 }
 
 /// A small fast deterministic generator (SplitMix64), so a simulation replays exactly.

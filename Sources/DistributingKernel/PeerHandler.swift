@@ -1,6 +1,7 @@
 import Infoset
 import Logging
 import NIOCore
+import ServiceKernel
 
 /// One connection to another node, on its event loop: runs the handshake, and only once the peer
 /// has proved it holds the cluster key hands its frames to the network manager. Anything else
@@ -71,7 +72,7 @@ final class PeerHandler: ChannelInboundHandler {
         case .auth:
             guard let peer, let role else { return refuse(channel, "auth before hello") }
             let expected = manager.key.mac(role: role, fromNonce: peer.nonce, toNonce: nonce, from: peer.node, to: manager.node)
-            guard Handshake.equal(frame.payload, expected) else { return refuse(channel, "authentication failed: the peer does not hold this cluster's key") }
+            guard constantTimeEqual(frame.payload, expected) else { return refuse(channel, "authentication failed: the peer does not hold this cluster's key") }
             authenticated = true
             manager.authenticated(channel, peer: peer, role: role, outbound: outboundRole != nil)
         case .error:

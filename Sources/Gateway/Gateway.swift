@@ -78,7 +78,7 @@ public final class Gateway: Sendable {
         guard auth.lowercased().hasPrefix("bearer ") else {
             return .failure(Fault(.sender, "Unauthorized", "only Bearer tokens are accepted in Authorization"))
         }
-        guard let p = kernel.security.principal(forToken: String(auth.dropFirst(7)).trimmingSpaces) else {
+        guard let p = kernel.security.principal(forToken: String(auth.dropFirst(7)).trimmingXMLSpace()) else {
             return .failure(Fault(.sender, "Unauthorized", "unknown bearer token"))
         }
         return .success(p)
@@ -104,7 +104,7 @@ public final class Gateway: Sendable {
         switch h.method {
         case .GET, .HEAD:
             if path == "/" { return .reply(await directoryPage(principal)) }
-            let reply = await dispatch(Message(.get, to: path), principal)
+            let reply = await kernel.send(Message(.get, to: path), as: principal)
             if let f = reply.fault {
                 if f.subcode?.local == "UnknownService" { return .reply(.fault(f, status: .notFound)) }
                 return .reply(.fault(f))
@@ -134,7 +134,7 @@ public final class Gateway: Sendable {
                     return .reply(.fault(error))
                 }
             }
-            var reply = await dispatch(request, principal)
+            var reply = await kernel.send(request, as: principal)
             reply.to = request.replyTo ?? request.from ?? ""
             return .reply(Response(status: reply.fault.map(Gateway.status) ?? .ok, contentType: SOAP.contentType, body: SOAP.encode(reply)))
         default:
@@ -151,14 +151,10 @@ public final class Gateway: Sendable {
         return "decos://\(node)\(rest.dropFirst(node.count))"
     }
 
-    func dispatch(_ m: Message, _ principal: Principal) async -> Message {
-        await kernel.send(m, as: principal)
-    }
-
     // MARK: the directory page
 
     func directoryPage(_ principal: Principal) async -> Response {
-        let reply = await dispatch(Message(.get, to: "/directory"), principal)
+        let reply = await kernel.send(Message(.get, to: "/directory"), as: principal)
         if let f = reply.fault { return .fault(f) }
         let entries = (reply.body?.elements ?? []).map { e in
             let node = e.child("Node")?.text ?? kernel.node
@@ -203,14 +199,5 @@ final class IdleCloser: ChannelInboundHandler, Sendable {
     typealias InboundIn = NIOAny
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil) } else { context.fireUserInboundEventTriggered(event) }
-    }
-}
-
-extension String {
-    var trimmingSpaces: String {
-        var s = Substring(self)
-        while s.first == " " { s = s.dropFirst() }
-        while s.last == " " { s = s.dropLast() }
-        return String(s)
     }
 }

@@ -95,7 +95,8 @@ func decodeScalar<T>(_ type: T.Type, text raw: String, _ decoder: _Decoder) thro
 }
 
 extension String {
-    func trimmingXMLSpace() -> String {
+    /// Without leading and trailing XML whitespace (space, tab, CR, LF).
+    public func trimmingXMLSpace() -> String {
         let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }
         guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else { return "" }
         return String(self[first...last])

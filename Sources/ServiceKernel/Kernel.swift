@@ -96,9 +96,16 @@ public final class Kernel: Sendable {
             let named = m.from ?? m.replyTo
             let id: UInt64
             if let subscriber = named.flatMap(uris.localPath), uris.lookup(subscriber) != nil {
-                id = subscribe(reg, subscriber: subscriber)
+                id = subscribe(reg, .service(subscriber)) { [uris] n in
+                    guard let target = uris.lookup(subscriber) else { return false }
+                    await target.service.notify(n)
+                    return true
+                }
             } else if let uri = named, uri.hasPrefix("decos://"), let remote {
-                id = subscribe(reg, remoteSubscriber: uri, via: remote)
+                id = subscribe(reg, .remote(uri)) { n in
+                    remote.notify(n)
+                    return true
+                }
             } else {
                 return .faulted(.invalidBody("Subscribe needs wsa:From (or ReplyTo) naming a service; HTTP clients subscribe with `decos ctl subscribe`"), replyingTo: m)
             }
@@ -136,25 +143,14 @@ public final class Kernel: Sendable {
 
     // MARK: subscriptions
 
-    private func subscribe(_ publisher: Registration, subscriber: String) -> UInt64 {
+    /// Adds a subscription whose queue one task drains in order through `deliver`.
+    private func subscribe(_ publisher: Registration, _ subscriber: Subscription.Subscriber,
+                           deliver: @escaping @Sendable (Message) async -> Bool) -> UInt64 {
         let id = nextSubscription.wrappingAdd(1, ordering: .relaxed).oldValue
         let (stream, queue) = AsyncStream<Message>.makeStream()
-        publisher.add(Subscription(id: id, subscriber: .service(subscriber), queue: queue))
-        Task { [uris] in
-            for await n in stream {
-                guard let target = uris.lookup(subscriber) else { break }
-                await target.service.notify(n)
-            }
-        }
-        return id
-    }
-
-    private func subscribe(_ publisher: Registration, remoteSubscriber uri: String, via remote: any RemoteDispatcher) -> UInt64 {
-        let id = nextSubscription.wrappingAdd(1, ordering: .relaxed).oldValue
-        let (stream, queue) = AsyncStream<Message>.makeStream()
-        publisher.add(Subscription(id: id, subscriber: .remote(uri), queue: queue))
+        publisher.add(Subscription(id: id, subscriber: subscriber, queue: queue))
         Task {
-            for await n in stream { remote.notify(n) }
+            for await n in stream where await !deliver(n) { break }
         }
         return id
     }

@@ -103,12 +103,12 @@ public enum SOAP {
         var buffers: [BufferRef] = []
         for h in header?.elements ?? [] {
             switch h.name {
-            case wsa("To"): to = h.text.trimmed
-            case wsa("Action"): action = h.text.trimmed
-            case wsa("MessageID"): messageID = h.text.trimmed
-            case wsa("RelatesTo"): relatesTo = h.text.trimmed
-            case wsa("ReplyTo"): replyTo = h.child(wsa("Address"))?.text.trimmed
-            case wsa("From"): from = h.child(wsa("Address"))?.text.trimmed
+            case wsa("To"): to = h.text.trimmingXMLSpace()
+            case wsa("Action"): action = h.text.trimmingXMLSpace()
+            case wsa("MessageID"): messageID = h.text.trimmingXMLSpace()
+            case wsa("RelatesTo"): relatesTo = h.text.trimmingXMLSpace()
+            case wsa("ReplyTo"): replyTo = h.child(wsa("Address"))?.text.trimmingXMLSpace()
+            case wsa("From"): from = h.child(wsa("Address"))?.text.trimmingXMLSpace()
             case QName(decosNamespace, "Buffer"):
                 guard let id = h.attribute("id"), !id.isEmpty else { throw Fault.malformed("Buffer header without an id") }
                 guard let bytes = Base64.decode(h.text) else { throw Fault.malformed("Buffer \(id) is not valid Base64") }
@@ -154,10 +154,10 @@ public enum SOAP {
     }
 
     static func decodeFault(_ f: Element, in root: Element) -> Fault {
-        let codeValue = f.child(env("Code"))?.child(env("Value"))?.text.trimmed ?? ""
+        let codeValue = f.child(env("Code"))?.child(env("Value"))?.text.trimmingXMLSpace() ?? ""
         let code = Fault.Code(rawValue: String(codeValue.split(separator: ":").last ?? "")) ?? .receiver
         var subcode: QName?
-        if let v = f.child(env("Code"))?.child(env("Subcode"))?.child(env("Value"))?.text.trimmed {
+        if let v = f.child(env("Code"))?.child(env("Subcode"))?.child(env("Value"))?.text.trimmingXMLSpace() {
             let parts = v.split(separator: ":", maxSplits: 1).map(String.init)
             let local = parts.last ?? v
             let prefix = parts.count == 2 ? parts[0] : ""
@@ -185,13 +185,5 @@ public enum SOAP {
             if case .element(let c) = $0 { .element(stripNamespaceDeclarations(c)) } else { $0 }
         }
         return e
-    }
-}
-
-extension String {
-    var trimmed: String {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }
-        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else { return "" }
-        return String(self[first...last])
     }
 }

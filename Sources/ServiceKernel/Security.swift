@@ -141,10 +141,11 @@ public final class SecurityManager: Sendable {
     }
 }
 
-/// Compares secrets without leaking where they differ through timing.
-func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-    let x = Array(a.utf8), y = Array(b.utf8)
+/// Compares secrets (tokens, MACs) without leaking through timing where they differ.
+public func constantTimeEqual(_ x: [UInt8], _ y: [UInt8]) -> Bool {
     var diff = UInt8(x.count == y.count ? 0 : 1)
     for i in 0..<max(x.count, y.count) { diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0) }
     return diff == 0
 }
+
+func constantTimeEqual(_ a: String, _ b: String) -> Bool { constantTimeEqual(Array(a.utf8), Array(b.utf8)) }

@@ -108,8 +108,6 @@ public final class URIManager: Sendable {
         }
     }
 
-    func isFree(_ path: String) -> Bool { state.withLock { $0.table[path] == nil } }
-
     func unregister(_ path: String) -> Registration? {
         serial.withLock { _ in
             let removed = state.withLock { s -> (Registration, [@Sendable (TableChange) -> Void])? in

@@ -7,7 +7,7 @@ HTTP       ?= 127.0.0.1:7480
 STATIC_DIR := .build-static
 STATIC_BIN := $(STATIC_DIR)/release/decos
 
-.PHONY: deps build release run local-cluster test static bench clean
+.PHONY: deps build release run local-cluster test static image boot netboot cluster bench clean
 
 deps:
 	@scripts/install-deps.sh
@@ -26,9 +26,9 @@ run: release
 local-cluster: release
 	scripts/local-cluster.sh
 
-## Builds everything and runs every test (unit and system).
-test: build
-	DECOS_BIN=$(CURDIR)/.build/debug/decos $(SWIFT) test
+## Builds everything, the boot image included, and runs every test (unit, system, VMs).
+test: build image
+	DECOS_BIN=$(CURDIR)/.build/debug/decos DECOS_IMAGE=$(CURDIR)/out $(SWIFT) test
 
 ## A fully static decos: flags in linker/static.flags.
 static: deps
@@ -39,9 +39,28 @@ static: deps
 	scripts/smoke.sh $(STATIC_BIN)
 	@ls -l $(STATIC_BIN) | awk '{print "make static: " $$5 " bytes"}'
 
+## A bootable image in out/: kernel, initramfs (static decos as /init, the manifest, NIC modules), iPXE script.
+NICS ?= virtio e1000 rxe
+image: static
+	NICS="$(NICS)" boot/mkimage.sh $(MANIFEST) $(STATIC_BIN)
+
+## Boots out/ in QEMU: serial console here, gateway on 127.0.0.1:$(HTTP_PORT).
+HTTP_PORT ?= 7480
+boot: image
+	HTTP_PORT=$(HTTP_PORT) boot/qemu.sh
+
+## The same image over the network: PXE → iPXE → out/boot.ipxe over TFTP.
+netboot: image
+	HTTP_PORT=$(HTTP_PORT) boot/qemu.sh --netboot
+
+## N VMs on one virtual LAN forming one cluster; gateways on 127.0.0.1:7481…
+N ?= 3
+cluster: image
+	N=$(N) boot/cluster.sh
+
 ## Benchmarks; figures go in docs/performance.md.
 bench: deps
 	Benchmarks/run.sh
 
 clean:
-	rm -rf .build $(STATIC_DIR) Benchmarks/.build
+	rm -rf .build $(STATIC_DIR) Benchmarks/.build out

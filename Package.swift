@@ -20,11 +20,15 @@ let package = Package(
     ],
     targets: [
         .target(name: "Infoset"),
+        // Runs before the Swift runtime as PID 1 (early mounts), plus the syscalls Swift cannot call.
+        .target(name: "CDecosInit"),
+        .target(name: "ProcessKernel", dependencies: ["CDecosInit"]),
+        .target(name: "DeviceDrivers", dependencies: ["ProcessKernel", "CDecosInit"]),
         .target(name: "ServiceKernel", dependencies: [
-            "Infoset",
+            "Infoset", "ProcessKernel",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .target(name: "StandardServices", dependencies: ["ServiceKernel", "Infoset"]),
+        .target(name: "StandardServices", dependencies: ["ServiceKernel", "Infoset", "ProcessKernel", "DeviceDrivers"]),
         .target(name: "Gateway", dependencies: [
             "ServiceKernel", "Infoset",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -60,6 +64,8 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ], path: "Benchmarks/DecosBenchmarks"),
         .testTarget(name: "InfosetTests", dependencies: ["Infoset"]),
+        .testTarget(name: "ProcessKernelTests", dependencies: ["ProcessKernel"]),
+        .testTarget(name: "DeviceDriversTests", dependencies: ["DeviceDrivers", "ProcessKernel"]),
         .testTarget(name: "ServiceKernelTests", dependencies: ["ServiceKernel", "StandardServices", "Infoset"]),
         .testTarget(name: "StandardServicesTests", dependencies: ["StandardServices", "ServiceKernel", "Decos"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Decos"]),

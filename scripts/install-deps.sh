@@ -3,7 +3,8 @@
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 
-packages=(curl file iproute2 procps wrk)
+# qemu-system-x86, ipxe-qemu, linux-image-amd64, cpio and zstd build and boot the node image.
+packages=(curl file iproute2 procps wrk qemu-system-x86 ipxe-qemu linux-image-amd64 cpio zstd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

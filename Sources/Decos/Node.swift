@@ -3,6 +3,7 @@ import Gateway
 import Infoset
 import Logging
 import NIOCore
+import ProcessKernel
 import ServiceKernel
 import StandardServices
 #if canImport(Glibc)
@@ -27,9 +28,12 @@ public final class Node: Sendable {
     /// The network manager, when the manifest binds this node to a cluster.
     public let network: NetworkManager?
     public let clusterAddress: SocketAddress?
+    /// The system under the node: supervised processes, devices, links, power.
+    public let os: OperatingSystem
 
     private init(manifest: Manifest, kernel: Kernel, gateway: Gateway?, httpAddress: SocketAddress?,
-                 network: NetworkManager?, clusterAddress: SocketAddress?) {
+                 network: NetworkManager?, clusterAddress: SocketAddress?, os: OperatingSystem) {
+        self.os = os
         self.manifest = manifest
         self.kernel = kernel
         self.gateway = gateway
@@ -64,13 +68,15 @@ public final class Node: Sendable {
     }
 
     /// Boots a node. Contracts are the standard ones plus `extra` (a service author's own).
-    public static func boot(_ manifest: Manifest, extra: Contracts = Contracts(), logger: Logger = Logger(label: "decos")) async throws -> Node {
+    /// `operatorSecret`, when given, is a bearer token allowed everything (docs/security.md).
+    public static func boot(_ manifest: Manifest, extra: Contracts = Contracts(), os: OperatingSystem = OperatingSystem(),
+                            operatorSecret: String? = nil, logger: Logger = Logger(label: "decos")) async throws -> Node {
         NodeService.version = DecosVersion.string
-        let contracts = StandardContracts.all.merging(extra)
+        let contracts = StandardContracts.all.merging(os.contracts).merging(extra)
         try check(manifest, contracts: contracts)
         // 1–2. The service loader has read the manifest; load the security manager, URI manager, dispatcher.
         let exposed = manifest.gateway.map { !isLoopback($0.host) } ?? false
-        let security = SecurityManager(policy: manifest.security, exposed: exposed)
+        let security = SecurityManager(policy: manifest.security, exposed: exposed, operatorSecret: operatorSecret)
         if exposed && manifest.security == nil {
             logger.warning("the gateway listens on \(manifest.gateway!.host), beyond loopback, with no <Security> rules: anonymous clients may only read")
         }
@@ -126,12 +132,14 @@ public final class Node: Sendable {
         }
         // The network manager joins last, so its first table already lists the services.
         network?.start()
+        // 6. The manifest's processes, supervised from here on.
+        for p in manifest.processes { os.supervisor.start(p) }
         return Node(manifest: manifest, kernel: kernel, gateway: gateway, httpAddress: address,
-                    network: network, clusterAddress: clusterAddress)
+                    network: network, clusterAddress: clusterAddress, os: os)
     }
 
-    /// Serves until the task is cancelled, then leaves the cluster and drops every service in
-    /// reverse start order.
+    /// Serves until the task is cancelled, then leaves the cluster, drops every service in
+    /// reverse start order and stops the supervised processes (SIGTERM, then SIGKILL).
     public func run() async throws {
         if let gateway {
             try await gateway.serve()
@@ -140,6 +148,7 @@ public final class Node: Sendable {
         }
         await network?.stop()
         await kernel.shutdown()
+        await os.supervisor.stopAll()
     }
 }
 

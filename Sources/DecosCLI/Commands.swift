@@ -5,6 +5,7 @@ import Gateway
 import Infoset
 import Logging
 import NIOCore
+import ProcessKernel
 import ServiceKernel
 import StandardServices
 #if canImport(Glibc)
@@ -23,6 +24,7 @@ public enum DecosCLI {
 
     public static func main(extra: Contracts = Contracts()) async {
         self.extra = extra
+        if InitProcess.isPID1 { await Appliance.main() }
         await DecosCommand.main()
     }
 }
@@ -37,7 +39,6 @@ struct DecosCommand: AsyncParsableCommand {
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run a node in hosted mode on a manifest.")
-    nonisolated(unsafe) static var signalSources: [any DispatchSourceSignal] = []
 
     @Argument(help: "The node's manifest.") var manifest = "examples/node.xml"
     @Option(help: "Gateway address HOST:PORT (overrides the manifest; port 0 picks a free one).") var http: String?
@@ -47,78 +48,75 @@ struct Run: AsyncParsableCommand {
     @Option(help: "File holding the cluster key (overrides the manifest).") var clusterKey: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
 
+    @Option(help: "File holding the operator's bearer token, allowed every verb (docs/security.md).") var operatorToken: String?
+
     func run() async throws {
         setvbuf(stdout, nil, _IOLBF, 0)
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level \(logLevel)") }
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        bootstrapLogging(level)
         var m: Manifest
         do { m = try Node.loadManifest(manifest) } catch { fail(error.description) }
-        if let http {
-            guard let (host, port) = GatewayBinding.parseAddress(http) else { throw ValidationError("--http \(http) is not HOST:PORT") }
-            var b = m.gateway ?? GatewayBinding()
-            b.host = host
-            b.port = port
-            m.gateway = b
+        let overrides = Overrides(http: http, node: node, listen: listen, seeds: seed, clusterKey: clusterKey)
+        for problem in overrides.apply(to: &m) { throw ValidationError(problem) }
+        var secret: String?
+        if let operatorToken {
+            guard let s = readSecret(operatorToken) else { fail("cannot read the operator token \(operatorToken), or it is shorter than 16 characters") }
+            secret = s
         }
-        if let node { m.node = node }
-        if listen != nil || !seed.isEmpty || clusterKey != nil {
-            var c = m.cluster ?? ClusterBinding()
-            if let listen {
-                guard let (host, port) = GatewayBinding.parseAddress(listen) else { throw ValidationError("--listen \(listen) is not HOST:PORT") }
-                c.host = host
-                c.port = port
-            }
-            for s in seed where GatewayBinding.parseAddress(s) == nil { throw ValidationError("--seed \(s) is not HOST:PORT") }
-            if !seed.isEmpty { c.seeds = seed }
-            if let clusterKey { c.keyFile = clusterKey }
-            m.cluster = c
-        }
+        let os = OperatingSystem(supervisor: Supervisor(log: { print("decos: \($0)") }))
         let booted: Node
-        do { booted = try await Node.boot(m, extra: DecosCLI.extra) } catch { fail(String(describing: error)) }
-        let count = booted.kernel.uris.entries.count
-        var line = "decos: node \(booted.kernel.node) ready with \(count) services"
-        if let a = booted.clusterAddress { line += "; cluster on \(hostPort(a))" }
-        if let a = booted.httpAddress { line += "; serving http://\(hostPort(a))/" }
-        if booted.httpAddress == nil && booted.clusterAddress == nil { line += "; local only (no network binding)" }
-        print(line)
-        let task = Task { try await booted.run() }
-        // Held in a static: an optimized build would otherwise free the sources, and with them the handlers.
-        Run.signalSources = [SIGINT, SIGTERM].map { sig in
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig)
-            source.setEventHandler { task.cancel() }
-            source.resume()
-            return source
-        }
-        do { try await task.value } catch where !(error is CancellationError) { fail("node stopped: \(error)") } catch {}
+        do { booted = try await Node.boot(m, extra: DecosCLI.extra, os: os, operatorSecret: secret) } catch { fail(String(describing: error)) }
+        print(NodeRunner.readyLine(booted))
+        guard let action = await NodeRunner.serve(booted) else { Glibc.exit(1) }
         print("decos: node \(booted.kernel.node) stopped")
+        if action == .reboot {
+            // Hosted, a reboot is the same command started afresh in this process's place.
+            print("decos: restarting")
+            let argv = CommandLine.arguments.map { strdup($0) } + [nil]
+            execv("/proc/self/exe", argv)
+            fail("cannot restart: \(String(cString: strerror(errno)))")
+        }
     }
 }
 
 struct Ctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Send a verb to a service over HTTP and print the reply.",
-        discussion: "Example: decos ctl update http://127.0.0.1:7480/counter --body '<Increment><By>2</By></Increment>'\nSubscribe streams notifications until interrupted.")
+        discussion: "Example: decos ctl update http://127.0.0.1:7480/counter --body '<Increment><By>2</By></Increment>'\nSubscribe streams notifications until interrupted. decos ctl poweroff http://HOST:PORT ends a node.")
 
-    @Argument(help: "The verb: \(Verb.allCases.map(\.rawValue).joined(separator: ", ")).") var verb: String
+    @Argument(help: "The verb: \(Verb.allCases.map(\.rawValue).joined(separator: ", ")); or poweroff, reboot (to the node's /os/node).") var verb: String
     @Argument(help: "The service's URL, e.g. http://127.0.0.1:7480/counter.") var url: String
     @Option(help: "The body as XML, or @FILE to read it from a file.") var body: String?
-    @Option(help: "A bearer token for the gateway.") var token: String?
+    @Option(help: "A bearer token for the gateway, or @FILE to read it from a file.") var token: String?
 
     func run() async throws {
         setvbuf(stdout, nil, _IOLBF, 0)
-        guard let v = Verb(name: verb) else {
-            throw ValidationError("unknown verb \(verb); verbs are \(Verb.allCases.map(\.rawValue).joined(separator: ", "))")
+        guard var target = HTTPClient.URL(url) else { throw ValidationError("\(url) is not an http://HOST:PORT/PATH URL") }
+        let v: Verb
+        var body: Element?
+        if let power = ["poweroff": "Poweroff", "reboot": "Reboot"][verb.lowercased()] {
+            // Shorthands for Submit <Poweroff/> (or <Reboot/>) to the node's /os/node.
+            v = .submit
+            body = Element(power)
+            if target.path == "/" { target.path = "/os/node" }
+        } else {
+            guard let parsed = Verb(name: verb) else {
+                throw ValidationError("unknown verb \(verb); verbs are \(Verb.allCases.map(\.rawValue).joined(separator: ", ")), or poweroff and reboot")
+            }
+            v = parsed
+            body = try parsedBody()
         }
-        guard let target = HTTPClient.URL(url) else { throw ValidationError("\(url) is not an http://HOST:PORT/PATH URL") }
-        var message = Message(v, to: target.path, body: try parsedBody())
+        var message = Message(v, to: target.path, body: body)
         message.messageID = "urn:uuid:" + uuid()
         var headers = [("Content-Type", SOAP.contentType)]
-        if let token { headers.append(("Authorization", "Bearer \(token)")) }
+        if var token {
+            if token.hasPrefix("@") {
+                let path = String(token.dropFirst())
+                guard let secret = readSecret(path) else { fail("cannot read a token of 16 characters or more from \(path)", code: 2) }
+                token = secret
+            }
+            headers.append(("Authorization", "Bearer \(token)"))
+        }
         let splitter = LineSplitter()
         let onChunk: (@Sendable ([UInt8]) async throws -> Void)? = v == .subscribe ? { @Sendable chunk in await splitter.feed(chunk) } : nil
         let response: HTTPClient.Response

@@ -1,3 +1,4 @@
+import ProcessKernel
 import Infoset
 
 /// Where something came from in a manifest, for messages a user can act on.
@@ -123,6 +124,8 @@ public struct Manifest: Sendable {
     public var cluster: ClusterBinding?
     public var security: SecurityPolicy?
     public var services: [ServiceConfig]
+    /// Programs the node starts and keeps running (restart policy per process).
+    public var processes: [ProcessSpec] = []
     public var file: String
 
     public init(node: String? = nil, gateway: GatewayBinding? = nil, security: SecurityPolicy? = nil,
@@ -212,8 +215,12 @@ struct ManifestReader {
                     names[name] = e
                 }
                 m.services.append(s)
+            case "Process":
+                guard let p = process(e) else { continue }
+                if m.processes.contains(where: { $0.name == p.name }) { fail(e, "the process name \(p.name) is already used") }
+                m.processes.append(p)
             default:
-                fail(e, "unknown element <\(e.name.local)>; expected <Network>, <Security> or <Service>")
+                fail(e, "unknown element <\(e.name.local)>; expected <Network>, <Security>, <Service> or <Process>")
             }
         }
         return m
@@ -307,6 +314,28 @@ struct ManifestReader {
             }
         }
         return config
+    }
+
+    mutating func process(_ e: Element) -> ProcessSpec? {
+        attributes(e, allowed: ["name", "path", "restart"], required: ["name", "path"])
+        guard let name = e.attribute("name"), let path = e.attribute("path") else { return nil }
+        if !isValidNodeName(name) { fail(e, "process name \"\(name)\" must be letters, digits, '-' or '.'") }
+        if !path.hasPrefix("/") { fail(e, "path=\"\(path)\" must be absolute") }
+        var spec = ProcessSpec(name: name, path: path)
+        if let r = e.attribute("restart") {
+            if let policy = ProcessSpec.Restart(rawValue: r) { spec.restart = policy }
+            else { fail(e, "restart=\"\(r)\" must be \(ProcessSpec.Restart.allCases.map(\.rawValue).joined(separator: ", "))") }
+        }
+        for c in e.elements {
+            guard inManifestNamespace(c), c.name.local == "Arg" || c.name.local == "Env" else {
+                fail(c, "unknown element <\(c.name.local)> in <Process>; expected <Arg> or <Env>"); continue
+            }
+            attributes(c, allowed: [])
+            if c.name.local == "Arg" { spec.arguments.append(c.text) }
+            else if c.text.contains("=") { spec.environment.append(c.text) }
+            else { fail(c, "<Env> is NAME=VALUE, found \"\(c.text)\"") }
+        }
+        return spec
     }
 
     mutating func security(_ e: Element) -> SecurityPolicy {

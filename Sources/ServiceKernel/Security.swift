@@ -100,14 +100,19 @@ public final class SecurityManager: Sendable {
     public let policy: SecurityPolicy?
     /// True when the gateway listens beyond loopback: then the open policy becomes read-only for anonymous clients.
     public let exposed: Bool
+    /// The operator's secret (an appliance image carries it): `token:operator`, allowed every verb
+    /// on every path, before any rule is tried.
+    let operatorSecret: String?
 
-    public init(policy: SecurityPolicy?, exposed: Bool) {
+    public init(policy: SecurityPolicy?, exposed: Bool, operatorSecret: String? = nil) {
         self.policy = policy
         self.exposed = exposed
+        self.operatorSecret = operatorSecret
     }
 
     /// The principal a bearer token stands for, or nil if the token is unknown.
     public func principal(forToken secret: String) -> Principal? {
+        if let operatorSecret, constantTimeEqual(operatorSecret, secret) { return .token("operator") }
         guard let token = policy?.tokens.first(where: { constantTimeEqual($0.secret, secret) }) else { return nil }
         return .token(token.name)
     }
@@ -127,6 +132,7 @@ public final class SecurityManager: Sendable {
     @inline(__always)
     public func authorize(_ principal: Principal, _ verb: Verb, path: String) -> Fault? {
         if case .system = principal { return nil }
+        if operatorSecret != nil, case .token("operator") = principal { return nil }
         guard let policy else {
             if exposed, principal == .anonymous, !verb.isReadOnly {
                 return .denied("anonymous clients may only read (Get, Query, Lookup): the gateway listens beyond loopback and the manifest has no <Security> rules (default policy 'exposed-read-only')")

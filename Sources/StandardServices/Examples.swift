@@ -114,6 +114,10 @@ public enum StandardContracts {
         (Constructor.self, "/constructor"),
         (ManifestLoader.self, "/manifestloader"),
         (NodeService.self, "/os/node"),
+        (ProcessesService.self, "/os/processes"),
+        (DevicesService.self, "/os/devices"),
+        (LinksService.self, "/os/links"),
+        (ModulesService.self, "/os/modules"),
     ]
 
     public static let examples: [any Service.Type] = [Counter.self, KeyValueStore.self, Echo.self]

@@ -1,4 +1,5 @@
 import Infoset
+import ProcessKernel
 import ServiceKernel
 #if canImport(Glibc)
 import Glibc
@@ -8,7 +9,8 @@ import Musl
 import Darwin
 #endif
 
-/// `/os/node`: the node itself, seen as a service.
+/// `/os/node`: the node itself, seen as a service. Get reads its state; Submit `<Poweroff/>` or
+/// `<Reboot/>` ends it in order (as PID 1 the machine powers off or reboots; hosted, the process exits).
 public actor NodeService: Service {
     public static let contract = "urn:decos:os:node"
 
@@ -20,25 +22,47 @@ public actor NodeService: Service {
         public var residentBytes: Int
         public var services: Int
         public var version: String
+        /// `pid1` when the node is the machine's init, `hosted` when it runs as a process.
+        public var mode: String
+        /// Seconds since the kernel started (CLOCK_BOOTTIME).
+        public var bootSeconds: Double
+    }
+
+    public struct PowerResponse: Codable, Sendable {
+        public var action: String
     }
 
     /// The running build's version; `Decos` sets it before booting.
     nonisolated(unsafe) public static var version = "dev"
 
     private var kernel: Kernel?
+    private let os: OperatingSystem
 
-    public init(config: ServiceConfig) {}
+    init(os: OperatingSystem) { self.os = os }
+    public init(config: ServiceConfig) { os = OperatingSystem() }
 
     public func start(_ context: ServiceContext) async throws { kernel = context.kernel }
 
     public func handle(_ request: Request) throws -> Element? {
         guard let kernel else { throw Fault(.receiver, "NotStarted", "node service not started") }
+        if request.verb == .submit { return try power(request) }
         guard request.verb == .get else { throw Fault.actionNotSupported(request.verb, "/os/node") }
         let uptime = kernel.uptime.components
+        let boot = InitProcess.bootTime.components
         return try infoset(NodeState(
             name: kernel.node, authority: kernel.uris.authority, pid: getpid(),
             uptimeSeconds: Double(uptime.seconds) + Double(uptime.attoseconds) / 1e18,
-            residentBytes: residentBytes(), services: kernel.uris.entries.count, version: NodeService.version))
+            residentBytes: residentBytes(), services: kernel.uris.entries.count, version: NodeService.version,
+            mode: os.isPID1 ? "pid1" : "hosted", bootSeconds: Double(boot.seconds) + Double(boot.attoseconds) / 1e18))
+    }
+
+    private func power(_ request: Request) throws -> Element? {
+        guard let body = request.body, body.elements.isEmpty,
+              let action = [("Poweroff", PowerAction.poweroff), ("Reboot", .reboot)].first(where: { $0.0 == body.name.local })?.1 else {
+            throw Fault.invalidBody("Submit to /os/node takes <Poweroff/> or <Reboot/>")
+        }
+        guard os.requestPower(action) else { throw Fault(.receiver, "NotSupported", "this node has no power control") }
+        return try infoset(PowerResponse(action: action.rawValue))
     }
 }
 

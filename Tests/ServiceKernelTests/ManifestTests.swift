@@ -80,3 +80,38 @@ import Testing
         #expect(GatewayBinding.parseAddress("h:99999") == nil)
     }
 }
+
+@Suite struct ManifestProcessTests {
+    @Test func processesKeepTheirArgumentsEnvironmentAndPolicy() throws {
+        let m = try Manifest.parse("""
+        <Manifest xmlns="urn:decos:manifest">
+          <Process name="agent" path="/bin/agent" restart="always"><Arg>--port</Arg><Arg>9000</Arg><Env>MODE=fast</Env></Process>
+          <Process name="once" path="/bin/true"/>
+        </Manifest>
+        """)
+        #expect(m.processes.map(\.name) == ["agent", "once"])
+        #expect(m.processes[0].arguments == ["--port", "9000"])
+        #expect(m.processes[0].environment == ["MODE=fast"])
+        #expect(m.processes[0].restart == .always)
+        #expect(m.processes[1].restart == .onFailure)
+    }
+
+    @Test func badProcessesAreReportedWithTheirLines() {
+        do {
+            _ = try Manifest.parse("""
+            <Manifest xmlns="urn:decos:manifest">
+              <Process name="a" path="relative/prog"/>
+              <Process name="b" path="/bin/b" restart="sometimes"/>
+              <Process name="b" path="/bin/c"><Env>NOEQUALS</Env></Process>
+            </Manifest>
+            """, file: "p.xml")
+            Issue.record("expected errors")
+        } catch {
+            let lines = error.errors.map { "\($0.location.line): \($0.message)" }
+            #expect(lines.contains("2: path=\"relative/prog\" must be absolute"))
+            #expect(lines.contains("3: restart=\"sometimes\" must be always, on-failure, never"))
+            #expect(lines.contains("4: <Env> is NAME=VALUE, found \"NOEQUALS\""))
+            #expect(lines.contains("4: the process name b is already used"))
+        }
+    }
+}

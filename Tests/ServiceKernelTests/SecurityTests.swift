@@ -54,3 +54,25 @@ import Testing
         #expect(await exposed.send(Message(.update, to: "/counter", body: increment(1)), as: .service("/x")).fault == nil)
     }
 }
+
+@Suite struct OperatorTokenTests {
+    @Test func theOperatorMayDoWhatAnonymousMayNotOnAnExposedGateway() {
+        let s = SecurityManager(policy: nil, exposed: true, operatorSecret: "operator-secret-0123")
+        #expect(s.principal(forToken: "operator-secret-0123") == .token("operator"))
+        #expect(s.principal(forToken: "operator-secret-0124") == nil)
+        #expect(s.authorize(.token("operator"), .submit, path: "/os/node") == nil)
+        #expect(s.authorize(.anonymous, .submit, path: "/os/node") != nil)
+    }
+
+    @Test func theOperatorComesBeforeTheManifestsRules() {
+        let deny = SecurityPolicy(rules: [.init(id: "none", allow: false, principals: ["*"])])
+        let s = SecurityManager(policy: deny, exposed: true, operatorSecret: "operator-secret-0123")
+        #expect(s.authorize(.token("operator"), .submit, path: "/os/node") == nil)
+        #expect(s.authorize(.token("ops"), .get, path: "/counter") != nil)
+    }
+
+    @Test func withoutAnOperatorSecretTheNameOperatorIsNotSpecial() {
+        let s = SecurityManager(policy: SecurityPolicy(rules: []), exposed: false)
+        #expect(s.authorize(.token("operator"), .get, path: "/x") != nil)
+    }
+}

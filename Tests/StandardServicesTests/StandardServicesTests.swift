@@ -19,7 +19,7 @@ func xml(_ s: String) throws -> Element { try XMLReader.parse(s) }
         let k = try await bootLocal(#"<Service contract="urn:decos:examples:kv" name="/kv"/>"#)
         let list = try #require(try await k.call(.get, "/directory"))
         let paths = list.elements.compactMap { $0.child("Path")?.text }
-        #expect(paths == ["/directory", "/constructor", "/manifestloader", "/os/node", "/kv"])
+        #expect(paths == ["/directory", "/constructor", "/manifestloader", "/os/node", "/os/processes", "/os/devices", "/os/links", "/os/modules", "/kv"])
         #expect(list.elements.allSatisfy { $0.child("Node")?.text == "t" })
     }
 
@@ -28,7 +28,7 @@ func xml(_ s: String) throws -> Element { try XMLReader.parse(s) }
         let byContract = try await k.call(.query, "/directory", body: xml("<DirectoryQuery><Contract>urn:decos:examples:kv</Contract></DirectoryQuery>"))
         #expect(byContract?.elements.compactMap { $0.child("Path")?.text } == ["/kv", "/kv2"])
         let byPath = try await k.call(.query, "/directory", body: xml("<DirectoryQuery><Path>/os/*</Path></DirectoryQuery>"))
-        #expect(byPath?.elements.compactMap { $0.child("Path")?.text } == ["/os/node"])
+        #expect(byPath?.elements.compactMap { $0.child("Path")?.text } == ["/os/node", "/os/processes", "/os/devices", "/os/links", "/os/modules"])
     }
 
     @Test func subscribersSeeRegistrationsAndRemovals() async throws {
@@ -120,7 +120,8 @@ func xml(_ s: String) throws -> Element { try XMLReader.parse(s) }
         #expect(s.child("Name")?.text == "t")
         #expect(s.child("Pid")?.text == String(getpid()))
         #expect((Int(s.child("ResidentBytes")?.text ?? "") ?? 0) > 1 << 20)
-        #expect(s.child("Services")?.text == "4")
+        #expect(s.child("Services")?.text == "8")
+        #expect(s.child("Mode")?.text == "hosted")
     }
 }
 
@@ -142,5 +143,70 @@ func xml(_ s: String) throws -> Element { try XMLReader.parse(s) }
         #expect(try await k.call(.delete, "/kv", body: entry("a"))?.child("Value")?.text == "3")
         #expect(await k.send(Message(.delete, to: "/kv", body: try entry("a")), as: .system).fault?.subcode?.local == "NotFound")
         #expect(try await k.call(.get, "/kv")?.elements.count == 2)
+    }
+}
+
+/// The `/os/*` services over the system under a hosted node.
+@Suite struct OperatingSystemServicesTests {
+    final class Presses: @unchecked Sendable {
+        var actions: [String] = []
+    }
+
+    func boot(_ body: String = "", os: OperatingSystem = OperatingSystem()) async throws -> Node {
+        try await Node.boot(try Manifest.parse("<Manifest xmlns=\"urn:decos:manifest\" node=\"t\">\(body)</Manifest>"), os: os)
+    }
+
+    @Test func poweroffAndRebootReachThePowerHandler() async throws {
+        let os = OperatingSystem()
+        let presses = Presses()
+        os.onPower { presses.actions.append($0.rawValue) }
+        let k = try await boot(os: os).kernel
+        let reply = try await k.call(.submit, "/os/node", body: xml("<Poweroff/>"))
+        #expect(reply?.child("Action")?.text == "poweroff")
+        _ = try await k.call(.submit, "/os/node", body: xml("<Reboot/>"))
+        #expect(presses.actions == ["poweroff", "reboot"])
+        await #expect(throws: Fault.self) { try await k.call(.submit, "/os/node", body: xml("<Dance/>")) }
+        #expect(presses.actions.count == 2)
+    }
+
+    @Test func withoutAPowerHandlerPowerIsAFaultNotACrash() async throws {
+        let k = try await boot().kernel
+        do {
+            _ = try await k.call(.submit, "/os/node", body: xml("<Poweroff/>"))
+            Issue.record("expected a fault")
+        } catch let f as Fault {
+            #expect(f.subcode?.local == "NotSupported")
+        }
+    }
+
+    @Test func processesFromTheManifestAreSupervisedAndListed() async throws {
+        let node = try await boot(#"<Process name="sleeper" path="/bin/sleep" restart="always"><Arg>1000</Arg></Process>"#)
+        var entry: Element?
+        for _ in 0..<200 {
+            entry = try await node.kernel.call(.get, "/os/processes")?.elements.first
+            if entry?.child("State")?.text == "running" { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(entry?.child("Name")?.text == "sleeper")
+        #expect(entry?.child("State")?.text == "running")
+        let pid = try #require(entry?.child("Pid").flatMap { Int32($0.text) })
+        #expect(kill(pid, 0) == 0)
+        await node.os.supervisor.stopAll(grace: .seconds(2))
+        #expect(kill(pid, 0) != 0)
+    }
+
+    @Test func linksShowLoopbackWithItsAddress() async throws {
+        let k = try await boot().kernel
+        let links = try #require(try await k.call(.get, "/os/links"))
+        let lo = try #require(links.elements.first { $0.child("Name")?.text == "lo" })
+        #expect(lo.child("Address")?.text == "127.0.0.1/8")
+        #expect(lo.child("Up")?.text == "true")
+    }
+
+    @Test func modulesSayHostedModeLeavesThemToTheHost() async throws {
+        let k = try await boot().kernel
+        let m = try #require(try await k.call(.get, "/os/modules"))
+        #expect(m.child("Source")?.text.hasPrefix("host") == true)
+        #expect(m.elements.filter { $0.name.local == "Module" }.isEmpty)
     }
 }

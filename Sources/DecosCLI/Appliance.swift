@@ -1,0 +1,82 @@
+import Decos
+import DeviceDrivers
+import Infoset
+import Logging
+import ProcessKernel
+import ServiceKernel
+import StandardServices
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The node as PID 1 of a VM or a machine: the kernel command line instead of arguments, drivers
+/// and network set up by us, and the machine powered off or rebooted at the end. Never returns.
+enum Appliance {
+    static func main() async -> Never {
+        setvbuf(stdout, nil, _IOLBF, 0)
+        let release = InitProcess.kernelRelease
+        say("decos \(DecosVersion.string) is PID 1 on Linux \(release); /init started at \(ms(InitProcess.startedAt)) ms")
+        for e in InitProcess.earlyErrors { say("early mount: \(e)") }
+        let cmdline = KernelCommandLine(readFile("/proc/cmdline").map { String(decoding: $0, as: UTF8.self) } ?? "")
+        let p = BootParameters(cmdline)
+        InitProcess.takeOver(panicDelay: p.panicDelay)
+        for e in p.errors { say("kernel command line: \(e)") }
+        bootstrapLogging(Logger.Level(rawValue: p.logLevel) ?? .info)
+
+        // 3. Device drivers: modules for the devices found, then the network.
+        let loader = ModuleLoader(root: "/lib/modules/\(release)")
+        let devices = loader.probe()
+        for m in p.modules { loader.load(m, reason: "decos.modules") }
+        for r in loader.loaded where r.state == .failed || r.state == .missing {
+            say("module \(r.name) (\(r.reason)): \(r.state.rawValue): \(r.error ?? "")")
+        }
+        let nics = devices.flatMap(\.interfaces)
+        say("drivers: \(devices.count) devices, \(loader.loaded.filter { $0.state == .loaded }.count) modules loaded, links \(nics.isEmpty ? "none" : nics.joined(separator: " ")) at \(ms(InitProcess.bootTime)) ms")
+        let os = OperatingSystem(supervisor: Supervisor(log: { say($0) }), modules: loader, isPID1: true)
+        await NetworkSetup.configure(p, dhcp: { link, rt in await DHCPClient.configure(link, rt, note: { os.note(link: link.name, $0); say("\(link.name): \($0)") }) },
+                                     note: { link, text in os.note(link: link, text); say("\(link): \(text)") })
+
+        // The manifest from the image, with the command line over it. A manifest that cannot be read
+        // still leaves a node with its system services, so an operator can see what is wrong.
+        var m: Manifest
+        do { m = try Node.loadManifest(p.manifest) } catch {
+            say("manifest: \(error.description)\ndecos: booting with the system services only")
+            m = Manifest(file: p.manifest)
+        }
+        if let g = m.gateway, g.host.hasPrefix("127.") || g.host == "localhost" {
+            // Nothing outside the machine could reach a loopback gateway of an appliance.
+            m.gateway?.host = "0.0.0.0"
+        } else if m.gateway == nil {
+            m.gateway = GatewayBinding()
+            m.gateway?.host = "0.0.0.0"
+        }
+        let overrides = Overrides(http: p.http, node: p.node, listen: p.listen, seeds: p.seeds, clusterKey: p.clusterKey)
+        for problem in overrides.apply(to: &m) { say("kernel command line: \(problem); ignored") }
+        let secret = readSecret(p.operatorToken)
+        if secret == nil { say("no operator token at \(p.operatorToken): only the manifest's rules apply") }
+
+        let node: Node
+        do {
+            node = try await Node.boot(m, os: os, operatorSecret: secret)
+        } catch {
+            InitProcess.panic("boot failed: \(error)", delay: p.panicDelay)
+        }
+        let ready = InitProcess.bootTime
+        say(NodeRunner.readyLine(node).dropFirst("decos: ".count)
+            + "; /init to ready \(ms(ready - InitProcess.startedAt)) ms, kernel start to ready \(ms(ready)) ms")
+        let action = await NodeRunner.serve(node) ?? .reboot
+        say("node \(node.kernel.node) stopped; \(action == .poweroff ? "powering off" : "rebooting")")
+        let why = InitProcess.halt(action)
+        InitProcess.panic("reboot(2) failed: \(why)", delay: p.panicDelay)
+    }
+
+    static func say(_ s: some StringProtocol) { print("decos: \(s)") }
+
+    static func ms(_ d: Duration) -> String {
+        let c = d.components
+        let v = Double(c.seconds) * 1000 + Double(c.attoseconds) / 1e15
+        return String(Int(v.rounded()))
+    }
+}

@@ -1,0 +1,90 @@
+import CDecosInit
+import Dispatch
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// What ends a node: both are orderly (services dropped, processes stopped, disks synced).
+public enum PowerAction: String, Sendable {
+    case poweroff, reboot
+}
+
+/// PID 1's own facts and duties: whether we are init, what the pre-runtime constructor did,
+/// boot clocks, the signals init receives, and the final reboot(2).
+public enum InitProcess {
+    /// True when this process is the system's init (the node boots as PID 1 of a VM or machine).
+    public static var isPID1: Bool { decos_early_init_ran() != 0 }
+
+    /// What went wrong in the early mounts (an empty list when nothing did).
+    public static var earlyErrors: [String] {
+        String(cString: decos_early_init_errors()).split(separator: "\n").map(String.init)
+    }
+
+    /// CLOCK_BOOTTIME when `/init` started, before the Swift runtime: the kernel's own start is 0.
+    public static var startedAt: Duration { .nanoseconds(decos_init_started_ns()) }
+
+    /// CLOCK_BOOTTIME now: time since the kernel started, suspend included.
+    public static var bootTime: Duration {
+        var ts = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &ts)
+        return .seconds(ts.tv_sec) + .nanoseconds(ts.tv_nsec)
+    }
+
+    /// The running kernel's release, from uname(2).
+    public static var kernelRelease: String {
+        var u = utsname()
+        uname(&u)
+        return withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
+    /// Ctrl-Alt-Del becomes SIGINT to init instead of an immediate reboot; fatal signals log and
+    /// reboot after `panicDelay` seconds instead of panicking the kernel.
+    public static func takeOver(panicDelay: Int) {
+        _ = decos_reboot(decos_rb_disable_cad)
+        decos_install_fatal_handlers(Int32(panicDelay))
+    }
+
+    /// Calls `handler` for the signals that ask init to stop: SIGTERM and SIGPWR → poweroff,
+    /// SIGINT (Ctrl-Alt-Del, or ^C in hosted mode) → reboot as PID 1, poweroff otherwise.
+    public static func onPowerSignals(_ handler: @escaping @Sendable (PowerAction, String) -> Void) {
+        let pairs: [(Int32, PowerAction, String)] = [
+            (SIGTERM, .poweroff, "SIGTERM"), (SIGPWR, .poweroff, "SIGPWR"),
+            (SIGINT, isPID1 ? .reboot : .poweroff, isPID1 ? "SIGINT (Ctrl-Alt-Del)" : "SIGINT"),
+        ]
+        let sources = pairs.map { sig, action, name in
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig)
+            source.setEventHandler { handler(action, name) }
+            source.resume()
+            return source
+        }
+        signalSources.withLock { $0 += sources.map { UncheckedSendable(value: $0) } }
+    }
+    /// Held: a released source stops delivering.
+    private static let signalSources = Mutex<[UncheckedSendable<any DispatchSourceSignal>]>([])
+
+    /// Syncs and ends the machine. Returns only when the kernel refuses (not PID 1, no privilege).
+    public static func halt(_ action: PowerAction) -> String {
+        sync()
+        _ = decos_reboot(action == .poweroff ? decos_rb_power_off : decos_rb_autoboot)
+        return String(cString: strerror(errno))
+    }
+
+    /// Logs an unrecoverable error, waits `delay` seconds and reboots: PID 1 must never exit.
+    public static func panic(_ message: String, delay: Int) -> Never {
+        writeConsole("decos: fatal: \(message)\ndecos: rebooting in \(delay) s (decos.panic_delay)\n")
+        sleep(UInt32(delay))
+        _ = halt(.reboot)
+        while true { pause() }
+    }
+
+    public static func writeConsole(_ s: String) {
+        var s = s
+        s.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    }
+}
+
+struct UncheckedSendable<T>: @unchecked Sendable { var value: T }

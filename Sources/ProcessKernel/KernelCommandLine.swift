@@ -1,0 +1,159 @@
+/// The kernel command line (`/proc/cmdline`) and the `decos.*` parameters on it.
+///
+/// Words are separated by spaces; a value may be double-quoted to hold spaces
+/// (`decos.node="a b"`). Only `decos.`-prefixed words are ours; the rest belong to the kernel.
+public struct KernelCommandLine: Sendable, Equatable {
+    /// `decos.KEY=VALUE` words, KEY without the prefix, in order (a repeated key keeps every value).
+    public var parameters: [(key: String, value: String)]
+
+    public static func == (a: Self, b: Self) -> Bool {
+        a.parameters.elementsEqual(b.parameters) { $0.key == $1.key && $0.value == $1.value }
+    }
+
+    public init(_ text: String) {
+        parameters = []
+        for word in Self.words(text) where word.hasPrefix("decos.") {
+            let body = word.dropFirst(6)
+            if let eq = body.firstIndex(of: "=") {
+                parameters.append((String(body[..<eq]), String(body[body.index(after: eq)...])))
+            } else {
+                parameters.append((String(body), ""))
+            }
+        }
+    }
+
+    /// The last value given for `key`.
+    public subscript(key: String) -> String? { parameters.last { $0.key == key }?.value }
+
+    static func words(_ text: String) -> [String] {
+        var words: [String] = [], current = "", quoted = false, any = false
+        for c in text {
+            if c == "\"" { quoted.toggle(); any = true; continue }
+            if !quoted && (c == " " || c == "\n" || c == "\t") {
+                if any { words.append(current) }
+                current = ""; any = false
+                continue
+            }
+            current.append(c); any = true
+        }
+        if any { words.append(current) }
+        return words
+    }
+}
+
+/// What the `decos.*` parameters ask of the node, validated. A bad value is reported in `errors`
+/// and left out; everything valid is still used (docs/boot.md lists the parameters).
+public struct BootParameters: Sendable {
+    public var node: String?
+    public var manifest = "/etc/decos/node.xml"
+    public var http: String?
+    public var listen: String?
+    public var seeds: [String] = []
+    public var clusterKey: String?
+    public var operatorToken = "/etc/decos/operator.token"
+    /// The interface to configure; nil means the first Ethernet link found.
+    public var interface: String?
+    /// `nil`: DHCP; else a static IPv4 address with its prefix length.
+    public var address: IPv4CIDR?
+    public var gateway: IPv4Address?
+    public var mtu: Int?
+    public var modules: [String] = []
+    /// Netdevs to put a Soft-RoCE (rxe) device on.
+    public var rxe: [String] = []
+    public var panicDelay = 10
+    public var logLevel = "info"
+    public var errors: [String] = []
+
+    public static let known = ["node", "manifest", "http", "listen", "seed", "cluster_key", "operator_token", "iface", "ip",
+                               "gw", "mtu", "modules", "rxe", "panic_delay", "log"]
+
+    public init() {}
+
+    public init(_ line: KernelCommandLine) {
+        for (key, value) in line.parameters {
+            func bad(_ why: String) { errors.append("decos.\(key)=\(value): \(why); ignored") }
+            switch key {
+            case "node":
+                if value.isEmpty || value.contains(where: { !($0.isLetter || $0.isNumber || $0 == "-" || $0 == ".") }) {
+                    bad("a node name is letters, digits, '-' and '.'")
+                } else { node = value }
+            case "manifest": if value.hasPrefix("/") { manifest = value } else { bad("the manifest is an absolute path in the image") }
+            case "http": if isHostPort(value) { http = value } else { bad("expected HOST:PORT") }
+            case "listen": if isHostPort(value) { listen = value } else { bad("expected HOST:PORT") }
+            case "seed":
+                for s in value.split(separator: ",").map(String.init) {
+                    if isHostPort(s) { seeds.append(s) } else { errors.append("decos.seed: \(s) is not HOST:PORT; ignored") }
+                }
+            case "cluster_key": if value.hasPrefix("/") { clusterKey = value } else { bad("the key file is an absolute path in the image") }
+            case "operator_token": if value.hasPrefix("/") { operatorToken = value } else { bad("the token file is an absolute path in the image") }
+            case "iface": if !value.isEmpty && value.count < 16 { interface = value } else { bad("not an interface name") }
+            case "ip":
+                if value == "dhcp" { address = nil }
+                else if let a = IPv4CIDR(value) { address = a } else { bad("expected dhcp or ADDRESS/PREFIX, e.g. 10.0.2.15/24") }
+            case "gw": if let a = IPv4Address(value) { gateway = a } else { bad("expected an IPv4 address") }
+            case "mtu": if let m = Int(value), (68...65535).contains(m) { mtu = m } else { bad("expected 68–65535") }
+            case "modules": modules += value.split(separator: ",").map(String.init)
+            case "rxe": rxe += value.split(separator: ",").map(String.init)
+            case "panic_delay": if let d = Int(value), (0...3600).contains(d) { panicDelay = d } else { bad("expected seconds, 0–3600") }
+            case "log":
+                if ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) { logLevel = value }
+                else { bad("expected trace, debug, info, notice, warning, error or critical") }
+            default:
+                errors.append("decos.\(key): unknown parameter; known are \(Self.known.map { "decos.\($0)" }.joined(separator: ", "))")
+            }
+        }
+    }
+}
+
+func isHostPort(_ s: String) -> Bool {
+    guard let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]), (0...65535).contains(port) else { return false }
+    return colon > s.startIndex
+}
+
+/// An IPv4 address in network order.
+public struct IPv4Address: Sendable, Hashable, CustomStringConvertible {
+    public var bytes: (UInt8, UInt8, UInt8, UInt8)
+
+    public init(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) { bytes = (a, b, c, d) }
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4 else { return nil }
+        var b: [UInt8] = []
+        for p in parts {
+            guard !p.isEmpty, p.count <= 3, let v = UInt8(p) else { return nil }
+            b.append(v)
+        }
+        bytes = (b[0], b[1], b[2], b[3])
+    }
+
+    public init(bytes b: some Collection<UInt8>) {
+        let a = Array(b)
+        bytes = (a[0], a[1], a[2], a[3])
+    }
+
+    public var array: [UInt8] { [bytes.0, bytes.1, bytes.2, bytes.3] }
+    public var description: String { "\(bytes.0).\(bytes.1).\(bytes.2).\(bytes.3)" }
+    public static func == (a: Self, b: Self) -> Bool { a.array == b.array }
+    public func hash(into h: inout Hasher) { h.combine(array) }
+}
+
+/// An address with its prefix length, `10.0.2.15/24`.
+public struct IPv4CIDR: Sendable, Hashable, CustomStringConvertible {
+    public var address: IPv4Address
+    public var prefix: Int
+
+    public init(address: IPv4Address, prefix: Int) {
+        self.address = address
+        self.prefix = prefix
+    }
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/")
+        guard parts.count == 2, let a = IPv4Address(String(parts[0])), let p = Int(parts[1]), (0...32).contains(p) else { return nil }
+        address = a
+        prefix = p
+    }
+
+    public var description: String { "\(address)/\(prefix)" }
+}

@@ -1,0 +1,162 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A program the node keeps running, as the manifest's `<Process>` names it.
+public struct ProcessSpec: Sendable, Equatable {
+    public enum Restart: String, Sendable, CaseIterable {
+        /// Started again whenever it ends.
+        case always
+        /// Started again when it exits with a nonzero status or is killed.
+        case onFailure = "on-failure"
+        /// Run once.
+        case never
+    }
+
+    public var name: String
+    public var path: String
+    public var arguments: [String]
+    public var environment: [String]
+    public var restart: Restart
+
+    public init(name: String, path: String, arguments: [String] = [], environment: [String] = [], restart: Restart = .onFailure) {
+        self.name = name
+        self.path = path
+        self.arguments = arguments
+        self.environment = environment
+        self.restart = restart
+    }
+}
+
+/// What `/os/processes` shows of one supervised process.
+public struct ProcessStatus: Sendable, Equatable {
+    public enum State: String, Sendable {
+        case running, restarting, exited, failed, stopped
+    }
+
+    public var name: String
+    public var path: String
+    public var state: State
+    public var pid: Int32?
+    public var restarts: Int
+    public var lastExit: String?
+    /// Why the last start failed (no such program, not executable).
+    public var error: String?
+}
+
+/// Starts the manifest's processes, restarts them by their policy with a growing delay, and
+/// stops them at shutdown: SIGTERM, then SIGKILL after a grace period.
+public final class Supervisor: Sendable {
+    private struct Entry {
+        var spec: ProcessSpec
+        var status: ProcessStatus
+        var task: Task<Void, Never>?
+    }
+    private let entries = Mutex<[Entry]>([])
+    private let stopping = Atomic<Bool>(false)
+    private let reaper: Reaper
+    /// Delays before a restart grow from `minimumBackoff`, doubling, up to `maximumBackoff`; a process
+    /// that ran longer than `maximumBackoff` starts again from the minimum.
+    public let minimumBackoff: Duration
+    public let maximumBackoff: Duration
+    public let log: @Sendable (String) -> Void
+
+    public init(reaper: Reaper = .shared, minimumBackoff: Duration = .milliseconds(100), maximumBackoff: Duration = .seconds(10),
+                log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.reaper = reaper
+        self.minimumBackoff = minimumBackoff
+        self.maximumBackoff = maximumBackoff
+        self.log = log
+    }
+
+    public var statuses: [ProcessStatus] { entries.withLock { $0.map(\.status) } }
+
+    /// Starts supervising `spec`; its first start happens at once.
+    public func start(_ spec: ProcessSpec) {
+        let index = entries.withLock { e -> Int in
+            e.append(Entry(spec: spec, status: ProcessStatus(name: spec.name, path: spec.path, state: .restarting, restarts: 0), task: nil))
+            return e.count - 1
+        }
+        let task = Task { await self.supervise(index) }
+        entries.withLock { $0[index].task = task }
+    }
+
+    private func update(_ i: Int, _ change: (inout ProcessStatus) -> Void) {
+        entries.withLock { change(&$0[i].status) }
+    }
+
+    private func supervise(_ i: Int) async {
+        let spec = entries.withLock { $0[i].spec }
+        var backoff = minimumBackoff
+        while !stopping.load(ordering: .acquiring) {
+            let started = ContinuousClock.now
+            switch spawn(spec) {
+            case .failure(let why):
+                update(i) { $0.state = .failed; $0.error = why.message; $0.pid = nil }
+                log("process \(spec.name): cannot start \(spec.path): \(why)")
+                return
+            case .success(let pid):
+                update(i) { $0.state = .running; $0.pid = pid; $0.error = nil }
+                let status = await reaper.wait(for: pid)
+                let stopped = stopping.load(ordering: .acquiring)
+                update(i) { $0.lastExit = status.description; $0.pid = nil }
+                if stopped { update(i) { $0.state = .stopped }; return }
+                let again = spec.restart == .always || (spec.restart == .onFailure && !status.success)
+                guard again else {
+                    update(i) { $0.state = status.success ? .exited : .failed }
+                    log("process \(spec.name) \(status); restart policy \(spec.restart.rawValue): not restarted")
+                    return
+                }
+                if ContinuousClock.now - started > maximumBackoff { backoff = minimumBackoff }
+                update(i) { $0.state = .restarting; $0.restarts += 1 }
+                log("process \(spec.name) \(status); restarting in \(backoff)")
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, maximumBackoff)
+            }
+        }
+        update(i) { $0.state = .stopped }
+    }
+
+    private func spawn(_ spec: ProcessSpec) -> Result<pid_t, SpawnError> {
+        guard access(spec.path, X_OK) == 0 else { return .failure(SpawnError(message: String(cString: strerror(errno)))) }
+        let argv = ([spec.path] + spec.arguments).map { strdup($0) } + [nil]
+        let envp = (spec.environment.isEmpty ? ["PATH=/bin:/sbin:/usr/bin:/usr/sbin"] : spec.environment).map { strdup($0) } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        // Children start with default signal handling and nothing blocked: ignored signals are
+        // inherited across exec, and the node ignores SIGTERM/SIGINT to take them as events.
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var all = sigset_t(), none = sigset_t()
+        sigfillset(&all); sigemptyset(&none)
+        posix_spawnattr_setsigdefault(&attr, &all)
+        posix_spawnattr_setsigmask(&attr, &none)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | 0x80 /* POSIX_SPAWN_SETSID */))
+        return reaper.spawn {
+            var pid: pid_t = 0
+            let rc = posix_spawn(&pid, spec.path, nil, &attr, argv, envp)
+            return rc == 0 ? .success(pid) : .failure(SpawnError(message: String(cString: strerror(rc))))
+        }
+    }
+
+    /// Stops every process: SIGTERM, then SIGKILL to whatever still runs after `grace`.
+    public func stopAll(grace: Duration = .seconds(5)) async {
+        stopping.store(true, ordering: .releasing)
+        let pids = entries.withLock { $0.compactMap(\.status.pid) }
+        for pid in pids { kill(pid, SIGTERM) }
+        let deadline = ContinuousClock.now + grace
+        while ContinuousClock.now < deadline, entries.withLock({ $0.contains { $0.status.pid != nil } }) {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        for pid in entries.withLock({ $0.compactMap(\.status.pid) }) { kill(pid, SIGKILL) }
+        for task in entries.withLock({ $0.compactMap(\.task) }) { task.cancel(); await task.value }
+    }
+}
+
+struct SpawnError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}

@@ -1,0 +1,163 @@
+import DeviceDrivers
+import Infoset
+import ProcessKernel
+import ServiceKernel
+import Synchronization
+
+/// The operating system under a node, as its `/os/*` services see it: the supervised processes,
+/// the devices, modules and links the device-driver kernel found and set up, and the power switch.
+/// In hosted mode the same services show the host's devices and links, and power ends the process.
+public final class OperatingSystem: Sendable {
+    public let supervisor: Supervisor
+    /// The module loader of a PID 1 node; nil in hosted mode, where the host's kernel has its own.
+    public let modules: ModuleLoader?
+    public let isPID1: Bool
+    private let power = Mutex<(@Sendable (PowerAction) -> Void)?>(nil)
+    private let notes = Mutex<[String: [String]]>([:])
+
+    public init(supervisor: Supervisor = Supervisor(), modules: ModuleLoader? = nil, isPID1: Bool = InitProcess.isPID1) {
+        self.supervisor = supervisor
+        self.modules = modules
+        self.isPID1 = isPID1
+    }
+
+    /// Who ends the node when `/os/node` is asked to power off or reboot.
+    public func onPower(_ handler: @escaping @Sendable (PowerAction) -> Void) { power.withLock { $0 = handler } }
+
+    func requestPower(_ action: PowerAction) -> Bool {
+        guard let handler = power.withLock({ $0 }) else { return false }
+        handler(action)
+        return true
+    }
+
+    /// What the network setup did or failed at, per link name, for `/os/links`.
+    public func note(link: String, _ text: String) { notes.withLock { $0[link, default: []].append(text) } }
+    func notes(for link: String) -> [String] { notes.withLock { $0[link] ?? [] } }
+
+    /// The `/os/*` services, built around this system.
+    public var contracts: Contracts {
+        var c = Contracts()
+        c.register(contract: NodeService.contract) { _ in NodeService(os: self) }
+        c.register(contract: ProcessesService.contract) { _ in ProcessesService(os: self) }
+        c.register(contract: DevicesService.contract) { _ in DevicesService(os: self) }
+        c.register(contract: LinksService.contract) { _ in LinksService(os: self) }
+        c.register(contract: ModulesService.contract) { _ in ModulesService(os: self) }
+        return c
+    }
+}
+
+/// `/os/processes`: the manifest's processes, their state, pid, restarts and last exit.
+public actor ProcessesService: Service {
+    public static let contract = "urn:decos:os:processes"
+
+    public struct ProcessList: Codable, Sendable { public var process: [ProcessEntry] }
+    public struct ProcessEntry: Codable, Sendable {
+        public var name: String
+        public var path: String
+        public var state: String
+        public var pid: Int32?
+        public var restarts: Int
+        public var lastExit: String?
+        public var error: String?
+    }
+
+    let os: OperatingSystem
+    init(os: OperatingSystem) { self.os = os }
+    public init(config: ServiceConfig) { os = OperatingSystem() }
+
+    public func handle(_ request: Request) throws -> Element? {
+        guard request.verb == .get else { throw Fault.actionNotSupported(request.verb, "/os/processes") }
+        return try infoset(ProcessList(process: os.supervisor.statuses.map {
+            ProcessEntry(name: $0.name, path: $0.path, state: $0.state.rawValue, pid: $0.pid, restarts: $0.restarts, lastExit: $0.lastExit, error: $0.error)
+        }))
+    }
+}
+
+/// `/os/devices`: the PCI and virtio devices sysfs shows, with their drivers.
+public actor DevicesService: Service {
+    public static let contract = "urn:decos:os:devices"
+
+    public struct DeviceList: Codable, Sendable { public var device: [DeviceEntry] }
+    public struct DeviceEntry: Codable, Sendable {
+        public var bus: String
+        public var address: String
+        public var vendor: String?
+        public var device: String?
+        public var `class`: String?
+        public var modalias: String?
+        public var driver: String?
+        public var interface: [String]
+    }
+
+    let os: OperatingSystem
+    init(os: OperatingSystem) { self.os = os }
+    public init(config: ServiceConfig) { os = OperatingSystem() }
+
+    public func handle(_ request: Request) throws -> Element? {
+        guard request.verb == .get else { throw Fault.actionNotSupported(request.verb, "/os/devices") }
+        return try infoset(DeviceList(device: Device.scan().map {
+            DeviceEntry(bus: $0.bus, address: $0.address, vendor: $0.vendor, device: $0.device, class: $0.deviceClass,
+                        modalias: $0.modalias, driver: $0.driver, interface: $0.interfaces)
+        }))
+    }
+}
+
+/// `/os/links`: network interfaces with their state and addresses, and what setting them up did.
+public actor LinksService: Service {
+    public static let contract = "urn:decos:os:links"
+
+    public struct LinkList: Codable, Sendable { public var link: [LinkEntry] }
+    public struct LinkEntry: Codable, Sendable {
+        public var name: String
+        public var index: Int32
+        public var mac: String
+        public var mtu: Int
+        public var up: Bool
+        public var carrier: Bool
+        public var address: [String]
+        public var note: [String]
+    }
+
+    let os: OperatingSystem
+    init(os: OperatingSystem) { self.os = os }
+    public init(config: ServiceConfig) { os = OperatingSystem() }
+
+    public func handle(_ request: Request) throws -> Element? {
+        guard request.verb == .get else { throw Fault.actionNotSupported(request.verb, "/os/links") }
+        let links: [Link]
+        do { links = try RouteNetlink().links() } catch { throw Fault(.receiver, "Netlink", "cannot list links: \(error)") }
+        return try infoset(LinkList(link: links.map {
+            LinkEntry(name: $0.name, index: $0.index, mac: $0.mac, mtu: $0.mtu, up: $0.up, carrier: $0.carrier,
+                      address: $0.addresses.map(\.description), note: os.notes(for: $0.name))
+        }))
+    }
+}
+
+/// `/os/modules`: the kernel modules the node loaded, why, and what failed.
+public actor ModulesService: Service {
+    public static let contract = "urn:decos:os:modules"
+
+    public struct ModuleList: Codable, Sendable {
+        /// Where modules come from: the image's module tree, or "host" in hosted mode.
+        public var source: String
+        public var module: [ModuleEntry]
+    }
+    public struct ModuleEntry: Codable, Sendable {
+        public var name: String
+        public var state: String
+        public var reason: String
+        public var error: String?
+    }
+
+    let os: OperatingSystem
+    init(os: OperatingSystem) { self.os = os }
+    public init(config: ServiceConfig) { os = OperatingSystem() }
+
+    public func handle(_ request: Request) throws -> Element? {
+        guard request.verb == .get else { throw Fault.actionNotSupported(request.verb, "/os/modules") }
+        return try infoset(ModuleList(source: os.modules?.root ?? "host (hosted mode: the host's kernel loads its own modules)",
+                                      module: (os.modules?.loaded ?? []).map {
+            ModuleEntry(name: $0.name, state: $0.state.rawValue, reason: $0.reason, error: $0.error)
+        }))
+    }
+}

@@ -1,0 +1,65 @@
+import Testing
+@testable import ProcessKernel
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Real child processes (/bin/sh, /bin/sleep) started, restarted and stopped by the supervisor.
+@Suite struct SupervisorTests {
+    func waitUntil(_ what: String, _ condition: () -> Bool) async throws {
+        for _ in 0..<500 {
+            if condition() { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        Issue.record("never happened: \(what)")
+        throw CancellationError()
+    }
+
+    @Test func restartsAFailingProcessOnFailureAndCountsRestarts() async throws {
+        let s = Supervisor(minimumBackoff: .milliseconds(10), maximumBackoff: .milliseconds(40))
+        s.start(ProcessSpec(name: "flaky", path: "/bin/sh", arguments: ["-c", "exit 3"], restart: .onFailure))
+        try await waitUntil("three restarts") { s.statuses[0].restarts >= 3 }
+        #expect(s.statuses[0].lastExit == "exited with status 3")
+        await s.stopAll(grace: .milliseconds(200))
+        #expect(s.statuses[0].state == .stopped)
+    }
+
+    @Test func aCleanExitIsNotRestartedOnFailure() async throws {
+        let s = Supervisor(minimumBackoff: .milliseconds(10))
+        s.start(ProcessSpec(name: "once", path: "/bin/sh", arguments: ["-c", "exit 0"], restart: .onFailure))
+        try await waitUntil("exited") { s.statuses[0].state == .exited }
+        #expect(s.statuses[0].restarts == 0)
+        #expect(s.statuses[0].lastExit == "exited with status 0")
+    }
+
+    @Test func aKilledProcessIsStartedAgainWithANewPid() async throws {
+        let s = Supervisor(minimumBackoff: .milliseconds(10))
+        s.start(ProcessSpec(name: "sleeper", path: "/bin/sleep", arguments: ["1000"], restart: .always))
+        try await waitUntil("running") { s.statuses[0].state == .running }
+        let first = try #require(s.statuses[0].pid)
+        kill(first, SIGKILL)
+        try await waitUntil("restarted") { s.statuses[0].state == .running && s.statuses[0].pid != first }
+        #expect(s.statuses[0].restarts == 1)
+        #expect(s.statuses[0].lastExit == "killed by signal 9")
+        await s.stopAll(grace: .seconds(2))
+        #expect(s.statuses[0].state == .stopped)
+        #expect(s.statuses[0].pid == nil)
+    }
+
+    @Test func stopAllKillsWhatIgnoresSIGTERM() async throws {
+        let s = Supervisor()
+        s.start(ProcessSpec(name: "stubborn", path: "/bin/sh", arguments: ["-c", "trap '' TERM; while true; do sleep 0.05; done"], restart: .always))
+        try await waitUntil("running") { s.statuses[0].state == .running }
+        try await Task.sleep(for: .milliseconds(100))  // let the shell install its trap
+        await s.stopAll(grace: .milliseconds(300))
+        #expect(s.statuses[0].state == .stopped)
+        #expect(s.statuses[0].lastExit == "killed by signal 9")
+    }
+
+    @Test func aMissingProgramIsAFailureWithItsReason() async throws {
+        let s = Supervisor()
+        s.start(ProcessSpec(name: "ghost", path: "/no/such/program"))
+        try await waitUntil("failed") { s.statuses[0].state == .failed }
+        #expect(s.statuses[0].error == "No such file or directory")
+    }
+}

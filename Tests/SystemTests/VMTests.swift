@@ -1,0 +1,160 @@
+import Foundation
+import Testing
+
+/// What the VM tests need: QEMU, a kernel, and the static decos (make test builds it).
+let staticBinary = ProcessInfo.processInfo.environment["DECOS_STATIC_BIN"]
+    ?? packageRoot.appendingPathComponent(".build-static/release/decos").path
+let vmSkipReason: String? = {
+    if !FileManager.default.isExecutableFile(atPath: "/usr/bin/qemu-system-x86_64") { return "qemu-system-x86_64 is not installed (make deps)" }
+    if !FileManager.default.isExecutableFile(atPath: staticBinary) { return "no static decos at \(staticBinary) (make static)" }
+    if ((try? FileManager.default.contentsOfDirectory(atPath: "/boot")) ?? []).allSatisfy({ !$0.hasPrefix("vmlinuz-") }) { return "no kernel in /boot (make deps)" }
+    return nil
+}()
+
+/// A node image built for a test from a fixture manifest, in a directory of its own.
+func buildImage(_ manifest: String) throws -> String {
+    let dir = NSTemporaryDirectory() + "decos-image-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["OUT=\(dir)", "ZSTD_LEVEL=3", "boot/mkimage.sh", manifest, staticBinary]
+    p.currentDirectoryURL = packageRoot
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { throw Failure("mkimage failed:\n\(text)") }
+    return dir
+}
+
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// A QEMU VM booting an image through boot/qemu.sh, its serial console collected.
+final class VirtualMachine: @unchecked Sendable {
+    let process = Process()
+    let console = Pipe()
+    let port: Int
+    let image: String
+    private let lock = NSLock()
+    private var text = ""
+    var base: String { "http://127.0.0.1:\(port)" }
+    var output: String { lock.withLock { text } }
+
+    init(image: String, netboot: Bool = false) throws {
+        self.image = image
+        port = try freePort()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["OUT=\(image)", "HTTP_PORT=\(port)", "NO_REBOOT=1", "boot/qemu.sh"] + (netboot ? ["--netboot"] : [])
+        process.currentDirectoryURL = packageRoot
+        process.standardOutput = console
+        process.standardError = console
+        process.standardInput = FileHandle.nullDevice
+        console.fileHandleForReading.readabilityHandler = { [weak self] h in
+            let d = h.availableData
+            guard let self, !d.isEmpty else { return }
+            self.lock.withLock { self.text += String(decoding: d, as: UTF8.self) }
+        }
+        try process.run()
+    }
+
+    /// Waits for a console line containing `marker` (the guard against a hang, not a timing check).
+    func waitFor(_ marker: String, seconds: Int = 300) async throws -> String {
+        for _ in 0..<(seconds * 10) {
+            if let line = output.split(separator: "\n").first(where: { $0.contains(marker) }) { return String(line) }
+            if !process.isRunning { throw Failure("QEMU ended before \"\(marker)\":\n\(output)") }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw Failure("no \"\(marker)\" on the console:\n\(output)")
+    }
+
+    func waitForExit() async throws -> Int32 {
+        for _ in 0..<1200 where process.isRunning { try await Task.sleep(for: .milliseconds(100)) }
+        guard !process.isRunning else { throw Failure("QEMU still runs after power off:\n\(output)") }
+        return process.terminationStatus
+    }
+
+    func token() throws -> String { try String(contentsOfFile: image + "/operator.token", encoding: .utf8) }
+
+    deinit {
+        if process.isRunning { process.terminate(); process.waitUntilExit() }
+        try? FileManager.default.removeItem(atPath: image)
+    }
+}
+
+/// Real VMs under QEMU (software emulation in CI): the image boots with the static decos as PID 1.
+@Suite(.serialized, .enabled(if: vmSkipReason == nil, "\(vmSkipReason ?? "")"))
+struct VMTests {
+    @Test func aNodeBootsServesSupervisesAndPowersOffOnRequest() async throws {
+        let vm = try VirtualMachine(image: try buildImage("Tests/SystemTests/Fixtures/appliance.xml"))
+        let ready = try await vm.waitFor("ready with")
+        #expect(ready.contains("node vm ready"))
+        #expect(vm.output.contains("is PID 1 on Linux"))
+
+        // The gateway, forwarded from the host, serves the directory and the OS services.
+        let directory = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(vm.base)/directory"])
+        #expect(directory.out.contains("<Path>/counter</Path>"))
+        let counter = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(vm.base)/counter"])
+        #expect(counter.out.contains("<Value>41</Value>"))
+        // Our DHCP client got QEMU's address; the virtio driver came from the image's modules.
+        let links = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(vm.base)/os/links"])
+        #expect(links.out.contains("<Address>10.0.2.15/24</Address>"), "\(links.out)")
+        #expect(links.out.contains("DHCP: 10.0.2.15/24 from 10.0.2.2"))
+        let modules = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(vm.base)/os/modules"])
+        #expect(modules.out.contains("<Name>virtio_net</Name><State>loaded</State>"), "\(modules.out)")
+
+        // The supervised process fails each time and is started again.
+        var processes = ""
+        for _ in 0..<300 {
+            processes = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(vm.base)/os/processes"]).out
+            if let r = processes.range(of: #"<Restarts>(\d+)</Restarts>"#, options: .regularExpression),
+               Int(processes[r].dropFirst(10).prefix { $0.isNumber })! >= 2 { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(processes.contains("<Name>prober</Name>"))
+        #expect(processes.contains("<LastExit>exited with status 2</LastExit>"), "\(processes)")
+
+        // A service that fails to start is a fault to its caller; PID 1 and the others go on.
+        let bad = try run("/usr/bin/curl", ["-sS", "-m", "30", "-H", "Authorization: Bearer \(try vm.token())", "-H", "Content-Type: application/soap+xml",
+                                            "--data-binary", soapCreate, "\(vm.base)/constructor"])
+        #expect(bad.out.contains("Fault"), "\(bad.out)")
+        #expect(try run("/usr/bin/curl", ["-sS", "-m", "30", "\(vm.base)/counter"]).out.contains("<Value>41</Value>"))
+
+        // Powering off needs the operator: anonymous is refused, the token is obeyed, QEMU exits 0.
+        let refused = try run(decosBinary, ["ctl", "poweroff", vm.base])
+        #expect(refused.status != 0)
+        #expect(refused.err.contains("Denied"))
+        let off = try run(decosBinary, ["ctl", "poweroff", vm.base, "--token", "@\(vm.image)/operator.token"])
+        #expect(off.out.contains("<Action>poweroff</Action>"), "\(off.err)")
+        #expect(try await vm.waitForExit() == 0)
+        #expect(vm.output.contains("powering off"))
+    }
+
+    @Test func theSameImageNetworkBootsThroughIPXE() async throws {
+        let vm = try VirtualMachine(image: try buildImage("Tests/SystemTests/Fixtures/appliance.xml"), netboot: true)
+        _ = try await vm.waitFor("ready with", seconds: 600)
+        #expect(vm.output.contains("iPXE"))
+        #expect(try run("/usr/bin/curl", ["-sS", "-m", "30", "\(vm.base)/counter"]).out.contains("<Value>41</Value>"))
+        let off = try run(decosBinary, ["ctl", "poweroff", vm.base, "--token", "@\(vm.image)/operator.token"])
+        #expect(off.status == 0)
+        #expect(try await vm.waitForExit() == 0)
+    }
+}
+
+/// Asks /constructor for a counter whose state is not a counter's.
+let soapCreate = """
+    <?xml version="1.0"?><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://www.w3.org/2005/08/addressing">\
+    <s:Header><a:Action>urn:decos:verb:Create</a:Action><a:To>/constructor</a:To><a:MessageID>urn:uuid:1</a:MessageID></s:Header>\
+    <s:Body><Create><Contract>urn:decos:examples:counter</Contract><Name>/broken</Name><State><Nonsense/></State></Create></s:Body></s:Envelope>
+    """

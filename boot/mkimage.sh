@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Builds a bootable node image in $OUT: the kernel (out/vmlinuz), an initramfs whose /init is the
+# static decos with the node's manifest and the NIC modules drivers/ lists (out/initrd.img), the
+# kernel command line (out/cmdline), an iPXE script (out/boot.ipxe) and the operator token.
+#
+#   boot/mkimage.sh MANIFEST [DECOS_BINARY]
+#   env: OUT=out NICS="virtio e1000 rxe" KERNEL=/boot/vmlinuz-… CMDLINE= CLUSTER_KEY=FILE ZSTD_LEVEL=19
+set -euo pipefail
+manifest=${1:?usage: boot/mkimage.sh MANIFEST [DECOS_BINARY]}
+decos=${2:-.build-static/release/decos}
+out=${OUT:-out}
+nics=${NICS:-virtio e1000 rxe}
+step() { echo "image: [$1/6] $2"; }
+die() { echo "image: $*" >&2; exit 1; }
+
+[ -f "$manifest" ] || die "no manifest at $manifest"
+[ -x "$decos" ] || die "no decos binary at $decos (make static builds it)"
+file "$decos" | grep -q "statically linked" || die "$decos is not statically linked: an initramfs has no libraries"
+"$decos" manifest check "$manifest" >/dev/null || die "the manifest does not check: run $decos manifest check $manifest"
+
+step 1 "kernel"
+kernel=${KERNEL:-$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -1)}
+[ -n "$kernel" ] && [ -r "$kernel" ] || die "no readable kernel in /boot (install linux-image-amd64: make deps)"
+release=${kernel##*/vmlinuz-}
+moddir=/lib/modules/$release
+[ -f "$moddir/modules.dep" ] || die "no modules for $release in $moddir"
+mkdir -p "$out"
+cp "$kernel" "$out/vmlinuz"
+echo "       $kernel ($release)"
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+step 2 "modules for NICs: $nics"
+want=()
+for family in $nics; do
+  list=drivers/$family.modules
+  [ -f "$list" ] || die "no module list $list (families: $(ls drivers/*.modules | xargs -n1 basename | sed 's/.modules//' | tr '\n' ' '))"
+  while read -r m; do want+=("$m"); done < <(sed 's/#.*//' "$list" | tr -s ' \t' '\n' | grep -v '^$')
+done
+declare -A chosen=()
+add() {  # a module by name, its soft pre-dependencies and its modules.dep dependencies
+  local name=${1//-/_} line path dep pre
+  [ -n "${chosen[$name]:-}" ] && return
+  line=$(grep -E "(^|/)${name}\.ko(\.[a-z]+)?:" "$moddir/modules.dep" || true)
+  if [ -z "$line" ]; then
+    grep -qE "/${name}\.ko" "$moddir/modules.builtin" && { chosen[$name]=builtin; return; }
+    die "module $name is neither in $moddir/modules.dep nor built in"
+  fi
+  path=${line%%:*}
+  chosen[$name]=$path
+  for pre in $(awk -v m="$name" '$1=="softdep" && $2==m { p=0; for (i=3;i<=NF;i++) { if ($i=="pre:") p=1; else if ($i=="post:") p=0; else if (p) print $i } }' "$moddir/modules.softdep"); do add "$pre"; done
+  for dep in ${line#*:}; do dep=${dep##*/}; add "${dep%%.ko*}"; done
+}
+for m in "${want[@]}"; do add "$m"; done
+mkdir -p "$stage/lib/modules/$release"
+: > "$stage/lib/modules/$release/modules.dep"
+for name in "${!chosen[@]}"; do
+  path=${chosen[$name]}
+  [ "$path" = builtin ] && continue
+  mkdir -p "$stage/lib/modules/$release/$(dirname "$path")"
+  cp "$moddir/$path" "$stage/lib/modules/$release/$path"
+  grep -E "^$path:" "$moddir/modules.dep" >> "$stage/lib/modules/$release/modules.dep"
+done
+names=$(printf '%s\n' "${!chosen[@]}" | sort | tr '\n' '|'); names=${names%|}
+grep -E " ($names)\$" "$moddir/modules.alias" > "$stage/lib/modules/$release/modules.alias" || true
+grep -E "^softdep ($names) " "$moddir/modules.softdep" > "$stage/lib/modules/$release/modules.softdep" || true
+cp "$moddir/modules.builtin" "$stage/lib/modules/$release/"
+echo "       ${#chosen[@]} modules: $(printf '%s\n' "${!chosen[@]}" | sort | tr '\n' ' ')"
+
+step 3 "/init, manifest and secrets"
+install -m 0755 "$decos" "$stage/init"
+mkdir -p "$stage/etc/decos" "$stage/proc" "$stage/sys" "$stage/dev" "$stage/run" "$stage/tmp"
+install -m 0644 "$manifest" "$stage/etc/decos/node.xml"
+if [ ! -s "$out/operator.token" ]; then
+  (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$out/operator.token")
+  echo "       new operator token in $out/operator.token"
+fi
+install -m 0600 "$out/operator.token" "$stage/etc/decos/operator.token"
+if [ -n "${CLUSTER_KEY:-}" ]; then
+  install -m 0600 "$CLUSTER_KEY" "$stage/etc/decos/cluster.key"
+  echo "       cluster key from $CLUSTER_KEY at /etc/decos/cluster.key"
+fi
+
+step 4 "initramfs (cpio, zstd)"
+(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | zstd -q -"${ZSTD_LEVEL:-19}" -T0 -f -o "$out/initrd.img"
+
+step 5 "kernel command line and iPXE script"
+cmdline="console=ttyS0 quiet panic=5 ${CMDLINE:-}"
+echo "$cmdline" > "$out/cmdline"
+cat > "$out/boot.ipxe" <<IPXE
+#!ipxe
+# Boots the Decos node image: kernel and initramfs from where this script came from.
+kernel vmlinuz $cmdline
+initrd initrd.img
+boot
+IPXE
+
+step 6 "sizes"
+size() { stat -c %s "$1"; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+echo "       kernel    $(mib "$(size "$out/vmlinuz")")  $out/vmlinuz"
+echo "       initramfs $(mib "$(size "$out/initrd.img")")  $out/initrd.img (decos $(mib "$(size "$decos")"), modules $(mib "$(du -sb "$stage/lib/modules" | cut -f1)") before compression)"
+echo "image: ready in $out/ — boot it with: make boot"

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Boots the image in $OUT under QEMU: serial console on this terminal (or stdout when there is
+# none, as in CI), the node's gateway forwarded to 127.0.0.1:$HTTP_PORT. Software emulation (TCG)
+# unless ACCEL=kvm. The guest gets its address from QEMU's DHCP server
+# through our DHCP client. Powering the node off ends QEMU with status 0.
+#
+#   boot/qemu.sh            kernel and initramfs given to QEMU directly
+#   boot/qemu.sh --netboot  firmware PXE → iPXE → boot.ipxe over TFTP → the same kernel and initramfs
+#
+# env: ACCEL=tcg OUT=out HTTP_PORT=7480 GUEST_PORT=7480 MEM=512 SMP=1 MAC=52:54:00:12:34:56 APPEND= NO_REBOOT= QEMU_EXTRA=
+set -euo pipefail
+out=${OUT:-out}
+http_port=${HTTP_PORT:-7480}
+guest_port=${GUEST_PORT:-7480}
+mac=${MAC:-52:54:00:12:34:56}
+netboot=0
+[ "${1:-}" = "--netboot" ] && netboot=1
+
+for f in vmlinuz initrd.img cmdline boot.ipxe; do
+  [ -f "$out/$f" ] || { echo "boot: no $out/$f; build the image first: make image" >&2; exit 1; }
+done
+command -v qemu-system-x86_64 >/dev/null || { echo "boot: qemu-system-x86_64 is not installed (make deps)" >&2; exit 1; }
+
+accel=${ACCEL:-tcg}
+cpu=max; [ $accel = kvm ] && cpu=host,-arch-capabilities
+args=(-machine pc,accel=$accel -cpu $cpu -m "${MEM:-512}" -smp "${SMP:-1}" -nographic)
+[ -n "${NO_REBOOT:-}" ] && args+=(-no-reboot)
+net="user,id=n0,hostfwd=tcp:127.0.0.1:${http_port}-:${guest_port}"
+if [ $netboot = 1 ]; then
+  # QEMU's user network serves DHCP with a boot file name and TFTP from $OUT; the NIC's iPXE ROM
+  # fetches boot.ipxe, which fetches vmlinuz and initrd.img from the same place.
+  net="$net,tftp=$out,bootfile=boot.ipxe"
+  args+=(-boot n)
+else
+  args+=(-kernel "$out/vmlinuz" -initrd "$out/initrd.img" -append "$(cat "$out/cmdline") ${APPEND:-}")
+fi
+args+=(-netdev "$net" -device "virtio-net-pci,netdev=n0,mac=$mac")
+echo "boot: qemu ($accel) — gateway at http://127.0.0.1:${http_port}/; power off with:"
+echo "boot:   decos ctl poweroff http://127.0.0.1:${http_port} --token @$out/operator.token    (or Ctrl-A X to kill QEMU)"
+# shellcheck disable=SC2086
+exec qemu-system-x86_64 "${args[@]}" ${QEMU_EXTRA:-}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds a bootable node image in $OUT: the kernel (out/vmlinuz), an initramfs whose /init is the
 # static decos with the node's manifest and the NIC modules drivers/ lists (out/initrd.img), the
-# kernel command line (out/cmdline), an iPXE script (out/boot.ipxe) and the operator token.
+# kernel command line (out/cmdline), an iPXE script (out/boot.ipxe), the operator token and the
+# cluster key (kept in out/ and reused by later builds).
 #
 #   boot/mkimage.sh MANIFEST [DECOS_BINARY]
 #   env: OUT=out NICS="virtio e1000 rxe" KERNEL=/boot/vmlinuz-… CMDLINE= CLUSTER_KEY=FILE ZSTD_LEVEL=19
@@ -76,10 +77,13 @@ if [ ! -s "$out/operator.token" ]; then
   echo "       new operator token in $out/operator.token"
 fi
 install -m 0600 "$out/operator.token" "$stage/etc/decos/operator.token"
-if [ -n "${CLUSTER_KEY:-}" ]; then
-  install -m 0600 "$CLUSTER_KEY" "$stage/etc/decos/cluster.key"
-  echo "       cluster key from $CLUSTER_KEY at /etc/decos/cluster.key"
+# The cluster key every node of this image's clusters shares (used when decos.listen/decos.seed ask for a cluster).
+key=${CLUSTER_KEY:-$out/cluster.key}
+if [ ! -s "$key" ]; then
+  (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$key")
+  echo "       new cluster key in $key"
 fi
+install -m 0600 "$key" "$stage/etc/decos/cluster.key"
 
 step 4 "initramfs (cpio, zstd)"
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | zstd -q -"${ZSTD_LEVEL:-19}" -T0 -f -o "$out/initrd.img"

@@ -7,7 +7,8 @@
 #   boot/qemu.sh            kernel and initramfs given to QEMU directly
 #   boot/qemu.sh --netboot  firmware PXE → iPXE → boot.ipxe over TFTP → the same kernel and initramfs
 #
-# env: ACCEL=tcg OUT=out HTTP_PORT=7480 GUEST_PORT=7480 MEM=512 SMP=1 MAC=52:54:00:12:34:56 APPEND= NO_REBOOT= QEMU_EXTRA=
+# env: ACCEL=tcg OUT=out HTTP_PORT=7480 GUEST_PORT=7480 MEM=512 SMP=1 MAC=52:54:00:12:34:56 APPEND= NO_REBOOT=
+#      LAN=230.0.0.1:PORT LAN_MAC=… (a second NIC on a shared LAN, see boot/cluster.sh) QEMU_EXTRA=
 set -euo pipefail
 out=${OUT:-out}
 http_port=${HTTP_PORT:-7480}
@@ -35,6 +36,10 @@ else
   args+=(-kernel "$out/vmlinuz" -initrd "$out/initrd.img" -append "$(cat "$out/cmdline") ${APPEND:-}")
 fi
 args+=(-netdev "$net" -device "virtio-net-pci,netdev=n0,mac=$mac")
+if [ -n "${LAN:-}" ]; then
+  # A second NIC (eth1) on a LAN shared with other VMs: QEMU's multicast socket netdev, no root needed.
+  args+=(-netdev "socket,id=n1,mcast=$LAN,localaddr=127.0.0.1" -device "virtio-net-pci,netdev=n1,mac=${LAN_MAC:?LAN needs LAN_MAC}")
+fi
 echo "boot: qemu ($accel) — gateway at http://127.0.0.1:${http_port}/; power off with:"
 echo "boot:   decos ctl poweroff http://127.0.0.1:${http_port} --token @$out/operator.token    (or Ctrl-A X to kill QEMU)"
 # shellcheck disable=SC2086

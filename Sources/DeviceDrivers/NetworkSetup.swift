@@ -13,14 +13,8 @@ public enum NetworkSetup {
             try rt.setLink(lo, up: true)
             try rt.addAddress(IPv4CIDR(address: IPv4Address(127, 0, 0, 1), prefix: 8), to: lo)
         } catch { note("lo", "loopback: \(error)") }
-        // The NIC: the one named, else the first Ethernet link, waiting a little for its driver.
-        var link: Link?
-        for _ in 0..<50 {
-            let links = (try? rt.links()) ?? []
-            link = p.interface.map { n in links.first { $0.name == n } } ?? links.first { $0.hardwareType == 1 && !$0.loopback }
-            if link != nil { break }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
+        // The primary NIC: the one named, else the first Ethernet link.
+        let link = await waitForLink(rt) { l in p.interface.map { l.name == $0 } ?? (l.hardwareType == 1 && !l.loopback) }
         guard var nic = link else {
             note(p.interface ?? "*", p.interface.map { "no link named \($0)" } ?? "no Ethernet link found: is the NIC's driver in the image (drivers/)?")
             return
@@ -30,6 +24,14 @@ public enum NetworkSetup {
             note(nic.name, "up" + (p.mtu.map { ", MTU \($0)" } ?? ""))
             nic = try rt.link(named: nic.name)
         } catch { note(nic.name, "\(error)"); return }
+        for (name, address) in p.linkAddresses {
+            guard let link = await waitForLink(rt, { $0.name == name }) else { note(name, "no link named \(name) for decos.ip"); continue }
+            do {
+                try rt.setLink(link, up: true, mtu: p.mtu)
+                try rt.addAddress(address, to: link)
+                note(name, "up, address \(address) (decos.ip)")
+            } catch { note(name, "\(error)") }
+        }
         guard let address = p.address else {
             await dhcp(nic, rt)
             return
@@ -42,5 +44,14 @@ public enum NetworkSetup {
                 note(nic.name, "default route via \(gw) (decos.gw)")
             }
         } catch { note(nic.name, "\(error)") }
+    }
+
+    /// The first link `matches` accepts, waiting up to a second for drivers still probing.
+    static func waitForLink(_ rt: RouteNetlink, _ matches: (Link) -> Bool) async -> Link? {
+        for _ in 0..<50 {
+            if let l = ((try? rt.links()) ?? []).first(where: matches) { return l }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return nil
     }
 }

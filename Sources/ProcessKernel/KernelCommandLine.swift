@@ -55,6 +55,8 @@ public struct BootParameters: Sendable {
     public var interface: String?
     /// `nil`: DHCP; else a static IPv4 address with its prefix length.
     public var address: IPv4CIDR?
+    /// Static addresses on further links (`decos.ip=eth1:10.77.1.2/24`), e.g. a cluster's LAN.
+    public var linkAddresses: [(link: String, address: IPv4CIDR)] = []
     public var gateway: IPv4Address?
     public var mtu: Int?
     public var modules: [String] = []
@@ -89,7 +91,10 @@ public struct BootParameters: Sendable {
             case "iface": if !value.isEmpty && value.count < 16 { interface = value } else { bad("not an interface name") }
             case "ip":
                 if value == "dhcp" { address = nil }
-                else if let a = IPv4CIDR(value) { address = a } else { bad("expected dhcp or ADDRESS/PREFIX, e.g. 10.0.2.15/24") }
+                else if let a = IPv4CIDR(value) { address = a }
+                else if let colon = value.firstIndex(of: ":"), colon > value.startIndex,
+                        let a = IPv4CIDR(String(value[value.index(after: colon)...])) { linkAddresses.append((String(value[..<colon]), a)) }
+                else { bad("expected dhcp, ADDRESS/PREFIX (10.0.2.15/24) or LINK:ADDRESS/PREFIX (eth1:10.77.1.2/24)") }
             case "gw": if let a = IPv4Address(value) { gateway = a } else { bad("expected an IPv4 address") }
             case "mtu": if let m = Int(value), (68...65535).contains(m) { mtu = m } else { bad("expected 68–65535") }
             case "modules": modules += value.split(separator: ",").map(String.init)

@@ -23,6 +23,11 @@ extension Kernel {
         guard let remote else {
             return .faulted(.unreachable("\(m.to) is not on this node (\(uris.authority)) and this node has no peers"), replyingTo: m)
         }
+        // This node answers for its own clients: the peer will only see `node:THIS`, which it may
+        // trust with more than an anonymous client of ours should get. Rules match the target's URI.
+        if let denial = security.authorize(principal, m.verb, path: m.to) {
+            return .faulted(denial, replyingTo: m)
+        }
         var out = m
         out.from = absolute(m.from)
         out.replyTo = absolute(m.replyTo)

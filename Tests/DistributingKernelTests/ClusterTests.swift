@@ -54,10 +54,10 @@ let keyPath: String = {
     return p
 }()
 
-func bootNode(_ name: String, seed: String? = nil, key: String = keyPath, requestTimeout: Int = 10) async throws -> Node {
+func bootNode(_ name: String, seed: String? = nil, key: String = keyPath, requestTimeout: Int = 10, exposed: Bool = false) async throws -> Node {
     let m = try Manifest.parse("""
     <Manifest xmlns="urn:decos:manifest" node="\(name)">
-      <Network><Cluster listen="127.0.0.1:0" keyFile="\(key)" probeInterval="200" probeTimeout="100" suspicionTimeout="800" requestTimeout="\(requestTimeout)">
+      <Network>\(exposed ? #"<Gateway listen="0.0.0.0:0"/>"# : "")<Cluster listen="127.0.0.1:0" keyFile="\(key)" probeInterval="200" probeTimeout="100" suspicionTimeout="800" requestTimeout="\(requestTimeout)">
         \(seed.map { "<Seed address=\"\($0)\"/>" } ?? "")
       </Cluster></Network>
       <Service contract="urn:decos:examples:counter" name="/counter"/>
@@ -105,6 +105,21 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         #expect(missing.fault?.subcode?.local == "UnknownService")
         let unknownNode = await a.kernel.send(Message(.get, to: "decos://zz/counter"), as: .system)
         #expect(unknownNode.fault?.subcode?.local == "Unreachable")
+        for n in [a, b] { await n.network?.stop() }
+    }
+
+    @Test func aNodeAppliesItsOwnPolicyBeforeForwarding() async throws {
+        // a's gateway is exposed without rules: its anonymous clients may only read, and reaching
+        // through a to b (which trusts a as node:a) must not give them more.
+        let a = try await bootNode("a", exposed: true)
+        let b = try await bootNode("b", seed: address(a))
+        await waitUntil { paths(a).contains("decos://b/counter") }
+        let inc = try XMLReader.parse("<Increment><By>5</By></Increment>")
+        let write = await a.kernel.send(Message(.update, to: "decos://b/counter", body: inc), as: .anonymous)
+        #expect(write.fault?.subcode?.local == "Denied")
+        let read = await a.kernel.send(Message(.get, to: "decos://b/counter"), as: .anonymous)
+        #expect(read.fault == nil)
+        #expect(try await b.kernel.call(.get, "/counter")?.child("Value")?.text == "0")
         for n in [a, b] { await n.network?.stop() }
     }
 

@@ -47,3 +47,13 @@ import Testing
         #expect(IPv4CIDR("10.0.0.1/8")?.prefix == 8)
     }
 }
+
+@Suite struct LinkAddressTests {
+    @Test func furtherLinksTakeStaticAddressesByName() {
+        let p = BootParameters(KernelCommandLine("decos.ip=dhcp decos.ip=eth1:10.77.1.2/24 decos.ip=eth2:bad"))
+        #expect(p.address == nil)
+        #expect(p.linkAddresses.map(\.link) == ["eth1"])
+        #expect(p.linkAddresses.first?.address == IPv4CIDR("10.77.1.2/24"))
+        #expect(p.errors.count == 1)
+    }
+}

@@ -47,16 +47,19 @@ final class VirtualMachine: @unchecked Sendable {
     let console = Pipe()
     let port: Int
     let image: String
+    let ownsImage: Bool
     private let lock = NSLock()
     private var text = ""
     var base: String { "http://127.0.0.1:\(port)" }
     var output: String { lock.withLock { text } }
 
-    init(image: String, netboot: Bool = false) throws {
+    /// `environment`: more settings for boot/qemu.sh (APPEND=…, LAN=…).
+    init(image: String, netboot: Bool = false, environment: [String] = [], ownsImage: Bool = true) throws {
         self.image = image
+        self.ownsImage = ownsImage
         port = try freePort()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["OUT=\(image)", "HTTP_PORT=\(port)", "NO_REBOOT=1", "boot/qemu.sh"] + (netboot ? ["--netboot"] : [])
+        process.arguments = ["OUT=\(image)", "HTTP_PORT=\(port)", "NO_REBOOT=1"] + environment + ["boot/qemu.sh"] + (netboot ? ["--netboot"] : [])
         process.currentDirectoryURL = packageRoot
         process.standardOutput = console
         process.standardError = console
@@ -89,7 +92,7 @@ final class VirtualMachine: @unchecked Sendable {
 
     deinit {
         if process.isRunning { process.terminate(); process.waitUntilExit() }
-        try? FileManager.default.removeItem(atPath: image)
+        if ownsImage { try? FileManager.default.removeItem(atPath: image) }
     }
 }
 
@@ -149,6 +152,40 @@ struct VMTests {
         let off = try run(decosBinary, ["ctl", "poweroff", vm.base, "--token", "@\(vm.image)/operator.token"])
         #expect(off.status == 0)
         #expect(try await vm.waitForExit() == 0)
+    }
+}
+
+extension VMTests {
+    @Test func twoVMsOnOneLANFormAClusterAndCallEachOther() async throws {
+        let image = try buildImage("Tests/SystemTests/Fixtures/appliance.xml")
+        defer { try? FileManager.default.removeItem(atPath: image) }
+        let lan = "230.0.0.1:\(try freePort())"
+        func node(_ i: Int) throws -> VirtualMachine {
+            try VirtualMachine(image: image, environment: [
+                "MAC=52:54:00:12:34:0\(i)", "LAN=\(lan)", "LAN_MAC=52:54:00:77:01:0\(i)",
+                "APPEND=decos.node=n\(i) decos.ip=eth1:10.77.1.\(i)/24 decos.listen=10.77.1.\(i):7946 decos.seed=10.77.1.1:7946 decos.cluster_key=/etc/decos/cluster.key",
+            ], ownsImage: false)
+        }
+        let one = try node(1), two = try node(2)
+        #expect(try await one.waitFor("ready with").contains("cluster on 10.77.1.1:7946"))
+        _ = try await two.waitFor("ready with")
+        // Each lists the other's services, and a client of one reaches the other's counter.
+        var listed = ""
+        for _ in 0..<300 {
+            listed = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(one.base)/directory"]).out
+            if listed.contains("decos://n2/counter") { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(listed.contains("decos://n2/counter"))
+        let token = "@\(image)/operator.token"
+        let bumped = try run(decosBinary, ["ctl", "update", "\(one.base)/@n2/counter", "--body", "<Increment><By>1</By></Increment>", "--token", token])
+        #expect(bumped.out.contains("<Value>42</Value>"), "\(bumped.err)")
+        #expect(try run("/usr/bin/curl", ["-sS", "-m", "30", "\(two.base)/counter"]).out.contains("<Value>42</Value>"))
+        #expect(try run("/usr/bin/curl", ["-sS", "-m", "30", "\(two.base)/@n1/counter"]).out.contains("<Value>41</Value>"))
+        for vm in [one, two] {
+            #expect(try run(decosBinary, ["ctl", "poweroff", vm.base, "--token", token]).status == 0)
+            #expect(try await vm.waitForExit() == 0)
+        }
     }
 }
 

@@ -32,12 +32,15 @@ enum Appliance {
         for r in loader.loaded where r.state == .failed || r.state == .missing {
             say("module \(r.name) (\(r.reason)): \(r.state.rawValue): \(r.error ?? "")")
         }
+        let driversDone = InitProcess.bootTime
         let nics = devices.flatMap(\.interfaces)
         say("drivers: \(devices.count) devices, \(loader.loaded.filter { $0.state == .loaded }.count) modules loaded, links \(nics.isEmpty ? "none" : nics.joined(separator: " ")) at \(ms(InitProcess.bootTime)) ms")
         let os = OperatingSystem(supervisor: Supervisor(log: { say($0) }), modules: loader, isPID1: true)
         await NetworkSetup.configure(p, dhcp: { link, rt in await DHCPClient.configure(link, rt, note: { os.note(link: link.name, $0); say("\(link.name): \($0)") }) },
                                      note: { link, text in os.note(link: link, text); say("\(link): \(text)") })
 
+        softRoCE(p.rxe, loader: loader, os: os)
+        let networkDone = InitProcess.bootTime
         // The manifest from the image, with the command line over it. A manifest that cannot be read
         // still leaves a node with its system services, so an operator can see what is wrong.
         var m: Manifest
@@ -63,13 +66,35 @@ enum Appliance {
         } catch {
             InitProcess.panic("boot failed: \(error)", delay: p.panicDelay)
         }
-        let ready = InitProcess.bootTime
+        let ready = InitProcess.bootTime, start = InitProcess.startedAt
         say(NodeRunner.readyLine(node).dropFirst("decos: ".count)
-            + "; /init to ready \(ms(ready - InitProcess.startedAt)) ms, kernel start to ready \(ms(ready)) ms")
+            + "; /init to ready \(ms(ready - start)) ms (drivers \(ms(driversDone - start)), network \(ms(networkDone - driversDone)), services \(ms(ready - networkDone))), kernel start to ready \(ms(ready)) ms")
         let action = await NodeRunner.serve(node) ?? .reboot
         say("node \(node.kernel.node) stopped; \(action == .poweroff ? "powering off" : "rebooting")")
         let why = InitProcess.halt(action)
         InitProcess.panic("reboot(2) failed: \(why)", delay: p.panicDelay)
+    }
+
+    /// `decos.rxe=eth0`: a Soft-RoCE device (rxe0, rxe1, …) over each named link, for verbs.
+    static func softRoCE(_ netdevs: [String], loader: ModuleLoader, os: OperatingSystem) {
+        guard !netdevs.isEmpty else { return }
+        // rxe asks the crypto API for crc32 at device creation; with no modprobe in the image the
+        // kernel cannot load it on demand, so it is loaded first.
+        for m in ["crc32_generic", "rdma_rxe", "ib_uverbs"] where !loader.load(m, reason: "decos.rxe") {
+            say("Soft-RoCE: cannot load \(m) (build the image with NICS including rxe)")
+            return
+        }
+        do {
+            let rdma = try RDMANetlink()
+            for (i, netdev) in netdevs.enumerated() {
+                let name = "rxe\(i)"
+                do {
+                    try rdma.addSoftRoCE(name, over: netdev)
+                    os.note(link: netdev, "Soft-RoCE device \(name)")
+                    say("\(netdev): Soft-RoCE device \(name)")
+                } catch { os.note(link: netdev, "Soft-RoCE: \(error)"); say("\(netdev): Soft-RoCE: \(error)") }
+            }
+        } catch { say("Soft-RoCE: \(error)") }
     }
 
     static func say(_ s: some StringProtocol) { print("decos: \(s)") }

@@ -1,4 +1,5 @@
 import CDecosInit
+import ProcessKernel
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -16,6 +17,8 @@ public struct ModuleRecord: Sendable, Equatable {
     /// Why it was loaded: a device's address, a dependency of another module, or the command line.
     public var reason: String
     public var error: String?
+    /// How long finit_module took, for what was loaded.
+    public var milliseconds: Double? = nil
 }
 
 /// The image's module tree (`/lib/modules/RELEASE`): which module serves a device (modules.alias),
@@ -102,14 +105,19 @@ public final class ModuleLoader: Sendable {
         let fd = open("\(root)/\(path)", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { record(name, .failed, reason, "\(root)/\(path): \(SysFS.errnoText)"); return false }
         defer { close(fd) }
-        if decos_finit_module(fd, "") == 0 { record(name, .loaded, reason); return true }
+        let t0 = InitProcess.bootTime
+        if decos_finit_module(fd, "") == 0 {
+            let c = (InitProcess.bootTime - t0).components
+            record(name, .loaded, reason, nil, milliseconds: Double(c.seconds) * 1000 + Double(c.attoseconds) / 1e15)
+            return true
+        }
         if errno == EEXIST { record(name, .alreadyLoaded, reason); return true }
         record(name, .failed, reason, "finit_module: \(SysFS.errnoText)")
         return false
     }
 
-    private func record(_ name: String, _ state: ModuleRecord.State, _ reason: String, _ error: String? = nil) {
-        records.withLock { $0.append(ModuleRecord(name: name, state: state, reason: reason, error: error)) }
+    private func record(_ name: String, _ state: ModuleRecord.State, _ reason: String, _ error: String? = nil, milliseconds: Double? = nil) {
+        records.withLock { $0.append(ModuleRecord(name: name, state: state, reason: reason, error: error, milliseconds: milliseconds)) }
     }
 
     /// Coldplug: loads a module for every device without a driver, then looks again, because a

@@ -147,6 +147,7 @@ public actor ModulesService: Service {
         public var state: String
         public var reason: String
         public var error: String?
+        public var milliseconds: Double?
     }
 
     let os: OperatingSystem
@@ -157,7 +158,7 @@ public actor ModulesService: Service {
         guard request.verb == .get else { throw Fault.actionNotSupported(request.verb, "/os/modules") }
         return try infoset(ModuleList(source: os.modules?.root ?? "host (hosted mode: the host's kernel loads its own modules)",
                                       module: (os.modules?.loaded ?? []).map {
-            ModuleEntry(name: $0.name, state: $0.state.rawValue, reason: $0.reason, error: $0.error)
+            ModuleEntry(name: $0.name, state: $0.state.rawValue, reason: $0.reason, error: $0.error, milliseconds: $0.milliseconds)
         }))
     }
 }

@@ -100,7 +100,7 @@ final class VirtualMachine: @unchecked Sendable {
 @Suite(.serialized, .enabled(if: vmSkipReason == nil, "\(vmSkipReason ?? "")"))
 struct VMTests {
     @Test func aNodeBootsServesSupervisesAndPowersOffOnRequest() async throws {
-        let vm = try VirtualMachine(image: try buildImage("Tests/SystemTests/Fixtures/appliance.xml"))
+        let vm = try VirtualMachine(image: try buildImage("Tests/SystemTests/Fixtures/appliance.xml"), environment: ["APPEND=decos.rxe=eth0"])
         let ready = try await vm.waitFor("ready with")
         #expect(ready.contains("node vm ready"))
         #expect(vm.output.contains("is PID 1 on Linux"))
@@ -116,6 +116,10 @@ struct VMTests {
         #expect(links.out.contains("DHCP: 10.0.2.15/24 from 10.0.2.2"))
         let modules = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(vm.base)/os/modules"])
         #expect(modules.out.contains("<Name>virtio_net</Name><State>loaded</State>"), "\(modules.out)")
+        // decos.rxe=eth0: a Soft-RoCE device made over RDMA netlink.
+        let devices = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(vm.base)/os/devices"])
+        #expect(devices.out.contains("<Bus>rdma</Bus><Address>rxe0</Address>"), "\(devices.out)")
+        #expect(links.out.contains("Soft-RoCE device rxe0") || vm.output.contains("eth0: Soft-RoCE device rxe0"))
 
         // The supervised process fails each time and is started again.
         var processes = ""

@@ -23,7 +23,10 @@ let package = Package(
         // Runs before the Swift runtime as PID 1 (early mounts), plus the syscalls Swift cannot call.
         .target(name: "CDecosInit"),
         .target(name: "ProcessKernel", dependencies: ["CDecosInit"]),
-        .target(name: "DeviceDrivers", dependencies: ["ProcessKernel", "CDecosInit"]),
+        // libibverbs: dynamic in hosted builds; static with the rxe and mlx5 providers in `make static`
+        // (linker/static.flags).
+        .target(name: "CVerbs", linkerSettings: [.linkedLibrary("ibverbs")]),
+        .target(name: "DeviceDrivers", dependencies: ["ProcessKernel", "CDecosInit", "CVerbs"]),
         .target(name: "ServiceKernel", dependencies: [
             "Infoset", "ProcessKernel",
             .product(name: "Logging", package: "swift-log"),

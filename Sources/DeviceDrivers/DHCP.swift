@@ -1,4 +1,3 @@
-import Dispatch
 import ProcessKernel
 #if canImport(Glibc)
 import Glibc
@@ -80,7 +79,7 @@ public enum DHCPClient {
         var lease: DHCPLease?
         while lease == nil {
             attempt += 1
-            lease = await onThread { exchange(ifindex: index, mac: mac, renewing: nil) }
+            lease = await blocking { exchange(ifindex: index, mac: mac, renewing: nil) }
             if lease == nil {
                 note("DHCP: no lease yet (attempt \(attempt)); trying again")
                 if attempt == 1 { continue }
@@ -109,7 +108,7 @@ public enum DHCPClient {
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(Int(lease?.renewSeconds ?? 10)))
             let current = lease
-            let renewed = await onThread { exchange(ifindex: index, mac: mac, renewing: current) }
+            let renewed = await blocking { exchange(ifindex: index, mac: mac, renewing: current) }
             guard let renewed else { if lease != nil { note("DHCP: renewal unanswered; keeping \(lease!.address) and retrying") }; continue }
             if renewed != lease, let rt = try? RouteNetlink() {
                 if let old = lease, old.address != renewed.address, let l = try? rt.link(named: name) { try? rt.removeAddress(old.address, from: l) }
@@ -117,10 +116,6 @@ public enum DHCPClient {
             }
             lease = renewed
         }
-    }
-
-    static func onThread<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { c in DispatchQueue(label: "decos.dhcp").async { c.resume(returning: work()) } }
     }
 
     static func macBytes(_ s: String) -> [UInt8]? {

@@ -118,6 +118,7 @@ public enum StandardContracts {
         (DevicesService.self, "/os/devices"),
         (LinksService.self, "/os/links"),
         (ModulesService.self, "/os/modules"),
+        (RDMAService.self, "/os/rdma"),
     ]
 
     public static let examples: [any Service.Type] = [Counter.self, KeyValueStore.self, Echo.self]

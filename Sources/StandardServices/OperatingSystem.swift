@@ -162,3 +162,47 @@ public actor ModulesService: Service {
         }))
     }
 }
+
+/// `/os/rdma`: the RDMA devices libibverbs sees, and a self-test: Submit
+/// `<ReadTest><Device>rxe0</Device><Bytes>4194304</Bytes></ReadTest>` READs that many bytes between
+/// two queue pairs of the device and checks them.
+public actor RDMAService: Service {
+    public static let contract = "urn:decos:os:rdma"
+
+    public struct RDMADevices: Codable, Sendable { public var device: [String] }
+    public struct ReadTest: Codable, Sendable {
+        public var device: String
+        public var bytes: Int?
+    }
+    public struct ReadTestResult: Codable, Sendable {
+        public var device: String
+        public var bytes: Int
+        public var intact: Bool
+        public var microseconds: Int
+        public var megabytesPerSecond: Double
+    }
+
+    public init(config: ServiceConfig) {}
+
+    public func handle(_ request: Request) async throws -> Element? {
+        switch request.verb {
+        case .get:
+            do { return try infoset(RDMADevices(device: try RDMADevice.names())) } catch let e as VerbsError {
+                throw Fault(.receiver, "Verbs", e.description)
+            }
+        case .submit:
+            let t = try request.decode(ReadTest.self)
+            let bytes = t.bytes ?? 4 << 20
+            guard (1...(1 << 30)).contains(bytes) else { throw Fault.invalidBody("Bytes must be 1 to 1073741824") }
+            do {
+                let r = try await RDMASelfTest.loopbackRead(device: t.device, bytes: bytes)
+                return try infoset(ReadTestResult(device: r.device, bytes: r.bytes, intact: r.intact, microseconds: Int(r.seconds * 1e6),
+                                                  megabytesPerSecond: (Double(r.bytes) / r.seconds / 1e6 * 10).rounded() / 10))
+            } catch let e as VerbsError {
+                throw Fault(.receiver, "Verbs", e.description)
+            }
+        default:
+            throw Fault.actionNotSupported(request.verb, "/os/rdma")
+        }
+    }
+}

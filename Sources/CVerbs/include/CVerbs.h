@@ -1,0 +1,48 @@
+#ifndef CVERBS_H
+#define CVERBS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// A thin C layer over libibverbs: the calls Swift cannot make directly (macros, static inline
+/// functions, the static-provider registration) and the struct setup that is clearer in C.
+/// Every function returns 0 (or a pointer) on success, and on failure fills `err`.
+
+typedef struct dv_context dv_context;
+typedef struct dv_mr dv_mr;
+typedef struct dv_qp dv_qp;
+
+typedef struct {
+    uint32_t qpn;
+    uint32_t psn;
+    uint8_t gid[16];
+} dv_endpoint;
+
+/// Names of the RDMA devices libibverbs sees (with the static rxe and mlx5 providers in a static
+/// build), each in 64 bytes of `names`, at most `max`.
+int dv_device_names(char *names, int max, char *err, size_t errlen);
+
+/// Opens a device: protection domain, completion channel and CQ; port 1 must become ACTIVE with a
+/// RoCEv2 IPv4 GID at index 1 within `wait_ms`.
+dv_context *dv_open(const char *name, int wait_ms, char *err, size_t errlen);
+void dv_close(dv_context *ctx);
+/// Port 1's state name and active MTU in bytes.
+void dv_port(dv_context *ctx, char *state, size_t statelen, int *mtu);
+
+dv_mr *dv_register(dv_context *ctx, void *addr, size_t length, char *err, size_t errlen);
+uint32_t dv_mr_rkey(dv_mr *mr);
+void dv_deregister(dv_mr *mr);
+
+/// An RC queue pair in INIT; `local` is what the other side needs to connect to it.
+dv_qp *dv_qp_create(dv_context *ctx, dv_endpoint *local, char *err, size_t errlen);
+/// INIT → RTR → RTS towards `remote`.
+int dv_qp_connect(dv_qp *qp, const dv_endpoint *remote, char *err, size_t errlen);
+void dv_qp_destroy(dv_qp *qp);
+
+/// Posts a signaled RDMA READ of `length` bytes from (remote_addr, rkey) into local memory of `mr`.
+int dv_post_read(dv_qp *qp, dv_mr *mr, void *local, uint64_t remote_addr, uint32_t rkey, uint32_t length,
+                 uint64_t wr_id, char *err, size_t errlen);
+/// Waits (on the completion channel, not spinning) for one completion; its wr_id in `wr_id`.
+int dv_wait(dv_context *ctx, int timeout_ms, uint64_t *wr_id, char *err, size_t errlen);
+
+#endif

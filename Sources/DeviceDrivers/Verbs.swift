@@ -1,0 +1,153 @@
+import CVerbs
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Our verbs API: an opened RDMA device, registered memory, RC queue pairs and RDMA READ —
+/// what the RDMA data plane is built on. libibverbs does the work (statically linked with the
+/// rxe and mlx5 providers in the static build); CVerbs holds the C that Swift cannot call.
+public struct VerbsError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// Calls a CVerbs function that reports through an error buffer.
+func verbs<T>(_ call: (UnsafeMutablePointer<CChar>, Int) -> T?) throws(VerbsError) -> T {
+    var err = [CChar](repeating: 0, count: 256)
+    guard let r = err.withUnsafeMutableBufferPointer({ call($0.baseAddress!, $0.count) }) else {
+        throw VerbsError(description: String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    }
+    return r
+}
+
+public final class RDMADevice {
+    let context: OpaquePointer
+    public let name: String
+
+    /// The devices libibverbs sees.
+    public static func names() throws(VerbsError) -> [String] {
+        var flat = [CChar](repeating: 0, count: 16 * 64)
+        let n: Int32 = try verbs { err, len in
+            let r = dv_device_names(&flat, 16, err, len)
+            return r < 0 ? nil : r
+        }
+        return (0..<Int(n)).map { i in
+            String(decoding: flat[(i * 64)..<(i * 64 + 64)].prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+    }
+
+    /// Opens `name`, waiting up to `waitMilliseconds` for port 1 to be ACTIVE with its RoCEv2 GID.
+    public init(_ name: String, waitMilliseconds: Int = 5000) throws(VerbsError) {
+        self.name = name
+        context = try verbs { err, len in dv_open(name, Int32(waitMilliseconds), err, len) }
+    }
+
+    deinit { dv_close(context) }
+
+    public var port: (state: String, mtu: Int) {
+        var state = [CChar](repeating: 0, count: 32)
+        var mtu: Int32 = 0
+        dv_port(context, &state, state.count, &mtu)
+        return (String(decoding: state.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self), Int(mtu))
+    }
+
+    /// Waits for one completion (on the completion channel) and returns its work-request id.
+    public func wait(timeoutMilliseconds: Int = 10_000) throws(VerbsError) -> UInt64 {
+        var id: UInt64 = 0
+        let _: Int32 = try verbs { err, len in dv_wait(context, Int32(timeoutMilliseconds), &id, err, len) == 0 ? 0 : nil }
+        return id
+    }
+}
+
+/// Memory the device may read and write, owned by this object.
+public final class MemoryRegion {
+    public let bytes: UnsafeMutableRawBufferPointer
+    let region: OpaquePointer
+    public var rkey: UInt32 { dv_mr_rkey(region) }
+    public var address: UInt64 { UInt64(UInt(bitPattern: bytes.baseAddress)) }
+
+    public init(_ device: RDMADevice, length: Int) throws(VerbsError) {
+        bytes = .allocate(byteCount: length, alignment: 4096)
+        let b = bytes
+        do {
+            region = try verbs { err, len in dv_register(device.context, b.baseAddress, length, err, len) }
+        } catch {
+            b.deallocate()
+            throw error
+        }
+    }
+
+    deinit {
+        dv_deregister(region)
+        bytes.deallocate()
+    }
+}
+
+/// A reliable-connected queue pair. Exchange `endpoint`s out of band, then `connect`.
+public final class QueuePair {
+    let qp: OpaquePointer
+    public let endpoint: dv_endpoint
+
+    public init(_ device: RDMADevice) throws(VerbsError) {
+        var local = dv_endpoint()
+        qp = try verbs { err, len in dv_qp_create(device.context, &local, err, len) }
+        endpoint = local
+    }
+
+    deinit { dv_qp_destroy(qp) }
+
+    public func connect(to remote: dv_endpoint) throws(VerbsError) {
+        var r = remote
+        let _: Int32 = try verbs { err, len in dv_qp_connect(qp, &r, err, len) == 0 ? 0 : nil }
+    }
+
+    /// Posts an RDMA READ of `length` bytes from the peer's (address, rkey) into `into` at `offset`.
+    public func read(into region: MemoryRegion, offset: Int = 0, length: Int, remoteAddress: UInt64, rkey: UInt32, id: UInt64) throws(VerbsError) {
+        precondition(offset + length <= region.bytes.count)
+        let _: Int32 = try verbs { err, len in
+            dv_post_read(qp, region.region, region.bytes.baseAddress! + offset, remoteAddress, rkey, UInt32(length), id, err, len) == 0 ? 0 : nil
+        }
+    }
+}
+
+/// What an RDMA READ self-test did.
+public struct RDMAReadResult: Sendable {
+    public var device: String
+    public var bytes: Int
+    public var intact: Bool
+    public var seconds: Double
+}
+
+public enum RDMASelfTest {
+    /// Two queue pairs on one device, connected to each other through the wire (for rxe: the
+    /// netdev's own address), one READs `bytes` from the other's memory in 1 MiB requests; the
+    /// copy is checked byte for byte.
+    public static func loopbackRead(device name: String, bytes: Int) async throws(VerbsError) -> RDMAReadResult {
+        let result: Result<RDMAReadResult, VerbsError> = await blocking {
+            do throws(VerbsError) {
+                let device = try RDMADevice(name)
+                let source = try MemoryRegion(device, length: bytes), target = try MemoryRegion(device, length: bytes)
+                for i in 0..<bytes { source.bytes[i] = UInt8(truncatingIfNeeded: i &* 131 &+ i >> 11) }
+                let a = try QueuePair(device), b = try QueuePair(device)
+                try a.connect(to: b.endpoint)
+                try b.connect(to: a.endpoint)
+                let start = ContinuousClock.now
+                let chunk = 1 << 20
+                var offset = 0, id: UInt64 = 0
+                while offset < bytes {
+                    let n = min(chunk, bytes - offset)
+                    try a.read(into: target, offset: offset, length: n, remoteAddress: source.address + UInt64(offset), rkey: source.rkey, id: id)
+                    guard try device.wait() == id else { throw VerbsError(description: "completion out of order") }
+                    offset += n
+                    id += 1
+                }
+                let elapsed = (ContinuousClock.now - start).components
+                let intact = memcmp(source.bytes.baseAddress!, target.bytes.baseAddress!, bytes) == 0
+                return .success(RDMAReadResult(device: name, bytes: bytes, intact: intact,
+                                               seconds: Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+}

@@ -1,3 +1,4 @@
+import ProcessKernel
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -20,18 +21,8 @@ enum SysFS {
 
     /// A file's text without the trailing newline; nil when it cannot be read.
     static func read(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 << 10)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; return nil }
-            if n == 0 { break }
-            out.append(contentsOf: chunk[0..<n])
-        }
-        var s = String(decoding: out, as: UTF8.self)
+        guard let bytes = readFile(path) else { return nil }
+        var s = String(decoding: bytes, as: UTF8.self)
         while s.last == "\n" { s.removeLast() }
         return s
     }

@@ -64,7 +64,7 @@ extension NetworkManager: DataPlane {
         guard let (buffer, call) = state.withLock({ $0.exports[transfer] }) else {
             var w = ByteWriter()
             w.u64(transfer)
-            w.u64(UInt64.max)  // "no such transfer": the puller faults the request
+            w.u64(UInt64.max)  // "no such transfer", with no data: the puller faults the request
             channel.send(Wire.Frame(.dataChunk, w.bytes))
             return
         }
@@ -90,8 +90,8 @@ extension NetworkManager: DataPlane {
         }
     }
 
-    func handleDataChunk(_ chunk: inout ByteBuffer) {
-        guard let transfer = chunk.readInteger(as: UInt64.self), let offset = chunk.readInteger(as: UInt64.self) else { return }
+    /// Copies one piece of a chunk to its place in the buffer being imported.
+    func handleDataChunk(_ chunk: inout ByteBuffer, transfer: UInt64, offset: UInt64) {
         guard let imp = state.withLock({ $0.imports[transfer] }) else { return }
         if offset == UInt64.max {
             failImport(transfer)
@@ -103,6 +103,7 @@ extension NetworkManager: DataPlane {
             return
         }
         imp.bytes.withUnsafeMutableBytes { dst in
+            // Pieces of one import arrive on one connection's event loop, so they never overlap in time.
             chunk.withUnsafeReadableBytes { src in
                 dst.baseAddress!.advanced(by: Int(offset)).copyMemory(from: src.baseAddress!, byteCount: n)
             }

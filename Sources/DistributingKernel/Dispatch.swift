@@ -88,16 +88,26 @@ extension NetworkManager {
     // MARK: requests from peers
 
     /// Runs `work` after everything queued before it under `key`: requests from one sender to one
-    /// service are delivered in the order they were sent.
+    /// service are delivered in the order they were sent. One task per key runs while there is work
+    /// and drains what arrives meanwhile, so a busy key costs no wake-up per job and an idle key
+    /// costs nothing at all.
     func ordered(_ key: String, _ work: @escaping @Sendable () async -> Void) {
-        let queue = state.withLock { s -> AsyncStream<@Sendable () async -> Void>.Continuation in
-            if let q = s.queues[key] { return q }
-            let (stream, q) = AsyncStream<@Sendable () async -> Void>.makeStream()
-            s.queues[key] = q
-            Task { for await job in stream { await job() } }
-            return q
+        let idle = state.withLock { s -> Bool in
+            if s.queues[key] != nil { s.queues[key]!.append(work); return false }
+            s.queues[key] = []
+            return true
         }
-        queue.yield(work)
+        guard idle else { return }
+        Task {
+            var job: (@Sendable () async -> Void)? = work
+            while let j = job {
+                await j()
+                job = state.withLock { s in
+                    guard let waiting = s.queues[key], !waiting.isEmpty else { s.queues[key] = nil; return nil }
+                    return s.queues[key]!.removeFirst()
+                }
+            }
+        }
     }
 
     func handleRequest(_ payload: [UInt8], from peer: String, on channel: any Channel) {

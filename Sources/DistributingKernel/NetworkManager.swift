@@ -67,7 +67,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var continuation: CheckedContinuation<DataBuffer?, Never>?
         init(length: Int, peer: String) {
             self.peer = peer
-            bytes = [UInt8](repeating: 0, count: length)
+            // Not zeroed: every byte is written by a chunk before the buffer is handed over.
+            bytes = [UInt8](unsafeUninitializedCapacity: length) { _, count in count = length }
         }
     }
 
@@ -85,7 +86,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var imports: [UInt64: Import] = [:]
         var tables: [String: Table] = [:]
         var localVersion: UInt64 = 1
-        var queues: [String: AsyncStream<@Sendable () async -> Void>.Continuation] = [:]
+        /// Work waiting behind the running job of each key; a key is present only while its job runs.
+        var queues: [String: [@Sendable () async -> Void]] = [:]
         var nextCorrelation: UInt64 = 1
         var nextTransfer: UInt64 = 1
         var server: (any Channel)?

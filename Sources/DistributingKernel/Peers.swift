@@ -41,7 +41,7 @@ extension NetworkManager {
         case .swim: handleSWIM(frame.payload, from: peer)
         case .directory: handleDirectory(frame.payload, from: peer, on: channel)
         case .dataPull: handleDataPull(frame.payload, from: peer, on: channel)
-        case .dataChunk: if var chunk = frame.chunk { handleDataChunk(&chunk) }
+        case .dataChunk: if var chunk = frame.chunk { handleDataChunk(&chunk, transfer: frame.chunkTransfer, offset: frame.chunkOffset) }
         case .error:
             var r = ByteReader(frame.payload)
             logger.warning("peer \(peer) reported: \((try? r.string()) ?? "?")")

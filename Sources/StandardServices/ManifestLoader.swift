@@ -1,4 +1,5 @@
 import Infoset
+import ProcessKernel
 import ServiceKernel
 
 /// `/manifestloader`: creates the services of another manifest, all or none.

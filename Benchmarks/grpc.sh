@@ -9,8 +9,8 @@ swift build -c release --product decos-bench
 swift build -c release --package-path Benchmarks/GRPCComparison
 decos=$(taskset -c 0 .build/release/decos-bench remote | tee /dev/stderr)
 grpc=$(taskset -c 0 Benchmarks/GRPCComparison/.build/release/GRPCComparison | tee /dev/stderr)
-d50=$(echo "$decos" | grep '^remote' | grep -o 'p50 [0-9]*' | grep -o '[0-9]*')
-drate=$(echo "$decos" | grep '^remote' | grep -o '[0-9.]*[kM]* with' | head -1)
-g50=$(echo "$grpc" | grep -o 'p50 [0-9]*' | grep -o '[0-9]*')
+d50=$(echo "$decos" | grep '^remote' | sed 's/.*p50 \([0-9]*\).*/\1/')
+drate=$(echo "$decos" | grep '^remote' | sed 's/.*; \(.*\) with.*/\1/')
+g50=$(echo "$grpc" | sed 's/.*p50 \([0-9]*\).*/\1/')
 grate=$(echo "$grpc" | grep -o '[0-9]* calls/s' | grep -o '[0-9]*')
-echo "ratio     Decos p50 ${d50} µs vs gRPC ${g50} µs: $(awk -v a="$g50" -v b="$d50" 'BEGIN { printf "%.1f", a / b }')x faster; Decos ${drate% with}/s vs gRPC ${grate}/s pipelined"
+echo "ratio     Decos p50 ${d50} µs vs gRPC ${g50} µs: $(awk -v a="$g50" -v b="$d50" 'BEGIN { printf "%.1f", a / b }')x faster; Decos ${drate} vs gRPC ${grate}/s with 64 in flight"

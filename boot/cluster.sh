@@ -16,7 +16,7 @@ trap 'kill "${pids[@]}" 2>/dev/null || true; wait' INT TERM EXIT
 for i in $(seq 1 "$n"); do
   echo "cluster: n$i at 10.77.1.$i, gateway http://127.0.0.1:$((base + i))/"
   OUT=$out HTTP_PORT=$((base + i)) MAC=52:54:00:12:34:0$i LAN=$lan LAN_MAC=52:54:00:77:01:0$i \
-    APPEND="decos.node=n$i decos.ip=eth1:10.77.1.$i/24 decos.listen=10.77.1.$i:7946 decos.seed=10.77.1.1:7946 decos.cluster_key=/etc/decos/cluster.key" \
+    APPEND="decos.node=n$i decos.ip=eth1:10.77.1.$i/24 decos.listen=10.77.1.$i:7946 decos.seed=10.77.1.1:7946" \
     boot/qemu.sh < /dev/null 2>&1 | sed -u "s/^/[n$i] /" &
   pids+=($!)
 done

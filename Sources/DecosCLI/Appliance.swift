@@ -14,6 +14,8 @@ import Musl
 /// The node as PID 1 of a VM or a machine: the kernel command line instead of arguments, drivers
 /// and network set up by us, and the machine powered off or rebooted at the end. Never returns.
 enum Appliance {
+    static let imageClusterKey = "/etc/decos/cluster.key"
+
     static func main() async -> Never {
         setvbuf(stdout, nil, _IOLBF, 0)
         let release = InitProcess.kernelRelease
@@ -57,6 +59,9 @@ enum Appliance {
         }
         let overrides = Overrides(http: p.http, node: p.node, listen: p.listen, seeds: p.seeds, clusterKey: p.clusterKey)
         for problem in overrides.apply(to: &m) { say("kernel command line: \(problem); ignored") }
+        if m.cluster != nil, m.cluster?.keyFile == nil, readFile(imageClusterKey) != nil {
+            m.cluster?.keyFile = imageClusterKey  // every image carries one (boot/mkimage.sh)
+        }
         let secret = readSecret(p.operatorToken)
         if secret == nil { say("no operator token at \(p.operatorToken): only the manifest's rules apply") }
 

@@ -75,7 +75,7 @@ final class VirtualMachine: @unchecked Sendable {
     /// Waits for a console line containing `marker` (the guard against a hang, not a timing check).
     func waitFor(_ marker: String, seconds: Int = 300) async throws -> String {
         for _ in 0..<(seconds * 10) {
-            if let line = output.split(separator: "\n").first(where: { $0.contains(marker) }) { return String(line) }
+            if let line = output.split(whereSeparator: \.isNewline).first(where: { $0.contains(marker) }) { return String(line) }
             if !process.isRunning { throw Failure("QEMU ended before \"\(marker)\":\n\(output)") }
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -165,6 +165,21 @@ struct VMTests {
 }
 
 extension VMTests {
+    @Test func aBootThatFailsIsReportedAndRebootsInsteadOfKillingInit() async throws {
+        // The gateway and the cluster both want port 7946: the cluster cannot bind, the boot fails.
+        let vm = try VirtualMachine(image: try buildImage("Tests/SystemTests/Fixtures/appliance.xml"), environment: [
+            "APPEND=decos.http=0.0.0.0:7946 decos.listen=0.0.0.0:7946 decos.panic_delay=1 decos.bogus=1",
+        ])
+        let fatal = try await vm.waitFor("decos: fatal:")
+        #expect(fatal.contains("boot failed: cannot listen for peers on 0.0.0.0:7946"))
+        #expect(vm.output.contains("kernel command line: decos.bogus: unknown parameter"))
+        // PID 1 reboots after decos.panic_delay; with -no-reboot QEMU then exits. Had init exited,
+        // the kernel would have panicked ("Attempted to kill init") instead.
+        #expect(try await vm.waitForExit() == 0)
+        #expect(vm.output.contains("rebooting in 1 s"))
+        #expect(!vm.output.contains("Attempted to kill init"))
+    }
+
     @Test func twoVMsOnOneLANFormAClusterAndCallEachOther() async throws {
         let image = try buildImage("Tests/SystemTests/Fixtures/appliance.xml")
         defer { try? FileManager.default.removeItem(atPath: image) }
@@ -172,7 +187,7 @@ extension VMTests {
         func node(_ i: Int) throws -> VirtualMachine {
             try VirtualMachine(image: image, environment: [
                 "MAC=52:54:00:12:34:0\(i)", "LAN=\(lan)", "LAN_MAC=52:54:00:77:01:0\(i)",
-                "APPEND=decos.node=n\(i) decos.ip=eth1:10.77.1.\(i)/24 decos.listen=10.77.1.\(i):7946 decos.seed=10.77.1.1:7946 decos.cluster_key=/etc/decos/cluster.key",
+                "APPEND=decos.node=n\(i) decos.ip=eth1:10.77.1.\(i)/24 decos.listen=10.77.1.\(i):7946 decos.seed=10.77.1.1:7946",
             ], ownsImage: false)
         }
         let one = try node(1), two = try node(2)

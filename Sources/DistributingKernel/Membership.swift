@@ -23,8 +23,10 @@ public struct Membership: Sendable {
         }
 
         /// SWIM's precedence: a higher incarnation wins; at the same incarnation, the worse status wins.
+        /// A departure is final for its incarnation: only the member itself, alive again at a higher
+        /// incarnation (a restart that refuted it), brings it back.
         func overrides(_ old: Member) -> Bool {
-            if old.status == .left { return false }
+            if old.status == .left { return status == .alive && incarnation > old.incarnation }
             if status == .left { return incarnation >= old.incarnation }
             if incarnation != old.incarnation { return incarnation > old.incarnation }
             return status > old.status
@@ -50,6 +52,9 @@ public struct Membership: Sendable {
         /// How often pending updates are sent to `gossipFanout` random members.
         public var gossipInterval: UInt64 = 200
         public var gossipFanout: Int = 3
+        /// How long a dead or departed member stays in the table, so that stale gossip calling it
+        /// alive is outbid; then it is forgotten and the table does not grow with every node ever seen.
+        public var retainGone: UInt64 = 30_000
 
         public init() {}
 
@@ -94,6 +99,10 @@ public struct Membership: Sendable {
     private var lastProbe: UInt64 = 0
     /// Suspects and when they became so.
     private var suspectedAt: [String: UInt64] = [:]
+    /// Dead or departed members and when they became so, to be forgotten after `retainGone`.
+    private var goneAt: [String: UInt64] = [:]
+    /// Set by `leave()`: hearing that we left is then true, not something to refute.
+    private var leaving = false
     /// Indirect probes this node relays: our seq → (requester, requester's seq).
     private var relays: [UInt64: (from: String, address: String, seq: UInt64)] = [:]
     /// Updates still to be gossiped, and how many more times; `buckets[r]` names those with r sends
@@ -149,6 +158,7 @@ public struct Membership: Sendable {
 
     /// Tells everyone we are leaving; they drop us at once rather than after a suspicion.
     public mutating func leave() -> [Effect] {
+        leaving = true
         incarnation += 1
         let farewell = Member(name: name, address: address, incarnation: incarnation, status: .left)
         return live.map { .send(to: $0.name, address: $0.address, .sync(members: [farewell], reply: false)) }
@@ -184,6 +194,13 @@ public struct Membership: Sendable {
             if var m = members[n], m.status == .suspect {
                 m.status = .dead
                 out += apply(m, now: now)
+            }
+        }
+        for (n, since) in goneAt where now >= since + config.retainGone {
+            goneAt[n] = nil
+            if let m = members[n], m.status >= .dead {
+                members[n] = nil
+                broadcasts[n] = nil
             }
         }
         if now >= lastGossip + config.gossipInterval, !broadcasts.isEmpty {
@@ -265,8 +282,8 @@ public struct Membership: Sendable {
         var out: [Effect] = []
         for u in updates {
             if u.name == name {
-                // Refute: someone thinks we are suspect or dead. Outbid them.
-                if u.status != .alive, u.status != .left, u.incarnation >= incarnation {
+                // Refute: someone thinks we are suspect, dead, or gone (a restart after leaving). Outbid them.
+                if u.status != .alive, !leaving, u.incarnation >= incarnation {
                     incarnation = u.incarnation + 1
                     queue(me)
                 }
@@ -286,6 +303,7 @@ public struct Membership: Sendable {
         members[m.name] = m
         track(m, name: m.name)
         if m.status == .suspect { suspectedAt[m.name] = suspectedAt[m.name] ?? now } else { suspectedAt[m.name] = nil }
+        if m.status >= .dead { goneAt[m.name] = goneAt[m.name] ?? now } else { goneAt[m.name] = nil }
         if m.status >= .dead, probing?.target == m.name { probing = nil }
         queue(m)
         return old?.status == m.status && old?.address == m.address ? [] : [.changed(m)]

@@ -62,6 +62,30 @@ import Testing
         #expect((c.nodes["n4"]?.incarnation ?? 0) > 0)
     }
 
+    @Test func theDeadAreForgottenAfterTheRetentionSoTheTableDoesNotGrow() throws {
+        var c = cluster(6)
+        _ = c.run(until: 30_000) { $0.converged() }
+        c.kill("n5")
+        let dead = try #require(c.run(until: c.now + 60_000) { $0.everyoneDropped("n5") })
+        #expect(c.nodes["n1"]?.members["n5"]?.status == .dead)
+        let forgotten = c.run(until: dead + 60_000) { c in c.nodes.keys.filter { $0 != "n5" }.allSatisfy { c.nodes[$0]!.members["n5"] == nil } }
+        #expect(forgotten != nil)
+        // Not before the retention: a stale "alive" must meet the dead record while it lasts.
+        #expect(forgotten! - dead >= c.settings.config.retainGone - c.settings.config.detectionBound)
+        #expect(c.converged())
+    }
+
+    @Test func aNodeThatLeftAndRestartsIsBackAtOnce() {
+        var c = cluster(5)
+        _ = c.run(until: 30_000) { $0.converged() }
+        c.leave("n3")
+        _ = c.run(until: c.now + 10_000) { $0.everyoneDropped("n3") }
+        c.restart("n3")
+        // Well inside the retention: it refutes "left" with a higher incarnation instead of waiting.
+        let back = c.run(until: c.now + 10_000) { $0.converged() }
+        #expect(back != nil)
+    }
+
     @Test func simulationIsDeterministic() {
         var a = cluster(12, loss: 0.05, seed: 42)
         var b = cluster(12, loss: 0.05, seed: 42)

@@ -19,6 +19,8 @@ public struct SimulatedCluster {
         case table(owner: String, version: UInt64)
         /// Anti-entropy: the sender's versions; the receiver answers with what the sender lacks.
         case digest([String: UInt64], reply: Bool)
+        /// The summary (count and hash of a digest); the model carries the digest to compare by.
+        case summary([String: UInt64])
     }
 
     struct InFlight {
@@ -100,7 +102,7 @@ public struct SimulatedCluster {
                         let peer = live[Int(rng.next() % UInt64(live.count))]
                         var digest = tables[name] ?? [:]
                         digest[name] = version(of: name, at: name)
-                        transmit(.digest(digest, reply: true), from: name, to: peer.name, bytes: 6 + digest.count * 14)
+                        transmit(.summary(digest), from: name, to: peer.name, bytes: 6 + 1 + 2 + 8)
                     }
                 }
             }
@@ -191,6 +193,11 @@ public struct SimulatedCluster {
                 apply(effects, of: f.to)
             case .table(let owner, let v):
                 if version(of: owner, at: f.to) < v { tables[f.to, default: [:]][owner] = v }
+            case .summary(let theirs):
+                // As the network manager does: a different summary is answered with the full digest.
+                var mine = tables[f.to] ?? [:]
+                mine[f.to] = version(of: f.to, at: f.to)
+                if mine != theirs { transmit(.digest(mine, reply: true), from: f.to, to: f.from, bytes: 6 + mine.count * 14) }
             case .digest(let theirs, let reply):
                 // As the network manager does: send what they lack, and our digest if they know newer.
                 var mine = tables[f.to] ?? [:]

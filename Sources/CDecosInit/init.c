@@ -1,5 +1,6 @@
 // The pre-runtime constructor. Runs before Swift's runtime, which needs /proc to find itself:
 // as PID 1 in an initramfs nothing is mounted yet, and without /proc the runtime dies at start.
+// Then PID 1 forks: it stays here as a small init loop, and the child becomes the node.
 #define _GNU_SOURCE
 #include "CDecosInit.h"
 
@@ -13,6 +14,7 @@
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +31,69 @@ static void note_error(const char *what, const char *target) {
 static void early_mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data) {
     if (mkdir(target, 0755) != 0 && errno != EEXIST) { note_error("mkdir", target); return; }
     if (mount(source, target, fstype, flags, data) != 0 && errno != EBUSY) note_error("mount", target);
+}
+
+static pid_t node_pid;
+
+static void say(const char *a, const char *b) {
+    (void)!write(2, a, strlen(a));
+    (void)!write(2, b, strlen(b));
+}
+
+static void forward(int sig) { if (node_pid > 0) kill(node_pid, sig); }
+
+/// PID 1 stays this small C loop and runs the node (the Swift runtime and everything above it) as
+/// its child: a crash anywhere in the node — a Swift trap in a service — ends that process, not
+/// init, and the node is started again. Only the child returns from here, into Swift's main.
+/// Power requests are the node's to carry out (reboot(2) needs no PID 1); signals meant for init
+/// (SIGTERM, SIGPWR, Ctrl-Alt-Del's SIGINT) are passed on to it.
+static void keep_node_running(void) {
+    reboot(RB_DISABLE_CAD);  // Ctrl-Alt-Del becomes SIGINT to us, passed to the node
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward;
+    sigemptyset(&sa.sa_mask);
+    int sigs[] = { SIGTERM, SIGINT, SIGPWR, SIGHUP };
+    int delay = 1, starts = 0;
+    for (;;) {
+        struct timespec started;
+        clock_gettime(CLOCK_BOOTTIME, &started);
+        pid_t pid = fork();
+        if (pid == 0) {
+            for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++) signal(sigs[i], SIG_DFL);
+            // A restarted node measures its start from now, not from the machine's first /init.
+            if (starts > 0) started_ns = (int64_t)started.tv_sec * 1000000000 + started.tv_nsec;
+            return;  // the node
+        }
+        starts++;
+        if (pid < 0) { say("decos-init: fork failed: ", strerror(errno)); sleep(5); continue; }
+        node_pid = pid;
+        for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+        int status = 0;
+        for (;;) {
+            pid_t done = waitpid(-1, &status, 0);  // orphans of the whole system end up here too
+            if (done == node_pid) break;
+            if (done < 0 && errno != EINTR && errno != ECHILD) sleep(1);
+        }
+        node_pid = 0;
+        // What the dead node started (its supervised processes) goes with it: the next node starts
+        // its own. kill(-1) reaches every process but init itself.
+        kill(-1, SIGKILL);
+        while (waitpid(-1, NULL, WNOHANG) > 0) {}
+        char why[64];
+        if (WIFSIGNALED(status)) snprintf(why, sizeof why, "was killed by signal %d%s", WTERMSIG(status),
+                                          WTERMSIG(status) == SIGILL || WTERMSIG(status) == SIGTRAP ? " (a Swift trap)" : "");
+        else snprintf(why, sizeof why, "exited with status %d", WEXITSTATUS(status));
+        struct timespec now;
+        clock_gettime(CLOCK_BOOTTIME, &now);
+        if (now.tv_sec - started.tv_sec > 30) delay = 1;  // it ran a while: not a crash loop
+        char again[64];
+        snprintf(again, sizeof again, "; starting it again in %d s\n", delay);
+        say("\ndecos-init: the node process ", why);
+        say(again, "");
+        sleep(delay);
+        if (delay < 16) delay *= 2;
+    }
 }
 
 __attribute__((constructor(101)))
@@ -53,6 +118,7 @@ static void decos_early_init(void) {
     }
     setenv("PATH", "/bin:/sbin:/usr/bin:/usr/sbin", 0);
     setenv("HOME", "/", 0);
+    keep_node_running();
 }
 
 int decos_early_init_ran(void) { return ran; }
@@ -64,35 +130,4 @@ int decos_finit_module(int fd, const char *params) {
 }
 
 int decos_reboot(int cmd) { return reboot(cmd); }
-const int decos_rb_power_off = RB_POWER_OFF, decos_rb_autoboot = RB_AUTOBOOT, decos_rb_disable_cad = RB_DISABLE_CAD;
-
-static int fatal_delay;
-
-static void write_str(const char *s) { (void)!write(2, s, strlen(s)); }
-
-static void on_fatal(int sig) {
-    // Only async-signal-safe calls from here on.
-    write_str("\ndecos: fatal signal ");
-    write_str(sig == SIGILL ? "SIGILL (a Swift trap)" : sig == SIGTRAP ? "SIGTRAP (a Swift trap)" :
-              sig == SIGSEGV ? "SIGSEGV" : sig == SIGBUS ? "SIGBUS" : sig == SIGFPE ? "SIGFPE" : "SIGABRT");
-    write_str(" in PID 1; rebooting after the delay set by decos.panic_delay\n");
-    struct timespec t = { .tv_sec = fatal_delay, .tv_nsec = 0 };
-    while (nanosleep(&t, &t) != 0 && errno == EINTR) {}
-    sync();
-    reboot(RB_AUTOBOOT);
-    for (;;) pause();
-}
-
-void decos_install_fatal_handlers(int delay_seconds) {
-    fatal_delay = delay_seconds;
-    static char stack[64 * 1024];
-    stack_t ss = { .ss_sp = stack, .ss_size = sizeof stack, .ss_flags = 0 };
-    sigaltstack(&ss, NULL);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_fatal;
-    sa.sa_flags = SA_ONSTACK;
-    sigemptyset(&sa.sa_mask);
-    int sigs[] = { SIGILL, SIGTRAP, SIGSEGV, SIGBUS, SIGFPE, SIGABRT };
-    for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
-}
+const int decos_rb_power_off = RB_POWER_OFF, decos_rb_autoboot = RB_AUTOBOOT;

@@ -15,7 +15,8 @@ public enum PowerAction: String, Sendable {
 /// PID 1's own facts and duties: whether we are init, what the pre-runtime constructor did,
 /// boot clocks, the signals init receives, and the final reboot(2).
 public enum InitProcess {
-    /// True when this process is the system's init (the node boots as PID 1 of a VM or machine).
+    /// True when the node is the machine's user space: it runs as the child of PID 1's small C loop
+    /// (CDecosInit), which mounted the early filesystems and restarts the node if it dies.
     public static var isPID1: Bool { decos_early_init_ran() != 0 }
 
     /// What went wrong in the early mounts (an empty list when nothing did).
@@ -40,15 +41,10 @@ public enum InitProcess {
         return withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
     }
 
-    /// Ctrl-Alt-Del becomes SIGINT to init instead of an immediate reboot; fatal signals log and
-    /// reboot after `panicDelay` seconds instead of panicking the kernel.
-    public static func takeOver(panicDelay: Int) {
-        _ = decos_reboot(decos_rb_disable_cad)
-        decos_install_fatal_handlers(Int32(panicDelay))
-    }
 
-    /// Calls `handler` for the signals that ask init to stop: SIGTERM and SIGPWR → poweroff,
-    /// SIGINT (Ctrl-Alt-Del, or ^C in hosted mode) → reboot as PID 1, poweroff otherwise.
+    /// Calls `handler` for the signals that ask init to stop (PID 1 passes them on to the node):
+    /// SIGTERM and SIGPWR → poweroff, SIGINT (Ctrl-Alt-Del, or ^C in hosted mode) → reboot as the
+    /// machine's node, poweroff otherwise.
     public static func onPowerSignals(_ handler: @escaping @Sendable (PowerAction, String) -> Void) {
         let pairs: [(Int32, PowerAction, String)] = [
             (SIGTERM, .poweroff, "SIGTERM"), (SIGPWR, .poweroff, "SIGPWR"),

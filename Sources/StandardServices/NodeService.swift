@@ -11,6 +11,8 @@ import Darwin
 
 /// `/os/node`: the node itself, seen as a service. Get reads its state; Submit `<Poweroff/>` or
 /// `<Reboot/>` ends it in order (as PID 1 the machine powers off or reboots; hosted, the process exits).
+/// Submit `<Crash/>` traps the node process on purpose, as a service's bug would, to exercise the
+/// recovery path (under PID 1 the node is started again; hosted, the process dies).
 public actor NodeService: Service {
     public static let contract = "urn:decos:os:node"
 
@@ -57,9 +59,16 @@ public actor NodeService: Service {
     }
 
     private func power(_ request: Request) throws -> Element? {
+        if request.body?.name.local == "Crash", request.body?.elements.isEmpty == true {
+            Task.detached {
+                try? await Task.sleep(for: .milliseconds(100))  // the reply goes out first
+                fatalError("crash requested through /os/node")
+            }
+            return Element("CrashResponse")
+        }
         guard let body = request.body, body.elements.isEmpty,
               let action = [("Poweroff", PowerAction.poweroff), ("Reboot", .reboot)].first(where: { $0.0 == body.name.local })?.1 else {
-            throw Fault.invalidBody("Submit to /os/node takes <Poweroff/> or <Reboot/>")
+            throw Fault.invalidBody("Submit to /os/node takes <Poweroff/>, <Reboot/> or <Crash/>")
         }
         guard os.requestPower(action) else { throw Fault(.receiver, "NotSupported", "this node has no power control") }
         return try infoset(PowerResponse(action: action.rawValue))

@@ -111,6 +111,24 @@ func envelope(_ verb: String, _ body: String = "") -> String {
         sub.terminate()
         sub.waitUntilExit()
     }
+
+    @Test func poweroffEndsAHostedNodeInOrder() throws {
+        let node = try NodeProcess(extra: ["--node", "p1"])
+        let off = try decos("ctl", "poweroff", node.base)
+        #expect(off.out.contains("<Action>poweroff</Action>"))
+        node.process.waitUntilExit()
+        #expect(node.process.terminationStatus == 0)
+        #expect(node.process.terminationReason == .exit)
+    }
+
+    @Test func aCrashRequestTrapsAHostedNode() throws {
+        // Hosted, nothing restarts the process: a trap ends it (as PID 1, init starts it again:
+        // the VM test checks that).
+        let node = try NodeProcess()
+        #expect(try decos("ctl", "submit", node.base + "/os/node", "--body", "<Crash/>").out.contains("CrashResponse"))
+        node.process.waitUntilExit()
+        #expect(node.process.terminationReason == .uncaughtSignal)
+    }
 }
 
 @Suite struct ManifestCommandTests {

@@ -137,6 +137,17 @@ struct VMTests {
         #expect(processes.contains("<Name>prober</Name>"))
         #expect(processes.contains("<LastExit>exited with status 2</LastExit>"), "\(processes)")
 
+        // A crash in the node (as a trapping service would cause) ends the node's process, not PID 1:
+        // init starts the node again and it serves as before.
+        let crash = try run(decosBinary, ["ctl", "submit", "\(vm.base)/os/node", "--body", "<Crash/>", "--token", "@\(vm.image)/operator.token"])
+        #expect(crash.out.contains("CrashResponse"), "\(crash.err)")
+        _ = try await vm.waitFor("the node process was killed by signal")
+        #expect(vm.output.contains("(a Swift trap)"))
+        for _ in 0..<600 where vm.output.components(separatedBy: "ready with").count < 3 { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(vm.output.components(separatedBy: "ready with").count == 3, "the node did not come back:\n\(vm.output)")
+        #expect(try run("/usr/bin/curl", ["-sS", "-m", "30", "\(vm.base)/counter"]).out.contains("<Value>41</Value>"))
+        #expect(!vm.output.contains("Attempted to kill init"))
+
         // A service that fails to start is a fault to its caller; PID 1 and the others go on.
         let bad = try run("/usr/bin/curl", ["-sS", "-m", "30", "-H", "Authorization: Bearer \(try vm.token())", "-H", "Content-Type: application/soap+xml",
                                             "--data-binary", soapCreate, "\(vm.base)/constructor"])

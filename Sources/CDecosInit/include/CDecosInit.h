@@ -3,7 +3,8 @@
 
 #include <stdint.h>
 
-/// What the pre-runtime constructor did: 1 when this process is PID 1 and it ran the early mounts.
+/// 1 when this process is the node under the machine's init: PID 1 ran the early mounts and forked
+/// it (PID 1 itself stays in the constructor's loop, restarting the node when it dies).
 int decos_early_init_ran(void);
 /// CLOCK_BOOTTIME in nanoseconds when the constructor ran (before the Swift runtime): /init's start.
 int64_t decos_init_started_ns(void);
@@ -15,10 +16,6 @@ int decos_finit_module(int fd, const char *params);
 /// reboot(2) with one of the RB_* commands; returns only on failure.
 int decos_reboot(int cmd);
 /// The RB_* commands, which Swift does not import from <sys/reboot.h> as constants.
-extern const int decos_rb_power_off, decos_rb_autoboot, decos_rb_disable_cad;
-
-/// As PID 1 a fatal signal (a Swift trap is SIGILL or SIGTRAP) would panic the kernel: log it on the
-/// console, wait `delay_seconds`, sync and reboot instead.
-void decos_install_fatal_handlers(int delay_seconds);
+extern const int decos_rb_power_off, decos_rb_autoboot;
 
 #endif

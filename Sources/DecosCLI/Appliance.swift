@@ -66,7 +66,7 @@ enum Appliance {
 
         let node: Node
         do {
-            node = try await Node.boot(m, os: os, operatorSecret: secret)
+            node = try await Node.boot(m, extra: DecosCLI.extra, os: os, operatorSecret: secret)
         } catch {
             InitProcess.panic("boot failed: \(error)", delay: p.panicDelay)
         }
@@ -96,6 +96,8 @@ enum Appliance {
                     try rdma.addSoftRoCE(name, over: netdev)
                     os.note(link: netdev, "Soft-RoCE device \(name)")
                     say("\(netdev): Soft-RoCE device \(name)")
+                } catch where error.code == EEXIST {
+                    os.note(link: netdev, "Soft-RoCE device \(name) (made by an earlier start of the node)")
                 } catch { os.note(link: netdev, "Soft-RoCE: \(error)"); say("\(netdev): Soft-RoCE: \(error)") }
             }
         } catch { say("Soft-RoCE: \(error)") }

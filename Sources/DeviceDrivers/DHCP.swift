@@ -75,20 +75,13 @@ public enum DHCPClient {
     public static func configure(_ link: Link, _ rt: RouteNetlink, note: @escaping @Sendable (String) -> Void) async {
         guard let mac = macBytes(link.mac) else { note("DHCP: no MAC address"); return }
         let index = link.index, name = link.name
-        var attempt = 0
-        var lease: DHCPLease?
-        while lease == nil {
-            attempt += 1
-            lease = await blocking { exchange(ifindex: index, mac: mac, renewing: nil) }
-            if lease == nil {
-                note("DHCP: no lease yet (attempt \(attempt)); trying again")
-                if attempt == 1 { continue }
-                // Boot goes on; the lease is looked for in the background.
-                Task { await keep(nil, index: index, name: name, mac: mac, note: note) }
-                return
-            }
+        // One exchange (retried after 1, 2 and 4 s) while booting; without an answer the boot goes
+        // on and the lease is looked for in the background.
+        guard let lease = await blocking({ exchange(ifindex: index, mac: mac, renewing: nil) }) else {
+            note("DHCP: no answer in 7 s; still asking, every 10 s, in the background")
+            Task { await keep(nil, index: index, name: name, mac: mac, note: note) }
+            return
         }
-        guard let lease else { return }
         apply(lease, linkName: name, rt: rt, note: note)
         Task { await keep(lease, index: index, name: name, mac: mac, note: note) }
     }

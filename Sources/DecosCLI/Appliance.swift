@@ -19,7 +19,7 @@ enum Appliance {
     static func main() async -> Never {
         setvbuf(stdout, nil, _IOLBF, 0)
         let release = InitProcess.kernelRelease
-        say("decos \(DecosVersion.string) is PID 1 on Linux \(release) (the node runs as its process \(getpid())); /init started at \(ms(InitProcess.startedAt)) ms")
+        say("decos \(DecosVersion.string) is PID 1 on Linux \(release) (the node runs as its process \(getpid())); /init started at \(ms(InitProcess.startedAt)) ms, the node's Swift main at \(ms(InitProcess.bootTime)) ms")
         for e in InitProcess.earlyErrors { say("early mount: \(e)") }
         let cmdline = KernelCommandLine(readFile("/proc/cmdline").map { String(decoding: $0, as: UTF8.self) } ?? "")
         let p = BootParameters(cmdline)

@@ -121,6 +121,25 @@ func envelope(_ verb: String, _ body: String = "") -> String {
         #expect(node.process.terminationReason == .exit)
     }
 
+    @Test func rebootRestartsAHostedNodeInPlace() throws {
+        let node = try NodeProcess()
+        try decos("ctl", "update", node.base + "/counter", "--body", "<Increment><By>3</By></Increment>")
+        #expect(try decos("ctl", "reboot", node.base).out.contains("<Action>reboot</Action>"))
+        var seen = ""
+        while seen.components(separatedBy: "ready with").count < 2 {
+            let chunk = node.output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            seen += String(decoding: chunk, as: UTF8.self)
+        }
+        #expect(seen.contains("decos: restarting"))
+        #expect(node.process.isRunning)
+        // The same process, started afresh (on a new free port: the command line says port 0);
+        // its state comes from the manifest again.
+        let r = try #require(seen.range(of: #"serving http://127\.0\.0\.1:\d+/"#, options: .regularExpression))
+        #expect(try decos("ctl", "get", String(seen[r].dropFirst(8)) + "counter").out.contains("<Value>0</Value>"))
+        _ = node.terminate()
+    }
+
     @Test func aCrashRequestTrapsAHostedNode() throws {
         // Hosted, nothing restarts the process: a trap ends it (as PID 1, init starts it again:
         // the VM test checks that).

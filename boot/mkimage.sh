@@ -70,7 +70,8 @@ echo "       ${#chosen[@]} modules: $(printf '%s\n' "${!chosen[@]}" | sort | tr 
 
 step 3 "/init, manifest and secrets"
 install -m 0755 "$decos" "$stage/init"
-mkdir -p "$stage/etc/decos" "$stage/proc" "$stage/sys" "$stage/dev" "$stage/run" "$stage/tmp"
+mkdir -p "$stage/etc/decos" "$stage/proc" "$stage/sys" "$stage/dev" "$stage/run" "$stage/tmp" "$stage/sbin"
+ln -s /init "$stage/sbin/modprobe"   # the kernel's request_module runs it; decos answers as modprobe
 install -m 0644 "$manifest" "$stage/etc/decos/node.xml"
 if [ ! -s "$out/operator.token" ]; then
   (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$out/operator.token")

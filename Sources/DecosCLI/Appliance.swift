@@ -82,9 +82,9 @@ enum Appliance {
     /// `decos.rxe=eth0`: a Soft-RoCE device (rxe0, rxe1, …) over each named link, for verbs.
     static func softRoCE(_ netdevs: [String], loader: ModuleLoader, os: OperatingSystem) {
         guard !netdevs.isEmpty else { return }
-        // rxe asks the crypto API for crc32 at device creation; with no modprobe in the image the
-        // kernel cannot load it on demand, so it is loaded first.
-        for m in ["crc32_generic", "rdma_rxe", "ib_uverbs"] where !loader.load(m, reason: "decos.rxe") {
+        // rxe asks the crypto API for crc32 when a device is made; the kernel loads crc32_generic
+        // for it on demand, through decos as /sbin/modprobe.
+        for m in ["rdma_rxe", "ib_uverbs"] where !loader.load(m, reason: "decos.rxe") {
             say("Soft-RoCE: cannot load \(m) (build the image with NICS including rxe)")
             return
         }

@@ -116,7 +116,8 @@ struct VMTests {
         #expect(links.out.contains("DHCP: 10.0.2.15/24 from 10.0.2.2"))
         let modules = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(vm.base)/os/modules"])
         #expect(modules.out.contains("<Name>virtio_net</Name><State>loaded</State>"), "\(modules.out)")
-        // decos.rxe=eth0: a Soft-RoCE device made over RDMA netlink.
+        // decos.rxe=eth0: a Soft-RoCE device made over RDMA netlink. Making it needs crc32_generic,
+        // which only the kernel's own request_module loads — through decos as /sbin/modprobe.
         let devices = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(vm.base)/os/devices"])
         #expect(devices.out.contains("<Bus>rdma</Bus><Address>rxe0</Address>"), "\(devices.out)")
         #expect(links.out.contains("Soft-RoCE device rxe0") || vm.output.contains("eth0: Soft-RoCE device rxe0"))

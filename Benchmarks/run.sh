@@ -81,5 +81,8 @@ if [ -x .build-static/release/decos ]; then
 fi
 rm -f "$post_script"
 
+echo "== device-driver kernel: the module index of the image's kernel (full Debian tree)"
+taskset -c 0 $bin/decos-bench modindex "$(ls /lib/modules | sort -V | tail -1)" 2>/dev/null
+
 echo "== membership and namespace spread, simulated (SWIM_NODES=${SWIM_NODES:-1000}, 5% loss; minutes for 1000)"
 $bin/decos-bench swim "${SWIM_NODES:-1000}" 0.05 2>/dev/null

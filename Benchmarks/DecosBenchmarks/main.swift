@@ -125,6 +125,7 @@ let task = Task.detached {
     if which == "probe" { try await probe() }
     if which == "http-floor" { try await httpFloor() }
     if which == "idle" { try await Task.sleep(for: .seconds(3600)) }
+    if which == "modindex" { moduleIndexBenchmark() }
     if which == "remote" { try await remoteBenchmark(buffersOnly: CommandLine.arguments.dropFirst(2).first == "buffers") }
     if which == "swim" {
         let args = CommandLine.arguments.dropFirst(2)

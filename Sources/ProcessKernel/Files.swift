@@ -10,11 +10,13 @@ public func readFile(_ path: String) -> [UInt8]? {
     guard fd >= 0 else { return nil }
     defer { close(fd) }
     var out: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 64 << 10)
-    while true {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 { if errno == EINTR { continue }; return nil }
-        if n == 0 { return out }
-        out.append(contentsOf: chunk[0..<n])
+    // Most reads are small (sysfs attributes, the command line): no zeroed 64 KiB array per file.
+    return withUnsafeTemporaryAllocation(byteCount: 64 << 10, alignment: 16) { chunk -> [UInt8]? in
+        while true {
+            let n = read(fd, chunk.baseAddress, chunk.count)
+            if n < 0 { if errno == EINTR { continue }; return nil }
+            if n == 0 { return out }
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
+        }
     }
 }

@@ -67,8 +67,9 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var continuation: CheckedContinuation<DataBuffer?, Never>?
         init(length: Int, peer: String) {
             self.peer = peer
-            // Not zeroed: every byte is written by a chunk before the buffer is handed over.
-            bytes = [UInt8](unsafeUninitializedCapacity: length) { _, count in count = length }
+            // Memory a finished buffer left behind when there is some (no page faults), else fresh
+            // memory not zeroed first: every byte is written by a chunk before the buffer is handed over.
+            bytes = RecycledMemory.shared.take(length) ?? [UInt8](unsafeUninitializedCapacity: length) { _, count in count = length }
         }
     }
 

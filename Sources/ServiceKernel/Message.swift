@@ -1,4 +1,5 @@
 import Infoset
+import Synchronization
 
 /// Bytes that travel beside a message rather than inside it. A class so that handing a message to
 /// a local service passes the buffer by reference; the data plane moves it between nodes.
@@ -6,6 +7,42 @@ public final class DataBuffer: Sendable {
     public let bytes: [UInt8]
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
     public var count: Int { bytes.count }
+
+    deinit { RecycledMemory.shared.give(bytes) }
+}
+
+/// Large buffers whose `DataBuffer` is gone, kept for the next import of a similar size: landing
+/// bytes in fresh memory costs a page fault and a zeroed page per 4 KiB, which is most of what a
+/// transfer costs once the network is fast. Bounded, newest kept; a buffer still shared elsewhere
+/// is copied on first write (arrays are copy-on-write), so recycling never aliases live data.
+public final class RecycledMemory: Sendable {
+    public static let shared = RecycledMemory(limit: 512 << 20)
+    static let minimum = 1 << 20
+    let limit: Int
+    private let buffers = Mutex<[[UInt8]]>([])
+
+    init(limit: Int) { self.limit = limit }
+
+    func give(_ bytes: [UInt8]) {
+        guard bytes.count >= Self.minimum, bytes.count <= limit else { return }
+        buffers.withLock { b in
+            b.append(bytes)
+            var total = b.reduce(0) { $0 + $1.count }
+            while total > limit { total -= b.removeFirst().count }
+        }
+    }
+
+    /// A buffer of exactly `length` bytes (contents undefined) from one between `length` and twice
+    /// that, or nil.
+    public func take(_ length: Int) -> [UInt8]? {
+        guard length >= Self.minimum else { return nil }
+        guard var found = buffers.withLock({ b -> [UInt8]? in
+            guard let i = b.lastIndex(where: { $0.count >= length && $0.count <= 2 * length }) else { return nil }
+            return b.remove(at: i)
+        }) else { return nil }
+        found.removeLast(found.count - length)
+        return found
+    }
 }
 
 /// A header reference to a data buffer: the body names it by `id`.

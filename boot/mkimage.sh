@@ -19,8 +19,17 @@ die() { echo "image: $*" >&2; exit 1; }
 file "$decos" | grep -q "statically linked" || die "$decos is not statically linked: an initramfs has no libraries"
 "$decos" manifest check "$manifest" >/dev/null || die "the manifest does not check: run $decos manifest check $manifest"
 
-step 1 "kernel"
 kernel=${KERNEL:-$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -1)}
+# Nothing to do when every input is what the image in $out was built from.
+inputs=$(cat "$0" "$decos" "$manifest" drivers/*.modules ${CLUSTER_KEY:+"$CLUSTER_KEY"} 2>/dev/null | sha256sum | cut -c1-64)
+inputs="$inputs $kernel $nics ${CMDLINE:-} ${ZSTD_LEVEL:-19}"
+if [ -f "$out/.inputs" ] && [ "$(cat "$out/.inputs")" = "$inputs" ] && [ -f "$out/initrd.img" ] && [ -f "$out/boot.ipxe" ] \
+   && [ -s "$out/operator.token" ] && [ -s "${CLUSTER_KEY:-$out/cluster.key}" ]; then
+  echo "image: $out/ is up to date ($(stat -c %s "$out/initrd.img") bytes of initramfs)"
+  exit 0
+fi
+
+step 1 "kernel"
 [ -n "$kernel" ] && [ -r "$kernel" ] || die "no readable kernel in /boot (install linux-image-amd64: make deps)"
 release=${kernel##*/vmlinuz-}
 moddir=/lib/modules/$release
@@ -105,4 +114,5 @@ size() { stat -c %s "$1"; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 echo "       kernel    $(mib "$(size "$out/vmlinuz")")  $out/vmlinuz"
 echo "       initramfs $(mib "$(size "$out/initrd.img")")  $out/initrd.img (decos $(mib "$(size "$decos")"), modules $(mib "$(du -sb "$stage/lib/modules" | cut -f1)") before compression)"
+echo "$inputs" > "$out/.inputs"
 echo "image: ready in $out/ — boot it with: make boot"

@@ -169,7 +169,13 @@ public actor ModulesService: Service {
 public actor RDMAService: Service {
     public static let contract = "urn:decos:os:rdma"
 
-    public struct RDMADevices: Codable, Sendable { public var device: [String] }
+    public struct RDMADevices: Codable, Sendable { public var device: [RDMADeviceEntry] }
+    public struct RDMADeviceEntry: Codable, Sendable {
+        public var name: String
+        /// Port 1's state (ACTIVE once its netdev is up with an address), or why it could not be opened.
+        public var state: String
+        public var mtu: Int?
+    }
     public struct ReadTest: Codable, Sendable {
         public var device: String
         public var bytes: Int?
@@ -187,7 +193,16 @@ public actor RDMAService: Service {
     public func handle(_ request: Request) async throws -> Element? {
         switch request.verb {
         case .get:
-            do { return try infoset(RDMADevices(device: try RDMADevice.names())) } catch let e as VerbsError {
+            do {
+                return try infoset(RDMADevices(device: try RDMADevice.names().map { name in
+                    do {
+                        let port = try RDMADevice(name, waitMilliseconds: 0).port
+                        return RDMADeviceEntry(name: name, state: port.state, mtu: port.mtu)
+                    } catch {
+                        return RDMADeviceEntry(name: name, state: "\(error)", mtu: nil)
+                    }
+                }))
+            } catch let e as VerbsError {
                 throw Fault(.receiver, "Verbs", e.description)
             }
         case .submit:

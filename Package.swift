@@ -40,7 +40,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "DistributingKernel", dependencies: [
-            "ServiceKernel", "Infoset",
+            "ServiceKernel", "Infoset", "ProcessKernel",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "InfosetTests", dependencies: ["Infoset"]),
         .testTarget(name: "ProcessKernelTests", dependencies: ["ProcessKernel"]),
         .testTarget(name: "DeviceDriversTests", dependencies: ["DeviceDrivers", "ProcessKernel"]),
-        .testTarget(name: "ServiceKernelTests", dependencies: ["ServiceKernel", "StandardServices", "Infoset"]),
+        .testTarget(name: "ServiceKernelTests", dependencies: ["ServiceKernel", "StandardServices", "Infoset", "ProcessKernel"]),
         .testTarget(name: "StandardServicesTests", dependencies: ["StandardServices", "ServiceKernel", "Decos"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Decos"]),
         .testTarget(name: "DistributingKernelTests", dependencies: ["DistributingKernel", "ServiceKernel", "Infoset", "Decos"]),

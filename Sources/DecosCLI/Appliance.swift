@@ -36,7 +36,7 @@ enum Appliance {
         let driversDone = InitProcess.bootTime
         let nics = devices.flatMap(\.interfaces)
         say("drivers: \(devices.count) devices, \(loader.loaded.filter { $0.state == .loaded }.count) modules loaded, links \(nics.isEmpty ? "none" : nics.joined(separator: " ")) at \(ms(InitProcess.bootTime)) ms")
-        let os = OperatingSystem(supervisor: Supervisor(log: { say($0) }), modules: loader, isPID1: true)
+        let os = OperatingSystem(supervisor: Supervisor(log: { say($0) }), modules: loader, isAppliance: true)
         await NetworkSetup.configure(p, dhcp: { link, rt in await DHCPClient.configure(link, rt, note: { os.note(link: link.name, $0); say("\(link.name): \($0)") }) },
                                      note: { link, text in os.note(link: link, text); say("\(link): \(text)") })
 
@@ -49,15 +49,11 @@ enum Appliance {
             say("manifest: \(error.description)\ndecos: booting with the system services only")
             m = Manifest(file: p.manifest)
         }
-        if let g = m.gateway, g.host.hasPrefix("127.") || g.host == "localhost" {
-            // Nothing outside the machine could reach a loopback gateway of an appliance.
-            m.gateway?.host = "0.0.0.0"
-        } else if m.gateway == nil {
-            m.gateway = GatewayBinding()
-            m.gateway?.host = "0.0.0.0"
-        }
         let overrides = Overrides(http: p.http, node: p.node, listen: p.listen, seeds: p.seeds, clusterKey: p.clusterKey)
         for problem in overrides.apply(to: &m) { say("kernel command line: \(problem); ignored") }
+        // Nothing outside the machine could reach an appliance's gateway on loopback.
+        if m.gateway == nil { m.gateway = GatewayBinding() }
+        if let h = m.gateway?.host, h.hasPrefix("127.") || h == "localhost" { m.gateway?.host = "0.0.0.0" }
         if m.cluster != nil, m.cluster?.keyFile == nil, readFile(imageClusterKey) != nil {
             m.cluster?.keyFile = imageClusterKey  // every image carries one (boot/mkimage.sh)
         }
@@ -106,8 +102,6 @@ enum Appliance {
     static func say(_ s: some StringProtocol) { print("decos: \(s)") }
 
     static func ms(_ d: Duration) -> String {
-        let c = d.components
-        let v = Double(c.seconds) * 1000 + Double(c.attoseconds) / 1e15
-        return String(Int(v.rounded()))
+        String(Int(d.inMilliseconds.rounded()))
     }
 }

@@ -25,7 +25,7 @@ public enum DecosCLI {
     public static func main(extra: Contracts = Contracts()) async {
         self.extra = extra
         if CommandLine.arguments.first?.split(separator: "/").last == "modprobe" { Modprobe.main(CommandLine.arguments) }
-        if InitProcess.isPID1 { await Appliance.main() }
+        if InitProcess.isAppliance { await Appliance.main() }
         await DecosCommand.main()
     }
 }

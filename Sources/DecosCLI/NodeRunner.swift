@@ -23,7 +23,7 @@ struct Overrides {
     func apply(to m: inout Manifest) -> [String] {
         var problems: [String] = []
         if let http {
-            if let (host, port) = GatewayBinding.parseAddress(http) {
+            if let (host, port) = parseHostPort(http) {
                 var b = m.gateway ?? GatewayBinding()
                 b.host = host
                 b.port = port
@@ -34,10 +34,10 @@ struct Overrides {
         if listen != nil || !seeds.isEmpty || clusterKey != nil {
             var c = m.cluster ?? ClusterBinding()
             if let listen {
-                if let (host, port) = GatewayBinding.parseAddress(listen) { c.host = host; c.port = port }
+                if let (host, port) = parseHostPort(listen) { c.host = host; c.port = port }
                 else { problems.append("listen address \(listen) is not HOST:PORT") }
             }
-            let good = seeds.filter { GatewayBinding.parseAddress($0) != nil }
+            let good = seeds.filter { parseHostPort($0) != nil }
             for s in seeds where !good.contains(s) { problems.append("seed \(s) is not HOST:PORT") }
             if !good.isEmpty { c.seeds = good }
             if let clusterKey { c.keyFile = clusterKey }

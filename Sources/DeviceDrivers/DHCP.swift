@@ -145,7 +145,7 @@ public enum DHCPClient {
                 let t0 = InitProcess.bootTime
                 guard poll(&pfd, 1, left) > 0 else { return nil }
                 let elapsed = InitProcess.bootTime - t0
-                left -= Int32(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
+                left -= Int32(elapsed.inMilliseconds)
                 let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
                 guard n > 28 else { continue }
                 let ihl = Int(buf[0] & 0x0f) * 4

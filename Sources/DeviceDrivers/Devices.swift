@@ -27,11 +27,12 @@ public struct Device: Sendable, Equatable {
                     driver: SysFS.linkName("\(path)/driver"), interfaces: SysFS.list("\(path)/net")))
             }
         }
-        // RDMA devices are a class, not a bus: Soft-RoCE has no device of its own, only a parent netdev.
+        // RDMA devices are a class, not a bus. A hardware one has a device and its driver; a software
+        // one (Soft-RoCE) has neither, only the netdev it runs over (`parent`).
         for name in SysFS.list("\(sysfs)/class/infiniband") {
             let path = "\(sysfs)/class/infiniband/\(name)"
             found.append(Device(bus: "rdma", address: name, vendor: nil, device: nil, deviceClass: SysFS.read("\(path)/node_type"),
-                                modalias: nil, driver: SysFS.linkName("\(path)/device/driver") ?? (SysFS.read("\(path)/parent") != nil ? "rdma_rxe" : nil),
+                                modalias: nil, driver: SysFS.linkName("\(path)/device/driver"),
                                 interfaces: SysFS.read("\(path)/parent").map { [$0] } ?? []))
         }
         return found

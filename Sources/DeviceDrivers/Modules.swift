@@ -8,8 +8,8 @@ import Musl
 #endif
 
 /// What was done with one kernel module, for `/os/modules`.
-public struct ModuleRecord: Sendable, Equatable {
-    public enum State: String, Sendable {
+public struct ModuleRecord: Sendable, Equatable, Codable {
+    public enum State: String, Sendable, Codable {
         case loaded, alreadyLoaded = "already-loaded", builtin, failed, missing
     }
     public var name: String
@@ -129,8 +129,7 @@ public final class ModuleLoader: Sendable {
         defer { close(fd) }
         let t0 = InitProcess.bootTime
         if decos_finit_module(fd, "") == 0 {
-            let c = (InitProcess.bootTime - t0).components
-            record(name, .loaded, reason, nil, milliseconds: Double(c.seconds) * 1000 + Double(c.attoseconds) / 1e15)
+            record(name, .loaded, reason, nil, milliseconds: (InitProcess.bootTime - t0).inMilliseconds)
             return true
         }
         if errno == EEXIST { record(name, .alreadyLoaded, reason); return true }

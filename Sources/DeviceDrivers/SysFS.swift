@@ -36,7 +36,5 @@ enum SysFS {
         return target.split(separator: "/").last.map(String.init)
     }
 
-    static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
-
     static var errnoText: String { String(cString: strerror(errno)) }
 }

@@ -140,10 +140,9 @@ public enum RDMASelfTest {
                     offset += n
                     id += 1
                 }
-                let elapsed = (ContinuousClock.now - start).components
+                let elapsed = ContinuousClock.now - start
                 let intact = memcmp(source.bytes.baseAddress!, target.bytes.baseAddress!, bytes) == 0
-                return .success(RDMAReadResult(device: name, bytes: bytes, intact: intact,
-                                               seconds: Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18))
+                return .success(RDMAReadResult(device: name, bytes: bytes, intact: intact, seconds: elapsed.inSeconds))
             } catch {
                 return .failure(error)
             }

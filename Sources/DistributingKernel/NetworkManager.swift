@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import ServiceKernel
 import Synchronization
+import ProcessKernel
 
 /// How this node joins a cluster.
 public struct ClusterConfig: Sendable {
@@ -215,7 +216,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
 
     /// Connects and waits for the handshake to finish.
     private func open(_ address: String, role: Handshake.Role) async -> (any Channel)? {
-        guard let (host, port) = GatewayBinding.parseAddress(address) else { return nil }
+        guard let (host, port) = parseHostPort(address) else { return nil }
         let ready = Ready()
         do {
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)

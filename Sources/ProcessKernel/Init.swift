@@ -17,7 +17,7 @@ public enum PowerAction: String, Sendable {
 public enum InitProcess {
     /// True when the node is the machine's user space: it runs as the child of PID 1's small C loop
     /// (CDecosInit), which mounted the early filesystems and restarts the node if it dies.
-    public static var isPID1: Bool { decos_early_init_ran() != 0 }
+    public static var isAppliance: Bool { decos_early_init_ran() != 0 }
 
     /// What went wrong in the early mounts (an empty list when nothing did).
     public static var earlyErrors: [String] {
@@ -48,7 +48,7 @@ public enum InitProcess {
     public static func onPowerSignals(_ handler: @escaping @Sendable (PowerAction, String) -> Void) {
         let pairs: [(Int32, PowerAction, String)] = [
             (SIGTERM, .poweroff, "SIGTERM"), (SIGPWR, .poweroff, "SIGPWR"),
-            (SIGINT, isPID1 ? .reboot : .poweroff, isPID1 ? "SIGINT (Ctrl-Alt-Del)" : "SIGINT"),
+            (SIGINT, isAppliance ? .reboot : .poweroff, isAppliance ? "SIGINT (Ctrl-Alt-Del)" : "SIGINT"),
         ]
         let sources = pairs.map { sig, action, name in
             signal(sig, SIG_IGN)
@@ -84,3 +84,9 @@ public enum InitProcess {
 }
 
 struct UncheckedSendable<T>: @unchecked Sendable { var value: T }
+
+extension Duration {
+    /// This duration as a floating-point number of seconds (or milliseconds), for reports and logs.
+    public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    public var inMilliseconds: Double { inSeconds * 1000 }
+}

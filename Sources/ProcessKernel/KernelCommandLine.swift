@@ -80,11 +80,11 @@ public struct BootParameters: Sendable {
                     bad("a node name is letters, digits, '-' and '.'")
                 } else { node = value }
             case "manifest": if value.hasPrefix("/") { manifest = value } else { bad("the manifest is an absolute path in the image") }
-            case "http": if isHostPort(value) { http = value } else { bad("expected HOST:PORT") }
-            case "listen": if isHostPort(value) { listen = value } else { bad("expected HOST:PORT") }
+            case "http": if parseHostPort(value) != nil { http = value } else { bad("expected HOST:PORT") }
+            case "listen": if parseHostPort(value) != nil { listen = value } else { bad("expected HOST:PORT") }
             case "seed":
                 for s in value.split(separator: ",").map(String.init) {
-                    if isHostPort(s) { seeds.append(s) } else { errors.append("decos.seed: \(s) is not HOST:PORT; ignored") }
+                    if parseHostPort(s) != nil { seeds.append(s) } else { errors.append("decos.seed: \(s) is not HOST:PORT; ignored") }
                 }
             case "cluster_key": if value.hasPrefix("/") { clusterKey = value } else { bad("the key file is an absolute path in the image") }
             case "operator_token": if value.hasPrefix("/") { operatorToken = value } else { bad("the token file is an absolute path in the image") }
@@ -110,9 +110,14 @@ public struct BootParameters: Sendable {
     }
 }
 
-func isHostPort(_ s: String) -> Bool {
-    guard let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]), (0...65535).contains(port) else { return false }
-    return colon > s.startIndex
+/// `HOST:PORT` (`[::1]:80` for IPv6; an empty host is 127.0.0.1), or nil. Every address the
+/// manifest, the command line and the kernel command line take is read by this.
+public func parseHostPort(_ text: String) -> (host: String, port: Int)? {
+    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+          (0...65535).contains(port) else { return nil }
+    var host = String(text[..<colon])
+    if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+    return (host.isEmpty ? "127.0.0.1" : host, port)
 }
 
 /// An IPv4 address in network order.

@@ -32,8 +32,8 @@ public struct ProcessSpec: Sendable, Equatable {
 }
 
 /// What `/os/processes` shows of one supervised process.
-public struct ProcessStatus: Sendable, Equatable {
-    public enum State: String, Sendable {
+public struct ProcessStatus: Sendable, Equatable, Codable {
+    public enum State: String, Sendable, Codable {
         case running, restarting, exited, failed, stopped
     }
 

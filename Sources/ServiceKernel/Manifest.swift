@@ -85,15 +85,6 @@ public struct GatewayBinding: Sendable, Hashable {
         self.requestTimeout = requestTimeout
         self.idleTimeout = idleTimeout
     }
-
-    /// Parses `HOST:PORT`, `[v6]:PORT` or `:PORT`.
-    public static func parseAddress(_ text: String) -> (host: String, port: Int)? {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-              (0...65535).contains(port) else { return nil }
-        var host = String(text[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return (host.isEmpty ? "127.0.0.1" : host, port)
-    }
 }
 
 /// The cluster binding: present means this node joins other nodes in one URI namespace.
@@ -245,7 +236,7 @@ struct ManifestReader {
         attributes(g, allowed: ["listen", "maxRequestBytes", "requestTimeout", "idleTimeout"])
         var b = GatewayBinding()
         if let listen = g.attribute("listen") {
-            if let (host, port) = GatewayBinding.parseAddress(listen) { b.host = host; b.port = port }
+            if let (host, port) = parseHostPort(listen) { b.host = host; b.port = port }
             else { fail(g, "listen=\"\(listen)\" is not HOST:PORT") }
         }
         if let v = g.attribute("maxRequestBytes") {
@@ -260,11 +251,11 @@ struct ManifestReader {
         attributes(c, allowed: ["listen", "advertise", "keyFile", "probeInterval", "probeTimeout", "suspicionTimeout", "requestTimeout"])
         var b = ClusterBinding()
         if let listen = c.attribute("listen") {
-            if let (host, port) = GatewayBinding.parseAddress(listen) { b.host = host; b.port = port }
+            if let (host, port) = parseHostPort(listen) { b.host = host; b.port = port }
             else { fail(c, "listen=\"\(listen)\" is not HOST:PORT") }
         }
         if let a = c.attribute("advertise") {
-            if GatewayBinding.parseAddress(a) != nil { b.advertise = a } else { fail(c, "advertise=\"\(a)\" is not HOST:PORT") }
+            if parseHostPort(a) != nil { b.advertise = a } else { fail(c, "advertise=\"\(a)\" is not HOST:PORT") }
         }
         b.keyFile = c.attribute("keyFile")
         b.probeInterval = positive(c, "probeInterval").map(UInt64.init) ?? b.probeInterval
@@ -276,7 +267,7 @@ struct ManifestReader {
             guard inManifestNamespace(s), s.name.local == "Seed" else { fail(s, "unknown element <\(s.name.local)> in <Cluster>; expected <Seed address=\"HOST:PORT\"/>"); continue }
             attributes(s, allowed: ["address"], required: ["address"])
             if let a = s.attribute("address") {
-                if GatewayBinding.parseAddress(a) != nil { b.seeds.append(a) } else { fail(s, "address=\"\(a)\" is not HOST:PORT") }
+                if parseHostPort(a) != nil { b.seeds.append(a) } else { fail(s, "address=\"\(a)\" is not HOST:PORT") }
             }
         }
         return b

@@ -24,7 +24,7 @@ public actor NodeService: Service {
         public var residentBytes: Int
         public var services: Int
         public var version: String
-        /// `pid1` when the node is the machine's init, `hosted` when it runs as a process.
+        /// `appliance` when the node is a machine's whole user space (under PID 1's loop), `hosted` when it runs as a process.
         public var mode: String
         /// Seconds since the kernel started (CLOCK_BOOTTIME).
         public var bootSeconds: Double
@@ -49,13 +49,11 @@ public actor NodeService: Service {
         guard let kernel else { throw Fault(.receiver, "NotStarted", "node service not started") }
         if request.verb == .submit { return try power(request) }
         guard request.verb == .get else { throw Fault.actionNotSupported(request.verb, "/os/node") }
-        let uptime = kernel.uptime.components
-        let boot = InitProcess.bootTime.components
         return try infoset(NodeState(
             name: kernel.node, authority: kernel.uris.authority, pid: getpid(),
-            uptimeSeconds: Double(uptime.seconds) + Double(uptime.attoseconds) / 1e18,
+            uptimeSeconds: kernel.uptime.inSeconds,
             residentBytes: residentBytes(), services: kernel.uris.entries.count, version: NodeService.version,
-            mode: os.isPID1 ? "pid1" : "hosted", bootSeconds: Double(boot.seconds) + Double(boot.attoseconds) / 1e18))
+            mode: os.isAppliance ? "appliance" : "hosted", bootSeconds: InitProcess.bootTime.inSeconds))
     }
 
     private func power(_ request: Request) throws -> Element? {

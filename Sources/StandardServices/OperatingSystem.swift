@@ -11,14 +11,14 @@ public final class OperatingSystem: Sendable {
     public let supervisor: Supervisor
     /// The module loader of a PID 1 node; nil in hosted mode, where the host's kernel has its own.
     public let modules: ModuleLoader?
-    public let isPID1: Bool
+    public let isAppliance: Bool
     private let power = Mutex<(@Sendable (PowerAction) -> Void)?>(nil)
     private let notes = Mutex<[String: [String]]>([:])
 
-    public init(supervisor: Supervisor = Supervisor(), modules: ModuleLoader? = nil, isPID1: Bool = InitProcess.isPID1) {
+    public init(supervisor: Supervisor = Supervisor(), modules: ModuleLoader? = nil, isAppliance: Bool = InitProcess.isAppliance) {
         self.supervisor = supervisor
         self.modules = modules
-        self.isPID1 = isPID1
+        self.isAppliance = isAppliance
     }
 
     /// Who ends the node when `/os/node` is asked to power off or reboot.
@@ -34,12 +34,11 @@ public final class OperatingSystem: Sendable {
     public func note(link: String, _ text: String) { notes.withLock { $0[link, default: []].append(text) } }
     func notes(for link: String) -> [String] { notes.withLock { $0[link] ?? [] } }
 
-    /// The `/os/*` services, built around this system.
+    /// The `/os/*` services that need this system (`/os/devices` and `/os/rdma` read the kernel's own state).
     public var contracts: Contracts {
         var c = Contracts()
         c.register(contract: NodeService.contract) { _ in NodeService(os: self) }
         c.register(contract: ProcessesService.contract) { _ in ProcessesService(os: self) }
-        c.register(contract: DevicesService.contract) { _ in DevicesService(os: self) }
         c.register(contract: LinksService.contract) { _ in LinksService(os: self) }
         c.register(contract: ModulesService.contract) { _ in ModulesService(os: self) }
         return c
@@ -50,16 +49,7 @@ public final class OperatingSystem: Sendable {
 public actor ProcessesService: Service {
     public static let contract = "urn:decos:os:processes"
 
-    public struct ProcessList: Codable, Sendable { public var process: [ProcessEntry] }
-    public struct ProcessEntry: Codable, Sendable {
-        public var name: String
-        public var path: String
-        public var state: String
-        public var pid: Int32?
-        public var restarts: Int
-        public var lastExit: String?
-        public var error: String?
-    }
+    public struct ProcessList: Codable, Sendable { public var process: [ProcessStatus] }
 
     let os: OperatingSystem
     init(os: OperatingSystem) { self.os = os }
@@ -67,9 +57,7 @@ public actor ProcessesService: Service {
 
     public func handle(_ request: Request) throws -> Element? {
         guard request.verb == .get else { throw Fault.actionNotSupported(request.verb, "/os/processes") }
-        return try infoset(ProcessList(process: os.supervisor.statuses.map {
-            ProcessEntry(name: $0.name, path: $0.path, state: $0.state.rawValue, pid: $0.pid, restarts: $0.restarts, lastExit: $0.lastExit, error: $0.error)
-        }))
+        return try infoset(ProcessList(process: os.supervisor.statuses))
     }
 }
 
@@ -89,9 +77,7 @@ public actor DevicesService: Service {
         public var interface: [String]
     }
 
-    let os: OperatingSystem
-    init(os: OperatingSystem) { self.os = os }
-    public init(config: ServiceConfig) { os = OperatingSystem() }
+    public init(config: ServiceConfig) {}
 
     public func handle(_ request: Request) throws -> Element? {
         guard request.verb == .get else { throw Fault.actionNotSupported(request.verb, "/os/devices") }
@@ -140,14 +126,7 @@ public actor ModulesService: Service {
     public struct ModuleList: Codable, Sendable {
         /// Where modules come from: the image's module tree, or "host" in hosted mode.
         public var source: String
-        public var module: [ModuleEntry]
-    }
-    public struct ModuleEntry: Codable, Sendable {
-        public var name: String
-        public var state: String
-        public var reason: String
-        public var error: String?
-        public var milliseconds: Double?
+        public var module: [ModuleRecord]
     }
 
     let os: OperatingSystem
@@ -157,9 +136,7 @@ public actor ModulesService: Service {
     public func handle(_ request: Request) throws -> Element? {
         guard request.verb == .get else { throw Fault.actionNotSupported(request.verb, "/os/modules") }
         return try infoset(ModuleList(source: os.modules?.root ?? "host (hosted mode: the host's kernel loads its own modules)",
-                                      module: (os.modules?.loaded ?? []).map {
-            ModuleEntry(name: $0.name, state: $0.state.rawValue, reason: $0.reason, error: $0.error, milliseconds: $0.milliseconds)
-        }))
+                                      module: os.modules?.loaded ?? []))
     }
 }
 

@@ -1,6 +1,7 @@
 import Infoset
 import ServiceKernel
 import Testing
+import ProcessKernel
 
 @Suite struct ManifestTests {
     @Test func parsesEverySection() throws {
@@ -73,11 +74,11 @@ import Testing
     }
 
     @Test func gatewayAddressesParse() {
-        #expect(GatewayBinding.parseAddress("127.0.0.1:7480")! == ("127.0.0.1", 7480))
-        #expect(GatewayBinding.parseAddress("[::1]:80")! == ("::1", 80))
-        #expect(GatewayBinding.parseAddress(":0")! == ("127.0.0.1", 0))
-        #expect(GatewayBinding.parseAddress("host") == nil)
-        #expect(GatewayBinding.parseAddress("h:99999") == nil)
+        #expect(parseHostPort("127.0.0.1:7480")! == ("127.0.0.1", 7480))
+        #expect(parseHostPort("[::1]:80")! == ("::1", 80))
+        #expect(parseHostPort(":0")! == ("127.0.0.1", 0))
+        #expect(parseHostPort("host") == nil)
+        #expect(parseHostPort("h:99999") == nil)
     }
 }
 

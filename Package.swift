@@ -47,7 +47,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "Decos", dependencies: [
-            "Infoset", "ServiceKernel", "StandardServices", "Gateway", "DistributingKernel",
+            "Infoset", "ServiceKernel", "StandardServices", "Gateway", "DistributingKernel", "CDecosInit",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "DecosCLI", dependencies: [
@@ -56,7 +58,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .executableTarget(name: "decos", dependencies: ["DecosCLI"]),
+        .executableTarget(name: "decos", dependencies: ["Decos", "DecosCLI"]),
         // The service-author example: docs/services.md walks through it.
         .executableTarget(name: "decos-greeter", dependencies: ["Decos", "DecosCLI"], path: "examples/greeter"),
         // Benchmarks (run by Benchmarks/run.sh); baselines are measured in the same run.

@@ -118,6 +118,8 @@ func probe() async throws {
 }
 
 setvbuf(stdout, nil, _IOLBF, 0)
+// As in the decos binary: tasks run on the event loops.
+Executors.runTasksOnEventLoops()
 let which = CommandLine.arguments.dropFirst().first ?? "all"
 let task = Task.detached {
     if which == "all" || which == "dispatch" { try await dispatchBenchmark() }

@@ -131,3 +131,12 @@ int decos_finit_module(int fd, const char *params) {
 
 int decos_reboot(int cmd) { return reboot(cmd); }
 const int decos_rb_power_off = RB_POWER_OFF, decos_rb_autoboot = RB_AUTOBOOT;
+
+/* The Swift concurrency runtime's hook; its real type is a swiftcall function pointer. */
+extern const void *swift_task_enqueueGlobal_hook;
+
+int decos_install_enqueue_global_hook(const void *hook) {
+    if (swift_task_enqueueGlobal_hook != NULL) return 0;
+    swift_task_enqueueGlobal_hook = hook;
+    return 1;
+}

@@ -16,7 +16,8 @@ public protocol DataPlane: Sendable {
 }
 
 /// The TCP data plane: buffers move on their own connection, pulled by the receiver in chunks, so
-/// a large buffer never stalls the control connection.
+/// a large buffer never stalls the control connection. The sender's end is a data connection on
+/// its event loop (below); the receiver's end is a `DataLink`, which lands the bytes in place.
 extension NetworkManager: DataPlane {
     public func export(_ buffer: DataBuffer, call: UInt64) -> UInt64 {
         state.withLock { s in
@@ -32,16 +33,41 @@ extension NetworkManager: DataPlane {
 
     public func fetch(transfer: UInt64, length: Int, from peer: String) async -> DataBuffer? {
         guard let member = state.withLock({ $0.membership.members[peer] }),
-              let channel = await connection(to: peer, address: member.address, role: .data) else { return nil }
+              let link = await dataLink(to: peer, address: member.address) else { return nil }
         return await withCheckedContinuation { c in
             let imp = Import(length: length, peer: peer)
             imp.continuation = c
             state.withLock { $0.imports[transfer] = imp }
-            var w = ByteWriter()
-            w.u64(transfer)
-            channel.send(Wire.Frame(.dataPull, w.bytes))
-            if length == 0 { finishImport(transfer) }
+            if length == 0 { finishImport(transfer) } else if !link.pull(transfer) { failImport(transfer) }
         }
+    }
+
+    /// The data link to `peer`, opened if need be; nil if it cannot be had.
+    func dataLink(to peer: String, address: String) async -> DataLink? {
+        let opening = state.withLock { s in
+            if let t = s.dataLinks[peer] { return t }
+            let t = Task { await DataLink.open(to: peer, address: address, manager: self) }
+            s.dataLinks[peer] = t
+            return t
+        }
+        if let link = await opening.value { return link }
+        state.withLock { s in if s.dataLinks[peer] == opening { s.dataLinks[peer] = nil } }
+        return nil
+    }
+
+    /// A data link's reader has stopped: buffers still arriving on it will not.
+    func dataLinkEnded(_ link: DataLink) {
+        let lost = state.withLock { s in
+            s.dataLinks[link.peer] = nil
+            return s.imports.filter { $0.value.peer == link.peer }.map(\.key)
+        }
+        for t in lost { failImport(t) }
+    }
+
+    /// Closes the data link to `peer` (it died or left, or this node stops).
+    func closeDataLink(to peer: String) {
+        guard let t = state.withLock({ $0.dataLinks.removeValue(forKey: peer) }) else { return }
+        Task { await t.value?.close() }
     }
 
     /// Pulls each referenced buffer from the sending node; a fault if any cannot be had.
@@ -79,7 +105,7 @@ extension NetworkManager: DataPlane {
                 out.writeInteger(Wire.FrameType.dataChunk.rawValue)
                 out.writeInteger(transfer)
                 out.writeInteger(UInt64(offset))
-                buffer.bytes.withUnsafeBytes { out.writeBytes(UnsafeRawBufferPointer(rebasing: $0[offset..<end])) }
+                _ = buffer.bytes.withUnsafeBytes { out.writeBytes(UnsafeRawBufferPointer(rebasing: $0[offset..<end])) }
                 inFlight.append(channel.writeAndFlush(out))
                 if inFlight.count >= 8 {
                     do { try await inFlight.removeFirst().get() } catch { return }
@@ -88,28 +114,6 @@ extension NetworkManager: DataPlane {
                 offset = end
             } while offset < buffer.count
         }
-    }
-
-    /// Copies one piece of a chunk to its place in the buffer being imported.
-    func handleDataChunk(_ chunk: inout ByteBuffer, transfer: UInt64, offset: UInt64) {
-        guard let imp = state.withLock({ $0.imports[transfer] }) else { return }
-        if offset == UInt64.max {
-            failImport(transfer)
-            return
-        }
-        let n = chunk.readableBytes
-        guard offset <= UInt64(imp.bytes.count), n <= imp.bytes.count - Int(offset) else {
-            failImport(transfer)
-            return
-        }
-        imp.bytes.withUnsafeMutableBytes { dst in
-            // Pieces of one import arrive on one connection's event loop, so they never overlap in time.
-            chunk.withUnsafeReadableBytes { src in
-                dst.baseAddress!.advanced(by: Int(offset)).copyMemory(from: src.baseAddress!, byteCount: n)
-            }
-        }
-        imp.received += n
-        if imp.received >= imp.bytes.count { finishImport(transfer) }
     }
 
     func finishImport(_ transfer: UInt64) {

@@ -2,14 +2,10 @@ import Infoset
 import NIOCore
 
 /// Splits the byte stream into frames, refusing oversize, undersize and other-version frames
-/// before allocating for them. A DATA_CHUNK is passed on in pieces as its bytes arrive, never
-/// gathered: so the decoder's buffer never holds a whole megabyte, and NIO can hand each read's
-/// buffer over without copying it into an accumulation buffer.
+/// before allocating for them. (Buffers' DATA_CHUNKs are read by a `DataLink`, not here.)
 struct FrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = Wire.Frame
     let maxFrame: Int
-    /// Inside a DATA_CHUNK: its transfer, where the next byte goes, and how many bytes remain.
-    var chunk: (transfer: UInt64, offset: UInt64, remaining: Int)?
 
     init(maxFrame: Int) { self.maxFrame = maxFrame }
 
@@ -18,48 +14,15 @@ struct FrameDecoder: ByteToMessageDecoder {
     }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        if let c = chunk {
-            let n = min(c.remaining, buffer.readableBytes)
-            guard n > 0 else { return .needMoreData }
-            var piece = Wire.Frame(rawType: Wire.FrameType.dataChunk.rawValue, payload: [])
-            piece.chunk = buffer.readSlice(length: n)!
-            piece.chunkTransfer = c.transfer
-            piece.chunkOffset = c.offset
-            chunk = c.remaining == n ? nil : (c.transfer, c.offset + UInt64(n), c.remaining - n)
-            context.fireChannelRead(wrapInboundOut(piece))
-            return .continue
-        }
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
         guard length >= 2 else { throw Refused(description: "frame of \(length) bytes is too short") }
         guard length <= maxFrame else { throw Refused(description: "frame of \(length) bytes exceeds the limit of \(maxFrame)") }
-        let type = buffer.getInteger(at: buffer.readerIndex + 5, as: UInt8.self)
-        if type == Wire.FrameType.dataChunk.rawValue {
-            // Header: length, version, type, transfer, offset; the data follows in pieces.
-            guard length >= 18 else { throw Refused(description: "data chunk frame of \(length) bytes is too short") }
-            guard buffer.readableBytes >= 22 else { return .needMoreData }
-        } else {
-            guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
-        }
+        guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
         buffer.moveReaderIndex(forwardBy: 4)
         let version = buffer.readInteger(as: UInt8.self)!
-        _ = buffer.readInteger(as: UInt8.self)!
+        let type = buffer.readInteger(as: UInt8.self)!
         guard version == Wire.version else { throw Refused(description: "wire version \(version) is not supported (this node speaks \(Wire.version))") }
-        if type == Wire.FrameType.dataChunk.rawValue {
-            let transfer = buffer.readInteger(as: UInt64.self)!, offset = buffer.readInteger(as: UInt64.self)!
-            if length == 18 {
-                // No data: the sender's "no such transfer" (offset UInt64.max), passed on as one empty piece.
-                var frame = Wire.Frame(rawType: Wire.FrameType.dataChunk.rawValue, payload: [])
-                frame.chunk = ByteBuffer()
-                frame.chunkTransfer = transfer
-                frame.chunkOffset = offset
-                context.fireChannelRead(wrapInboundOut(frame))
-            } else {
-                chunk = (transfer, offset, Int(length) - 18)
-            }
-        } else {
-            let payload = buffer.readBytes(length: Int(length) - 2)!
-            context.fireChannelRead(wrapInboundOut(Wire.Frame(rawType: type!, payload: payload)))
-        }
+        context.fireChannelRead(wrapInboundOut(Wire.Frame(rawType: type, payload: buffer.readBytes(length: Int(length) - 2)!)))
         return .continue
     }
 }

@@ -68,9 +68,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var continuation: CheckedContinuation<DataBuffer?, Never>?
         init(length: Int, peer: String) {
             self.peer = peer
-            // Memory a finished buffer left behind when there is some (no page faults), else fresh
-            // memory not zeroed first: every byte is written by a chunk before the buffer is handed over.
-            bytes = RecycledMemory.shared.take(length) ?? [UInt8](unsafeUninitializedCapacity: length) { _, count in count = length }
+            bytes = RecycledMemory.shared.landing(length)
         }
     }
 
@@ -86,6 +84,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         /// Buffers offered to peers, by transfer number, with the call they belong to.
         var exports: [UInt64: (buffer: DataBuffer, call: UInt64)] = [:]
         var imports: [UInt64: Import] = [:]
+        /// The links buffers are pulled over, by peer (opening or open).
+        var dataLinks: [String: Task<DataLink?, Never>] = [:]
         var tables: [String: Table] = [:]
         var localVersion: UInt64 = 1
         /// Work waiting behind the running job of each key; a key is present only while its job runs.
@@ -93,7 +93,11 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var nextCorrelation: UInt64 = 1
         var nextTransfer: UInt64 = 1
         var server: (any Channel)?
-        var loop: Task<Void, Never>?
+        /// The membership datagram socket, and where its member addresses resolve to.
+        var datagrams: (any Channel)?
+        var resolved: [String: SocketAddress] = [:]
+        var ticker: RepeatedTask?
+        var lastSync: UInt64 = 0
         var handshakes: [ObjectIdentifier: Ready] = [:]
     }
 
@@ -131,6 +135,10 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         let address = server.localAddress!
         let advertise = config.advertise ?? "\(address.ipAddress ?? config.host):\(address.port ?? config.port)"
         bound.withLock { $0 = advertise }
+        do { try await bindDatagrams(port: address.port!) } catch {
+            server.close(promise: nil)
+            throw error
+        }
         state.withLock { s in
             s.server = server
             s.membership = Membership(name: config.node, address: advertise, config: config.membership,
@@ -145,21 +153,20 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         kernel.uris.observe { [weak self] _ in self?.localTableChanged() }
         let seeds = config.seeds.filter { $0 != advertised }
         perform(state.withLock { $0.membership.join(seeds: seeds) })
-        let task = Task { [weak self] in
-            var lastSync: UInt64 = 0
-            while !Task.isCancelled {
-                guard let self else { return }
-                let now = self.now
-                self.perform(self.state.withLock { $0.membership.tick(now: now) })
-                self.expireCalls(now: now)
-                if now >= lastSync + self.config.syncInterval {
-                    lastSync = now
-                    self.antiEntropy()
-                }
-                try? await Task.sleep(for: .milliseconds(50))
+        // The protocol's clock runs on the failure detector's own thread, like its datagrams.
+        let ticker = FailureDetector.loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(50)) { [weak self] task in
+            guard let self else { return task.cancel() }
+            let now = self.now
+            self.perform(self.state.withLock { $0.membership.tick(now: now) })
+            self.expireCalls(now: now)
+            let sync = self.state.withLock { s in
+                guard now >= s.lastSync + self.config.syncInterval else { return false }
+                s.lastSync = now
+                return true
             }
+            if sync { self.antiEntropy() }
         }
-        state.withLock { $0.loop = task }
+        state.withLock { $0.ticker = ticker }
     }
 
     /// Leaves the cluster (peers drop this node at once) and closes every connection.
@@ -167,9 +174,11 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         let effects = state.withLock { $0.membership.leave() }
         perform(effects)
         try? await Task.sleep(for: .milliseconds(100))
-        let (loop, server, links) = state.withLock { s in (s.loop, s.server, s.links) }
-        loop?.cancel()
+        let (ticker, server, datagrams, links) = state.withLock { s in (s.ticker, s.server, s.datagrams, s.links) }
+        ticker?.cancel()
         server?.close(promise: nil)
+        datagrams?.close(promise: nil)
+        for peer in state.withLock({ Array($0.dataLinks.keys) }) { closeDataLink(to: peer) }
         for l in links.values { l.channel?.close(promise: nil) }
         kernel.remote = nil
     }

@@ -25,11 +25,6 @@ extension NetworkManager {
         // Replies come back on the connection the requests went out on: once it is gone, calls
         // pending on that peer cannot be answered, so they fault now rather than at their deadline.
         if wasOurs && role == .control { failPending(on: peer, reason: "connection to node \(peer) lost") }
-        // Buffers being pulled over a lost data connection will not arrive.
-        if wasOurs && role == .data {
-            let lost = state.withLock { s in s.imports.filter { $0.value.peer == peer }.map(\.key) }
-            for t in lost { failImport(t) }
-        }
     }
 
     func received(_ frame: Wire.Frame, from peer: String, role: Handshake.Role, on channel: any Channel) {
@@ -41,7 +36,7 @@ extension NetworkManager {
         case .swim: handleSWIM(frame.payload, from: peer)
         case .directory: handleDirectory(frame.payload, from: peer, on: channel)
         case .dataPull: handleDataPull(frame.payload, from: peer, on: channel)
-        case .dataChunk: if var chunk = frame.chunk { handleDataChunk(&chunk, transfer: frame.chunkTransfer, offset: frame.chunkOffset) }
+        case .dataChunk: break  // chunks are read by a DataLink, never from an event loop's connection
         case .error:
             var r = ByteReader(frame.payload)
             logger.warning("peer \(peer) reported: \((try? r.string()) ?? "?")")
@@ -57,9 +52,10 @@ extension NetworkManager {
 
     // MARK: membership
 
-    func handleSWIM(_ payload: [UInt8], from peer: String) {
-        guard let (from, message) = try? Wire.decodeSWIM(payload), from.name == peer else {
-            logger.warning("malformed membership message from \(peer)")
+    /// A membership message from a peer's connection (`peer` is its name) or from a datagram (nil).
+    func handleSWIM(_ payload: [UInt8], from peer: String?) {
+        guard let (from, message) = try? Wire.decodeSWIM(payload), from.name == peer ?? from.name else {
+            logger.warning("malformed membership message from \(peer ?? "a datagram")")
             return
         }
         let now = self.now
@@ -72,7 +68,10 @@ extension NetworkManager {
             switch e {
             case .send(let to, let address, let message):
                 let me = state.withLock { $0.membership.me }
-                let frame = Wire.Frame(.swim, Wire.encode(message, from: me))
+                let payload = Wire.encode(message, from: me)
+                // Probes, acks and gossip are datagrams; a full view (a join's sync) is too large for one.
+                if case .sync = message {} else if sendDatagram(payload, to: address) { continue }
+                let frame = Wire.Frame(.swim, payload)
                 Task { [weak self] in
                     guard let self, let channel = await self.connection(to: to, address: address, role: .control) else { return }
                     channel.send(frame)
@@ -102,6 +101,7 @@ extension NetworkManager {
             failPending(on: m.name, reason: "node \(m.name) is \(m.status == .dead ? "dead" : "gone")")
             kernel.dropSubscriptions(ofNode: m.name)
             for c in links { c.close(promise: nil) }
+            closeDataLink(to: m.name)
         }
     }
 

@@ -34,12 +34,6 @@ public enum Wire {
     public struct Frame: Sendable {
         public var type: UInt8
         public var payload: [UInt8]
-        /// A piece of a DATA_CHUNK's data, still in the socket's buffer, to be copied once, straight to
-        /// its destination: a chunk arrives in as many pieces as the socket's reads cut it into.
-        public var chunk: ByteBuffer?
-        /// The piece's transfer and its offset in the buffer being moved.
-        public var chunkTransfer: UInt64 = 0
-        public var chunkOffset: UInt64 = 0
 
         public init(_ type: FrameType, _ payload: [UInt8]) {
             self.type = type.rawValue

@@ -1,4 +1,7 @@
 import Infoset
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// Bytes that travel beside a message rather than inside it. A class so that handing a message to
@@ -42,6 +45,23 @@ public final class RecycledMemory: Sendable {
         }) else { return nil }
         found.removeLast(found.count - length)
         return found
+    }
+
+    /// Memory for `length` bytes to land in: recycled if there is some, else fresh and not zeroed
+    /// (every byte is about to be written), with a large block's pages made present in one call
+    /// (MADV_POPULATE_WRITE) rather than faulted in one by one as the bytes arrive.
+    public func landing(_ length: Int) -> [UInt8] {
+        if let recycled = take(length) { return recycled }
+        var fresh = [UInt8](unsafeUninitializedCapacity: length) { _, count in count = length }
+        guard length >= Self.minimum else { return fresh }
+        fresh.withUnsafeMutableBytes { b in
+            let page = UInt(sysconf(Int32(_SC_PAGESIZE)))
+            let start = (UInt(bitPattern: b.baseAddress!) + page - 1) & ~(page - 1)
+            let end = (UInt(bitPattern: b.baseAddress!) + UInt(length)) & ~(page - 1)
+            // On kernels before 5.14 this fails and the pages fault in as they are written.
+            if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), Int(end - start), 23 /* MADV_POPULATE_WRITE */) }
+        }
+        return fresh
     }
 }
 

@@ -204,6 +204,32 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         for n in [a, b] { await n.network?.stop() }
     }
 
+    @Test func membershipDatagramsCountOnlyWhenSealedWithTheClusterKey() async throws {
+        let a = try await bootNode("a")
+        let port = a.clusterAddress!.port!
+        // Gossip naming a member "ghost", sent as one UDP datagram to a's cluster port.
+        func announce(_ ghost: String, key: ClusterKey) {
+            let from = Membership.Member(name: "ghost-\(ghost)", address: "127.0.0.1:9", incarnation: 1, status: .alive)
+            let datagram = key.seal(Wire.encode(.gossip(members: [from]), from: from))
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            var to = sockaddr_in()
+            to.sin_family = sa_family_t(AF_INET)
+            to.sin_port = in_port_t(UInt16(port).bigEndian)
+            to.sin_addr.s_addr = inet_addr("127.0.0.1")
+            _ = withUnsafePointer(to: &to) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, datagram, datagram.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            close(fd)
+        }
+        func known(_ name: String) -> Bool { a.network?.members.contains { $0.name == name } ?? false }
+        announce("forged", key: ClusterKey(Array("another-cluster-key-fedcba9876543210".utf8)))
+        announce("sealed", key: ClusterKey(file: Array(try String(contentsOfFile: keyPath, encoding: .utf8).utf8))!)
+        await waitUntil { known("ghost-sealed") }
+        // Sent first, on the same path: had it counted, it would be known by now.
+        #expect(!known("ghost-forged"))
+        await a.network?.stop()
+    }
+
     @Test func aPeerWithTheWrongKeyIsRefused() async throws {
         let a = try await bootNode("a")
         let otherKey = NSTemporaryDirectory() + "decos-wrong-\(getpid()).key"

@@ -18,4 +18,8 @@ int decos_reboot(int cmd);
 /// The RB_* commands, which Swift does not import from <sys/reboot.h> as constants.
 extern const int decos_rb_power_off, decos_rb_autoboot;
 
+/// Makes `hook` the Swift runtime's swift_task_enqueueGlobal_hook: where tasks go to run. Returns 0
+/// if a hook was already set. Set directly, not through dlsym, which finds nothing in a static binary.
+int decos_install_enqueue_global_hook(const void *hook);
+
 #endif

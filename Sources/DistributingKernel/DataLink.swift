@@ -1,0 +1,183 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Infoset
+import Logging
+import ProcessKernel
+import ServiceKernel
+import Synchronization
+
+/// The receiving end of the TCP data plane: one blocking socket per peer, read by a thread of its
+/// own that receives each chunk's bytes straight into the buffer being imported. The kernel's
+/// copy out of the socket is the only copy — as little as any TCP receiver can do — where an
+/// event loop would read into its own buffer and copy again. The peer's end is an ordinary data
+/// connection on its event loop (handshake, DATA_PULL in, DATA_CHUNK out: docs/wire.md).
+final class DataLink: @unchecked Sendable {
+    let peer: String
+    private let fd: Int32
+    private let sending = Mutex(())
+    private weak var manager: NetworkManager?
+
+    private init(peer: String, fd: Int32, manager: NetworkManager) {
+        self.peer = peer
+        self.fd = fd
+        self.manager = manager
+    }
+
+    /// Connects to `peer` at `address` and proves this node holds the cluster key; nil if either fails.
+    /// On success the link's reader thread runs until the connection ends.
+    static func open(to peer: String, address: String, manager: NetworkManager) async -> DataLink? {
+        await withCheckedContinuation { c in
+            startThread {
+                guard let link = connect(to: peer, address: address, manager: manager) else { return c.resume(returning: nil) }
+                c.resume(returning: link)
+                link.readChunks()
+            }
+        }
+    }
+
+    private static func connect(to peer: String, address: String, manager: NetworkManager) -> DataLink? {
+        guard let (host, port) = parseHostPort(address) else { return nil }
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &list) == 0, let ai = list else { return nil }
+        defer { freeaddrinfo(list) }
+        let fd = socket(ai.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        // Connecting and the handshake are bounded by the handshake timeout; reading chunks is not.
+        let limit = manager.config.handshakeTimeout.nanoseconds
+        var t = timeval(tv_sec: Int(limit / 1_000_000_000), tv_usec: Int(limit % 1_000_000_000 / 1000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &t, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &t, socklen_t(MemoryLayout<timeval>.size))
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        let link = DataLink(peer: peer, fd: fd, manager: manager)
+        guard Glibc.connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0, link.handshake(manager) else {
+            Glibc.close(fd)
+            return nil
+        }
+        var none = timeval()
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, socklen_t(MemoryLayout<timeval>.size))
+        return link
+    }
+
+    /// HELLO both ways, then AUTH both ways, as PeerHandler does for a connection it opens.
+    private func handshake(_ manager: NetworkManager) -> Bool {
+        let nonce = Handshake.nonce()
+        let hello = Handshake.Hello(role: .data, node: manager.node, address: manager.advertised, nonce: nonce)
+        guard send(Wire.Frame(.hello, hello.encoded())),
+              let (type, payload) = readFrame(), type == Wire.FrameType.hello.rawValue,
+              let theirs = try? Handshake.Hello.decode(payload), theirs.node == peer, theirs.role == .data else { return false }
+        let key = manager.key
+        guard send(Wire.Frame(.auth, key.mac(role: .data, fromNonce: nonce, toNonce: theirs.nonce, from: manager.node, to: peer))),
+              let (authType, mac) = readFrame(), authType == Wire.FrameType.auth.rawValue else { return false }
+        return constantTimeEqual(mac, key.mac(role: .data, fromNonce: theirs.nonce, toNonce: nonce, from: peer, to: manager.node))
+    }
+
+    /// Asks the peer for one exported buffer; its chunks arrive on this link.
+    func pull(_ transfer: UInt64) -> Bool {
+        var w = ByteWriter()
+        w.u64(transfer)
+        return send(Wire.Frame(.dataPull, w.bytes))
+    }
+
+    /// Ends the link: the reader sees the end, fails what was still arriving, and exits.
+    func close() { shutdown(fd, Int32(SHUT_RDWR)) }
+
+    deinit { Glibc.close(fd) }
+
+    private func send(_ frame: Wire.Frame) -> Bool {
+        let bytes = frame.encoded()
+        return sending.withLock { _ in bytes.withUnsafeBytes { writeAll(fd, $0) } }
+    }
+
+    private func readFrame() -> (type: UInt8, payload: [UInt8])? {
+        var header = [UInt8](repeating: 0, count: 6)
+        guard header.withUnsafeMutableBytes({ readAll(fd, $0) }) else { return nil }
+        let length = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
+        guard length >= 2, length <= Wire.maxFrame, header[4] == Wire.version else { return nil }
+        var payload = [UInt8](repeating: 0, count: length - 2)
+        guard payload.withUnsafeMutableBytes({ readAll(fd, $0) }) else { return nil }
+        return (header[5], payload)
+    }
+
+    /// The reader: DATA_CHUNK frames land in their imports; an ERROR is logged; the link ends at
+    /// the connection's end or at anything it cannot read, failing every import from this peer.
+    private func readChunks() {
+        defer {
+            // Shut, not closed: a pull racing the end must fail on this socket, not on a reused number.
+            shutdown(fd, Int32(SHUT_RDWR))
+            manager?.dataLinkEnded(self)
+        }
+        var header = [UInt8](repeating: 0, count: 22)
+        while let manager {
+            guard header.withUnsafeMutableBytes({ readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[0..<6])) }) else { return }
+            let length = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
+            guard header[4] == Wire.version, length >= 2, length <= Wire.maxFrame else {
+                manager.logger.warning("data link from \(peer): malformed frame header")
+                return
+            }
+            guard header[5] == Wire.FrameType.dataChunk.rawValue, length >= 18 else {
+                var r = ByteReader(skip(length - 2) ?? [])
+                if header[5] == Wire.FrameType.error.rawValue { manager.logger.warning("peer \(peer) reported: \((try? r.string()) ?? "?")") }
+                continue
+            }
+            guard header.withUnsafeMutableBytes({ readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[6..<22])) }) else { return }
+            var r = ByteReader(Array(header[6..<22]))
+            let transfer = (try? r.u64()) ?? 0, offset = (try? r.u64()) ?? 0
+            let n = length - 18
+            if offset == UInt64.max {
+                manager.failImport(transfer)
+                continue
+            }
+            guard let imp = manager.state.withLock({ $0.imports[transfer] }), imp.peer == peer,
+                  offset <= UInt64(imp.bytes.count), n <= imp.bytes.count - Int(offset) else {
+                // Not (or no longer) awaited here: read past it.
+                guard skip(n) != nil else { return }
+                manager.failImport(transfer)
+                continue
+            }
+            // The import's bytes are written by this thread only, and handed over once all arrived.
+            let ok = imp.bytes.withUnsafeMutableBytes { readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[Int(offset)..<(Int(offset) + n)])) }
+            guard ok else { return }
+            imp.received += n
+            if imp.received >= imp.bytes.count { manager.finishImport(transfer) }
+        }
+    }
+
+    private func skip(_ n: Int) -> [UInt8]? {
+        var b = [UInt8](repeating: 0, count: n)
+        return b.withUnsafeMutableBytes { readAll(fd, $0) } ? b : nil
+    }
+}
+
+private func readAll(_ fd: Int32, _ b: UnsafeMutableRawBufferPointer) -> Bool {
+    var done = 0
+    while done < b.count {
+        let r = recv(fd, b.baseAddress! + done, b.count - done, Int32(MSG_WAITALL))
+        if r > 0 { done += r } else if r < 0 && errno == EINTR { continue } else { return false }
+    }
+    return true
+}
+
+private func writeAll(_ fd: Int32, _ b: UnsafeRawBufferPointer) -> Bool {
+    var done = 0
+    while done < b.count {
+        let r = Glibc.send(fd, b.baseAddress! + done, b.count - done, Int32(MSG_NOSIGNAL))
+        if r > 0 { done += r } else if r < 0 && errno == EINTR { continue } else { return false }
+    }
+    return true
+}
+
+/// Runs `body` on a new detached thread.
+private func startThread(_ body: @escaping @Sendable () -> Void) {
+    final class Box { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
+    var thread = pthread_t()
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    pthread_create(&thread, nil, { p in
+        Unmanaged<Box>.fromOpaque(p!).takeRetainedValue().body()
+        return nil
+    }, box)
+    pthread_detach(thread)
+}

@@ -74,7 +74,10 @@ let package = Package(
         .testTarget(name: "ServiceKernelTests", dependencies: ["ServiceKernel", "StandardServices", "Infoset", "ProcessKernel"]),
         .testTarget(name: "StandardServicesTests", dependencies: ["StandardServices", "ServiceKernel", "Decos"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Decos"]),
-        .testTarget(name: "DistributingKernelTests", dependencies: ["DistributingKernel", "ServiceKernel", "Infoset", "Decos"]),
+        .testTarget(name: "DistributingKernelTests", dependencies: [
+            "DistributingKernel", "ServiceKernel", "Infoset", "Decos",
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "SystemTests", dependencies: ["Gateway", "Infoset"]),
     ],
     swiftLanguageModes: [.v6]

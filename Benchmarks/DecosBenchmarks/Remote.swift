@@ -7,8 +7,8 @@ import Glibc
 #endif
 
 /// Remote request/response and buffer transfer between two nodes on loopback, each against a raw
-/// SwiftNIO TCP baseline measured in the same run: `decos-bench remote [buffers]`.
-func remoteBenchmark(buffersOnly: Bool = false) async throws {
+/// SwiftNIO TCP baseline measured in the same run: `decos-bench remote [calls|buffers]`.
+func remoteBenchmark(only part: String? = nil) async throws {
     let keyFile = "/tmp/decos-bench-\(getpid()).key"
     let f = fopen(keyFile, "w")
     fputs("benchmark-cluster-key-0123456789", f)
@@ -26,8 +26,8 @@ func remoteBenchmark(buffersOnly: Bool = false) async throws {
     let b = try await Node.boot(manifest("b", seed: "127.0.0.1:\(a.clusterAddress!.port!)"))
     while !a.kernel.clusterEntries.contains(where: { $0.uri == "decos://b/echo" }) { try await Task.sleep(for: .milliseconds(20)) }
 
-    if !buffersOnly { try await callBenchmark(a) }
-    try await bufferBenchmark(a)
+    if part != "buffers" { try await callBenchmark(a) }
+    if part != "calls" { try await bufferBenchmark(a) }
     await a.network?.stop()
     await b.network?.stop()
 }

@@ -128,7 +128,7 @@ let task = Task.detached {
     if which == "http-floor" { try await httpFloor() }
     if which == "idle" { try await Task.sleep(for: .seconds(3600)) }
     if which == "modindex" { moduleIndexBenchmark() }
-    if which == "remote" { try await remoteBenchmark(buffersOnly: CommandLine.arguments.dropFirst(2).first == "buffers") }
+    if which == "remote" { try await remoteBenchmark(only: CommandLine.arguments.dropFirst(2).first) }
     if which == "swim" {
         let args = CommandLine.arguments.dropFirst(2)
         swimBenchmark(nodes: args.first.flatMap(Int.init) ?? 1000, loss: args.dropFirst().first.flatMap(Double.init) ?? 0.05)

@@ -137,7 +137,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         bound.withLock { $0 = advertise }
         do { try await bindDatagrams(port: address.port!) } catch {
             server.close(promise: nil)
-            throw error
+            throw ClusterError(description: "cannot open UDP port \(address.port!) on \(config.host) for membership datagrams: \(error)")
         }
         state.withLock { s in
             s.server = server
@@ -249,6 +249,10 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         }
         return await ready.wait()
     }
+}
+
+public struct ClusterError: Error, CustomStringConvertible {
+    public var description: String
 }
 
 /// Resolves once, with the authenticated channel or nil, for whoever waits.

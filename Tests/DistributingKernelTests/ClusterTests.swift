@@ -2,6 +2,7 @@ import Decos
 import DistributingKernel
 import Foundation
 import Infoset
+import NIOPosix
 import ServiceKernel
 import StandardServices
 import Testing
@@ -228,6 +229,25 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         // Sent first, on the same path: had it counted, it would be known by now.
         #expect(!known("ghost-forged"))
         await a.network?.stop()
+    }
+
+    @Test func busyEventLoopsDoNotMakeANodeLookDead() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        await waitUntil { paths(a).contains("decos://b/counter") && paths(b).contains("decos://a/counter") }
+        func view(_ n: Node, of name: String) -> Membership.Member? { n.network?.members.first { $0.name == name } }
+        let before = (view(a, of: "b")!, view(b, of: "a")!)
+        // Every loop that carries the nodes' connections is held for longer than a silent member
+        // takes to be suspected and declared dead (probe 0.2 s + suspicion 0.8 s), as a long
+        // computation in a handler would hold one.
+        let held = MultiThreadedEventLoopGroup.singleton.makeIterator().map { $0.submit { usleep(3_000_000) } }
+        for h in held { try await h.get() }
+        try await Task.sleep(for: .milliseconds(500))
+        // Neither was ever suspected: a suspicion refuted would have raised the incarnation.
+        #expect(view(a, of: "b") == before.0)
+        #expect(view(b, of: "a") == before.1)
+        #expect(paths(a).contains("decos://b/counter"))
+        for n in [a, b] { await n.network?.stop() }
     }
 
     @Test func aPeerWithTheWrongKeyIsRefused() async throws {

@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// Remote request/response and buffer transfer between two nodes on loopback, each against a raw
-/// SwiftNIO TCP baseline measured in the same run: `decos-bench remote [calls|buffers]`.
+/// SwiftNIO TCP baseline measured in the same run: `decos-bench remote [calls|buffers|pipeline]`.
 func remoteBenchmark(only part: String? = nil) async throws {
     let keyFile = "/tmp/decos-bench-\(getpid()).key"
     let f = fopen(keyFile, "w")
@@ -26,8 +26,12 @@ func remoteBenchmark(only part: String? = nil) async throws {
     let b = try await Node.boot(manifest("b", seed: "127.0.0.1:\(a.clusterAddress!.port!)"))
     while !a.kernel.clusterEntries.contains(where: { $0.uri == "decos://b/echo" }) { try await Task.sleep(for: .milliseconds(20)) }
 
-    if part != "buffers" { try await callBenchmark(a) }
-    if part != "calls" { try await bufferBenchmark(a) }
+    if part == "pipeline" {  // for a profiler: only the pipelined calls, a million of them
+        print("remote    \(human(await pipelined(a, total: 1_000_000))) with 64 in flight")
+        return
+    }
+    if part != "buffers" && part != "pipeline" { try await callBenchmark(a) }
+    if part == nil || part == "buffers" { try await bufferBenchmark(a) }
     await a.network?.stop()
     await b.network?.stop()
 }
@@ -48,8 +52,18 @@ func callBenchmark(_ a: Node) async throws {
     samples.sort()
     let p50 = samples[samples.count / 2], p99 = samples[samples.count * 99 / 100]
 
-    // Throughput: many calls in flight on the one connection.
-    let total = 200_000, concurrency = 64
+    let concurrency = 64
+    let rate = await pipelined(a, total: 200_000, concurrency: concurrency)
+
+    let floor = try await rawEcho(size: 104)
+    print("remote    Submit to decos://b/echo, 100-byte body, loopback: p50 \(fmt(p50, 0)) µs, p99 \(fmt(p99, 0)) µs; \(human(rate)) with \(concurrency) in flight")
+    print("baseline  raw SwiftNIO TCP echo, 104-byte frames: p50 \(fmt(floor.p50, 0)) µs, p99 \(fmt(floor.p99, 0)) µs; \(human(floor.rate)) pipelined")
+    print("ratio     p50 \(fmt(p50 / floor.p50))x the raw echo; throughput \(fmt(rate / floor.rate))x")
+}
+
+/// Calls per second with `concurrency` calls in flight on the one connection.
+func pipelined(_ a: Node, total: Int, concurrency: Int = 64) async -> Double {
+    let request = Message(.submit, to: "decos://b/echo", body: Element("P", text: String(repeating: "x", count: 100)))
     let start = ContinuousClock.now
     await withTaskGroup(of: Void.self) { group in
         for _ in 0..<concurrency {
@@ -58,12 +72,7 @@ func callBenchmark(_ a: Node) async throws {
             }
         }
     }
-    let rate = Double(total) / seconds(ContinuousClock.now - start)
-
-    let floor = try await rawEcho(size: 104)
-    print("remote    Submit to decos://b/echo, 100-byte body, loopback: p50 \(fmt(p50, 0)) µs, p99 \(fmt(p99, 0)) µs; \(human(rate)) with \(concurrency) in flight")
-    print("baseline  raw SwiftNIO TCP echo, 104-byte frames: p50 \(fmt(floor.p50, 0)) µs, p99 \(fmt(floor.p99, 0)) µs; \(human(floor.rate)) pipelined")
-    print("ratio     p50 \(fmt(p50 / floor.p50))x the raw echo; throughput \(fmt(rate / floor.rate))x")
+    return Double(total) / seconds(ContinuousClock.now - start)
 }
 
 func bufferBenchmark(_ a: Node) async throws {

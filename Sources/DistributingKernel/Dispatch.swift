@@ -2,6 +2,14 @@ import Infoset
 import NIOCore
 import ServiceKernel
 
+/// What is kept in order: requests from one sender on a peer to one service (and notifications
+/// to one node, with empty `from` and `to`).
+struct OrderKey: Hashable, Sendable {
+    var peer: String
+    var from: String
+    var to: String
+}
+
 /// Remote dispatch: requests out, replies correlated back, deadlines, and faults for every call
 /// pending on a peer that dies.
 extension NetworkManager {
@@ -37,7 +45,7 @@ extension NetworkManager {
         var w = ByteWriter()
         Wire.encode(m, correlation: 0, transfers: [], into: &w)
         let frame = Wire.Frame(.notify, w.bytes)
-        ordered("out|\(target)") { [self] in
+        ordered(OrderKey(peer: target, from: "", to: "")) { [self] in
             guard let channel = await connection(to: target, address: member.address, role: .control) else { return }
             channel.send(frame)
         }
@@ -91,7 +99,7 @@ extension NetworkManager {
     /// service are delivered in the order they were sent. One task per key runs while there is work
     /// and drains what arrives meanwhile, so a busy key costs no wake-up per job and an idle key
     /// costs nothing at all.
-    func ordered(_ key: String, _ work: @escaping @Sendable () async -> Void) {
+    func ordered(_ key: OrderKey, _ work: @escaping @Sendable () async -> Void) {
         let idle = state.withLock { s -> Bool in
             if s.queues[key] != nil { s.queues[key]!.append(work); return false }
             s.queues[key] = []
@@ -116,7 +124,7 @@ extension NetworkManager {
             logger.warning("malformed request from \(peer): \(error)")
             return
         }
-        ordered("\(peer)|\(incoming.message.from ?? "")|\(incoming.message.to)") { [self] in
+        ordered(OrderKey(peer: peer, from: incoming.message.from ?? "", to: incoming.message.to)) { [self] in
             var m = incoming.message
             var reply: Message
             if let fault = await self.fetchBuffers(incoming, from: peer, into: &m) {
@@ -141,7 +149,7 @@ extension NetworkManager {
 
     func handleNotify(_ payload: [UInt8], from peer: String, on channel: any Channel) {
         guard let incoming = try? Wire.decodeMessage(payload) else { return }
-        ordered("\(peer)|notify|\(incoming.message.to)") { [kernel] in
+        ordered(OrderKey(peer: peer, from: "\u{0}notify", to: incoming.message.to)) { [kernel] in
             if await !kernel.deliver(remoteNotification: incoming.message) {
                 var w = ByteWriter()
                 w.string(kernel.absolute(incoming.message.to) ?? incoming.message.to)

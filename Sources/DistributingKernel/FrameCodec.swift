@@ -33,7 +33,7 @@ extension Channel {
     /// Writes a frame, from any thread. Frames sent while a write to this connection is already
     /// on its way to the event loop join it: one hop and one syscall carry them all.
     func send(_ frame: Wire.Frame) {
-        Outbox.of(self).post(frame.encoded())
+        Outbox.of(self).post(frame)
     }
 }
 
@@ -41,9 +41,13 @@ extension Channel {
 final class Outbox: Sendable {
     private static let all = Mutex<[ObjectIdentifier: Outbox]>([:])
     let channel: any Channel
-    private let pending = Mutex<(bytes: [UInt8], scheduled: Bool)>(([], false))
+    /// Frames encoded straight into the buffer the next write hands to the socket.
+    private let pending: Mutex<(bytes: ByteBuffer, scheduled: Bool)>
 
-    private init(_ channel: any Channel) { self.channel = channel }
+    private init(_ channel: any Channel) {
+        self.channel = channel
+        pending = Mutex((channel.allocator.buffer(capacity: 0), false))
+    }
 
     static func of(_ channel: any Channel) -> Outbox {
         let (box, new) = all.withLock { all -> (Outbox, Bool) in
@@ -56,9 +60,12 @@ final class Outbox: Sendable {
         return box
     }
 
-    func post(_ bytes: [UInt8]) {
+    func post(_ frame: Wire.Frame) {
         let schedule = pending.withLock { p -> Bool in
-            p.bytes.append(contentsOf: bytes)
+            p.bytes.writeInteger(UInt32(frame.payload.count + 2))
+            p.bytes.writeInteger(Wire.version)
+            p.bytes.writeInteger(frame.type)
+            p.bytes.writeBytes(frame.payload)
             if p.scheduled { return false }
             p.scheduled = true
             return true
@@ -67,10 +74,10 @@ final class Outbox: Sendable {
     }
 
     private func drain() {
-        let bytes = pending.withLock { p -> [UInt8] in
-            defer { p.bytes = []; p.scheduled = false }
+        let bytes = pending.withLock { p -> ByteBuffer in
+            defer { p.bytes = channel.allocator.buffer(capacity: 0); p.scheduled = false }
             return p.bytes
         }
-        channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
+        channel.writeAndFlush(bytes, promise: nil)
     }
 }

@@ -89,7 +89,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var tables: [String: Table] = [:]
         var localVersion: UInt64 = 1
         /// Work waiting behind the running job of each key; a key is present only while its job runs.
-        var queues: [String: [@Sendable () async -> Void]] = [:]
+        var queues: [OrderKey: [@Sendable () async -> Void]] = [:]
         var nextCorrelation: UInt64 = 1
         var nextTransfer: UInt64 = 1
         var server: (any Channel)?

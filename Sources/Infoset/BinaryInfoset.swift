@@ -10,37 +10,62 @@
 /// many elements costs one or two bytes after the first. Documented with the wire format in docs/wire.md.
 public enum BinaryInfoset {
     public static func encode(_ e: Element, into w: inout ByteWriter) {
-        var table: [String: Int] = [:]
-        var names: [String] = []
-        func index(_ s: String) {
-            if table[s] == nil { table[s] = names.count; names.append(s) }
+        var table = NameTable()
+        table.collect(e)
+        w.varint(UInt64(table.names.count))
+        for n in table.names { w.string(n) }
+        table.write(e, into: &w)
+    }
+
+    /// The document's distinct names in first-seen order. A message body has a handful, found
+    /// faster by comparing than by hashing; a large document switches to a dictionary.
+    private struct NameTable {
+        var names: [String]
+        var index: [String: Int]?
+
+        init() {
+            names = []
+            names.reserveCapacity(8)
         }
-        func collect(_ e: Element) {
-            index(e.name.namespace); index(e.name.local)
-            for a in e.attributes { index(a.name.namespace); index(a.name.local) }
+
+        func find(_ s: String) -> Int? {
+            if let index { return index[s] }
+            return names.firstIndex(of: s)
+        }
+
+        mutating func add(_ s: String) {
+            guard find(s) == nil else { return }
+            index?[s] = names.count
+            names.append(s)
+            if index == nil && names.count > 16 {
+                index = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) })
+            }
+        }
+
+        mutating func collect(_ e: Element) {
+            add(e.name.namespace)
+            add(e.name.local)
+            for a in e.attributes { add(a.name.namespace); add(a.name.local) }
             for c in e.children { if case .element(let x) = c { collect(x) } }
         }
-        collect(e)
-        w.varint(UInt64(names.count))
-        for n in names { w.string(n) }
-        func write(_ e: Element) {
-            w.varint(UInt64(table[e.name.namespace]!))
-            w.varint(UInt64(table[e.name.local]!))
+
+        func write(_ e: Element, into w: inout ByteWriter) {
+            w.varint(UInt64(find(e.name.namespace)!))
+            w.varint(UInt64(find(e.name.local)!))
             w.varint(UInt64(e.attributes.count))
             for a in e.attributes {
-                w.varint(UInt64(table[a.name.namespace]!))
-                w.varint(UInt64(table[a.name.local]!))
+                w.varint(UInt64(find(a.name.namespace)!))
+                w.varint(UInt64(find(a.name.local)!))
                 w.string(a.value)
             }
             w.varint(UInt64(e.children.count))
             for c in e.children {
                 switch c {
-                case .element(let x): w.byte(1); write(x)
+                case .element(let x): w.byte(1); write(x, into: &w)
                 case .text(let t): w.byte(2); w.string(t)
                 }
             }
         }
-        write(e)
     }
 
     public static func encode(_ e: Element) -> [UInt8] {
@@ -195,7 +220,13 @@ public struct ByteReader: Sendable {
 
     public mutating func string() throws(Failure) -> String {
         let n = try count()
-        guard let s = String(validating: bytes[offset..<offset + n], as: UTF8.self) else { throw fail("string is not UTF-8") }
+        let at = offset
+        let s = bytes.withUnsafeBufferPointer { b -> String? in
+            let p = UnsafeBufferPointer(rebasing: b[at..<at + n])
+            // ASCII, nearly every name and URI, is valid UTF-8 as it is; the generic validator is slow.
+            return isASCII(p) ? String(decoding: p, as: UTF8.self) : String(validating: p, as: UTF8.self)
+        }
+        guard let s else { throw fail("string is not UTF-8") }
         offset += n
         return s
     }
@@ -207,4 +238,19 @@ public struct ByteReader: Sendable {
         case let k: throw fail("bad optional marker \(k)")
         }
     }
+}
+
+/// True if no byte has its high bit set, looked at eight bytes at a time.
+func isASCII(_ p: UnsafeBufferPointer<UInt8>) -> Bool {
+    guard let base = p.baseAddress else { return true }
+    var i = 0
+    while i + 8 <= p.count {
+        if UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self) & 0x8080_8080_8080_8080 != 0 { return false }
+        i += 8
+    }
+    while i < p.count {
+        if base[i] >= 0x80 { return false }
+        i += 1
+    }
+    return true
 }

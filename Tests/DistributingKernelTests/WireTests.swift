@@ -11,6 +11,23 @@ import Testing
         #expect(r.isAtEnd)
     }
 
+    @Test func manyDistinctNamesAndNonASCIITextRoundTrip() throws {
+        // More names than the encoder's linear table holds: it moves them to a dictionary midway.
+        let children = (0..<40).map { i in Content.element(Element(QName("urn:n\(i % 3)", "e\(i)"), attributes: [Attribute(QName("", "a\(i)"), "v")], children: [.text("ü\(i)€")])) }
+        let e = Element(QName("urn:root", "root"), children: children)
+        let bytes = BinaryInfoset.encode(e)
+        var r = ByteReader(bytes)
+        #expect(try BinaryInfoset.decode(&r) == e)
+        // Each name is sent once: 40 elements, 40 attributes, 3 namespaces, the root and "".
+        var t = ByteReader(bytes)
+        #expect(try t.count() == 40 + 40 + 3 + 2 + 1)
+        // A string that is not UTF-8 is refused, ASCII fast path or not.
+        var bad = ByteWriter()
+        bad.data([0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0xFF])
+        var b = ByteReader(bad.bytes)
+        #expect(throws: ByteReader.Failure.self) { try b.string() }
+    }
+
     @Test func messagesRoundTripWithBufferReferences() throws {
         var m = Message(.update, to: "decos://b/kv", body: Element("Entry", children: [.element(Element("Key", text: "k"))]),
                         buffers: [BufferRef(id: "b1", buffer: DataBuffer([1, 2, 3]))])

@@ -14,29 +14,32 @@ import Synchronization
 /// connection on its event loop (handshake, DATA_PULL in, DATA_CHUNK out: docs/wire.md).
 final class DataLink: @unchecked Sendable {
     let peer: String
+    /// Which link to `peer` this is: a link that ends forgets only itself, never its successor.
+    let generation: UInt64
     private let fd: Int32
     private let sending = Mutex(())
     private weak var manager: NetworkManager?
 
-    private init(peer: String, fd: Int32, manager: NetworkManager) {
+    private init(peer: String, generation: UInt64, fd: Int32, manager: NetworkManager) {
         self.peer = peer
+        self.generation = generation
         self.fd = fd
         self.manager = manager
     }
 
     /// Connects to `peer` at `address` and proves this node holds the cluster key; nil if either fails.
     /// On success the link's reader thread runs until the connection ends.
-    static func open(to peer: String, address: String, manager: NetworkManager) async -> DataLink? {
+    static func open(to peer: String, address: String, generation: UInt64, manager: NetworkManager) async -> DataLink? {
         await withCheckedContinuation { c in
             startThread {
-                guard let link = connect(to: peer, address: address, manager: manager) else { return c.resume(returning: nil) }
+                guard let link = connect(to: peer, address: address, generation: generation, manager: manager) else { return c.resume(returning: nil) }
                 c.resume(returning: link)
                 link.readChunks()
             }
         }
     }
 
-    private static func connect(to peer: String, address: String, manager: NetworkManager) -> DataLink? {
+    private static func connect(to peer: String, address: String, generation: UInt64, manager: NetworkManager) -> DataLink? {
         guard let (host, port) = parseHostPort(address) else { return nil }
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -52,7 +55,7 @@ final class DataLink: @unchecked Sendable {
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &t, socklen_t(MemoryLayout<timeval>.size))
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        let link = DataLink(peer: peer, fd: fd, manager: manager)
+        let link = DataLink(peer: peer, generation: generation, fd: fd, manager: manager)
         guard Glibc.connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0, link.handshake(manager) else {
             Glibc.close(fd)
             return nil
@@ -131,7 +134,7 @@ final class DataLink: @unchecked Sendable {
                 manager.failImport(transfer)
                 continue
             }
-            guard let imp = manager.state.withLock({ $0.imports[transfer] }), imp.peer == peer,
+            guard let imp = manager.state.withLock({ $0.imports[transfer] }), imp.link === self,
                   offset <= UInt64(imp.bytes.count), n <= imp.bytes.count - Int(offset) else {
                 // Not (or no longer) awaited here: read past it.
                 guard skip(n) != nil else { return }

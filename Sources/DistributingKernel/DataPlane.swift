@@ -35,8 +35,9 @@ extension NetworkManager: DataPlane {
         guard let member = state.withLock({ $0.membership.members[peer] }),
               let link = await dataLink(to: peer, address: member.address) else { return nil }
         return await withCheckedContinuation { c in
-            let imp = Import(length: length, peer: peer)
+            let imp = Import(length: length)
             imp.continuation = c
+            imp.link = link
             state.withLock { $0.imports[transfer] = imp }
             if length == 0 { finishImport(transfer) } else if !link.pull(transfer) { failImport(transfer) }
         }
@@ -44,30 +45,32 @@ extension NetworkManager: DataPlane {
 
     /// The data link to `peer`, opened if need be; nil if it cannot be had.
     func dataLink(to peer: String, address: String) async -> DataLink? {
-        let opening = state.withLock { s in
-            if let t = s.dataLinks[peer] { return t }
-            let t = Task { await DataLink.open(to: peer, address: address, manager: self) }
-            s.dataLinks[peer] = t
-            return t
+        let (generation, opening) = state.withLock { s in
+            if let open = s.dataLinks[peer] { return open }
+            s.linkGeneration += 1
+            let generation = s.linkGeneration
+            let t = Task { await DataLink.open(to: peer, address: address, generation: generation, manager: self) }
+            s.dataLinks[peer] = (generation, t)
+            return (generation, t)
         }
         if let link = await opening.value { return link }
-        state.withLock { s in if s.dataLinks[peer] == opening { s.dataLinks[peer] = nil } }
+        state.withLock { s in if s.dataLinks[peer]?.generation == generation { s.dataLinks[peer] = nil } }
         return nil
     }
 
     /// A data link's reader has stopped: buffers still arriving on it will not.
     func dataLinkEnded(_ link: DataLink) {
         let lost = state.withLock { s in
-            s.dataLinks[link.peer] = nil
-            return s.imports.filter { $0.value.peer == link.peer }.map(\.key)
+            if s.dataLinks[link.peer]?.generation == link.generation { s.dataLinks[link.peer] = nil }
+            return s.imports.filter { $0.value.link === link }.map(\.key)
         }
         for t in lost { failImport(t) }
     }
 
     /// Closes the data link to `peer` (it died or left, or this node stops).
     func closeDataLink(to peer: String) {
-        guard let t = state.withLock({ $0.dataLinks.removeValue(forKey: peer) }) else { return }
-        Task { await t.value?.close() }
+        guard let open = state.withLock({ $0.dataLinks.removeValue(forKey: peer) }) else { return }
+        Task { await open.task.value?.close() }
     }
 
     /// Pulls each referenced buffer from the sending node; a fault if any cannot be had.

@@ -62,12 +62,12 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     }
 
     final class Import: @unchecked Sendable {
-        let peer: String
         var bytes: [UInt8]
         var received = 0
+        /// The link its chunks arrive on, once pulled.
+        weak var link: DataLink?
         var continuation: CheckedContinuation<DataBuffer?, Never>?
-        init(length: Int, peer: String) {
-            self.peer = peer
+        init(length: Int) {
             bytes = RecycledMemory.shared.landing(length)
         }
     }
@@ -85,7 +85,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var exports: [UInt64: (buffer: DataBuffer, call: UInt64)] = [:]
         var imports: [UInt64: Import] = [:]
         /// The links buffers are pulled over, by peer (opening or open).
-        var dataLinks: [String: Task<DataLink?, Never>] = [:]
+        var dataLinks: [String: (generation: UInt64, task: Task<DataLink?, Never>)] = [:]
+        var linkGeneration: UInt64 = 0
         var tables: [String: Table] = [:]
         var localVersion: UInt64 = 1
         /// Work waiting behind the running job of each key; a key is present only while its job runs.

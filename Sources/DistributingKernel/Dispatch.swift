@@ -20,7 +20,7 @@ extension NetworkManager {
         guard let member = state.withLock({ $0.membership.members[target] }), member.status <= .suspect else {
             return .faulted(.unreachable("node \(target) is not in the cluster (or is dead)"), replyingTo: m)
         }
-        guard let channel = await connection(to: target, address: member.address, role: .control) else {
+        guard let channel = await connection(to: target, address: member.address) else {
             return .faulted(.unreachable("cannot reach node \(target) at \(member.address)"), replyingTo: m)
         }
         return await withCheckedContinuation { (c: CheckedContinuation<Message, Never>) in
@@ -46,7 +46,7 @@ extension NetworkManager {
         Wire.encode(m, correlation: 0, transfers: [], into: &w)
         let frame = Wire.Frame(.notify, w.bytes)
         ordered(OrderKey(peer: target, from: "", to: "")) { [self] in
-            guard let channel = await connection(to: target, address: member.address, role: .control) else { return }
+            guard let channel = await connection(to: target, address: member.address) else { return }
             channel.send(frame)
         }
     }

@@ -79,6 +79,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
 
     struct State {
         var membership: Membership
+        /// Control connections this node opened, by peer name (or "@address" for a seed not yet known by name).
         var links: [String: Link] = [:]
         var pending: [UInt64: Pending] = [:]
         /// Buffers offered to peers, by transfer number, with the call they belong to.
@@ -189,9 +190,9 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
 
     // MARK: connections
 
-    /// An authenticated connection to `node` at `address` in `role`, opened if need be; nil if it cannot be had.
-    func connection(to node: String, address: String, role: Handshake.Role) async -> (any Channel)? {
-        let key = linkKey(node.isEmpty ? "@" + address : node, role)
+    /// The authenticated control connection to `node` at `address`, opened if need be; nil if it cannot be had.
+    func connection(to node: String, address: String) async -> (any Channel)? {
+        let key = node.isEmpty ? "@" + address : node
         enum Step { case ready(any Channel), wait, connect }
         let step: Step = state.withLock { s in
             if let c = s.links[key]?.channel, c.isActive { return .ready(c) }
@@ -210,7 +211,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
                 if let r = resumeNow { c.resume(returning: r) }
             }
         case .connect:
-            let channel = await open(address, role: role)
+            let channel = await open(address)
             let waiters = state.withLock { s in
                 s.links[key]!.connecting = false
                 s.links[key]!.channel = channel
@@ -222,10 +223,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         }
     }
 
-    func linkKey(_ node: String, _ role: Handshake.Role) -> String { role == .control ? node : node + "#data" }
-
     /// Connects and waits for the handshake to finish.
-    private func open(_ address: String, role: Handshake.Role) async -> (any Channel)? {
+    private func open(_ address: String) async -> (any Channel)? {
         guard let (host, port) = parseHostPort(address) else { return nil }
         let ready = Ready()
         do {
@@ -240,7 +239,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
                     }
                     return channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrame: Wire.maxFrame)))
-                        try channel.pipeline.syncOperations.addHandler(PeerHandler(manager: self, outboundRole: role))
+                        try channel.pipeline.syncOperations.addHandler(PeerHandler(manager: self, outboundRole: .control))
                     }
                 }
                 .connect(host: host, port: port).get()

@@ -9,7 +9,7 @@ extension NetworkManager {
         guard outbound else { return }
         let ready = state.withLock { s -> Ready? in
             // A connection opened by address (a seed) is known by name from now on.
-            s.links[linkKey(peer.node, role), default: Link()].channel = channel
+            s.links[peer.node, default: Link()].channel = channel
             return s.handshakes.removeValue(forKey: ObjectIdentifier(channel))
         }
         ready?.finish(channel)
@@ -17,9 +17,8 @@ extension NetworkManager {
 
     func closed(_ channel: any Channel, peer: String, role: Handshake.Role) {
         let wasOurs = state.withLock { s -> Bool in
-            let key = linkKey(peer, role)
-            guard let c = s.links[key]?.channel, c === channel else { return false }
-            s.links[key]?.channel = nil
+            guard let c = s.links[peer]?.channel, c === channel else { return false }
+            s.links[peer]?.channel = nil
             return true
         }
         // Replies come back on the connection the requests went out on: once it is gone, calls
@@ -73,7 +72,7 @@ extension NetworkManager {
                 if case .sync = message {} else if sendDatagram(payload, to: address) { continue }
                 let frame = Wire.Frame(.swim, payload)
                 Task { [weak self] in
-                    guard let self, let channel = await self.connection(to: to, address: address, role: .control) else { return }
+                    guard let self, let channel = await self.connection(to: to, address: address) else { return }
                     channel.send(frame)
                 }
             case .changed(let m):
@@ -93,9 +92,7 @@ extension NetworkManager {
         case .dead, .left:
             let (table, links) = state.withLock { s -> (Table?, [any Channel]) in
                 let t = s.tables.removeValue(forKey: m.name)
-                let keys = [linkKey(m.name, .control), linkKey(m.name, .data)]
-                let channels = keys.compactMap { s.links.removeValue(forKey: $0)?.channel }
-                return (t, channels)
+                return (t, [s.links.removeValue(forKey: m.name)?.channel].compactMap { $0 })
             }
             for e in table?.entries ?? [] { kernel.publish(Message(.delete, to: "", body: try? infoset(e)), from: "/directory") }
             failPending(on: m.name, reason: "node \(m.name) is \(m.status == .dead ? "dead" : "gone")")
@@ -174,7 +171,7 @@ extension NetworkManager {
 
     func sendFrame(_ frame: Wire.Frame, to name: String, address: String) {
         Task { [weak self] in
-            guard let self, let channel = await self.connection(to: name, address: address, role: .control) else { return }
+            guard let self, let channel = await self.connection(to: name, address: address) else { return }
             channel.send(frame)
         }
     }

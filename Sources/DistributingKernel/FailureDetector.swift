@@ -88,7 +88,11 @@ extension NetworkManager {
         guard let (host, port) = parseHostPort(address),
               let a = (try? SocketAddress(ipAddress: host, port: port)) ?? (try? SocketAddress.makeAddressResolvingHost(host, port: port))
         else { return nil }
-        state.withLock { $0.resolved[address] = a }
+        state.withLock { s in
+            // Addresses of members long gone are not kept forever: past a bound, start afresh.
+            if s.resolved.count >= 4096 { s.resolved = [:] }
+            s.resolved[address] = a
+        }
         return a
     }
 }

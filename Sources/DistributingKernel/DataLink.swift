@@ -95,57 +95,60 @@ final class DataLink: @unchecked Sendable {
         return sending.withLock { _ in bytes.withUnsafeBytes { writeAll(fd, $0) } }
     }
 
+    /// A frame's header: its type and the length of what follows (checked against the limits).
+    private func readHeader() -> (type: UInt8, length: Int)? {
+        var h = [UInt8](repeating: 0, count: 6)
+        guard h.withUnsafeMutableBytes({ readAll(fd, $0) }) else { return nil }
+        let length = Int(h[0]) << 24 | Int(h[1]) << 16 | Int(h[2]) << 8 | Int(h[3])
+        guard h[4] == Wire.version, length >= 2, length <= Wire.maxFrame else {
+            manager?.logger.warning("data link from \(peer): malformed frame header")
+            return nil
+        }
+        return (h[5], length - 2)
+    }
+
     private func readFrame() -> (type: UInt8, payload: [UInt8])? {
-        var header = [UInt8](repeating: 0, count: 6)
-        guard header.withUnsafeMutableBytes({ readAll(fd, $0) }) else { return nil }
-        let length = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
-        guard length >= 2, length <= Wire.maxFrame, header[4] == Wire.version else { return nil }
-        var payload = [UInt8](repeating: 0, count: length - 2)
-        guard payload.withUnsafeMutableBytes({ readAll(fd, $0) }) else { return nil }
-        return (header[5], payload)
+        guard let (type, n) = readHeader(), let payload = skip(n) else { return nil }
+        return (type, payload)
     }
 
     /// The reader: DATA_CHUNK frames land in their imports; an ERROR is logged; the link ends at
-    /// the connection's end or at anything it cannot read, failing every import from this peer.
+    /// the connection's end or at anything it cannot read, failing every import pulled over it.
     private func readChunks() {
         defer {
             // Shut, not closed: a pull racing the end must fail on this socket, not on a reused number.
             shutdown(fd, Int32(SHUT_RDWR))
             manager?.dataLinkEnded(self)
         }
-        var header = [UInt8](repeating: 0, count: 22)
-        while let manager {
-            guard header.withUnsafeMutableBytes({ readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[0..<6])) }) else { return }
-            let length = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
-            guard header[4] == Wire.version, length >= 2, length <= Wire.maxFrame else {
-                manager.logger.warning("data link from \(peer): malformed frame header")
-                return
-            }
-            guard header[5] == Wire.FrameType.dataChunk.rawValue, length >= 18 else {
-                var r = ByteReader(skip(length - 2) ?? [])
-                if header[5] == Wire.FrameType.error.rawValue { manager.logger.warning("peer \(peer) reported: \((try? r.string()) ?? "?")") }
+        var header = [UInt8](repeating: 0, count: 16)
+        while let manager, let (type, length) = readHeader() {
+            guard type == Wire.FrameType.dataChunk.rawValue, length >= 16 else {
+                guard let payload = skip(length) else { return }
+                var r = ByteReader(payload)
+                if type == Wire.FrameType.error.rawValue { manager.logger.warning("peer \(peer) reported: \((try? r.string()) ?? "?")") }
                 continue
             }
-            guard header.withUnsafeMutableBytes({ readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[6..<22])) }) else { return }
-            var r = ByteReader(Array(header[6..<22]))
+            guard header.withUnsafeMutableBytes({ readAll(fd, $0) }) else { return }
+            var r = ByteReader(header)
             let transfer = (try? r.u64()) ?? 0, offset = (try? r.u64()) ?? 0
-            let n = length - 18
+            let key = NetworkManager.ImportKey(peer: peer, transfer: transfer)
+            let n = length - 16
             if offset == UInt64.max {
-                manager.failImport(transfer)
+                manager.failImport(key)
                 continue
             }
-            guard let imp = manager.state.withLock({ $0.imports[transfer] }), imp.link === self,
+            guard let imp = manager.state.withLock({ $0.imports[key] }), imp.link === self,
                   offset <= UInt64(imp.bytes.count), n <= imp.bytes.count - Int(offset) else {
                 // Not (or no longer) awaited here: read past it.
                 guard skip(n) != nil else { return }
-                manager.failImport(transfer)
+                manager.failImport(key)
                 continue
             }
             // The import's bytes are written by this thread only, and handed over once all arrived.
             let ok = imp.bytes.withUnsafeMutableBytes { readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[Int(offset)..<(Int(offset) + n)])) }
             guard ok else { return }
             imp.received += n
-            if imp.received >= imp.bytes.count { manager.finishImport(transfer) }
+            if imp.received >= imp.bytes.count { manager.finishImport(key) }
         }
     }
 

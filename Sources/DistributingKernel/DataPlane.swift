@@ -38,8 +38,9 @@ extension NetworkManager: DataPlane {
             let imp = Import(length: length)
             imp.continuation = c
             imp.link = link
-            state.withLock { $0.imports[transfer] = imp }
-            if length == 0 { finishImport(transfer) } else if !link.pull(transfer) { failImport(transfer) }
+            let key = ImportKey(peer: peer, transfer: transfer)
+            state.withLock { $0.imports[key] = imp }
+            if length == 0 { finishImport(key) } else if !link.pull(transfer) { failImport(key) }
         }
     }
 
@@ -119,15 +120,15 @@ extension NetworkManager: DataPlane {
         }
     }
 
-    func finishImport(_ transfer: UInt64) {
-        guard let imp = state.withLock({ $0.imports.removeValue(forKey: transfer) }) else { return }
+    func finishImport(_ key: ImportKey) {
+        guard let imp = state.withLock({ $0.imports.removeValue(forKey: key) }) else { return }
         let c = imp.continuation
         imp.continuation = nil
         c?.resume(returning: DataBuffer(imp.bytes))
     }
 
-    func failImport(_ transfer: UInt64) {
-        guard let imp = state.withLock({ $0.imports.removeValue(forKey: transfer) }) else { return }
+    func failImport(_ key: ImportKey) {
+        guard let imp = state.withLock({ $0.imports.removeValue(forKey: key) }) else { return }
         let c = imp.continuation
         imp.continuation = nil
         c?.resume(returning: nil)

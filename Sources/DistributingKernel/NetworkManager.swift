@@ -61,6 +61,11 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var request: Message
     }
 
+    struct ImportKey: Hashable {
+        var peer: String
+        var transfer: UInt64
+    }
+
     final class Import: @unchecked Sendable {
         var bytes: [UInt8]
         var received = 0
@@ -84,7 +89,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var pending: [UInt64: Pending] = [:]
         /// Buffers offered to peers, by transfer number, with the call they belong to.
         var exports: [UInt64: (buffer: DataBuffer, call: UInt64)] = [:]
-        var imports: [UInt64: Import] = [:]
+        /// Buffers being pulled, by sender and the sender's transfer number (two senders number alike).
+        var imports: [ImportKey: Import] = [:]
         /// The links buffers are pulled over, by peer (opening or open).
         var dataLinks: [String: (generation: UInt64, task: Task<DataLink?, Never>)] = [:]
         var linkGeneration: UInt64 = 0

@@ -183,6 +183,26 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         for n in [a, b] { await n.network?.stop() }
     }
 
+    @Test func buffersFromTwoSendersAtOnceAreNotMixedUp() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        let c = try await bootNode("c", seed: address(a))
+        await waitUntil { paths(a, contract: Sink.contract).contains("decos://b/sink") && paths(c, contract: Sink.contract).contains("decos://b/sink") }
+        func blob(_ size: Int) -> DataBuffer {
+            DataBuffer([UInt8](unsafeUninitializedCapacity: size) { p, n in
+                for i in 0..<size { p[i] = pattern(i) }
+                n = size
+            })
+        }
+        // Each is its sender's first export, so both carry the same transfer number.
+        async let fromA = a.kernel.call(.submit, "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: blob(8 << 20))])
+        async let fromC = c.kernel.call(.submit, "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: blob(12 << 20))])
+        let (ra, rc) = try await (fromA, fromC)
+        #expect(ra?.child("Bytes")?.text == String(8 << 20) && ra?.child("Intact")?.text == "true")
+        #expect(rc?.child("Bytes")?.text == String(12 << 20) && rc?.child("Intact")?.text == "true")
+        for n in [a, b, c] { await n.network?.stop() }
+    }
+
     @Test func pendingCallsFaultWhenThePeerGoes() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))

@@ -32,8 +32,10 @@ extension NetworkManager: DataPlane {
     }
 
     public func fetch(transfer: UInt64, length: Int, from peer: String) async -> DataBuffer? {
-        guard let member = state.withLock({ $0.membership.members[peer] }),
-              let link = await dataLink(to: peer, address: member.address) else { return nil }
+        // The sender may not be in this node's membership yet (it joined through another node and
+        // called at once); its handshake said where it listens.
+        guard let address = state.withLock({ $0.membership.members[peer]?.address ?? $0.helloAddresses[peer] }),
+              let link = await dataLink(to: peer, address: address) else { return nil }
         return await withCheckedContinuation { c in
             let imp = Import(length: length)
             imp.continuation = c

@@ -86,6 +86,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var membership: Membership
         /// Control connections this node opened, by peer name (or "@address" for a seed not yet known by name).
         var links: [String: Link] = [:]
+        /// The listen address each authenticated peer gave in its HELLO, by name.
+        var helloAddresses: [String: String] = [:]
         var pending: [UInt64: Pending] = [:]
         /// Buffers offered to peers, by transfer number, with the call they belong to.
         var exports: [UInt64: (buffer: DataBuffer, call: UInt64)] = [:]

@@ -6,6 +6,8 @@ import ServiceKernel
 extension NetworkManager {
     func authenticated(_ channel: any Channel, peer: Handshake.Hello, role: Handshake.Role, outbound: Bool) {
         logger.debug("authenticated \(peer.node) (\(role)) \(outbound ? "outbound" : "inbound")")
+        // Where it said it listens: a peer may call before membership has told this node about it.
+        state.withLock { $0.helloAddresses[peer.node] = peer.address }
         guard outbound else { return }
         let ready = state.withLock { s -> Ready? in
             // A connection opened by address (a seed) is known by name from now on.
@@ -92,6 +94,7 @@ extension NetworkManager {
         case .dead, .left:
             let (table, links) = state.withLock { s -> (Table?, [any Channel]) in
                 let t = s.tables.removeValue(forKey: m.name)
+                s.helloAddresses[m.name] = nil
                 return (t, [s.links.removeValue(forKey: m.name)?.channel].compactMap { $0 })
             }
             for e in table?.entries ?? [] { kernel.publish(Message(.delete, to: "", body: try? infoset(e)), from: "/directory") }

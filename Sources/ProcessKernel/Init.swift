@@ -64,6 +64,10 @@ public enum InitProcess {
 
     /// Syncs and ends the machine. Returns only when the kernel refuses (not PID 1, no privilege).
     public static func halt(_ action: PowerAction) -> String {
+        // The last lines must reach the console: a serial port still sending is cut off by the power.
+        fflush(nil)  // every stdio stream, stdout included
+        tcdrain(1)
+        tcdrain(2)
         sync()
         _ = decos_reboot(action == .poweroff ? decos_rb_power_off : decos_rb_autoboot)
         return String(cString: strerror(errno))

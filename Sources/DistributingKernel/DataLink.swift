@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import Infoset
 import Logging
 import ProcessKernel
@@ -31,7 +32,8 @@ final class DataLink: @unchecked Sendable {
     /// On success the link's reader thread runs until the connection ends.
     static func open(to peer: String, address: String, generation: UInt64, manager: NetworkManager) async -> DataLink? {
         await withCheckedContinuation { c in
-            startThread {
+            // A thread of its own, as the reaper's waits have: the reader blocks for the link's life.
+            DispatchQueue(label: "decos.datalink.\(peer)").async {
                 guard let link = connect(to: peer, address: address, generation: generation, manager: manager) else { return c.resume(returning: nil) }
                 c.resume(returning: link)
                 link.readChunks()
@@ -100,8 +102,8 @@ final class DataLink: @unchecked Sendable {
         var h = [UInt8](repeating: 0, count: 6)
         guard h.withUnsafeMutableBytes({ readAll(fd, $0) }) else { return nil }
         let length = Int(h[0]) << 24 | Int(h[1]) << 16 | Int(h[2]) << 8 | Int(h[3])
-        guard h[4] == Wire.version, length >= 2, length <= Wire.maxFrame else {
-            manager?.logger.warning("data link from \(peer): malformed frame header")
+        if let problem = Wire.lengthProblem(length) ?? Wire.versionProblem(h[4]) {
+            manager?.logger.warning("data link from \(peer): \(problem)")
             return nil
         }
         return (h[5], length - 2)
@@ -174,16 +176,4 @@ private func writeAll(_ fd: Int32, _ b: UnsafeRawBufferPointer) -> Bool {
         if r > 0 { done += r } else if r < 0 && errno == EINTR { continue } else { return false }
     }
     return true
-}
-
-/// Runs `body` on a new detached thread.
-private func startThread(_ body: @escaping @Sendable () -> Void) {
-    final class Box { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
-    var thread = pthread_t()
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
-    pthread_create(&thread, nil, { p in
-        Unmanaged<Box>.fromOpaque(p!).takeRetainedValue().body()
-        return nil
-    }, box)
-    pthread_detach(thread)
 }

@@ -2,12 +2,14 @@ import Infoset
 import NIOCore
 import ServiceKernel
 
-/// What is kept in order: requests from one sender on a peer to one service (and notifications
-/// to one node, with empty `from` and `to`).
+/// What is kept in order: requests from one sender on a peer to one service, notifications from a
+/// peer to one subscriber, and notifications leaving for one peer.
 struct OrderKey: Hashable, Sendable {
+    enum Lane: Hashable, Sendable { case requests, notificationsIn, notificationsOut }
+    var lane: Lane
     var peer: String
-    var from: String
-    var to: String
+    var from = ""
+    var to = ""
 }
 
 /// Remote dispatch: requests out, replies correlated back, deadlines, and faults for every call
@@ -45,7 +47,7 @@ extension NetworkManager {
         var w = ByteWriter()
         Wire.encode(m, correlation: 0, transfers: [], into: &w)
         let frame = Wire.Frame(.notify, w.bytes)
-        ordered(OrderKey(peer: target, from: "", to: "")) { [self] in
+        ordered(OrderKey(lane: .notificationsOut, peer: target)) { [self] in
             guard let channel = await connection(to: target, address: member.address) else { return }
             channel.send(frame)
         }
@@ -124,7 +126,7 @@ extension NetworkManager {
             logger.warning("malformed request from \(peer): \(error)")
             return
         }
-        ordered(OrderKey(peer: peer, from: incoming.message.from ?? "", to: incoming.message.to)) { [self] in
+        ordered(OrderKey(lane: .requests, peer: peer, from: incoming.message.from ?? "", to: incoming.message.to)) { [self] in
             var m = incoming.message
             var reply: Message
             if let fault = await self.fetchBuffers(incoming, from: peer, into: &m) {
@@ -149,7 +151,7 @@ extension NetworkManager {
 
     func handleNotify(_ payload: [UInt8], from peer: String, on channel: any Channel) {
         guard let incoming = try? Wire.decodeMessage(payload) else { return }
-        ordered(OrderKey(peer: peer, from: "\u{0}notify", to: incoming.message.to)) { [kernel] in
+        ordered(OrderKey(lane: .notificationsIn, peer: peer, to: incoming.message.to)) { [kernel] in
             if await !kernel.deliver(remoteNotification: incoming.message) {
                 var w = ByteWriter()
                 w.string(kernel.absolute(incoming.message.to) ?? incoming.message.to)

@@ -15,13 +15,12 @@ struct FrameDecoder: ByteToMessageDecoder {
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
-        guard length >= 2 else { throw Refused(description: "frame of \(length) bytes is too short") }
-        guard length <= maxFrame else { throw Refused(description: "frame of \(length) bytes exceeds the limit of \(maxFrame)") }
+        if let problem = Wire.lengthProblem(Int(length), limit: maxFrame) { throw Refused(description: problem) }
         guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
         buffer.moveReaderIndex(forwardBy: 4)
         let version = buffer.readInteger(as: UInt8.self)!
         let type = buffer.readInteger(as: UInt8.self)!
-        guard version == Wire.version else { throw Refused(description: "wire version \(version) is not supported (this node speaks \(Wire.version))") }
+        if let problem = Wire.versionProblem(version) { throw Refused(description: problem) }
         context.fireChannelRead(wrapInboundOut(Wire.Frame(rawType: type, payload: buffer.readBytes(length: Int(length) - 2)!)))
         return .continue
     }

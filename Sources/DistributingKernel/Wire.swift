@@ -13,6 +13,18 @@ public enum Wire {
     /// Data-plane chunks: large enough to amortise a frame, small enough to interleave transfers.
     public static let chunkSize = 1 << 20
 
+    /// Why a frame with this length field (version, type and payload) cannot be taken; nil if it can.
+    /// Every reader of frames checks this before allocating for the frame.
+    static func lengthProblem(_ length: Int, limit: Int = maxFrame) -> String? {
+        if length < 2 { return "frame of \(length) bytes is too short" }
+        if length > limit { return "frame of \(length) bytes exceeds the limit of \(limit)" }
+        return nil
+    }
+
+    static func versionProblem(_ version: UInt8) -> String? {
+        version == Wire.version ? nil : "wire version \(version) is not supported (this node speaks \(Wire.version))"
+    }
+
     public enum FrameType: UInt8, Sendable {
         case hello = 0x01
         case auth = 0x02

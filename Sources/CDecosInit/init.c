@@ -140,3 +140,11 @@ int decos_install_enqueue_global_hook(const void *hook) {
     swift_task_enqueueGlobal_hook = hook;
     return 1;
 }
+
+/* The runtime's SerialExecutorRef; { NULL, 0 } is the generic executor. */
+typedef struct { void *identity; uintptr_t implementation; } decos_serial_executor_ref;
+extern __attribute__((swiftcall)) void swift_job_run(void *job, decos_serial_executor_ref executor);
+
+void decos_run_job_on_generic_executor(void *job) {
+    swift_job_run(job, (decos_serial_executor_ref){ NULL, 0 });
+}

@@ -16,8 +16,11 @@ public enum Executors {
     public static func runTasksOnEventLoops() -> Bool {
         withUnsafeTemporaryAllocation(of: EnqueueHook.self, capacity: 1) { hook in
             hook.baseAddress!.initialize(to: { job, _ in
-                // `any()` is the current loop when called on one of the group's loops.
-                MultiThreadedEventLoopGroup.singleton.any().executor.enqueue(ExecutorJob(job))
+                // `any()` is the current loop when called on one of the group's loops. The job runs
+                // on the generic executor, as on Swift's pool, so that calls into actors and back
+                // switch on this thread instead of each going through the loop's queue again.
+                let job = unsafeBitCast(job, to: UnsafeMutableRawPointer.self)
+                MultiThreadedEventLoopGroup.singleton.any().execute { decos_run_job_on_generic_executor(job) }
             })
             return hook.baseAddress!.withMemoryRebound(to: UnsafeRawPointer.self, capacity: 1) {
                 decos_install_enqueue_global_hook($0.pointee) == 1

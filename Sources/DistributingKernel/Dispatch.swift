@@ -34,9 +34,7 @@ extension NetworkManager {
             state.withLock { s in
                 s.pending[correlation] = Pending(node: target, continuation: c, deadline: now + timeoutMillis, exports: transfers, request: m)
             }
-            var w = ByteWriter(capacity: 256)
-            Wire.encode(m, correlation: correlation, transfers: transfers, into: &w)
-            channel.send(Wire.Frame(.request, w.bytes))
+            channel.send(.request) { Wire.encode(m, correlation: correlation, transfers: transfers, into: &$0) }
         }
     }
 
@@ -89,10 +87,8 @@ extension NetworkManager {
     }
 
     static func node(of uri: String) -> String? {
-        guard uri.hasPrefix("decos://") else { return nil }
-        let rest = uri.dropFirst(8)
-        let host = rest.prefix { $0 != "/" }
-        return host.isEmpty ? nil : String(host)
+        guard let host = URIManager.split(uri)?.host, !host.isEmpty else { return nil }
+        return String(host)
     }
 
     // MARK: requests from peers
@@ -109,12 +105,14 @@ extension NetworkManager {
         }
         guard idle else { return }
         Task {
-            var job: (@Sendable () async -> Void)? = work
-            while let j = job {
-                await j()
-                job = state.withLock { s in
-                    guard let waiting = s.queues[key], !waiting.isEmpty else { s.queues[key] = nil; return nil }
-                    return s.queues[key]!.removeFirst()
+            // What queued up while a batch ran is taken at once: one lock per batch, not per job.
+            var batch = [work]
+            while !batch.isEmpty {
+                for job in batch { await job() }
+                batch = state.withLock { s in
+                    let waiting = s.queues[key] ?? []
+                    s.queues[key] = waiting.isEmpty ? nil : []
+                    return waiting
                 }
             }
         }
@@ -135,9 +133,7 @@ extension NetworkManager {
                 reply = await kernel.send(m, as: .peer(peer))
             }
             reply.from = kernel.absolute(reply.from)
-            var w = ByteWriter(capacity: 256)
-            Wire.encode(reply, correlation: incoming.correlation, transfers: [], into: &w)
-            channel.send(Wire.Frame(.reply, w.bytes))
+            channel.send(.reply) { Wire.encode(reply, correlation: incoming.correlation, transfers: [], into: &$0) }
         }
     }
 

@@ -32,7 +32,12 @@ extension Channel {
     /// Writes a frame, from any thread. Frames sent while a write to this connection is already
     /// on its way to the event loop join it: one hop and one syscall carry them all.
     func send(_ frame: Wire.Frame) {
-        Outbox.of(self).post(frame)
+        Outbox.of(self).post(frame.type) { $0.bytes.append(contentsOf: frame.payload) }
+    }
+
+    /// Writes a frame whose payload `encode` writes straight into the connection's outgoing bytes.
+    func send(_ type: Wire.FrameType, encode: (inout ByteWriter) -> Void) {
+        Outbox.of(self).post(type.rawValue, encode)
     }
 }
 
@@ -40,12 +45,12 @@ extension Channel {
 final class Outbox: Sendable {
     private static let all = Mutex<[ObjectIdentifier: Outbox]>([:])
     let channel: any Channel
-    /// Frames encoded straight into the buffer the next write hands to the socket.
-    private let pending: Mutex<(bytes: ByteBuffer, scheduled: Bool)>
+    /// Frames encoded straight into the bytes the next write hands to the socket; the array keeps
+    /// its capacity from one write to the next.
+    private let pending = Mutex<(bytes: ByteWriter, scheduled: Bool)>((ByteWriter(capacity: 4096), false))
 
     private init(_ channel: any Channel) {
         self.channel = channel
-        pending = Mutex((channel.allocator.buffer(capacity: 0), false))
     }
 
     static func of(_ channel: any Channel) -> Outbox {
@@ -59,12 +64,14 @@ final class Outbox: Sendable {
         return box
     }
 
-    func post(_ frame: Wire.Frame) {
+    func post(_ type: UInt8, _ encode: (inout ByteWriter) -> Void) {
         let schedule = pending.withLock { p -> Bool in
-            p.bytes.writeInteger(UInt32(frame.payload.count + 2))
-            p.bytes.writeInteger(Wire.version)
-            p.bytes.writeInteger(frame.type)
-            p.bytes.writeBytes(frame.payload)
+            let start = p.bytes.bytes.count
+            p.bytes.u32(0)
+            p.bytes.byte(Wire.version)
+            p.bytes.byte(type)
+            encode(&p.bytes)
+            p.bytes.setU32(UInt32(p.bytes.bytes.count - start - 4), at: start)
             if p.scheduled { return false }
             p.scheduled = true
             return true
@@ -74,8 +81,8 @@ final class Outbox: Sendable {
 
     private func drain() {
         let bytes = pending.withLock { p -> ByteBuffer in
-            defer { p.bytes = channel.allocator.buffer(capacity: 0); p.scheduled = false }
-            return p.bytes
+            defer { p.bytes.bytes.removeAll(keepingCapacity: p.bytes.bytes.capacity <= 1 << 20); p.scheduled = false }
+            return channel.allocator.buffer(bytes: p.bytes.bytes)
         }
         channel.writeAndFlush(bytes, promise: nil)
     }

@@ -7,7 +7,7 @@ import ServiceKernel
 ///
 ///     frame := u32 length | u8 version | u8 type | payload      (length counts version, type, payload)
 public enum Wire {
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     /// The largest control frame a node accepts; buffers never ride in control frames.
     public static let maxFrame = 16 << 20
     /// Data-plane chunks: large enough to amortise a frame, small enough to interleave transfers.

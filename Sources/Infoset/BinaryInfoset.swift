@@ -1,24 +1,24 @@
 /// The binary infoset encoding: how an element travels between nodes (no XML text on the wire).
 ///
-///     document := varint(nameCount) string{nameCount} element
-///     string   := varint(byteCount) utf8-bytes
-///     element  := varint(namespace#) varint(local#) varint(attributeCount) attribute* varint(childCount) child*
-///     attribute:= varint(namespace#) varint(local#) string
+///     infoset  := element
+///     element  := name(namespace) name(local) varint(attributeCount) attribute* varint(childCount) child*
+///     attribute:= name(namespace) name(local) string
 ///     child    := 0x01 element | 0x02 string
+///     name     := varint(0) string        a name not seen before in this document; it joins the table
+///               | varint(n)               the table's n-th name (from 1)
+///     string   := varint(byteCount) utf8-bytes
 ///
-/// Names and namespaces are indexes into the document's string table, so a name repeated across
-/// many elements costs one or two bytes after the first. Documented with the wire format in docs/wire.md.
+/// A name repeated across many elements costs its bytes once and one or two bytes after that; the
+/// table is built as the document is written and read, so both take one pass. Documented with the
+/// wire format in docs/wire.md.
 public enum BinaryInfoset {
     public static func encode(_ e: Element, into w: inout ByteWriter) {
         var table = NameTable()
-        table.collect(e)
-        w.varint(UInt64(table.names.count))
-        for n in table.names { w.string(n) }
         table.write(e, into: &w)
     }
 
-    /// The document's distinct names in first-seen order. A message body has a handful, found
-    /// faster by comparing than by hashing; a large document switches to a dictionary.
+    /// The names written so far. A message body has a handful, found faster by comparing than by
+    /// hashing; a large document switches to a dictionary.
     private struct NameTable {
         var names: [String]
         var index: [String: Int]?
@@ -28,38 +28,33 @@ public enum BinaryInfoset {
             names.reserveCapacity(8)
         }
 
-        func find(_ s: String) -> Int? {
-            if let index { return index[s] }
-            return names.firstIndex(of: s)
-        }
-
-        mutating func add(_ s: String) {
-            guard find(s) == nil else { return }
-            index?[s] = names.count
-            names.append(s)
+        mutating func write(_ name: String, into w: inout ByteWriter) {
+            if let i = index?[name] ?? (index == nil ? names.firstIndex(of: name) : nil) {
+                w.varint(UInt64(i + 1))
+                return
+            }
+            w.byte(0)
+            w.string(name)
+            index?[name] = names.count
+            names.append(name)
             if index == nil && names.count > 16 {
                 index = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) })
             }
         }
 
-        mutating func collect(_ e: Element) {
-            add(e.name.namespace)
-            add(e.name.local)
-            for a in e.attributes { add(a.name.namespace); add(a.name.local) }
-            for c in e.children { if case .element(let x) = c { collect(x) } }
-        }
-
-        func write(_ e: Element, into w: inout ByteWriter) {
-            w.varint(UInt64(find(e.name.namespace)!))
-            w.varint(UInt64(find(e.name.local)!))
-            w.varint(UInt64(e.attributes.count))
-            for a in e.attributes {
-                w.varint(UInt64(find(a.name.namespace)!))
-                w.varint(UInt64(find(a.name.local)!))
+        mutating func write(_ e: Element, into w: inout ByteWriter) {
+            write(e.name.namespace, into: &w)
+            write(e.name.local, into: &w)
+            let attributes = e.attributes
+            w.varint(UInt64(attributes.count))
+            for a in attributes {
+                write(a.name.namespace, into: &w)
+                write(a.name.local, into: &w)
                 w.string(a.value)
             }
-            w.varint(UInt64(e.children.count))
-            for c in e.children {
+            let children = e.children
+            w.varint(UInt64(children.count))
+            for c in children {
                 switch c {
                 case .element(let x): w.byte(1); write(x, into: &w)
                 case .text(let t): w.byte(2); w.string(t)
@@ -75,14 +70,17 @@ public enum BinaryInfoset {
     }
 
     public static func decode(_ r: inout ByteReader, maxDepth: Int = 128) throws(ByteReader.Failure) -> Element {
-        let count = try r.count()
         var names: [String] = []
-        names.reserveCapacity(count)
-        for _ in 0..<count { names.append(try r.string()) }
+        names.reserveCapacity(8)
         func name(_ r: inout ByteReader) throws(ByteReader.Failure) -> String {
             let i = try r.varint()
-            guard i < UInt64(names.count) else { throw r.fail("name index \(i) outside the table of \(names.count)") }
-            return names[Int(i)]
+            if i == 0 {
+                let n = try r.string()
+                names.append(n)
+                return n
+            }
+            guard i <= UInt64(names.count) else { throw r.fail("name \(i) is not in the table of \(names.count) names") }
+            return names[Int(i) - 1]
         }
         func element(_ r: inout ByteReader, depth: Int) throws(ByteReader.Failure) -> Element {
             guard depth <= maxDepth else { throw r.fail("elements nested deeper than \(maxDepth)") }
@@ -137,6 +135,11 @@ public struct ByteWriter: Sendable {
 
     public mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.bigEndian) { bytes.append(contentsOf: $0) } }
     public mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.bigEndian) { bytes.append(contentsOf: $0) } }
+
+    /// Overwrites four bytes written before (a length known only once what follows is written).
+    public mutating func setU32(_ v: UInt32, at offset: Int) {
+        withUnsafeBytes(of: v.bigEndian) { bytes.replaceSubrange(offset..<offset + 4, with: $0) }
+    }
 
     public mutating func string(_ s: String) {
         varint(UInt64(s.utf8.count))

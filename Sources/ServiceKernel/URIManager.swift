@@ -68,12 +68,19 @@ public final class URIManager: Sendable {
     @inline(__always)
     public func localPath(_ to: String) -> String? {
         if to.utf8.first == UInt8(ascii: "/") { return to }
-        guard to.hasPrefix("decos://") else { return nil }
-        let rest = to.dropFirst(8)
-        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
-        let host = rest[..<slash]
+        guard let (host, path) = Self.split(to) else { return nil }
         guard host == node || host == "localhost" || host.isEmpty else { return nil }
-        return slash == rest.endIndex ? "/" : String(rest[slash...])
+        return path.isEmpty ? "/" : String(path)
+    }
+
+    /// The host and path (from its "/", or empty) of a `decos://host/path` URI; nil for any other
+    /// string. Reads bytes, not characters: every message's destination passes through here.
+    public static func split(_ uri: String) -> (host: Substring, path: Substring)? {
+        let u = uri.utf8
+        guard u.starts(with: "decos://".utf8) else { return nil }
+        let start = u.index(u.startIndex, offsetBy: 8)
+        let slash = u[start...].firstIndex(of: UInt8(ascii: "/")) ?? u.endIndex
+        return (uri[start..<slash], uri[slash...])
     }
 
     @inline(__always)

@@ -64,13 +64,14 @@ func waitFor(_ condition: () throws -> Bool) rethrows {
     @Test func garbageOnThePeerPortIsRefusedWithoutHarm() throws {
         let a = try NodeProcess(manifest: try clusterManifest(), extra: ["--node", "a"])
         let port = Int(a.clusterAddress.split(separator: ":").last!)!
+        let v: UInt8 = 2  // the wire version (Wire.version)
         let probes: [[UInt8]] = [
             Array("GET / HTTP/1.1\r\n\r\n".utf8),                       // not our protocol: a huge "length"
             [0, 0, 0, 1, 1],                                             // frame too short
             [0, 0, 0, 6, 9, 1, 0, 0, 0, 0],                              // unknown wire version
-            [0, 0, 0, 4, 1, 3, 0xDE, 0xAD],                              // a request before any handshake
-            [0, 0, 0, 40, 1, 1] + [UInt8](repeating: 0xFF, count: 40),   // a hello full of junk
-            [0, 0, 0, 10, 1],                                            // truncated, then silence
+            [0, 0, 0, 4, v, 3, 0xDE, 0xAD],                              // a request before any handshake
+            [0, 0, 0, 40, v, 1] + [UInt8](repeating: 0xFF, count: 40),   // a hello full of junk
+            [0, 0, 0, 10, v],                                            // truncated, then silence
         ]
         for bytes in probes {
             let conn = try RawConnection(port: port)

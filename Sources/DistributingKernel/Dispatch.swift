@@ -19,20 +19,27 @@ extension NetworkManager {
         guard let target = Self.node(of: m.to) else {
             return .faulted(.unreachable("\(m.to) is not a decos:// URI"), replyingTo: m)
         }
-        guard let member = state.withLock({ $0.membership.members[target] }), member.status <= .suspect else {
+        // The member and its open connection in one look; connecting is the slow path.
+        let route: (address: String, channel: (any Channel)?)? = state.withLock { s in
+            guard let member = s.membership.members[target], member.status <= .suspect else { return nil }
+            let open = s.links[target]?.channel
+            return (member.address, open?.isActive == true ? open : nil)
+        }
+        guard let route else {
             return .faulted(.unreachable("node \(target) is not in the cluster (or is dead)"), replyingTo: m)
         }
-        guard let channel = await connection(to: target, address: member.address) else {
-            return .faulted(.unreachable("cannot reach node \(target) at \(member.address)"), replyingTo: m)
+        var channel = route.channel
+        if channel == nil { channel = await connection(to: target, address: route.address) }
+        guard let channel else {
+            return .faulted(.unreachable("cannot reach node \(target) at \(route.address)"), replyingTo: m)
         }
-        return await withCheckedContinuation { (c: CheckedContinuation<Message, Never>) in
-            let correlation = state.withLock { s in
-                defer { s.nextCorrelation += 1 }
-                return s.nextCorrelation
-            }
+        let deadline = now + timeoutMillis
+        // Resumed exactly once: `complete` takes the call out of `pending` before resuming it.
+        return await withUnsafeContinuation { (c: UnsafeContinuation<Message, Never>) in
+            let correlation = correlations.wrappingAdd(1, ordering: .relaxed).oldValue
             let transfers = m.buffers.map { dataPlane.export($0.buffer, call: correlation) }
             state.withLock { s in
-                s.pending[correlation] = Pending(node: target, continuation: c, deadline: now + timeoutMillis, exports: transfers, request: m)
+                s.pending[correlation] = Pending(node: target, continuation: c, deadline: deadline, exports: transfers, request: m)
             }
             channel.send(.request) { Wire.encode(m, correlation: correlation, transfers: transfers, into: &$0) }
         }
@@ -73,7 +80,7 @@ extension NetworkManager {
     /// Ends a pending call exactly once: by its reply, its deadline, or its peer's death.
     func complete(_ correlation: UInt64, with reply: Message) {
         guard let p = state.withLock({ $0.pending.removeValue(forKey: correlation) }) else { return }
-        dataPlane.release(p.exports)
+        if !p.exports.isEmpty { dataPlane.release(p.exports) }
         p.continuation.resume(returning: reply)
     }
 
@@ -88,7 +95,7 @@ extension NetworkManager {
 
     static func node(of uri: String) -> String? {
         guard let host = URIManager.split(uri)?.host, !host.isEmpty else { return nil }
-        return String(host)
+        return host
     }
 
     // MARK: requests from peers

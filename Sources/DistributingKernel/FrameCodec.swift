@@ -3,9 +3,10 @@ import NIOCore
 
 /// Splits the byte stream into frames, refusing oversize, undersize and other-version frames
 /// before allocating for them. (Buffers' DATA_CHUNKs are read by a `DataLink`, not here.)
-struct FrameDecoder: ByteToMessageDecoder {
-    typealias InboundOut = Wire.Frame
+struct FrameReader {
     let maxFrame: Int
+    /// Bytes of a frame not yet complete.
+    private var partial: ByteBuffer?
 
     init(maxFrame: Int) { self.maxFrame = maxFrame }
 
@@ -13,16 +14,29 @@ struct FrameDecoder: ByteToMessageDecoder {
         var description: String
     }
 
-    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
-        if let problem = Wire.lengthProblem(Int(length), limit: maxFrame) { throw Refused(description: problem) }
-        guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
-        buffer.moveReaderIndex(forwardBy: 4)
-        let version = buffer.readInteger(as: UInt8.self)!
-        let type = buffer.readInteger(as: UInt8.self)!
-        if let problem = Wire.versionProblem(version) { throw Refused(description: problem) }
-        context.fireChannelRead(wrapInboundOut(Wire.Frame(rawType: type, payload: buffer.readBytes(length: Int(length) - 2)!)))
-        return .continue
+    /// Hands each frame complete with `bytes` to `each`, in order, until `each` returns false.
+    mutating func read(_ bytes: inout ByteBuffer, _ each: (Wire.Frame) -> Bool) throws(Refused) {
+        var buffer: ByteBuffer
+        if var p = partial {
+            partial = nil
+            p.writeBuffer(&bytes)
+            buffer = p
+        } else {
+            buffer = bytes
+        }
+        while let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) {
+            if let problem = Wire.lengthProblem(Int(length), limit: maxFrame) { throw Refused(description: problem) }
+            guard buffer.readableBytes >= 4 + Int(length) else { break }
+            buffer.moveReaderIndex(forwardBy: 4)
+            let version = buffer.readInteger(as: UInt8.self)!
+            let type = buffer.readInteger(as: UInt8.self)!
+            if let problem = Wire.versionProblem(version) { throw Refused(description: problem) }
+            guard each(Wire.Frame(rawType: type, payload: buffer.readBytes(length: Int(length) - 2)!)) else { return }
+        }
+        if buffer.readableBytes > 0 {
+            buffer.discardReadBytes()
+            partial = buffer
+        }
     }
 }
 

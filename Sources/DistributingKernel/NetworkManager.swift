@@ -43,6 +43,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     var advertised: String { config.advertise ?? bound.withLock { $0 } ?? "\(config.host):\(config.port)" }
     private let started = ContinuousClock.now
     let state: Mutex<State>
+    /// Numbers requests so their replies can be matched (RelatesTo on the wire).
+    let correlations = Atomic<UInt64>(1)
     /// Where referenced buffers move: the TCP data connection (this class) until RDMA or AF_XDP is chosen.
     var dataPlane: any DataPlane { self }
 
@@ -54,7 +56,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
 
     struct Pending {
         var node: String
-        var continuation: CheckedContinuation<Message, Never>
+        var continuation: UnsafeContinuation<Message, Never>
         /// When the call times out, in the manager's milliseconds; a sweep every 50 ms enforces it.
         var deadline: UInt64
         var exports: [UInt64]
@@ -100,7 +102,6 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var localVersion: UInt64 = 1
         /// Work waiting behind the running job of each key; a key is present only while its job runs.
         var queues: [OrderKey: [@Sendable () async -> Void]] = [:]
-        var nextCorrelation: UInt64 = 1
         var nextTransfer: UInt64 = 1
         var server: (any Channel)?
         /// The membership datagram socket, and where its member addresses resolve to.
@@ -137,7 +138,6 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrame: Wire.maxFrame)))
                     try channel.pipeline.syncOperations.addHandler(PeerHandler(manager: self, outboundRole: nil))
                 }
             }
@@ -246,8 +246,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
                         _ = self?.state.withLock { $0.handshakes.removeValue(forKey: ObjectIdentifier(channel)) }
                     }
                     return channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrame: Wire.maxFrame)))
-                        try channel.pipeline.syncOperations.addHandler(PeerHandler(manager: self, outboundRole: .control))
+                            try channel.pipeline.syncOperations.addHandler(PeerHandler(manager: self, outboundRole: .control))
                     }
                 }
                 .connect(host: host, port: port).get()

@@ -3,11 +3,12 @@ import Logging
 import NIOCore
 import ServiceKernel
 
-/// One connection to another node, on its event loop: runs the handshake, and only once the peer
-/// has proved it holds the cluster key hands its frames to the network manager. Anything else
-/// before that — another frame type, a bad MAC, garbage — ends the connection with an error frame.
+/// One connection to another node, on its event loop: reads its frames, runs the handshake, and
+/// only once the peer has proved it holds the cluster key hands its frames to the network manager.
+/// Anything else before that — another frame type, a bad MAC, garbage — ends the connection with
+/// an error frame; so does a malformed frame at any time.
 final class PeerHandler: ChannelInboundHandler {
-    typealias InboundIn = Wire.Frame
+    typealias InboundIn = ByteBuffer
 
     let manager: NetworkManager
     /// Set for connections this node opened; an accepted connection takes the role its peer asks for.
@@ -17,6 +18,8 @@ final class PeerHandler: ChannelInboundHandler {
     var role: Handshake.Role?
     var authenticated = false
     var sentHello = false
+    var refused = false
+    var reader = FrameReader(maxFrame: Wire.maxFrame)
 
     init(manager: NetworkManager, outboundRole: Handshake.Role?) {
         self.manager = manager
@@ -44,6 +47,8 @@ final class PeerHandler: ChannelInboundHandler {
     }
 
     func refuse(_ channel: any Channel, _ reason: String) {
+        guard !refused else { return }
+        refused = true
         manager.logger.warning("refused peer \(peer?.node ?? "?") at \(channel.remoteAddress?.description ?? "?"): \(reason)")
         var w = ByteWriter()
         w.string(reason)
@@ -54,7 +59,18 @@ final class PeerHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+        var bytes = unwrapInboundIn(data)
+        do {
+            try reader.read(&bytes) { frame in
+                handle(frame, context: context)
+                return !refused
+            }
+        } catch {
+            refuse(context.channel, error.description)
+        }
+    }
+
+    func handle(_ frame: Wire.Frame, context: ChannelHandlerContext) {
         let channel = context.channel
         if authenticated, let peer, let role {
             manager.received(frame, from: peer.node, role: role, on: channel)

@@ -70,18 +70,24 @@ public final class URIManager: Sendable {
         if to.utf8.first == UInt8(ascii: "/") { return to }
         guard let (host, path) = Self.split(to) else { return nil }
         guard host == node || host == "localhost" || host.isEmpty else { return nil }
-        return path.isEmpty ? "/" : String(path)
+        return path.isEmpty ? "/" : path
     }
 
     /// The host and path (from its "/", or empty) of a `decos://host/path` URI; nil for any other
-    /// string. Reads bytes, not characters: every message's destination passes through here.
-    public static func split(_ uri: String) -> (host: Substring, path: Substring)? {
-        let u = uri.utf8
-        guard u.starts(with: "decos://".utf8) else { return nil }
-        let start = u.index(u.startIndex, offsetBy: 8)
-        let slash = u[start...].firstIndex(of: UInt8(ascii: "/")) ?? u.endIndex
-        return (uri[start..<slash], uri[slash...])
+    /// string. Reads the bytes in place: every message to another node passes through here.
+    public static func split(_ uri: String) -> (host: String, path: String)? {
+        var uri = uri
+        return uri.withUTF8 { b -> (String, String)? in
+            guard b.count >= 8, UnsafeRawPointer(b.baseAddress!).loadUnaligned(as: UInt64.self) == scheme else { return nil }
+            var slash = 8
+            while slash < b.count && b[slash] != UInt8(ascii: "/") { slash += 1 }
+            return (String(decoding: UnsafeBufferPointer(rebasing: b[8..<slash]), as: UTF8.self),
+                    String(decoding: UnsafeBufferPointer(rebasing: b[slash...]), as: UTF8.self))
+        }
     }
+
+    /// "decos://" as the eight bytes it is in memory.
+    private static let scheme: UInt64 = Array("decos://".utf8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
 
     @inline(__always)
     public func lookup(_ path: String) -> Registration? {

@@ -13,54 +13,8 @@
 /// wire format in docs/wire.md.
 public enum BinaryInfoset {
     public static func encode(_ e: Element, into w: inout ByteWriter) {
-        var table = NameTable()
-        table.write(e, into: &w)
-    }
-
-    /// The names written so far. A message body has a handful, found faster by comparing than by
-    /// hashing; a large document switches to a dictionary.
-    private struct NameTable {
-        var names: [String]
-        var index: [String: Int]?
-
-        init() {
-            names = []
-            names.reserveCapacity(8)
-        }
-
-        mutating func write(_ name: String, into w: inout ByteWriter) {
-            if let i = index?[name] ?? (index == nil ? names.firstIndex(of: name) : nil) {
-                w.varint(UInt64(i + 1))
-                return
-            }
-            w.byte(0)
-            w.string(name)
-            index?[name] = names.count
-            names.append(name)
-            if index == nil && names.count > 16 {
-                index = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) })
-            }
-        }
-
-        mutating func write(_ e: Element, into w: inout ByteWriter) {
-            write(e.name.namespace, into: &w)
-            write(e.name.local, into: &w)
-            let attributes = e.attributes
-            w.varint(UInt64(attributes.count))
-            for a in attributes {
-                write(a.name.namespace, into: &w)
-                write(a.name.local, into: &w)
-                w.string(a.value)
-            }
-            let children = e.children
-            w.varint(UInt64(children.count))
-            for c in children {
-                switch c {
-                case .element(let x): w.byte(1); write(x, into: &w)
-                case .text(let t): w.byte(2); w.string(t)
-                }
-            }
-        }
+        var names = Names(findable: true)
+        write(e, names: &names, into: &w)
     }
 
     public static func encode(_ e: Element) -> [UInt8] {
@@ -70,49 +24,113 @@ public enum BinaryInfoset {
     }
 
     public static func decode(_ r: inout ByteReader, maxDepth: Int = 128) throws(ByteReader.Failure) -> Element {
-        var names: [String] = []
-        names.reserveCapacity(8)
-        func name(_ r: inout ByteReader) throws(ByteReader.Failure) -> String {
-            let i = try r.varint()
-            if i == 0 {
-                let n = try r.string()
-                names.append(n)
-                return n
-            }
-            guard i <= UInt64(names.count) else { throw r.fail("name \(i) is not in the table of \(names.count) names") }
-            return names[Int(i) - 1]
+        var names = Names(findable: false)
+        return try element(&r, names: &names, depth: 1, maxDepth: maxDepth)
+    }
+
+    private static func write(_ name: String, names: inout Names, into w: inout ByteWriter) {
+        if let i = names.find(name) {
+            w.varint(UInt64(i + 1))
+        } else {
+            w.byte(0)
+            w.string(name)
+            names.append(name)
         }
-        func element(_ r: inout ByteReader, depth: Int) throws(ByteReader.Failure) -> Element {
-            guard depth <= maxDepth else { throw r.fail("elements nested deeper than \(maxDepth)") }
-            let ns = try name(&r), local = try name(&r)
-            guard !local.isEmpty else { throw r.fail("element with an empty name") }
-            var e = Element(QName(ns, local))
-            let attributes = try r.count()
-            if attributes > 0 {
-                var list: [Attribute] = []
-                list.reserveCapacity(attributes)
-                for _ in 0..<attributes {
-                    let ans = try name(&r), alocal = try name(&r)
-                    list.append(Attribute(QName(ans, alocal), try r.string()))
-                }
-                e.attributes = list
-            }
-            let children = try r.count()
-            if children > 0 {
-                var list: [Content] = []
-                list.reserveCapacity(children)
-                for _ in 0..<children {
-                    switch try r.byte() {
-                    case 1: list.append(.element(try element(&r, depth: depth + 1)))
-                    case 2: list.append(.text(try r.string()))
-                    case let k: throw r.fail("unknown child kind \(k)")
-                    }
-                }
-                e.children = list
-            }
-            return e
+    }
+
+    private static func write(_ e: Element, names: inout Names, into w: inout ByteWriter) {
+        write(e.name.namespace, names: &names, into: &w)
+        write(e.name.local, names: &names, into: &w)
+        let attributes = e.attributes
+        w.varint(UInt64(attributes.count))
+        for a in attributes {
+            write(a.name.namespace, names: &names, into: &w)
+            write(a.name.local, names: &names, into: &w)
+            w.string(a.value)
         }
-        return try element(&r, depth: 1)
+        let children = e.children
+        w.varint(UInt64(children.count))
+        for c in children {
+            switch c {
+            case .element(let x): w.byte(1); write(x, names: &names, into: &w)
+            case .text(let t): w.byte(2); w.string(t)
+            }
+        }
+    }
+
+    private static func name(_ r: inout ByteReader, names: inout Names) throws(ByteReader.Failure) -> String {
+        let i = try r.varint()
+        if i == 0 {
+            let n = try r.string()
+            names.append(n)
+            return n
+        }
+        guard i <= UInt64(names.count) else { throw r.fail("name \(i) is not in the table of \(names.count) names") }
+        return names[Int(i) - 1]
+    }
+
+    private static func element(_ r: inout ByteReader, names: inout Names, depth: Int, maxDepth: Int) throws(ByteReader.Failure) -> Element {
+        guard depth <= maxDepth else { throw r.fail("elements nested deeper than \(maxDepth)") }
+        let ns = try name(&r, names: &names), local = try name(&r, names: &names)
+        guard !local.isEmpty else { throw r.fail("element with an empty name") }
+        var e = Element(QName(ns, local))
+        let attributes = try r.count()
+        if attributes > 0 {
+            var list: [Attribute] = []
+            list.reserveCapacity(attributes)
+            for _ in 0..<attributes {
+                let ans = try name(&r, names: &names), alocal = try name(&r, names: &names)
+                list.append(Attribute(QName(ans, alocal), try r.string()))
+            }
+            e.attributes = list
+        }
+        let children = try r.count()
+        if children > 0 {
+            var list: [Content] = []
+            list.reserveCapacity(children)
+            for _ in 0..<children {
+                switch try r.byte() {
+                case 1: list.append(.element(try element(&r, names: &names, depth: depth + 1, maxDepth: maxDepth)))
+                case 2: list.append(.text(try r.string()))
+                case let k: throw r.fail("unknown child kind \(k)")
+                }
+            }
+            e.children = list
+        }
+        return e
+    }
+
+    /// One document's names in order of first use. A message body has a handful: they stay inline
+    /// (no allocation) and are found by comparing; a large document's spill into an array, found
+    /// through a dictionary when the writer needs to find them.
+    private struct Names {
+        private var first = InlineArray<8, String>(repeating: "")
+        private var rest: [String] = []
+        private var index: [String: Int]?
+        private let findable: Bool
+        private(set) var count = 0
+
+        init(findable: Bool) { self.findable = findable }
+
+        subscript(i: Int) -> String { i < 8 ? first[i] : rest[i - 8] }
+
+        mutating func append(_ s: String) {
+            if count < 8 { first[count] = s } else { rest.append(s) }
+            index?[s] = count
+            count += 1
+            if findable && index == nil && count > 16 {
+                var d: [String: Int] = [:]
+                for i in 0..<count { d[self[i]] = i }
+                index = d
+            }
+        }
+
+        func find(_ s: String) -> Int? {
+            if let index { return index[s] }
+            for i in 0..<min(count, 8) where first[i] == s { return i }
+            if let j = rest.firstIndex(of: s) { return 8 + j }
+            return nil
+        }
     }
 }
 
@@ -142,8 +160,11 @@ public struct ByteWriter: Sendable {
     }
 
     public mutating func string(_ s: String) {
-        varint(UInt64(s.utf8.count))
-        bytes.append(contentsOf: s.utf8)
+        var s = s
+        s.withUTF8 { u in
+            varint(UInt64(u.count))
+            bytes.append(contentsOf: u)
+        }
     }
 
     public mutating func data(_ d: some Collection<UInt8>) {

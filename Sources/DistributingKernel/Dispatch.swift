@@ -33,7 +33,8 @@ extension NetworkManager {
         guard let channel else {
             return .faulted(.unreachable("cannot reach node \(target) at \(route.address)"), replyingTo: m)
         }
-        let deadline = now + timeoutMillis
+        // One tick added, so the clock's staleness can only make a call wait longer, never shorter.
+        let deadline = lastTick.load(ordering: .relaxed) + tickMillis + timeoutMillis
         // Resumed exactly once: `complete` takes the call out of `pending` before resuming it.
         return await withUnsafeContinuation { (c: UnsafeContinuation<Message, Never>) in
             let correlation = correlations.wrappingAdd(1, ordering: .relaxed).oldValue
@@ -59,6 +60,7 @@ extension NetworkManager {
     }
 
     var timeoutMillis: UInt64 { UInt64(config.requestTimeout.nanoseconds / 1_000_000) }
+    var tickMillis: UInt64 { 50 }
 
     /// Restarts a call's deadline. Sending the call's buffers re-arms it chunk by chunk, so the
     /// timeout bounds a stalled call, not a large transfer that is making progress.
@@ -71,7 +73,7 @@ extension NetworkManager {
     /// costs less than a timer per call (each timer set and cancelled from off the event loop is a
     /// thread hop).
     func expireCalls(now: UInt64) {
-        let expired = state.withLock { s in s.pending.filter { $0.value.deadline <= now }.map { ($0.key, $0.value.request) } }
+        let expired = state.withLock { s in s.pending.ids { $0.deadline <= now }.map { ($0, s.pending[$0]!.request) } }
         for (id, m) in expired {
             complete(id, with: .faulted(.timeout("\(m.to) did not answer \(m.verb.rawValue) within \(Double(timeoutMillis) / 1000) s"), replyingTo: m))
         }
@@ -86,7 +88,7 @@ extension NetworkManager {
 
     /// Faults every call pending on `node` at once.
     func failPending(on node: String, reason: String) {
-        let ids = state.withLock { s in s.pending.filter { $0.value.node == node }.map(\.key) }
+        let ids = state.withLock { s in s.pending.ids { $0.node == node } }
         for id in ids {
             guard let request = state.withLock({ $0.pending[id]?.request }) else { continue }
             complete(id, with: .faulted(.unreachable(reason), replyingTo: request))

@@ -45,6 +45,9 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     let state: Mutex<State>
     /// Numbers requests so their replies can be matched (RelatesTo on the wire).
     let correlations = Atomic<UInt64>(1)
+    /// `now` at the last tick of the protocol's clock: deadlines are enforced by a sweep each
+    /// tick, so a call reads this instead of the system clock.
+    let lastTick = Atomic<UInt64>(0)
     /// Where referenced buffers move: the TCP data connection (this class) until RDMA or AF_XDP is chosen.
     var dataPlane: any DataPlane { self }
 
@@ -52,15 +55,6 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var channel: (any Channel)?
         var connecting = false
         var waiters: [CheckedContinuation<(any Channel)?, Never>] = []
-    }
-
-    struct Pending {
-        var node: String
-        var continuation: UnsafeContinuation<Message, Never>
-        /// When the call times out, in the manager's milliseconds; a sweep every 50 ms enforces it.
-        var deadline: UInt64
-        var exports: [UInt64]
-        var request: Message
     }
 
     struct ImportKey: Hashable {
@@ -90,7 +84,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var links: [String: Link] = [:]
         /// The listen address each authenticated peer gave in its HELLO, by name.
         var helloAddresses: [String: String] = [:]
-        var pending: [UInt64: Pending] = [:]
+        var pending = PendingCalls()
         /// Buffers offered to peers, by transfer number, with the call they belong to.
         var exports: [UInt64: (buffer: DataBuffer, call: UInt64)] = [:]
         /// Buffers being pulled, by sender and the sender's transfer number (two senders number alike).
@@ -159,14 +153,16 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
 
     /// Joins through the seeds and runs the protocol until `stop`.
     public func start() {
+        lastTick.store(now, ordering: .relaxed)
         kernel.remote = self
         kernel.uris.observe { [weak self] _ in self?.localTableChanged() }
         let seeds = config.seeds.filter { $0 != advertised }
         perform(state.withLock { $0.membership.join(seeds: seeds) })
         // The protocol's clock runs on the failure detector's own thread, like its datagrams.
-        let ticker = FailureDetector.loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(50)) { [weak self] task in
+        let ticker = FailureDetector.loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(Int64(tickMillis))) { [weak self] task in
             guard let self else { return task.cancel() }
             let now = self.now
+            self.lastTick.store(now, ordering: .relaxed)
             self.perform(self.state.withLock { $0.membership.tick(now: now) })
             self.expireCalls(now: now)
             let sync = self.state.withLock { s in

@@ -136,7 +136,7 @@ extension NetworkManager {
         ordered(OrderKey(lane: .requests, peer: peer, from: incoming.message.from ?? "", to: incoming.message.to)) { [self] in
             var m = incoming.message
             var reply: Message
-            if let fault = await self.fetchBuffers(incoming, from: peer, into: &m) {
+            if !incoming.buffers.isEmpty, let fault = await self.fetchBuffers(incoming, from: peer, into: &m) {
                 reply = .faulted(fault, replyingTo: m)
             } else {
                 reply = await kernel.send(m, as: .peer(peer))

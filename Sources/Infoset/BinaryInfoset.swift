@@ -100,11 +100,12 @@ public enum BinaryInfoset {
         return e
     }
 
-    /// One document's names in order of first use. A message body has a handful: they stay inline
-    /// (no allocation) and are found by comparing; a large document's spill into an array, found
-    /// through a dictionary when the writer needs to find them.
+    /// One document's names in order of first use. A small message body's first four stay inline
+    /// (no allocation; more inline slots cost more to set up and tear down than they save) and are
+    /// found by comparing; the rest spill into an array, found through a dictionary when the writer
+    /// needs to find them in a large document.
     private struct Names {
-        private var first = InlineArray<8, String>(repeating: "")
+        private var first = InlineArray<4, String>(repeating: "")
         private var rest: [String] = []
         private var index: [String: Int]?
         private let findable: Bool
@@ -112,10 +113,10 @@ public enum BinaryInfoset {
 
         init(findable: Bool) { self.findable = findable }
 
-        subscript(i: Int) -> String { i < 8 ? first[i] : rest[i - 8] }
+        subscript(i: Int) -> String { i < 4 ? first[i] : rest[i - 4] }
 
         mutating func append(_ s: String) {
-            if count < 8 { first[count] = s } else { rest.append(s) }
+            if count < 4 { first[count] = s } else { rest.append(s) }
             index?[s] = count
             count += 1
             if findable && index == nil && count > 16 {
@@ -127,8 +128,8 @@ public enum BinaryInfoset {
 
         func find(_ s: String) -> Int? {
             if let index { return index[s] }
-            for i in 0..<min(count, 8) where first[i] == s { return i }
-            if let j = rest.firstIndex(of: s) { return 8 + j }
+            for i in 0..<min(count, 4) where first[i] == s { return i }
+            if let j = rest.firstIndex(of: s) { return 4 + j }
             return nil
         }
     }

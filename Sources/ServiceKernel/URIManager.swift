@@ -73,14 +73,21 @@ public final class URIManager: Sendable {
         return path.isEmpty ? "/" : path
     }
 
+    /// Where the host of a `decos://host/path` URI ends (its path's "/", or the end); nil if the
+    /// bytes are not such a URI.
+    private static func hostEnd(_ b: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard b.count >= 8, UnsafeRawPointer(b.baseAddress!).loadUnaligned(as: UInt64.self) == scheme else { return nil }
+        var slash = 8
+        while slash < b.count && b[slash] != UInt8(ascii: "/") { slash += 1 }
+        return slash
+    }
+
     /// The host and path (from its "/", or empty) of a `decos://host/path` URI; nil for any other
     /// string. Reads the bytes in place: every message to another node passes through here.
     public static func split(_ uri: String) -> (host: String, path: String)? {
         var uri = uri
         return uri.withUTF8 { b -> (String, String)? in
-            guard b.count >= 8, UnsafeRawPointer(b.baseAddress!).loadUnaligned(as: UInt64.self) == scheme else { return nil }
-            var slash = 8
-            while slash < b.count && b[slash] != UInt8(ascii: "/") { slash += 1 }
+            guard let slash = hostEnd(b) else { return nil }
             return (String(decoding: UnsafeBufferPointer(rebasing: b[8..<slash]), as: UTF8.self),
                     String(decoding: UnsafeBufferPointer(rebasing: b[slash...]), as: UTF8.self))
         }

@@ -60,18 +60,18 @@ final class PeerHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
+        let channel = context.channel
         do {
             try reader.read(&bytes) { frame in
-                handle(frame, context: context)
+                handle(frame, channel: channel, context: context)
                 return !refused
             }
         } catch {
-            refuse(context.channel, error.description)
+            refuse(channel, error.description)
         }
     }
 
-    func handle(_ frame: Wire.Frame, context: ChannelHandlerContext) {
-        let channel = context.channel
+    func handle(_ frame: Wire.Frame, channel: any Channel, context: ChannelHandlerContext) {
         if authenticated, let peer, let role {
             manager.received(frame, from: peer.node, role: role, on: channel)
             return

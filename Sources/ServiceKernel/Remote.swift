@@ -19,6 +19,7 @@ extension Kernel {
         return uris.authority + s
     }
 
+    @inline(__always)
     func sendRemote(_ m: Message, as principal: Principal) async -> Message {
         guard let remote else {
             return .faulted(.unreachable("\(m.to) is not on this node (\(uris.authority)) and this node has no peers"), replyingTo: m)

@@ -63,7 +63,8 @@ echo "baseline bare SwiftNIO HTTP/1.1 server:  ${floor_rps} req/s  ${floor_lat} 
 awk -v a="$get_rps" -v b="$post_rps" -v f="$floor_rps" 'BEGIN {printf "ratio    GET %.2f, POST %.2f of the bare server\n", a/f, b/f}'
 
 echo "== between nodes (two nodes in one process on loopback, pinned to core 1)"
-taskset -c 1 $bin/decos-bench remote 2>/dev/null
+taskset -c 1 $bin/decos-bench remote calls 2>/dev/null
+taskset -c 1 $bin/decos-bench remote buffers 2>/dev/null
 
 echo "== memory"
 $bin/decos-bench idle & base_pid=$!

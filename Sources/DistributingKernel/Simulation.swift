@@ -95,7 +95,7 @@ public struct SimulatedCluster {
             for name in nodes.keys.sorted() where !down.contains(name) {
                 let effects = nodes[name]!.tick(now: now)
                 apply(effects, of: name)
-                if syncInterval > 0, now >= (lastSync[name] ?? UInt64(name.dropFirst().hashValue & 2047)) + syncInterval {
+                if syncInterval > 0, now >= (lastSync[name] ?? firstSync(name)) + syncInterval {
                     lastSync[name] = now
                     let live = nodes[name]!.members.values.filter { $0.status == .alive }.sorted { $0.name < $1.name }
                     if !live.isEmpty {
@@ -107,6 +107,12 @@ public struct SimulatedCluster {
                 }
             }
         }
+    }
+
+    /// When a node's anti-entropy clock starts: spread over two seconds by its number. (Not the
+    /// name's hashValue, which Swift seeds afresh in every process: runs would not replay.)
+    private func firstSync(_ name: String) -> UInt64 {
+        ((UInt64(name.dropFirst()) ?? 0) &* 0x9E37_79B9_7F4A_7C15) >> 53
     }
 
     func version(of owner: String, at node: String) -> UInt64 { tables[node]?[owner] ?? (owner == node ? 1 : 0) }

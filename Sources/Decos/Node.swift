@@ -111,6 +111,7 @@ public final class Node: Sendable {
             config.membership.probeTimeout = c.probeTimeout
             config.membership.suspicionTimeout = c.suspicionTimeout
             config.requestTimeout = .seconds(Int64(c.requestTimeout))
+            config.dataLinkIdle = .seconds(Int64(c.dataLinkIdle))
             let n = NetworkManager(kernel: kernel, config: config, logger: logger)
             do {
                 clusterAddress = try await n.bind()

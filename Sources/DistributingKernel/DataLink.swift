@@ -20,6 +20,11 @@ final class DataLink: @unchecked Sendable {
     private let fd: Int32
     private let sending = Mutex(())
     private weak var manager: NetworkManager?
+    private let active = Atomic<UInt64>(0)
+
+    /// When a buffer last started or finished arriving here, in the manager's milliseconds.
+    var lastActive: UInt64 { active.load(ordering: .relaxed) }
+    func touch(_ now: UInt64) { active.store(now, ordering: .relaxed) }
 
     private init(peer: String, generation: UInt64, fd: Int32, manager: NetworkManager) {
         self.peer = peer

@@ -34,31 +34,74 @@ extension NetworkManager: DataPlane {
     public func fetch(transfer: UInt64, length: Int, from peer: String) async -> DataBuffer? {
         // The sender may not be in this node's membership yet (it joined through another node and
         // called at once); its handshake said where it listens.
-        guard let address = state.withLock({ $0.membership.members[peer]?.address ?? $0.helloAddresses[peer] }),
-              let link = await dataLink(to: peer, address: address) else { return nil }
-        return await withCheckedContinuation { c in
-            let imp = Import(length: length)
-            imp.continuation = c
-            imp.link = link
+        guard let address = state.withLock({ $0.membership.members[peer]?.address ?? $0.helloAddresses[peer] }) else { return nil }
+        // A link retired for idleness between being handed out and being used is replaced, once.
+        for _ in 0..<2 {
+            guard let link = await dataLink(to: peer, address: address) else { return nil }
             let key = ImportKey(peer: peer, transfer: transfer)
-            state.withLock { $0.imports[key] = imp }
-            if length == 0 { finishImport(key) } else if !link.pull(transfer) { failImport(key) }
+            let imp = Import(length: length)
+            imp.link = link
+            let current = state.withLock { s -> Bool in
+                // Registered under the same lock the retirement takes: a link with an import is not idle.
+                guard s.dataLinks[peer]?.generation == link.generation else { return false }
+                s.imports[key] = imp
+                return true
+            }
+            guard current else { continue }
+            link.touch(now)
+            return await withCheckedContinuation { c in
+                let ended = state.withLock { s -> Bool in
+                    guard s.imports[key] === imp else { return true }  // its link ended meanwhile
+                    imp.continuation = c
+                    return false
+                }
+                if ended { return c.resume(returning: nil) }
+                if length == 0 { finishImport(key) } else if !link.pull(transfer) { failImport(key) }
+            }
         }
+        return nil
     }
 
     /// The data link to `peer`, opened if need be; nil if it cannot be had.
     func dataLink(to peer: String, address: String) async -> DataLink? {
         let (generation, opening) = state.withLock { s in
-            if let open = s.dataLinks[peer] { return open }
+            if let open = s.dataLinks[peer] { return (open.generation, open.task) }
             s.linkGeneration += 1
             let generation = s.linkGeneration
             let t = Task { await DataLink.open(to: peer, address: address, generation: generation, manager: self) }
-            s.dataLinks[peer] = (generation, t)
+            s.dataLinks[peer] = OpenDataLink(generation: generation, task: t)
             return (generation, t)
         }
-        if let link = await opening.value { return link }
-        state.withLock { s in if s.dataLinks[peer]?.generation == generation { s.dataLinks[peer] = nil } }
-        return nil
+        let link = await opening.value
+        link?.touch(now)  // new links start their idle time now, not at the manager's start
+        state.withLock { s in
+            guard s.dataLinks[peer]?.generation == generation else { return }
+            if let link { s.dataLinks[peer]!.link = link } else { s.dataLinks[peer] = nil }
+        }
+        return link
+    }
+
+    /// The peers this node has a data link open (or opening) to.
+    public var openDataLinks: [String] { state.withLock { $0.dataLinks.keys.sorted() } }
+
+    /// Closes the data links no buffer has moved on for `dataLinkIdle`: each holds a socket and a
+    /// thread, and a node that once pulled from every other would otherwise keep one per peer.
+    func retireIdleDataLinks(now: UInt64) {
+        let limit = UInt64(config.dataLinkIdle.nanoseconds / 1_000_000)
+        let idle = state.withLock { s -> [DataLink] in
+            var retired: [DataLink] = []
+            for (peer, open) in s.dataLinks {
+                guard let link = open.link, now >= link.lastActive + limit,
+                      !s.imports.values.contains(where: { $0.link === link }) else { continue }
+                s.dataLinks[peer] = nil
+                retired.append(link)
+            }
+            return retired
+        }
+        for link in idle {
+            logger.debug("closing the idle data link to \(link.peer)")
+            link.close()
+        }
     }
 
     /// A data link's reader has stopped: buffers still arriving on it will not.
@@ -124,6 +167,7 @@ extension NetworkManager: DataPlane {
 
     func finishImport(_ key: ImportKey) {
         guard let imp = state.withLock({ $0.imports.removeValue(forKey: key) }) else { return }
+        imp.link?.touch(now)
         let c = imp.continuation
         imp.continuation = nil
         c?.resume(returning: DataBuffer(imp.bytes))
@@ -131,6 +175,7 @@ extension NetworkManager: DataPlane {
 
     func failImport(_ key: ImportKey) {
         guard let imp = state.withLock({ $0.imports.removeValue(forKey: key) }) else { return }
+        imp.link?.touch(now)
         let c = imp.continuation
         imp.continuation = nil
         c?.resume(returning: nil)

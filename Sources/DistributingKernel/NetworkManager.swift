@@ -17,6 +17,8 @@ public struct ClusterConfig: Sendable {
     public var key: ClusterKey
     public var membership = Membership.Config()
     public var requestTimeout: TimeAmount = .seconds(10)
+    /// How long a data link no buffer moves on stays open.
+    public var dataLinkIdle: TimeAmount = .seconds(30)
     public var handshakeTimeout: TimeAmount = .seconds(5)
     /// Milliseconds between anti-entropy exchanges of the directory with a random peer.
     public var syncInterval: UInt64 = 2000
@@ -57,6 +59,13 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var waiters: [CheckedContinuation<(any Channel)?, Never>] = []
     }
 
+    struct OpenDataLink {
+        var generation: UInt64
+        var task: Task<DataLink?, Never>
+        /// The link once open.
+        var link: DataLink?
+    }
+
     struct ImportKey: Hashable {
         var peer: String
         var transfer: UInt64
@@ -90,7 +99,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         /// Buffers being pulled, by sender and the sender's transfer number (two senders number alike).
         var imports: [ImportKey: Import] = [:]
         /// The links buffers are pulled over, by peer (opening or open).
-        var dataLinks: [String: (generation: UInt64, task: Task<DataLink?, Never>)] = [:]
+        var dataLinks: [String: OpenDataLink] = [:]
         var linkGeneration: UInt64 = 0
         var tables: [String: Table] = [:]
         var localVersion: UInt64 = 1
@@ -165,6 +174,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
             self.lastTick.store(now, ordering: .relaxed)
             self.perform(self.state.withLock { $0.membership.tick(now: now) })
             self.expireCalls(now: now)
+            self.retireIdleDataLinks(now: now)
             let sync = self.state.withLock { s in
                 guard now >= s.lastSync + self.config.syncInterval else { return false }
                 s.lastSync = now

@@ -102,6 +102,8 @@ public struct ClusterBinding: Sendable, Hashable {
     public var suspicionTimeout: UInt64 = 4000
     /// Seconds a call to another node may take before it ends in a timeout fault.
     public var requestTimeout = 10
+    /// Seconds a data connection no buffer moves on stays open (each holds a socket and a thread).
+    public var dataLinkIdle = 30
 
     public init() {}
 }
@@ -248,7 +250,7 @@ struct ManifestReader {
     }
 
     mutating func cluster(_ c: Element) -> ClusterBinding {
-        attributes(c, allowed: ["listen", "advertise", "keyFile", "probeInterval", "probeTimeout", "suspicionTimeout", "requestTimeout"])
+        attributes(c, allowed: ["listen", "advertise", "keyFile", "probeInterval", "probeTimeout", "suspicionTimeout", "requestTimeout", "dataLinkIdle"])
         var b = ClusterBinding()
         if let listen = c.attribute("listen") {
             if let (host, port) = parseHostPort(listen) { b.host = host; b.port = port }
@@ -262,6 +264,7 @@ struct ManifestReader {
         b.probeTimeout = positive(c, "probeTimeout").map(UInt64.init) ?? b.probeTimeout
         b.suspicionTimeout = positive(c, "suspicionTimeout").map(UInt64.init) ?? b.suspicionTimeout
         b.requestTimeout = positive(c, "requestTimeout") ?? b.requestTimeout
+        b.dataLinkIdle = positive(c, "dataLinkIdle") ?? b.dataLinkIdle
         if b.probeTimeout >= b.probeInterval { fail(c, "probeTimeout must be shorter than probeInterval") }
         for s in c.elements {
             guard inManifestNamespace(s), s.name.local == "Seed" else { fail(s, "unknown element <\(s.name.local)> in <Cluster>; expected <Seed address=\"HOST:PORT\"/>"); continue }

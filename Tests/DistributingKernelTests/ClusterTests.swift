@@ -55,10 +55,11 @@ let keyPath: String = {
     return p
 }()
 
-func bootNode(_ name: String, seed: String? = nil, key: String = keyPath, requestTimeout: Int = 10, exposed: Bool = false) async throws -> Node {
+func bootNode(_ name: String, seed: String? = nil, key: String = keyPath, requestTimeout: Int = 10, dataLinkIdle: Int = 30,
+              exposed: Bool = false) async throws -> Node {
     let m = try Manifest.parse("""
     <Manifest xmlns="urn:decos:manifest" node="\(name)">
-      <Network>\(exposed ? #"<Gateway listen="0.0.0.0:0"/>"# : "")<Cluster listen="127.0.0.1:0" keyFile="\(key)" probeInterval="200" probeTimeout="100" suspicionTimeout="800" requestTimeout="\(requestTimeout)">
+      <Network>\(exposed ? #"<Gateway listen="0.0.0.0:0"/>"# : "")<Cluster listen="127.0.0.1:0" keyFile="\(key)" probeInterval="200" probeTimeout="100" suspicionTimeout="800" requestTimeout="\(requestTimeout)" dataLinkIdle="\(dataLinkIdle)">
         \(seed.map { "<Seed address=\"\($0)\"/>" } ?? "")
       </Cluster></Network>
       <Service contract="urn:decos:examples:counter" name="/counter"/>
@@ -201,6 +202,23 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         #expect(ra?.child("Bytes")?.text == String(8 << 20) && ra?.child("Intact")?.text == "true")
         #expect(rc?.child("Bytes")?.text == String(12 << 20) && rc?.child("Intact")?.text == "true")
         for n in [a, b, c] { await n.network?.stop() }
+    }
+
+    @Test func anIdleDataLinkIsClosedAndTheNextBufferOpensAnother() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a), dataLinkIdle: 1)
+        await waitUntil { paths(a, contract: Sink.contract).contains("decos://b/sink") }
+        let blob = DataBuffer((0..<(1 << 20)).map(pattern))
+        func send() async throws -> Element? {
+            try await a.kernel.call(.submit, "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: blob)])
+        }
+        #expect(try await send()?.child("Intact")?.text == "true")
+        #expect(b.network?.openDataLinks == ["a"])  // b pulled the buffer from a
+        // No buffer moves for a second: the link and its thread go.
+        await waitUntil { b.network?.openDataLinks.isEmpty == true }
+        #expect(try await send()?.child("Intact")?.text == "true")
+        #expect(b.network?.openDataLinks == ["a"])
+        for n in [a, b] { await n.network?.stop() }
     }
 
     @Test func pendingCallsFaultWhenThePeerGoes() async throws {

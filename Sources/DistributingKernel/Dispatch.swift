@@ -127,7 +127,7 @@ extension NetworkManager {
         }
     }
 
-    func handleRequest(_ payload: [UInt8], from peer: String, on channel: any Channel) {
+    func handleRequest(_ payload: ByteReader, from peer: String, on channel: any Channel) {
         let incoming: Wire.Incoming
         do { incoming = try Wire.decodeMessage(payload) } catch {
             logger.warning("malformed request from \(peer): \(error)")
@@ -146,7 +146,7 @@ extension NetworkManager {
         }
     }
 
-    func handleReply(_ payload: [UInt8], from peer: String) {
+    func handleReply(_ payload: ByteReader, from peer: String) {
         guard let incoming = try? Wire.decodeMessage(payload) else {
             logger.warning("malformed reply from \(peer)")
             return
@@ -154,7 +154,7 @@ extension NetworkManager {
         complete(incoming.correlation, with: incoming.message)
     }
 
-    func handleNotify(_ payload: [UInt8], from peer: String, on channel: any Channel) {
+    func handleNotify(_ payload: ByteReader, from peer: String, on channel: any Channel) {
         guard let incoming = try? Wire.decodeMessage(payload) else { return }
         ordered(OrderKey(lane: .notificationsIn, peer: peer, to: incoming.message.to)) { [kernel] in
             if await !kernel.deliver(remoteNotification: incoming.message) {

@@ -6,7 +6,7 @@ import NIOCore
 struct FrameReader {
     let maxFrame: Int
     /// Bytes of a frame not yet complete.
-    private var partial: ByteBuffer?
+    private var partial: [UInt8] = []
 
     init(maxFrame: Int) { self.maxFrame = maxFrame }
 
@@ -15,28 +15,24 @@ struct FrameReader {
     }
 
     /// Hands each frame complete with `bytes` to `each`, in order, until `each` returns false.
+    /// What one read brought is copied out of the socket's buffer once, and its frames are handed
+    /// on as ranges of that copy.
     mutating func read(_ bytes: inout ByteBuffer, _ each: (Wire.Frame) -> Bool) throws(Refused) {
-        var buffer: ByteBuffer
-        if var p = partial {
-            partial = nil
-            p.writeBuffer(&bytes)
-            buffer = p
-        } else {
-            buffer = bytes
+        var data: [UInt8] = []
+        swap(&data, &partial)
+        if data.isEmpty { data = bytes.readBytes(length: bytes.readableBytes) ?? [] } else { data.append(contentsOf: bytes.readableBytesView) }
+        var at = 0
+        while data.count - at >= 4 {
+            let length = Int(data[at]) << 24 | Int(data[at + 1]) << 16 | Int(data[at + 2]) << 8 | Int(data[at + 3])
+            if let problem = Wire.lengthProblem(length, limit: maxFrame) { throw Refused(description: problem) }
+            guard data.count - at >= 4 + length else { break }
+            if let problem = Wire.versionProblem(data[at + 4]) { throw Refused(description: problem) }
+            let frame = Wire.Frame(rawType: data[at + 5], in: data, range: at + 6..<at + 4 + length)
+            at += 4 + length
+            guard each(frame) else { return }
         }
-        while let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) {
-            if let problem = Wire.lengthProblem(Int(length), limit: maxFrame) { throw Refused(description: problem) }
-            guard buffer.readableBytes >= 4 + Int(length) else { break }
-            buffer.moveReaderIndex(forwardBy: 4)
-            let version = buffer.readInteger(as: UInt8.self)!
-            let type = buffer.readInteger(as: UInt8.self)!
-            if let problem = Wire.versionProblem(version) { throw Refused(description: problem) }
-            guard each(Wire.Frame(rawType: type, payload: buffer.readBytes(length: Int(length) - 2)!)) else { return }
-        }
-        if buffer.readableBytes > 0 {
-            buffer.discardReadBytes()
-            partial = buffer
-        }
+        // A frame still arriving: keep its start (the whole array when nothing completed, uncopied).
+        if at == 0 { partial = data } else if at < data.count { partial = Array(data[at...]) }
     }
 }
 

@@ -30,9 +30,9 @@ extension NetworkManager {
 
     func received(_ frame: Wire.Frame, from peer: String, role: Handshake.Role, on channel: any Channel) {
         switch frame.known {
-        case .request: handleRequest(frame.payload, from: peer, on: channel)
-        case .reply: handleReply(frame.payload, from: peer)
-        case .notify: handleNotify(frame.payload, from: peer, on: channel)
+        case .request: handleRequest(frame.reader, from: peer, on: channel)
+        case .reply: handleReply(frame.reader, from: peer)
+        case .notify: handleNotify(frame.reader, from: peer, on: channel)
         case .unsubscribe: handleUnsubscribe(frame.payload, from: peer)
         case .swim: handleSWIM(frame.payload, from: peer)
         case .directory: handleDirectory(frame.payload, from: peer, on: channel)

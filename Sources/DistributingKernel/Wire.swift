@@ -45,26 +45,40 @@ public enum Wire {
 
     public struct Frame: Sendable {
         public var type: UInt8
-        public var payload: [UInt8]
+        /// The bytes the payload lies in: its own, or all that one socket read brought, shared by
+        /// that read's frames so that none is copied out on its own.
+        private let storage: [UInt8]
+        private let range: Range<Int>
 
         public init(_ type: FrameType, _ payload: [UInt8]) {
-            self.type = type.rawValue
-            self.payload = payload
+            self.init(rawType: type.rawValue, payload: payload)
         }
 
         public init(rawType: UInt8, payload: [UInt8]) {
             self.type = rawType
-            self.payload = payload
+            storage = payload
+            range = payload.indices
+        }
+
+        init(rawType: UInt8, in storage: [UInt8], range: Range<Int>) {
+            self.type = rawType
+            self.storage = storage
+            self.range = range
         }
 
         public var known: FrameType? { FrameType(rawValue: type) }
 
+        public var payload: [UInt8] { range == storage.indices ? storage : Array(storage[range]) }
+
+        /// Reads the payload where it lies.
+        public var reader: ByteReader { ByteReader(storage, offset: range.lowerBound, end: range.upperBound) }
+
         public func encoded() -> [UInt8] {
-            var w = ByteWriter(capacity: payload.count + 6)
-            w.u32(UInt32(payload.count + 2))
+            var w = ByteWriter(capacity: range.count + 6)
+            w.u32(UInt32(range.count + 2))
             w.byte(Wire.version)
             w.byte(type)
-            w.bytes.append(contentsOf: payload)
+            w.bytes.append(contentsOf: storage[range])
             return w.bytes
         }
     }
@@ -109,7 +123,11 @@ public enum Wire {
     }
 
     public static func decodeMessage(_ payload: [UInt8]) throws(ByteReader.Failure) -> Incoming {
-        var r = ByteReader(payload)
+        try decodeMessage(ByteReader(payload))
+    }
+
+    public static func decodeMessage(_ reader: ByteReader) throws(ByteReader.Failure) -> Incoming {
+        var r = reader
         let correlation = try r.u64()
         let kind = try kind(r.byte(), &r)
         let verbIndex = Int(try r.byte())

@@ -189,19 +189,25 @@ public struct ByteReader: Sendable {
 
     public let bytes: [UInt8]
     public private(set) var offset: Int
+    /// Where this reader's bytes start and end in `bytes`, which may hold more (the other frames
+    /// of one socket read).
+    public let start: Int
+    public let end: Int
 
-    public init(_ bytes: [UInt8], offset: Int = 0) {
+    public init(_ bytes: [UInt8], offset: Int = 0, end: Int? = nil) {
         self.bytes = bytes
         self.offset = offset
+        self.start = offset
+        self.end = min(end ?? bytes.count, bytes.count)
     }
 
-    public var remaining: Int { bytes.count - offset }
-    public var isAtEnd: Bool { offset >= bytes.count }
+    public var remaining: Int { end - offset }
+    public var isAtEnd: Bool { offset >= end }
 
-    public func fail(_ message: String) -> Failure { Failure(message: message, offset: offset) }
+    public func fail(_ message: String) -> Failure { Failure(message: message, offset: offset - start) }
 
     public mutating func byte() throws(Failure) -> UInt8 {
-        guard offset < bytes.count else { throw fail("truncated: expected a byte") }
+        guard offset < end else { throw fail("truncated: expected a byte") }
         defer { offset += 1 }
         return bytes[offset]
     }

@@ -96,7 +96,7 @@ extension NetworkManager {
     }
 
     static func node(of uri: String) -> String? {
-        guard let host = URIManager.split(uri)?.host, !host.isEmpty else { return nil }
+        guard let host = URIManager.host(of: uri), !host.isEmpty else { return nil }
         return host
     }
 

@@ -60,17 +60,29 @@ public final class URIManager: Sendable {
     /// Held across a change and the calls to observers, so they see changes one at a time, in order.
     private let serial = Mutex(())
 
-    public init(node: String) { self.node = node }
+    public init(node: String) {
+        self.node = node
+        nodeBytes = Array(node.utf8)
+    }
+
+    /// The node's name as bytes, to compare URIs' hosts with where they lie.
+    private let nodeBytes: [UInt8]
+    private static let localhost = Array("localhost".utf8)
 
     public var authority: String { "decos://\(node)" }
 
     /// The path a message's destination names on this node, or nil if it names another node.
+    /// Compares the host in place: a URI for another node costs no string at all.
     @inline(__always)
     public func localPath(_ to: String) -> String? {
         if to.utf8.first == UInt8(ascii: "/") { return to }
-        guard let (host, path) = Self.split(to) else { return nil }
-        guard host == node || host == "localhost" || host.isEmpty else { return nil }
-        return path.isEmpty ? "/" : path
+        var to = to
+        return to.withUTF8 { b -> String? in
+            guard let slash = Self.hostEnd(b) else { return nil }
+            let host = UnsafeBufferPointer(rebasing: b[8..<slash])
+            guard host.isEmpty || host.elementsEqual(nodeBytes) || host.elementsEqual(Self.localhost) else { return nil }
+            return slash == b.count ? "/" : String(decoding: UnsafeBufferPointer(rebasing: b[slash...]), as: UTF8.self)
+        }
     }
 
     /// Where the host of a `decos://host/path` URI ends (its path's "/", or the end); nil if the
@@ -82,15 +94,11 @@ public final class URIManager: Sendable {
         return slash
     }
 
-    /// The host and path (from its "/", or empty) of a `decos://host/path` URI; nil for any other
-    /// string. Reads the bytes in place: every message to another node passes through here.
-    public static func split(_ uri: String) -> (host: String, path: String)? {
+    /// The host of a `decos://host/path` URI (empty for `decos:///path`); nil for any other string.
+    /// Reads the bytes in place: every message to another node passes through here.
+    public static func host(of uri: String) -> String? {
         var uri = uri
-        return uri.withUTF8 { b -> (String, String)? in
-            guard let slash = hostEnd(b) else { return nil }
-            return (String(decoding: UnsafeBufferPointer(rebasing: b[8..<slash]), as: UTF8.self),
-                    String(decoding: UnsafeBufferPointer(rebasing: b[slash...]), as: UTF8.self))
-        }
+        return uri.withUTF8 { b in hostEnd(b).map { String(decoding: UnsafeBufferPointer(rebasing: b[8..<$0]), as: UTF8.self) } }
     }
 
     /// "decos://" as the eight bytes it is in memory.

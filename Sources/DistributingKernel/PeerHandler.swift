@@ -63,7 +63,7 @@ final class PeerHandler: ChannelInboundHandler {
         let channel = context.channel
         do {
             try reader.read(&bytes) { frame in
-                handle(frame, channel: channel, context: context)
+                handle(frame, on: channel)
                 return !refused
             }
         } catch {
@@ -71,7 +71,7 @@ final class PeerHandler: ChannelInboundHandler {
         }
     }
 
-    func handle(_ frame: Wire.Frame, channel: any Channel, context: ChannelHandlerContext) {
+    func handle(_ frame: Wire.Frame, on channel: any Channel) {
         if authenticated, let peer, let role {
             manager.received(frame, from: peer.node, role: role, on: channel)
             return
@@ -94,7 +94,7 @@ final class PeerHandler: ChannelInboundHandler {
         case .error:
             var r = ByteReader(frame.payload)
             manager.logger.warning("peer \(peer?.node ?? "?") refused us: \((try? r.string()) ?? "?")")
-            context.close(promise: nil)
+            channel.close(promise: nil)
         default:
             refuse(channel, "frame type \(frame.type) before authentication")
         }

@@ -51,11 +51,7 @@ public enum Wire {
         private let range: Range<Int>
 
         public init(_ type: FrameType, _ payload: [UInt8]) {
-            self.init(rawType: type.rawValue, payload: payload)
-        }
-
-        public init(rawType: UInt8, payload: [UInt8]) {
-            self.type = rawType
+            self.type = type.rawValue
             storage = payload
             range = payload.indices
         }

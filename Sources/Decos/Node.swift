@@ -110,6 +110,8 @@ public final class Node: Sendable {
             config.membership.probeInterval = c.probeInterval
             config.membership.probeTimeout = c.probeTimeout
             config.membership.suspicionTimeout = c.suspicionTimeout
+            config.membership.suspicionMaxTimeout = c.suspicionMaxTimeout ?? 3 * c.suspicionTimeout
+            config.membership.reconnectInterval = c.reconnectInterval
             config.requestTimeout = .seconds(Int64(c.requestTimeout))
             config.dataLinkIdle = .seconds(Int64(c.dataLinkIdle))
             let n = NetworkManager(kernel: kernel, config: config, logger: logger)

@@ -54,18 +54,31 @@ enum DHCPMessage {
             i += 2 + Int(b[i + 1])
         }
         guard let t = options[53]?.first else { return nil }
-        return (t, IPv4Address(bytes: b[16..<20]), options)
+        return (t, IPv4Address(bytes: b[16..<20])!, options)  // four bytes: b.count >= 240
     }
 
+    /// The lease an ACK grants; nil if it lacks a server identifier or its subnet mask is not one
+    /// (four bytes, ones then zeros): a LAN host may send anything.
     static func lease(_ reply: (type: UInt8, yiaddr: IPv4Address, options: [UInt8: [UInt8]])) -> DHCPLease? {
-        guard let server = reply.options[54], server.count == 4 else { return nil }
-        let mask = reply.options[1].map { $0.reduce(0) { $0 + $1.nonzeroBitCount } } ?? 24
+        guard let server = reply.options[54].flatMap({ IPv4Address(bytes: $0) }) else { return nil }
+        var mask = 24
+        if let m = reply.options[1] {
+            guard m.count == 4, let prefix = prefixLength(ofMask: m) else { return nil }
+            mask = prefix
+        }
         func u32(_ o: [UInt8]?) -> UInt32? { o.flatMap { $0.count == 4 ? UInt32($0[0]) << 24 | UInt32($0[1]) << 16 | UInt32($0[2]) << 8 | UInt32($0[3]) : nil } }
         let leaseTime = u32(reply.options[51]) ?? 3600
         return DHCPLease(address: IPv4CIDR(address: reply.yiaddr, prefix: mask),
-                         router: reply.options[3].flatMap { $0.count >= 4 ? IPv4Address(bytes: $0.prefix(4)) : nil },
-                         server: IPv4Address(bytes: server), leaseSeconds: leaseTime, renewSeconds: u32(reply.options[58]) ?? leaseTime / 2)
+                         router: reply.options[3].flatMap { IPv4Address(bytes: $0.prefix(4)) },
+                         server: server, leaseSeconds: leaseTime, renewSeconds: u32(reply.options[58]) ?? leaseTime / 2)
     }
+}
+
+/// The prefix length of a subnet mask, if it is one: ones from the top, then only zeros.
+func prefixLength(ofMask m: [UInt8]) -> Int? {
+    let v = m.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+    let prefix = v.leadingZeroBitCount == 32 ? 0 : (~v).leadingZeroBitCount
+    return prefix == 32 || v << prefix == 0 ? prefix : nil
 }
 
 /// Our DHCPv4 client. It speaks through a packet socket on the link (IP and UDP headers built
@@ -139,20 +152,20 @@ public enum DHCPClient {
         }
         func receive(_ xid: UInt32, want: Set<UInt8>, timeoutMs: Int32) -> (type: UInt8, yiaddr: IPv4Address, options: [UInt8: [UInt8]])? {
             var buf = [UInt8](repeating: 0, count: 2048)
-            var left = timeoutMs
-            while left > 0 {
+            // Measured from one start, so a LAN that keeps sending other packets cannot hold the
+            // wait open (sub-millisecond polls each rounded down to no time at all did).
+            let deadline = InitProcess.bootTime + .milliseconds(Int(timeoutMs))
+            while true {
+                let left = (deadline - InitProcess.bootTime).inMilliseconds
+                guard left > 0 else { return nil }
                 var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                let t0 = InitProcess.bootTime
-                guard poll(&pfd, 1, left) > 0 else { return nil }
-                let elapsed = InitProcess.bootTime - t0
-                left -= Int32(elapsed.inMilliseconds)
+                guard poll(&pfd, 1, Int32(left.rounded(.up))) > 0 else { return nil }
                 let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
                 guard n > 28 else { continue }
                 let ihl = Int(buf[0] & 0x0f) * 4
                 guard buf[9] == 17, n > ihl + 8, buf[ihl + 2] == 0, buf[ihl + 3] == 68 else { continue }  // UDP to port 68
                 if let r = DHCPMessage.parse(Array(buf[(ihl + 8)..<n]), xid: xid), want.contains(r.type) { return r }
             }
-            return nil
         }
 
         for timeout: Int32 in [1000, 2000, 4000] {
@@ -162,8 +175,8 @@ public enum DHCPClient {
                 offer = (renewing.address.address, renewing.server)
             } else {
                 send(DHCPMessage.client(type: 1, xid: xid, mac: mac))
-                guard let o = receive(xid, want: [2], timeoutMs: timeout), let s = o.options[54], s.count == 4 else { continue }
-                offer = (o.yiaddr, IPv4Address(bytes: s))
+                guard let o = receive(xid, want: [2], timeoutMs: timeout), let s = o.options[54].flatMap({ IPv4Address(bytes: $0) }) else { continue }
+                offer = (o.yiaddr, s)
             }
             send(DHCPMessage.client(type: 3, xid: xid, mac: mac, requested: renewing == nil ? offer.address : nil,
                                     server: renewing == nil ? offer.server : nil, ciaddr: renewing?.address.address))

@@ -36,7 +36,7 @@ public final class RouteNetlink {
             let flags = m.payload.u32(8)
             let mac = (attrs[1] ?? []).map { let h = String($0, radix: 16); return h.count == 1 ? "0" + h : h }.joined(separator: ":")
             links.append(Link(index: Int32(bitPattern: m.payload.u32(4)), name: (attrs[3] ?? []).cString, mac: mac,
-                              mtu: Int(attrs[4].map { $0.u32(0) } ?? 0), up: flags & 1 != 0, carrier: flags & 0x10000 != 0,
+                              mtu: Int(attrs[4].flatMap { $0.count >= 4 ? $0.u32(0) : nil } ?? 0), up: flags & 1 != 0, carrier: flags & 0x10000 != 0,
                               loopback: flags & 8 != 0, hardwareType: m.payload.u16(2), addresses: []))
         }
         var addr = NetlinkBuilder()
@@ -44,8 +44,9 @@ public final class RouteNetlink {
         for m in try socket.request(type: 22 /* RTM_GETADDR */, flags: 0x300, body: addr.bytes, what: "list addresses") where m.payload.count >= 8 {
             let index = Int32(bitPattern: m.payload.u32(4))
             let attrs = m.attributes(after: 8)
-            guard let local = attrs[2] ?? attrs[1], local.count == 4, let i = links.firstIndex(where: { $0.index == index }) else { continue }
-            links[i].addresses.append(IPv4CIDR(address: IPv4Address(bytes: local), prefix: Int(m.payload[1])))
+            guard let local = (attrs[2] ?? attrs[1]).flatMap({ IPv4Address(bytes: $0) }), m.payload[1] <= 32,
+                  let i = links.firstIndex(where: { $0.index == index }) else { continue }
+            links[i].addresses.append(IPv4CIDR(address: local, prefix: Int(m.payload[1])))
         }
         return links
     }

@@ -32,8 +32,17 @@ public final class NetlinkSocket {
         var out: [NetlinkMessage] = []
         var buffer = [UInt8](repeating: 0, count: 64 << 10)
         while true {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            // struct sockaddr_nl: family, pad, port id (u32), groups (u32). Port 0 is the kernel:
+            // anything another process sends to our port is not an answer.
+            var from = [UInt8](repeating: 0, count: 12)
+            var fromLength = socklen_t(12)
+            let n = buffer.withUnsafeMutableBytes { b in
+                from.withUnsafeMutableBytes { f in
+                    recvfrom(fd, b.baseAddress, b.count, 0, f.baseAddress!.assumingMemoryBound(to: sockaddr.self), &fromLength)
+                }
+            }
             if n < 0 { if errno == EINTR { continue }; throw NetlinkError(operation: what, code: errno) }
+            guard fromLength >= 8, from.u32(4) == 0 else { continue }
             var at = 0
             while at + 16 <= n {
                 let len = Int(buffer.u32(at)), mtype = buffer.u16(at + 4), mseq = buffer.u32(at + 8)
@@ -43,6 +52,7 @@ public final class NetlinkSocket {
                 switch mtype {
                 case 3: return out  // NLMSG_DONE
                 case 2:             // NLMSG_ERROR: errno 0 is the acknowledgement
+                    guard len >= 20 else { throw NetlinkError(operation: what, code: EBADMSG) }
                     let code = -Int32(bitPattern: buffer.u32(at + 16))
                     if code == 0 { return out }
                     throw NetlinkError(operation: what, code: code)

@@ -1,7 +1,10 @@
-/// SWIM membership with suspicion and incarnation numbers (Das, Gupta, Motivala 2002; the
-/// Lifeguard-free core that memberlist and swift-cluster-membership build on), as a pure state
-/// machine: time and randomness come in, messages and events go out. The network manager drives it
-/// over real connections; the simulator drives a thousand of them over a simulated network.
+/// SWIM membership with suspicion and incarnation numbers (Das, Gupta, Motivala 2002), with what a
+/// real network needs beyond the paper, as memberlist and Serf run it: Lifeguard's local health and
+/// confirmed suspicion (Lifeguard.swift), the suspect told of its suspicion by the prober itself,
+/// and reconnection to members declared dead, so a node falsely declared dead, or the far side of a
+/// healed partition, merges back. A pure state machine: time and randomness come in, messages and
+/// events go out. The network manager drives it over real connections; the simulator drives a
+/// thousand of them over a simulated network.
 public struct Membership: Sendable {
     public enum Status: UInt8, Sendable, Hashable, Comparable {
         case alive = 0, suspect = 1, dead = 2, left = 3
@@ -14,12 +17,16 @@ public struct Membership: Sendable {
         public var address: String
         public var incarnation: UInt64
         public var status: Status
+        /// Of a suspect: the member whose own probe failed, so that a suspicion relayed by gossip
+        /// is not mistaken for another member confirming it.
+        public var suspector: String
 
-        public init(name: String, address: String, incarnation: UInt64, status: Status) {
+        public init(name: String, address: String, incarnation: UInt64, status: Status, suspector: String = "") {
             self.name = name
             self.address = address
             self.incarnation = incarnation
             self.status = status
+            self.suspector = status == .suspect ? suspector : ""
         }
 
         /// SWIM's precedence: a higher incarnation wins; at the same incarnation, the worse status wins.
@@ -41,8 +48,21 @@ public struct Membership: Sendable {
         public var probeTimeout: UInt64 = 400
         /// How many other members relay an indirect ping.
         public var indirectProbes: Int = 3
-        /// How long a suspect has to refute before it is declared dead.
+        /// How long a suspect has to refute before it is declared dead once other members confirm
+        /// the suspicion (the usual case for a node that really died: everyone's probes fail).
         public var suspicionTimeout: UInt64 = 4000
+        /// How long a suspicion no other member confirms lasts: a single prober's bad luck, or its
+        /// own bad network, gets this much time to be refuted.
+        public var suspicionMaxTimeout: UInt64 = 12_000
+        /// How many confirmations bring the suspicion timeout down to `suspicionTimeout`.
+        public var suspicionConfirmations: Int = 2
+        /// The most the local health score stretches the probe interval: up to (1 + this) times.
+        public var healthLimit: Int = 8
+        /// How often one member declared dead is sent this node's full view (Serf's reconnect): if it
+        /// is alive after all, or the partition between us has healed, the exchange merges us again.
+        public var reconnectInterval: UInt64 = 3000
+        /// How long a dead member's address is kept for reconnecting (Serf's default: a day).
+        public var reconnectTimeout: UInt64 = 86_400_000
         /// Each update rides on this many outgoing messages × log2(members + 1).
         public var gossipMultiplier: Int = 3
         /// The most updates piggybacked on one message.
@@ -58,15 +78,36 @@ public struct Membership: Sendable {
 
         public init() {}
 
-        /// The longest a dead member can stay listed as alive by the one probing it: one probe
-        /// interval to be picked, plus the suspicion timeout.
+        /// The longest a dead member can stay listed as alive by a healthy member probing it, when
+        /// the others confirm the suspicion: up to two probe intervals to be picked and found
+        /// silent, plus the suspicion timeout.
         public var detectionBound: UInt64 { probeInterval * 2 + suspicionTimeout }
+        /// The same when no other member confirms (a two- or three-member cluster whose other
+        /// survivor has not yet probed it).
+        public var unconfirmedDetectionBound: UInt64 { probeInterval * 2 + suspicionMaxTimeout }
+    }
+
+    /// Incarnations above this are refused: a refutation adds one, and a hostile or broken peer's
+    /// `UInt64.max` must not overflow it (or leave the member unable to outbid it).
+    public static let maxIncarnation: UInt64 = 1 << 62
+    /// Dead members kept for reconnecting, at most; the oldest goes first.
+    static let maxFailed = 1024
+
+    /// A suspicion under way: since when, how many confirmations would shorten it fully, and the
+    /// members that have suspected it so far (the first one included).
+    struct Suspicion: Hashable {
+        var since: UInt64
+        var expected: Int
+        var by: Set<String>
     }
 
     public enum Message: Sendable, Hashable {
         case ping(seq: UInt64, gossip: [Member])
         case pingReq(seq: UInt64, target: String, targetAddress: String, gossip: [Member])
         case ack(seq: UInt64, gossip: [Member])
+        /// From a relay of an indirect probe whose target did not answer it in time: the relay is
+        /// reachable, so the prober's own health is not to blame (Lifeguard).
+        case nack(seq: UInt64)
         /// Push-pull: the sender's full view; the receiver merges it and answers with its own once.
         case sync(members: [Member], reply: Bool)
         /// Updates alone, sent to a few members every gossip interval so news spreads in rounds of
@@ -94,17 +135,21 @@ public struct Membership: Sendable {
     private var liveIndex: [String: Int] = [:]
     private var nextSeq: UInt64 = 1
     private var probeOrder: [String] = []
-    /// The direct probe under way: who, since when, whether it went indirect.
-    private var probing: (seq: UInt64, target: String, started: UInt64, indirect: Bool)?
+    /// The direct probe under way: who, since when, how many relays were asked, how many nacked.
+    private var probing: (seq: UInt64, target: String, started: UInt64, relays: Int, nacks: Int, indirect: Bool)?
     private var lastProbe: UInt64 = 0
-    /// Suspects and when they became so.
-    private var suspectedAt: [String: UInt64] = [:]
+    private var health: LocalHealth
+    /// Suspects, by name.
+    private var suspicions: [String: Suspicion] = [:]
+    /// Members declared dead, with their address and since when, for reconnecting.
+    private var failed: [String: (address: String, since: UInt64)] = [:]
+    private var lastReconnect: UInt64 = 0
     /// Dead or departed members and when they became so, to be forgotten after `retainGone`.
     private var goneAt: [String: UInt64] = [:]
     /// Set by `leave()`: hearing that we left is then true, not something to refute.
     private var leaving = false
-    /// Indirect probes this node relays: our seq → (requester, requester's seq).
-    private var relays: [UInt64: (from: String, address: String, seq: UInt64)] = [:]
+    /// Indirect probes this node relays: our seq → (requester, requester's seq, since when).
+    private var relays: [UInt64: (from: String, address: String, seq: UInt64, started: UInt64)] = [:]
     /// Updates still to be gossiped, and how many more times; `buckets[r]` names those with r sends
     /// left (stale names are skipped), so picking the least-sent costs no scan of them all.
     private var broadcasts: [String: (member: Member, remaining: Int)] = [:]
@@ -115,7 +160,14 @@ public struct Membership: Sendable {
         self.address = address
         self.config = config
         self.rng = SplitMix(seed: seed)
+        self.health = LocalHealth(limit: config.healthLimit)
     }
+
+    /// Lifeguard's local health score: 0 when this node's probes are answered, higher while they are not.
+    public var healthScore: Int { health.score }
+
+    /// The members declared dead that this node still tries to reconnect to.
+    public var reconnecting: [String] { failed.keys.sorted() }
 
     public var me: Member { Member(name: name, address: address, incarnation: incarnation, status: .alive) }
 
@@ -172,28 +224,43 @@ public struct Membership: Sendable {
     /// indirect ones, turns a failed probe into suspicion, and expired suspicion into death.
     public mutating func tick(now: UInt64) -> [Effect] {
         var out: [Effect] = knock(now: now)
+        out += reconnect(now: now)
         if let p = probing {
             if !p.indirect, now >= p.started + config.probeTimeout {
                 probing?.indirect = true
                 let helpers = pick(config.indirectProbes, excluding: [p.target])
+                probing?.relays = helpers.count
                 if let target = members[p.target] {
                     for h in helpers {
                         out.append(.send(to: h.name, address: h.address,
                                          .pingReq(seq: p.seq, target: target.name, targetAddress: target.address, gossip: gossip())))
                     }
                 }
-            } else if now >= p.started + config.probeInterval {
+            } else if now >= p.started + health.scale(config.probeInterval) {
+                // A slow node waits longer for indirect acks and nacks before it suspects anyone.
                 probing = nil
-                if var m = members[p.target], m.status == .alive {
+                health.probeFailed(relaysAsked: p.relays, nacks: p.nacks)
+                if var m = members[p.target], m.status <= .suspect {
+                    // Our own failed probe: a suspicion of ours, or a confirmation of another's,
+                    // gossiped under our name so others count it.
+                    m.suspector = name
+                    if m.status == .suspect { confirm(m.name, by: name) }
                     m.status = .suspect
-                    out += apply(m, now: now)
+                    out += apply(m, by: name, now: now)
                 }
             }
         }
-        for (n, since) in suspectedAt.sorted(by: { $0.key < $1.key }) where now >= since + config.suspicionTimeout {
+        for (n, r) in relays where now >= r.started + config.probeTimeout * 4 / 5 {
+            // Answered before the requester gives up on its indirect probe.
+            relays[n] = nil
+            out.append(.send(to: r.from, address: r.address, .nack(seq: r.seq)))
+        }
+        for (n, s) in suspicions.sorted(by: { $0.key < $1.key })
+        where now >= s.since + suspicionTimeout(confirmations: s.by.count - 1, expected: s.expected,
+                                                 min: config.suspicionTimeout, max: config.suspicionMaxTimeout) {
             if var m = members[n], m.status == .suspect {
                 m.status = .dead
-                out += apply(m, now: now)
+                out += apply(m, by: name, now: now)
             }
         }
         for (n, since) in goneAt where now >= since + config.retainGone {
@@ -209,14 +276,29 @@ public struct Membership: Sendable {
                 out.append(.send(to: m.name, address: m.address, .gossip(members: gossip())))
             }
         }
-        if probing == nil, now >= lastProbe + config.probeInterval, let target = nextProbeTarget() {
+        if probing == nil, now >= lastProbe + health.scale(config.probeInterval), let target = nextProbeTarget() {
             lastProbe = now
             let seq = nextSeq
             nextSeq += 1
-            probing = (seq, target.name, now, false)
-            out.append(.send(to: target.name, address: target.address, .ping(seq: seq, gossip: gossip())))
+            probing = (seq, target.name, now, 0, 0, false)
+            // A suspect is told so by the one probing it, so it can refute at once (Lifeguard's buddy system).
+            out.append(.send(to: target.name, address: target.address, .ping(seq: seq, gossip: gossip(about: target))))
         }
         return out
+    }
+
+    /// Every `reconnectInterval`, one member declared dead (at random) gets our full view and is
+    /// asked for its own, as Serf reconnects to failed members. A member that was alive all along
+    /// sees itself called dead and refutes; across a healed partition each side learns the other is
+    /// back. Knocking on the seeds (`knock`) covers a node that knows no one alive at all.
+    private mutating func reconnect(now: UInt64) -> [Effect] {
+        guard now >= lastReconnect + config.reconnectInterval else { return [] }
+        lastReconnect = now
+        failed = failed.filter { now < $0.value.since + config.reconnectTimeout }
+        guard !failed.isEmpty else { return [] }
+        let names = failed.keys.sorted()  // sorted, so a simulation replays exactly
+        let n = names[Int(rng.next() % UInt64(names.count))]
+        return [.send(to: n, address: failed[n]!.address, .sync(members: fullView(), reply: true))]
     }
 
     /// Round-robin over a shuffled list, reshuffled each pass (SWIM §4.3), so every member is
@@ -254,59 +336,96 @@ public struct Membership: Sendable {
         var out: [Effect] = []
         switch message {
         case .ping(let seq, let g):
-            out += merge(g, now: now)
-            out.append(.send(to: sender, address: address, .ack(seq: seq, gossip: gossip())))
+            out += merge(g, from: sender, now: now)
+            // A sender we believe suspect or dead is evidently running: tell it, so it refutes now
+            // rather than never (once the news has been gossiped out, nothing else would reach it).
+            out.append(.send(to: sender, address: address, .ack(seq: seq, gossip: gossip(about: members[sender]))))
         case .pingReq(let seq, let target, let targetAddress, let g):
-            out += merge(g, now: now)
+            out += merge(g, from: sender, now: now)
             let mine = nextSeq
             nextSeq += 1
-            relays[mine] = (sender, address, seq)
-            out.append(.send(to: target, address: targetAddress, .ping(seq: mine, gossip: gossip())))
+            relays[mine] = (sender, address, seq, now)
+            out.append(.send(to: target, address: targetAddress, .ping(seq: mine, gossip: gossip(about: members[target]))))
         case .ack(let seq, let g):
-            out += merge(g, now: now)
+            out += merge(g, from: sender, now: now)
             if let p = probing, p.seq == seq {
                 probing = nil
+                health.probeSucceeded()
             } else if let r = relays.removeValue(forKey: seq) {
                 out.append(.send(to: r.from, address: r.address, .ack(seq: r.seq, gossip: gossip())))
             }
+        case .nack(let seq):
+            if probing?.seq == seq { probing?.nacks += 1 }
         case .sync(let view, let reply):
-            out += merge(view, now: now)
+            out += merge(view, from: sender, now: now)
             if reply { out.append(.send(to: sender, address: address, .sync(members: fullView(), reply: false))) }
         case .gossip(let g):
-            out += merge(g, now: now)
+            out += merge(g, from: sender, now: now)
         }
         return out
     }
 
-    mutating func merge(_ updates: [Member], now: UInt64) -> [Effect] {
+    /// Takes in what `sender` believes of members, by SWIM's precedence.
+    mutating func merge(_ updates: [Member], from sender: String, now: UInt64) -> [Effect] {
         var out: [Effect] = []
-        for u in updates {
+        for u in updates where u.incarnation <= Self.maxIncarnation {
             if u.name == name {
                 // Refute: someone thinks we are suspect, dead, or gone (a restart after leaving). Outbid them.
                 if u.status != .alive, !leaving, u.incarnation >= incarnation {
                     incarnation = u.incarnation + 1
+                    health.refuted()
                     queue(me)
                 }
                 continue
             }
             if let old = members[u.name] {
+                if u.status == .suspect, old.status == .suspect, u.incarnation == old.incarnation {
+                    confirm(u.name, by: u.suspector)
+                }
                 guard u.overrides(old) else { continue }
             }
-            out += apply(u, now: now)
+            out += apply(u, by: sender, now: now)
         }
         return out
     }
 
-    /// Records a new belief about a member, gossips it on, and reports a status change.
-    mutating func apply(_ m: Member, now: UInt64) -> [Effect] {
+    /// Another member suspects a suspect too: the suspicion is likelier true, and shortens.
+    private mutating func confirm(_ member: String, by other: String) {
+        guard var s = suspicions[member], s.by.count <= s.expected, other != member, !other.isEmpty else { return }
+        s.by.insert(other)
+        suspicions[member] = s
+    }
+
+    /// Records a new belief about a member (told by `source`, or concluded by this node), gossips
+    /// it on, and reports a status change.
+    mutating func apply(_ m: Member, by source: String, now: UInt64) -> [Effect] {
         let old = members[m.name]
         members[m.name] = m
         track(m, name: m.name)
-        if m.status == .suspect { suspectedAt[m.name] = suspectedAt[m.name] ?? now } else { suspectedAt[m.name] = nil }
+        if m.status == .suspect {
+            if old?.status != .suspect || old?.incarnation != m.incarnation {
+                // Confirmations can come only from members other than the suspect and the first suspector.
+                suspicions[m.name] = Suspicion(since: now, expected: min(config.suspicionConfirmations, max(0, liveNames.count - 1)),
+                                               by: [m.suspector.isEmpty ? source : m.suspector])
+            }
+        } else {
+            suspicions[m.name] = nil
+        }
         if m.status >= .dead { goneAt[m.name] = goneAt[m.name] ?? now } else { goneAt[m.name] = nil }
         if m.status >= .dead, probing?.target == m.name { probing = nil }
+        noteFailure(m, now: now)
         queue(m)
         return old?.status == m.status && old?.address == m.address ? [] : [.changed(m)]
+    }
+
+    /// Keeps the reconnect list: a dead member joins it, one alive again or departed leaves it.
+    private mutating func noteFailure(_ m: Member, now: UInt64) {
+        guard m.status == .dead else { failed[m.name] = nil; return }
+        if failed[m.name] == nil, failed.count >= Self.maxFailed,
+           let oldest = failed.min(by: { $0.value.since < $1.value.since })?.key {
+            failed[oldest] = nil
+        }
+        failed[m.name] = (m.address, failed[m.name]?.since ?? now)
     }
 
     mutating func queue(_ m: Member) {
@@ -317,6 +436,13 @@ public struct Membership: Sendable {
         broadcasts[m.name] = (m, r)
         while buckets.count <= r { buckets.append([]) }
         buckets[r].append(m.name)
+    }
+
+    /// The updates to piggyback on a message to `member`, led by what we believe of it when that is
+    /// anything but alive: the one message sure to reach a member is one addressed to it.
+    mutating func gossip(about member: Member?) -> [Member] {
+        guard let member, member.status != .alive else { return gossip() }
+        return [member] + gossip().filter { $0.name != member.name }.prefix(config.maxGossip - 1)
     }
 
     /// The updates to piggyback on the next message, least-sent first.

@@ -227,10 +227,14 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         case .connect:
             let channel = await open(address)
             let waiters = state.withLock { s in
-                s.links[key]!.connecting = false
-                s.links[key]!.channel = channel
-                defer { s.links[key]!.waiters = [] }
-                return s.links[key]!.waiters
+                // The entry may be gone: the peer was declared dead while we connected (its waiters
+                // were answered then). A connection that did open is kept all the same: the peer
+                // answered, and membership will hear of it.
+                var link = s.links[key] ?? Link()
+                let waiting = link.waiters
+                link = Link(channel: channel)
+                s.links[key] = link
+                return waiting
             }
             for w in waiters { w.resume(returning: channel) }
             return channel

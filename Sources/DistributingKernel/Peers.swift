@@ -92,15 +92,17 @@ extension NetworkManager {
         case .suspect:
             break
         case .dead, .left:
-            let (table, links) = state.withLock { s -> (Table?, [any Channel]) in
+            let (table, link) = state.withLock { s -> (Table?, Link?) in
                 let t = s.tables.removeValue(forKey: m.name)
                 s.helloAddresses[m.name] = nil
-                return (t, [s.links.removeValue(forKey: m.name)?.channel].compactMap { $0 })
+                return (t, s.links.removeValue(forKey: m.name))
             }
+            // Callers waiting for a connection being opened to it get none.
+            for w in link?.waiters ?? [] { w.resume(returning: nil) }
             for e in table?.entries ?? [] { kernel.publish(Message(.delete, to: "", body: try? infoset(e)), from: "/directory") }
             failPending(on: m.name, reason: "node \(m.name) is \(m.status == .dead ? "dead" : "gone")")
             kernel.dropSubscriptions(ofNode: m.name)
-            for c in links { c.close(promise: nil) }
+            link?.channel?.close(promise: nil)
             closeDataLink(to: m.name)
         }
     }

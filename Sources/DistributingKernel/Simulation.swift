@@ -35,6 +35,12 @@ public struct SimulatedCluster {
     public private(set) var nodes: [String: Membership] = [:]
     public private(set) var now: UInt64 = 0
     public private(set) var down: Set<String> = []
+    /// Which side of a partition each node is on; messages between sides are lost. Empty: no partition.
+    public private(set) var sides: [String: Int] = [:]
+    /// Extra loss of what each node receives (a node with a bad link of its own).
+    public var inboundLoss: [String: Double] = [:]
+    /// Nodes whose outgoing messages are all lost (they hear, but are not heard).
+    public var mute: Set<String> = []
     /// Bytes each node sent, as the wire encoding would carry them.
     public private(set) var bytesSent: [String: Int] = [:]
     public private(set) var messagesSent = 0
@@ -72,6 +78,20 @@ public struct SimulatedCluster {
     }
 
     public mutating func kill(_ name: String) { down.insert(name) }
+
+    /// Cuts the cluster into groups that cannot reach each other; nodes in no group form one more.
+    public mutating func partition(_ groups: [[String]]) {
+        sides = [:]
+        for (i, g) in groups.enumerated() { for n in g { sides[n] = i + 1 } }
+    }
+
+    public mutating func heal() { sides = [:] }
+
+    /// True when every running node lists every other running node as alive.
+    public func allAlive() -> Bool {
+        let up = Set(nodes.keys).subtracting(down)
+        return up.allSatisfy { n in up.allSatisfy { $0 == n || nodes[n]!.members[$0]?.status == .alive } }
+    }
 
     /// Brings a killed node back as a fresh process (incarnation 0, empty view) that joins again.
     public mutating func restart(_ name: String) {
@@ -136,6 +156,8 @@ public struct SimulatedCluster {
         bytesSent[from, default: 0] += bytes
         messagesSent += 1
         if settings.loss > 0, Double(rng.next() % 1_000_000) / 1_000_000 < settings.loss { return }
+        if let extra = inboundLoss[to], Double(rng.next() % 1_000_000) / 1_000_000 < extra { return }
+        if mute.contains(from) || (sides[from] ?? 0) != (sides[to] ?? 0) { return }
         let delay = settings.minDelay + rng.next() % (settings.maxDelay - settings.minDelay + 1)
         queue.append(InFlight(at: now + delay, from: from, fromAddress: nodes[from]!.address, to: to, payload: p))
     }

@@ -7,7 +7,7 @@ import ServiceKernel
 ///
 ///     frame := u32 length | u8 version | u8 type | payload      (length counts version, type, payload)
 public enum Wire {
-    public static let version: UInt8 = 2
+    public static let version: UInt8 = 3
     /// The largest control frame a node accepts; buffers never ride in control frames.
     public static let maxFrame = 16 << 20
     /// Data-plane chunks: large enough to amortise a frame, small enough to interleave transfers.
@@ -192,6 +192,7 @@ public enum Wire {
         case .ack(let seq, let g): w.byte(2); w.u64(seq); members(g, &w)
         case .sync(let view, let reply): w.byte(3); w.byte(reply ? 1 : 0); members(view, &w)
         case .gossip(let g): w.byte(4); members(g, &w)
+        case .nack(let seq): w.byte(5); w.u64(seq)
         }
         return w.bytes
     }
@@ -208,6 +209,7 @@ public enum Wire {
             let reply = try r.byte() == 1
             m = .sync(members: try members(&r), reply: reply)
         case 4: m = .gossip(members: try members(&r))
+        case 5: m = .nack(seq: try r.u64())
         case let k: throw r.fail("unknown membership message \(k)")
         }
         return (from, m)
@@ -215,12 +217,14 @@ public enum Wire {
 
     static func member(_ m: Membership.Member, _ w: inout ByteWriter) {
         w.string(m.name); w.string(m.address); w.u64(m.incarnation); w.byte(m.status.rawValue)
+        if m.status == .suspect { w.string(m.suspector) }
     }
 
     static func member(_ r: inout ByteReader) throws(ByteReader.Failure) -> Membership.Member {
         let name = try r.string(), address = try r.string(), incarnation = try r.u64()
         guard let status = Membership.Status(rawValue: try r.byte()) else { throw r.fail("unknown member status") }
-        return Membership.Member(name: name, address: address, incarnation: incarnation, status: status)
+        let suspector = status == .suspect ? try r.string() : ""
+        return Membership.Member(name: name, address: address, incarnation: incarnation, status: status, suspector: suspector)
     }
 
     static func members(_ ms: [Membership.Member], _ w: inout ByteWriter) {

@@ -137,8 +137,10 @@ public struct IPv4Address: Sendable, Hashable, CustomStringConvertible {
         bytes = (b[0], b[1], b[2], b[3])
     }
 
-    public init(bytes b: some Collection<UInt8>) {
+    /// The address in four bytes; nil for any other count (they may come off the network).
+    public init?(bytes b: some Collection<UInt8>) {
         let a = Array(b)
+        guard a.count == 4 else { return nil }
         bytes = (a[0], a[1], a[2], a[3])
     }
 

@@ -100,6 +100,9 @@ public struct ClusterBinding: Sendable, Hashable {
     public var probeInterval: UInt64 = 1000
     public var probeTimeout: UInt64 = 400
     public var suspicionTimeout: UInt64 = 4000
+    /// Unless given, three times `suspicionTimeout`.
+    public var suspicionMaxTimeout: UInt64?
+    public var reconnectInterval: UInt64 = 3000
     /// Seconds a call to another node may take before it ends in a timeout fault.
     public var requestTimeout = 10
     /// Seconds a data connection no buffer moves on stays open (each holds a socket and a thread).
@@ -250,7 +253,8 @@ struct ManifestReader {
     }
 
     mutating func cluster(_ c: Element) -> ClusterBinding {
-        attributes(c, allowed: ["listen", "advertise", "keyFile", "probeInterval", "probeTimeout", "suspicionTimeout", "requestTimeout", "dataLinkIdle"])
+        attributes(c, allowed: ["listen", "advertise", "keyFile", "probeInterval", "probeTimeout", "suspicionTimeout", "suspicionMaxTimeout",
+                                "reconnectInterval", "requestTimeout", "dataLinkIdle"])
         var b = ClusterBinding()
         if let listen = c.attribute("listen") {
             if let (host, port) = parseHostPort(listen) { b.host = host; b.port = port }
@@ -263,6 +267,9 @@ struct ManifestReader {
         b.probeInterval = positive(c, "probeInterval").map(UInt64.init) ?? b.probeInterval
         b.probeTimeout = positive(c, "probeTimeout").map(UInt64.init) ?? b.probeTimeout
         b.suspicionTimeout = positive(c, "suspicionTimeout").map(UInt64.init) ?? b.suspicionTimeout
+        b.suspicionMaxTimeout = positive(c, "suspicionMaxTimeout").map(UInt64.init)
+        b.reconnectInterval = positive(c, "reconnectInterval").map(UInt64.init) ?? b.reconnectInterval
+        if let max = b.suspicionMaxTimeout, max < b.suspicionTimeout { fail(c, "suspicionMaxTimeout must be at least suspicionTimeout") }
         b.requestTimeout = positive(c, "requestTimeout") ?? b.requestTimeout
         b.dataLinkIdle = positive(c, "dataLinkIdle") ?? b.dataLinkIdle
         if b.probeTimeout >= b.probeInterval { fail(c, "probeTimeout must be shorter than probeInterval") }

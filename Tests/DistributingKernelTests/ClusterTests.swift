@@ -77,6 +77,26 @@ func waitUntil(_ condition: () async -> Bool) async {
     while await !condition() { try? await Task.sleep(for: .milliseconds(20)) }
 }
 
+/// Sends gossip that `member` is as it says, as one UDP datagram from it to a node's cluster port.
+func announce(_ member: Membership.Member, toPort port: Int, key: ClusterKey = clusterKey) {
+    let datagram = key.seal(Wire.encode(.gossip(members: [member]), from: member))
+    let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+    var to = sockaddr_in()
+    to.sin_family = sa_family_t(AF_INET)
+    to.sin_port = in_port_t(UInt16(port).bigEndian)
+    to.sin_addr.s_addr = inet_addr("127.0.0.1")
+    _ = withUnsafePointer(to: &to) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, datagram, datagram.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    close(fd)
+}
+
+/// The test cluster's key, as the nodes read it.
+var clusterKey: ClusterKey {
+    let text = (try? String(contentsOfFile: keyPath, encoding: .utf8)) ?? ""
+    return ClusterKey(file: Array(text.utf8))!
+}
+
 func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<String> {
     Set(n.kernel.clusterEntries.filter { $0.contract == contract }.map(\.uri))
 }
@@ -248,21 +268,12 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         let port = a.clusterAddress!.port!
         // Gossip naming a member "ghost", sent as one UDP datagram to a's cluster port.
         func announce(_ ghost: String, key: ClusterKey) {
-            let from = Membership.Member(name: "ghost-\(ghost)", address: "127.0.0.1:9", incarnation: 1, status: .alive)
-            let datagram = key.seal(Wire.encode(.gossip(members: [from]), from: from))
-            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-            var to = sockaddr_in()
-            to.sin_family = sa_family_t(AF_INET)
-            to.sin_port = in_port_t(UInt16(port).bigEndian)
-            to.sin_addr.s_addr = inet_addr("127.0.0.1")
-            _ = withUnsafePointer(to: &to) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, datagram, datagram.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            close(fd)
+            DistributingKernelTests.announce(Membership.Member(name: "ghost-\(ghost)", address: "127.0.0.1:9", incarnation: 1, status: .alive),
+                                             toPort: port, key: key)
         }
         func known(_ name: String) -> Bool { a.network?.members.contains { $0.name == name } ?? false }
         announce("forged", key: ClusterKey(Array("another-cluster-key-fedcba9876543210".utf8)))
-        announce("sealed", key: ClusterKey(file: Array(try String(contentsOfFile: keyPath, encoding: .utf8).utf8))!)
+        announce("sealed", key: clusterKey)
         await waitUntil { known("ghost-sealed") }
         // Sent first, on the same path: had it counted, it would be known by now.
         #expect(!known("ghost-forged"))

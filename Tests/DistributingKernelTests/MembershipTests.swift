@@ -1,4 +1,4 @@
-import DistributingKernel
+@testable import DistributingKernel
 import Testing
 
 @Suite struct MembershipTests {
@@ -84,6 +84,85 @@ import Testing
         // Well inside the retention: it refutes "left" with a higher incarnation instead of waiting.
         let back = c.run(until: c.now + 10_000) { $0.converged() }
         #expect(back != nil)
+    }
+
+    @Test func aFalselyDeclaredDeadNodeThatHearsButIsNotHeardComesBack() throws {
+        // n2's own messages are lost for a while (its outgoing link is bad); it still hears the
+        // others, so it never suspects anyone, and after the news of its death has been gossiped
+        // out nothing tells it — unless someone answers its probes with what it is believed to be.
+        var c = cluster(3, seed: 3)
+        _ = c.run(until: 30_000) { $0.allAlive() }
+        c.mute = ["n2"]
+        _ = try #require(c.run(until: c.now + 60_000) { $0.everyoneDropped("n2") })
+        c.run(until: c.now + 20_000)  // long past the gossip of its death
+        c.mute = []
+        let healedAt = c.now
+        let back = try #require(c.run(until: healedAt + 60_000) { $0.allAlive() })
+        #expect(back - healedAt <= 2 * c.settings.config.probeInterval + c.settings.config.reconnectInterval)
+    }
+
+    @Test func aHealedPartitionMergesAgainEvenAfterTheDeadAreForgotten() throws {
+        // Both sides have live members, so neither knocks on a seed; n0 has no seed at all. Only
+        // reconnecting to the dead brings them together — here after the 30 s retention, when each
+        // side has forgotten the other's members.
+        var c = cluster(5, seed: 5)
+        _ = c.run(until: 30_000) { $0.allAlive() }
+        c.partition([["n0", "n1"], ["n2", "n3", "n4"]])
+        func split(_ c: SimulatedCluster) -> Bool {
+            ["n0", "n1"].allSatisfy { a in ["n2", "n3", "n4"].allSatisfy { b in
+                c.nodes[a]!.members[b]?.status ?? .dead >= .dead && c.nodes[b]!.members[a]?.status ?? .dead >= .dead } }
+        }
+        _ = try #require(c.run(until: c.now + 60_000) { split($0) })
+        c.run(until: c.now + c.settings.config.retainGone + 10_000)
+        #expect(c.nodes["n0"]!.members["n3"] == nil)
+        c.heal()
+        let healedAt = c.now
+        let back = try #require(c.run(until: healedAt + 60_000) { $0.allAlive() })
+        // One reconnect interval to send, then gossip rounds to spread both sides' refutations.
+        #expect(back - healedAt <= 2 * c.settings.config.reconnectInterval + 3 * c.settings.config.probeInterval)
+    }
+
+    @Test func aNodeWithABadLinkOfItsOwnSuspectsOthersLessWithLocalHealth() {
+        // n0 loses 60% of what it receives: its probes fail and it would suspect healthy members.
+        // Lifeguard's health score slows its probing, so it suspects others less readily.
+        func suspicionsByTheBadNode(healthLimit: Int) -> (suspected: Int, died: Int) {
+            var s = SimulatedCluster.Settings()
+            s.nodes = 6
+            s.seed = 9
+            s.config.healthLimit = healthLimit
+            var c = SimulatedCluster(s)
+            c.joinAll()
+            _ = c.run(until: 30_000) { $0.allAlive() }
+            let t = c.now
+            c.inboundLoss["n0"] = 0.6
+            c.run(until: t + 180_000)
+            let after = c.events.filter { $0.at > t }
+            return (after.filter { $0.observer == "n0" && $0.member.status == .suspect }.count,
+                    after.filter { $0.member.status == .dead }.count)
+        }
+        let plain = suspicionsByTheBadNode(healthLimit: 0), lifeguard = suspicionsByTheBadNode(healthLimit: 8)
+        #expect(lifeguard.suspected * 3 <= plain.suspected, "suspicions raised by the node with the bad link: \(lifeguard.suspected) with local health, \(plain.suspected) without")
+        #expect(lifeguard.died == 0)
+    }
+
+    @Test func suspicionShortensAsOthersConfirmIt() {
+        #expect(suspicionTimeout(confirmations: 0, expected: 2, min: 4000, max: 12_000) == 12_000)
+        let one = suspicionTimeout(confirmations: 1, expected: 2, min: 4000, max: 12_000)
+        #expect(one > 4000 && one < 12_000)
+        #expect(suspicionTimeout(confirmations: 2, expected: 2, min: 4000, max: 12_000) == 4000)
+        #expect(suspicionTimeout(confirmations: 0, expected: 0, min: 4000, max: 12_000) == 4000)
+    }
+
+    @Test func anIncarnationNearTheTopIsRefusedNotOverflowed() {
+        var m = Membership(name: "a", address: "a:1", seed: 1)
+        let hostile = Membership.Member(name: "a", address: "a:1", incarnation: .max, status: .dead)
+        let other = Membership.Member(name: "b", address: "b:1", incarnation: .max, status: .alive)
+        _ = m.receive(.gossip(members: [hostile, other]), from: "b", address: "b:1", now: 1)
+        #expect(m.incarnation == 0)
+        #expect(m.members["b"] == nil)
+        let fine = Membership.Member(name: "a", address: "a:1", incarnation: 7, status: .suspect)
+        _ = m.receive(.gossip(members: [fine]), from: "b", address: "b:1", now: 2)
+        #expect(m.incarnation == 8)
     }
 
     @Test func simulationIsDeterministic() {

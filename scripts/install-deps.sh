@@ -3,9 +3,10 @@
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 
+# nftables drops packets at random in the fault tests (this kernel has no netem);
 # qemu-system-x86, ipxe-qemu, linux-image-amd64, cpio and zstd build and boot the node image;
 # libibverbs-dev (libibverbs, the rxe and mlx5 providers) and libnl link verbs into decos, statically too.
-packages=(curl file iproute2 procps wrk qemu-system-x86 ipxe-qemu linux-image-amd64 cpio zstd libibverbs-dev libnl-3-dev libnl-route-3-dev)
+packages=(curl file iproute2 nftables procps wrk qemu-system-x86 ipxe-qemu linux-image-amd64 cpio zstd libibverbs-dev libnl-3-dev libnl-route-3-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

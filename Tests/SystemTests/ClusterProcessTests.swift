@@ -64,7 +64,7 @@ func waitFor(_ condition: () throws -> Bool) rethrows {
     @Test func garbageOnThePeerPortIsRefusedWithoutHarm() throws {
         let a = try NodeProcess(manifest: try clusterManifest(), extra: ["--node", "a"])
         let port = Int(a.clusterAddress.split(separator: ":").last!)!
-        let v: UInt8 = 2  // the wire version (Wire.version)
+        let v: UInt8 = 3  // the wire version (Wire.version)
         let probes: [[UInt8]] = [
             Array("GET / HTTP/1.1\r\n\r\n".utf8),                       // not our protocol: a huge "length"
             [0, 0, 0, 1, 1],                                             // frame too short

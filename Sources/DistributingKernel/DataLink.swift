@@ -144,9 +144,11 @@ final class DataLink: @unchecked Sendable {
                 manager.failImport(key)
                 continue
             }
+            // A transfer's chunks come in order on this one stream, each starting where the last
+            // ended: an import is complete only when every byte was written, each exactly once.
             guard let imp = manager.state.withLock({ $0.imports[key] }), imp.link === self,
-                  offset <= UInt64(imp.bytes.count), n <= imp.bytes.count - Int(offset) else {
-                // Not (or no longer) awaited here: read past it.
+                  offset == UInt64(imp.received), n <= imp.bytes.count - imp.received else {
+                // Not (or no longer) awaited here, or out of place: read past it, and fail the import.
                 guard skip(n) != nil else { return }
                 manager.failImport(key)
                 continue
@@ -155,7 +157,7 @@ final class DataLink: @unchecked Sendable {
             let ok = imp.bytes.withUnsafeMutableBytes { readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[Int(offset)..<(Int(offset) + n)])) }
             guard ok else { return }
             imp.received += n
-            if imp.received >= imp.bytes.count { manager.finishImport(key) }
+            if imp.received == imp.bytes.count { manager.finishImport(key) }
         }
     }
 

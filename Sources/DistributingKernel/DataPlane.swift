@@ -7,8 +7,8 @@ import ServiceKernel
 /// receiver owns before the service sees the message. The TCP data connection below is the one
 /// implementation today; RDMA READ (verbs) and AF_XDP frames implement this same protocol next.
 public protocol DataPlane: Sendable {
-    /// Offers `buffer` to other nodes for the call `call`; the transfer number goes in the message.
-    func export(_ buffer: DataBuffer, call: UInt64) -> UInt64
+    /// Offers `buffer` to `peer` alone for the call `call`; the transfer number goes in the message.
+    func export(_ buffer: DataBuffer, call: UInt64, to peer: String) -> UInt64
     /// Withdraws offers once their call has ended.
     func release(_ transfers: [UInt64])
     /// Brings one offered buffer from `peer` into this node's memory; nil if it cannot be had.
@@ -19,10 +19,10 @@ public protocol DataPlane: Sendable {
 /// a large buffer never stalls the control connection. The sender's end is a data connection on
 /// its event loop (below); the receiver's end is a `DataLink`, which lands the bytes in place.
 extension NetworkManager: DataPlane {
-    public func export(_ buffer: DataBuffer, call: UInt64) -> UInt64 {
+    public func export(_ buffer: DataBuffer, call: UInt64, to peer: String) -> UInt64 {
         state.withLock { s in
             defer { s.nextTransfer += 1 }
-            s.exports[s.nextTransfer] = (buffer, call)
+            s.exports[s.nextTransfer] = (buffer, call, peer)
             return s.nextTransfer
         }
     }
@@ -136,7 +136,8 @@ extension NetworkManager: DataPlane {
     func handleDataPull(_ payload: [UInt8], from peer: String, on channel: any Channel) {
         var r = ByteReader(payload)
         guard let transfer = try? r.u64() else { return }
-        guard let (buffer, call) = state.withLock({ $0.exports[transfer] }) else {
+        // Only the peer the buffer was sent to may pull it: to any other, it does not exist.
+        guard let (buffer, call, _) = state.withLock({ s in s.exports[transfer].flatMap { $0.peer == peer ? $0 : nil } }) else {
             var w = ByteWriter()
             w.u64(transfer)
             w.u64(UInt64.max)  // "no such transfer", with no data: the puller faults the request

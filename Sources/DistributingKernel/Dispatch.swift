@@ -38,7 +38,7 @@ extension NetworkManager {
         // Resumed exactly once: `complete` takes the call out of `pending` before resuming it.
         return await withUnsafeContinuation { (c: UnsafeContinuation<Message, Never>) in
             let correlation = correlations.wrappingAdd(1, ordering: .relaxed).oldValue
-            let transfers = m.buffers.map { dataPlane.export($0.buffer, call: correlation) }
+            let transfers = m.buffers.map { dataPlane.export($0.buffer, call: correlation, to: target) }
             state.withLock { s in
                 s.pending[correlation] = Pending(node: target, continuation: c, deadline: deadline, exports: transfers, request: m)
             }
@@ -133,6 +133,14 @@ extension NetworkManager {
             logger.warning("malformed request from \(peer): \(error)")
             return
         }
+        // Nothing is allocated for a request's buffers before its service is found, the peer is
+        // allowed the verb there, and the sizes are within the limit.
+        if !incoming.buffers.isEmpty, let fault = kernel.refusal(incoming.message, as: .peer(peer)) ?? bufferProblem(incoming) {
+            var reply = Message.faulted(fault, replyingTo: incoming.message)
+            reply.from = kernel.absolute(reply.from)
+            channel.send(.reply) { Wire.encode(reply, correlation: incoming.correlation, transfers: [], into: &$0) }
+            return
+        }
         ordered(OrderKey(lane: .requests, peer: peer, from: incoming.message.from ?? "", to: incoming.message.to)) { [self] in
             var m = incoming.message
             var reply: Message
@@ -144,6 +152,19 @@ extension NetworkManager {
             reply.from = kernel.absolute(reply.from)
             channel.send(.reply) { Wire.encode(reply, correlation: incoming.correlation, transfers: [], into: &$0) }
         }
+    }
+
+    /// A fault naming the limit when the buffers of a request add up to more than this node takes.
+    func bufferProblem(_ incoming: Wire.Incoming) -> Fault? {
+        var total = 0
+        for b in incoming.buffers {
+            let (sum, overflow) = total.addingReportingOverflow(b.length)
+            guard !overflow, sum <= config.maxBufferBytes else {
+                return .tooLarge("the buffers of this message exceed this node's limit of \(config.maxBufferBytes) bytes per message")
+            }
+            total = sum
+        }
+        return nil
     }
 
     func handleReply(_ payload: ByteReader, from peer: String) {

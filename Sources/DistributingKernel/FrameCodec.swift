@@ -17,14 +17,16 @@ struct FrameReader {
     /// Hands each frame complete with `bytes` to `each`, in order, until `each` returns false.
     /// What one read brought is copied out of the socket's buffer once, and its frames are handed
     /// on as ranges of that copy.
-    mutating func read(_ bytes: inout ByteBuffer, _ each: (Wire.Frame) -> Bool) throws(Refused) {
+    /// `limit`, when given, is asked before each frame for the largest it may be: a connection's
+    /// limit rises once its peer has authenticated, possibly between two frames of one read.
+    mutating func read(_ bytes: inout ByteBuffer, limit: (() -> Int)? = nil, _ each: (Wire.Frame) -> Bool) throws(Refused) {
         var data: [UInt8] = []
         swap(&data, &partial)
         if data.isEmpty { data = bytes.readBytes(length: bytes.readableBytes) ?? [] } else { data.append(contentsOf: bytes.readableBytesView) }
         var at = 0
         while data.count - at >= 4 {
             let length = Int(data[at]) << 24 | Int(data[at + 1]) << 16 | Int(data[at + 2]) << 8 | Int(data[at + 3])
-            if let problem = Wire.lengthProblem(length, limit: maxFrame) { throw Refused(description: problem) }
+            if let problem = Wire.lengthProblem(length, limit: limit?() ?? maxFrame) { throw Refused(description: problem) }
             guard data.count - at >= 4 + length else { break }
             if let problem = Wire.versionProblem(data[at + 4]) { throw Refused(description: problem) }
             let frame = Wire.Frame(rawType: data[at + 5], in: data, range: at + 6..<at + 4 + length)

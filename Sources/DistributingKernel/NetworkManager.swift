@@ -20,6 +20,8 @@ public struct ClusterConfig: Sendable {
     /// How long a data link no buffer moves on stays open.
     public var dataLinkIdle: TimeAmount = .seconds(30)
     public var handshakeTimeout: TimeAmount = .seconds(5)
+    /// The most buffer bytes one request from a peer may refer to: they are allocated on arrival.
+    public var maxBufferBytes = 2 << 30
     /// Milliseconds between anti-entropy exchanges of the directory with a random peer.
     public var syncInterval: UInt64 = 2000
 
@@ -94,8 +96,9 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         /// The listen address each authenticated peer gave in its HELLO, by name.
         var helloAddresses: [String: String] = [:]
         var pending = PendingCalls()
-        /// Buffers offered to peers, by transfer number, with the call they belong to.
-        var exports: [UInt64: (buffer: DataBuffer, call: UInt64)] = [:]
+        /// Buffers offered to peers, by transfer number, with the call they belong to and the one
+        /// peer that may pull them (the one the message went to).
+        var exports: [UInt64: (buffer: DataBuffer, call: UInt64, peer: String)] = [:]
         /// Buffers being pulled, by sender and the sender's transfer number (two senders number alike).
         var imports: [ImportKey: Import] = [:]
         /// The links buffers are pulled over, by peer (opening or open).

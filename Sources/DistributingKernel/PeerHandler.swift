@@ -62,7 +62,7 @@ final class PeerHandler: ChannelInboundHandler {
         var bytes = unwrapInboundIn(data)
         let channel = context.channel
         do {
-            try reader.read(&bytes) { frame in
+            try reader.read(&bytes, limit: { self.authenticated ? Wire.maxFrame : Wire.maxHandshakeFrame }) { frame in
                 handle(frame, on: channel)
                 return !refused
             }

@@ -10,6 +10,9 @@ public enum Wire {
     public static let version: UInt8 = 3
     /// The largest control frame a node accepts; buffers never ride in control frames.
     public static let maxFrame = 16 << 20
+    /// The largest frame a connection takes before its peer has authenticated: a HELLO or an AUTH
+    /// is under 300 bytes, and nobody without the key gets to make this node buffer megabytes.
+    public static let maxHandshakeFrame = 4096
     /// Data-plane chunks: large enough to amortise a frame, small enough to interleave transfers.
     public static let chunkSize = 1 << 20
 

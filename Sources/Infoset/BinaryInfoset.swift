@@ -77,7 +77,9 @@ public enum BinaryInfoset {
         let attributes = try r.count()
         if attributes > 0 {
             var list: [Attribute] = []
-            list.reserveCapacity(attributes)
+            // A count is bounded by the bytes left, but an attribute or child takes far more memory
+            // than its two bytes on the wire, at every level: reserve a little, let real content grow it.
+            list.reserveCapacity(min(attributes, 16))
             for _ in 0..<attributes {
                 let ans = try name(&r, names: &names), alocal = try name(&r, names: &names)
                 list.append(Attribute(QName(ans, alocal), try r.string()))
@@ -87,7 +89,7 @@ public enum BinaryInfoset {
         let children = try r.count()
         if children > 0 {
             var list: [Content] = []
-            list.reserveCapacity(children)
+            list.reserveCapacity(min(children, 16))
             for _ in 0..<children {
                 switch try r.byte() {
                 case 1: list.append(.element(try element(&r, names: &names, depth: depth + 1, maxDepth: maxDepth)))

@@ -140,6 +140,21 @@ public struct Element: Hashable, Sendable {
         return result
     }
 
+    /// This element with the whitespace-only text between its child elements removed, at every
+    /// level: what indentation adds. Text of an element without child elements stays as it is
+    /// (`<Value>   </Value>` keeps its spaces), and so does any text that is not all whitespace.
+    public func withoutWhitespaceBetweenElements() -> Element {
+        var e = self
+        let hasElements = children.contains { if case .element = $0 { true } else { false } }
+        e.children = children.compactMap { node -> Content? in
+            switch node {
+            case .element(let child): return .element(child.withoutWhitespaceBetweenElements())
+            case .text(let t): return hasElements && t.utf8.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D } ? nil : .text(t)
+            }
+        }
+        return e
+    }
+
     /// The value of an attribute with this local name and no namespace.
     public func attribute(_ local: String) -> String? {
         attributes.first { $0.name.namespace.isEmpty && $0.name.local == local }?.value

@@ -342,9 +342,9 @@ private struct Parser {
             // An element boundary: settle the pending text first.
             if !pending.isEmpty {
                 guard !stack.isEmpty else { throw error(.malformed, "text outside the root element", at: pendingStart) }
-                if !pending.allSatisfy(Parser.isSpace) {
-                    stack[stack.count - 1].element.children.append(.text(String(decoding: pending, as: UTF8.self)))
-                }
+                // Every character is kept, whitespace-only text too (`<Value>   </Value>` is three
+                // spaces); formats in which whitespace between elements means nothing skip it there.
+                stack[stack.count - 1].element.children.append(.text(String(decoding: pending, as: UTF8.self)))
                 pending.removeAll(keepingCapacity: true)
             }
             if peek(1) == UInt8(ascii: "/") {

@@ -45,6 +45,8 @@ public struct Fault: Error, Sendable, Hashable, CustomStringConvertible {
     public static func invalidBody(_ reason: String) -> Fault { Fault(.sender, "InvalidBody", reason) }
     public static func denied(_ reason: String) -> Fault { Fault(.sender, "Denied", reason) }
     public static func unreachable(_ reason: String) -> Fault { Fault(.receiver, "Unreachable", reason) }
+    /// A message, or the buffers it refers to, larger than a limit; the reason names the limit.
+    public static func tooLarge(_ reason: String) -> Fault { Fault(.sender, "TooLarge", reason) }
     public static func timeout(_ reason: String) -> Fault { Fault(.receiver, "Timeout", reason) }
     public static func serviceFailed(_ uri: String, _ error: any Error) -> Fault {
         Fault(.receiver, "ServiceFailed", "\(uri) failed: \(error)")

@@ -80,12 +80,8 @@ public final class Kernel: Sendable {
     /// Delivers a message and returns its reply or fault. Never throws, never drops a request.
     public func send(_ m: Message, as principal: Principal) async -> Message {
         guard let path = uris.localPath(m.to) else { return await sendRemote(m, as: principal) }
-        guard let reg = uris.lookup(path) else {
-            return .faulted(.unknownService(m.to.isEmpty ? "(no wsa:To)" : m.to), replyingTo: m)
-        }
-        if let denial = security.authorize(principal, m.verb, path: path) {
-            return .faulted(denial, replyingTo: m)
-        }
+        let reg: Registration
+        do throws(Fault) { reg = try admitted(m, path: path, as: principal) } catch { return .faulted(error, replyingTo: m) }
         switch m.verb {
         case .lookup:
             return answer(m) { () throws(Fault) in
@@ -129,6 +125,23 @@ public final class Kernel: Sendable {
                 return .faulted(.serviceFailed(reg.uri, error), replyingTo: m)
             }
         }
+    }
+
+    /// The registration of the local service at `path`, once the security manager has approved
+    /// `principal`'s verb on it.
+    private func admitted(_ m: Message, path: String, as principal: Principal) throws(Fault) -> Registration {
+        guard let reg = uris.lookup(path) else { throw .unknownService(m.to.isEmpty ? "(no wsa:To)" : m.to) }
+        if let denial = security.authorize(principal, m.verb, path: path) { throw denial }
+        return reg
+    }
+
+    /// Why `m` from `principal` would not reach a service of this node (there is none at its
+    /// destination, or the principal is denied); nil if it would. A peer's request is checked so
+    /// before anything is allocated or fetched for the buffers it refers to.
+    public func refusal(_ m: Message, as principal: Principal) -> Fault? {
+        guard let path = uris.localPath(m.to) else { return .unknownService("\(m.to) is not a service of node \(node)") }
+        do throws(Fault) { _ = try admitted(m, path: path, as: principal) } catch { return error }
+        return nil
     }
 
     private func answer(_ m: Message, _ body: () throws(Fault) -> Element) -> Message {

@@ -350,6 +350,8 @@ struct ManifestReader {
                 attributes(r, allowed: ["name", "secret"], required: ["name", "secret"])
                 if let n = r.attribute("name"), let s = r.attribute("secret") {
                     if s.utf8.count < 16 { fail(r, "token \"\(n)\": a secret must be at least 16 characters") }
+                    // Its holder would pass as the appliance's operator, allowed everything.
+                    if n == "operator" { fail(r, "token name \"operator\" is reserved for the appliance's operator token (/etc/decos/operator.token); choose another name") }
                     policy.tokens.append(SecurityPolicy.Token(name: n, secret: s))
                 }
             case "Register":

@@ -41,10 +41,21 @@ import Testing
         #expect(remaining == frames.map(\.payload.count))
     }
 
-    @Test func oversizeAndOtherVersionFramesAreRefusedBeforeTheirBytesArrive() {
+    @Test func oversizeAndOtherVersionFramesAreRefusedBeforeTheirBytesArrive() throws {
         var reader = FrameReader(maxFrame: 1000)
         var big = ByteBuffer(bytes: [0, 0, 0x10, 0, Wire.version, 3])  // 4 KiB announced, 1000 allowed
         #expect(throws: FrameReader.Refused.self) { try reader.read(&big) { _ in true } }
+        // The limit is asked per frame: one read may hold the frame that authenticates the peer
+        // and a large one allowed only after it.
+        var rising = FrameReader(maxFrame: 1000)
+        var allowed = 100
+        var both = ByteBuffer(bytes: Wire.Frame(.auth, [1]).encoded() + Wire.Frame(.request, [UInt8](repeating: 7, count: 500)).encoded())
+        var sizes: [Int] = []
+        try rising.read(&both, limit: { allowed }) { f in sizes.append(f.payload.count); allowed = 1000; return true }
+        #expect(sizes == [1, 500])
+        var early = ByteBuffer(bytes: Wire.Frame(.request, [UInt8](repeating: 7, count: 500)).encoded())
+        var strict = FrameReader(maxFrame: 1000)
+        #expect(throws: FrameReader.Refused.self) { try strict.read(&early, limit: { 100 }) { _ in true } }
         var other = FrameReader(maxFrame: 1000)
         var old = ByteBuffer(bytes: [0, 0, 0, 2, Wire.version &- 1, 3])
         #expect(throws: FrameReader.Refused.self) { try other.read(&old) { _ in true } }

@@ -62,3 +62,16 @@ struct Painted: Codable, Equatable { var color: Color; var free: Element? }
         #expect(try InfosetDecoder().decode(Order.Line.self, from: e) == .init(sku: " z ", quantity: 3))
     }
 }
+
+@Suite struct WhitespaceCodingTests {
+    struct Entry: Codable, Equatable {
+        var key: String
+        var value: String
+        enum CodingKeys: String, CodingKey { case key = "Key", value = "Value" }
+    }
+
+    @Test func aValueOfSpacesDecodesAsSpacesAndIndentationBetweenFieldsIsIgnored() throws {
+        let text = "<Entry>\n  <Key>k</Key>\n  <Value>   </Value>\n</Entry>"
+        #expect(try InfosetDecoder().decode(Entry.self, from: XMLReader.parse(text)) == Entry(key: "k", value: "   "))
+    }
+}

@@ -34,10 +34,17 @@ import Testing
         #expect(e.text == "<raw> & ")
     }
 
-    @Test func whitespaceOnlyTextIsDroppedOtherTextKept() throws {
+    @Test func everyCharacterIsKeptWhitespaceOnlyTextToo() throws {
+        // A key-value entry whose value is spaces is three spaces, not "".
+        let v = try parse("<Value>   </Value>")
+        #expect(v.text == "   ")
         let e = try parse("<a>\n  <b> x </b>\n</a>")
-        #expect(e.children.count == 1)
+        #expect(e.children.count == 3)
+        #expect(e.elements.count == 1)
         #expect(e.elements[0].text == " x ")
+        // Formats where whitespace between elements means nothing drop it there, and only there.
+        #expect(e.withoutWhitespaceBetweenElements().children.count == 1)
+        #expect(v.withoutWhitespaceBetweenElements().text == "   ")
     }
 
     @Test func doctypeIsRefused() {

@@ -69,6 +69,21 @@ import ProcessKernel
         }
     }
 
+    @Test func aTokenCannotBeNamedOperator() {
+        // Its holder would have had every right wherever the appliance has an operator secret.
+        let text = """
+        <Manifest xmlns="urn:decos:manifest">
+          <Security><Token name="operator" secret="not-the-operator-0123456789"/></Security>
+        </Manifest>
+        """
+        do {
+            _ = try Manifest.parse(text, file: "m.xml")
+            Issue.record("a token named operator was accepted")
+        } catch {
+            #expect(error.errors.contains { $0.message.contains("reserved") && $0.location.line == 2 })
+        }
+    }
+
     @Test func wrongRootIsNamed() {
         #expect(throws: ManifestErrors.self) { try Manifest.parse("<Manifest/>") }
     }

@@ -78,6 +78,13 @@ func waitFor(_ condition: () throws -> Bool) rethrows {
             _ = send(conn.fd, bytes, bytes.count, Int32(MSG_NOSIGNAL))
             #expect(conn.waitForClose(), "\(bytes)")
         }
+        // A frame of a megabyte announced before the handshake: under the 16 MiB limit of an
+        // authenticated peer, but nobody without the key gets to make the node wait for it.
+        let big = try RawConnection(port: port)
+        let announce: [UInt8] = [0, 0x10, 0, 0, v, 1]
+        _ = send(big.fd, announce, announce.count, Int32(MSG_NOSIGNAL))
+        let refusal = big.read { $0.contains("limit") }
+        #expect(refusal?.contains("exceeds the limit of 4096") == true, "\(refusal ?? "closed")")
         // Still serving, still in one piece.
         #expect(try a.counters() == ["decos://a/counter"])
         let b = try NodeProcess(manifest: try clusterManifest(seeds: [a.clusterAddress]), extra: ["--node", "b"])

@@ -1,0 +1,121 @@
+@testable import Decos
+@testable import DistributingKernel
+import Dispatch
+import Infoset
+import ServiceKernel
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+
+/// What a peer sends is checked before it costs this node memory, and buffers reach only the
+/// node they were sent to, whole.
+@Suite(.serialized) struct HostilePeerTests {
+    @Test func buffersForNoServiceAreRefusedBeforeAnythingIsPulled() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        await waitUntil { paths(a).contains("decos://b/counter") }
+        do {
+            _ = try await a.kernel.call(.submit, "decos://b/nothing", buffers: [BufferRef(id: "blob", buffer: DataBuffer([UInt8](repeating: 1, count: 1 << 20)))])
+            Issue.record("a call to no service succeeded")
+        } catch {
+            #expect(error.subcode?.local == "UnknownService")
+        }
+        // Refused from the message alone: b never opened a data link to pull the buffer.
+        #expect(b.network?.openDataLinks == [])
+        for n in [a, b] { await n.network?.stop() }
+    }
+
+    @Test func buffersOverTheLimitAreRefusedWithAFaultNamingIt() async throws {
+        let a = try await bootNode("a")
+        let incoming = Wire.Incoming(correlation: 1, message: Message(.submit, to: "/sink"),
+                                     buffers: [("x", Int.max, 1), ("y", 5, 2)])
+        let fault = try #require(a.network?.bufferProblem(incoming))
+        #expect(fault.subcode?.local == "TooLarge")
+        #expect(fault.reason.contains("\(a.network!.config.maxBufferBytes)"))
+        await a.network?.stop()
+    }
+
+    @Test func anExportIsPullableOnlyByThePeerItWasSentTo() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        let c = try await bootNode("c", seed: address(a))
+        await waitUntil { paths(a).contains("decos://b/counter") && paths(c).contains("decos://a/counter") }
+        // a sends b a buffer for a call that stays pending (the service never answers), so the
+        // export lives; c, another member holding the same cluster key, asks a for it by number.
+        let secret = DataBuffer([UInt8](repeating: 0x5A, count: 4096))
+        let call = Task { try? await a.kernel.call(.submit, "decos://b/silent", buffers: [BufferRef(id: "blob", buffer: secret)]) }
+        await waitUntil { b.network?.openDataLinks == ["a"] }
+        let stolen = await c.network?.fetch(transfer: 1, length: 4096, from: "a")
+        #expect(stolen == nil)
+        call.cancel()
+        for n in [a, b, c] { await n.network?.stop() }
+    }
+
+    @Test func anImportWithADuplicateChunkFailsInsteadOfHandingOverUnwrittenBytes() async throws {
+        let b = try await bootNode("b")
+        let evil = try EvilDataPeer(name: "evil", key: clusterKey, chunks: { transfer in
+            // Two chunks that both claim offset 0: the byte count adds up, the second half is never written.
+            let half = [UInt8](repeating: 0xEE, count: 1 << 20)
+            return [(transfer, 0, half), (transfer, 0, half)]
+        })
+        b.network!.state.withLock { $0.helloAddresses["evil"] = "127.0.0.1:\(evil.port)" }
+        let got = await b.network!.fetch(transfer: 7, length: 2 << 20, from: "evil")
+        #expect(got == nil)
+        await b.network?.stop()
+    }
+}
+
+/// The far end of a data link played by the test: it completes the handshake with the cluster
+/// key, then answers each DATA_PULL with whatever chunks it is told to send.
+final class EvilDataPeer: @unchecked Sendable {  // set up once, then used by its one thread only
+    let port: Int
+    private let listener: Int32
+
+    init(name: String, key: ClusterKey, chunks: @escaping @Sendable (UInt64) -> [(UInt64, UInt64, [UInt8])]) throws {
+        listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var size = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let fd = listener
+        let ok = withUnsafeMutablePointer(to: &a) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, size) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &size) == 0 }
+        }
+        try #require(ok)
+        port = Int(UInt16(bigEndian: a.sin_port))
+        DispatchQueue(label: "evil-peer").async {
+            let conn = accept(fd, nil, nil)
+            guard conn >= 0 else { return }
+            defer { close(conn) }
+            func readFrame() -> (UInt8, [UInt8])? {
+                var h = [UInt8](repeating: 0, count: 6)
+                guard recv(conn, &h, 6, Int32(MSG_WAITALL)) == 6 else { return nil }
+                let n = Int(h[0]) << 24 | Int(h[1]) << 16 | Int(h[2]) << 8 | Int(h[3])
+                var p = [UInt8](repeating: 0, count: n - 2)
+                guard p.isEmpty || recv(conn, &p, n - 2, Int32(MSG_WAITALL)) == n - 2 else { return nil }
+                return (h[5], p)
+            }
+            func send(_ frame: Wire.Frame) { let b = frame.encoded(); _ = Glibc.send(conn, b, b.count, Int32(MSG_NOSIGNAL)) }
+            guard let (_, hello) = readFrame(), let theirs = try? Handshake.Hello.decode(hello) else { return }
+            let nonce = Handshake.nonce()
+            send(Wire.Frame(.hello, Handshake.Hello(role: .data, node: name, address: "127.0.0.1:\(self.port)", nonce: nonce).encoded()))
+            guard readFrame() != nil else { return }
+            send(Wire.Frame(.auth, key.mac(role: .data, fromNonce: nonce, toNonce: theirs.nonce, from: name, to: theirs.node)))
+            while let (type, payload) = readFrame() {
+                guard type == Wire.FrameType.dataPull.rawValue else { continue }
+                var r = ByteReader(payload)
+                guard let transfer = try? r.u64() else { return }
+                for (t, offset, bytes) in chunks(transfer) {
+                    var w = ByteWriter()
+                    w.u64(t)
+                    w.u64(offset)
+                    w.bytes += bytes
+                    send(Wire.Frame(.dataChunk, w.bytes))
+                }
+            }
+        }
+    }
+
+    deinit { close(listener) }
+}

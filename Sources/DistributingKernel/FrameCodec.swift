@@ -43,12 +43,14 @@ import Synchronization
 extension Channel {
     /// Writes a frame, from any thread. Frames sent while a write to this connection is already
     /// on its way to the event loop join it: one hop and one syscall carry them all.
-    func send(_ frame: Wire.Frame) {
+    @discardableResult
+    func send(_ frame: Wire.Frame) -> Outbox.Refusal? {
         Outbox.of(self).post(frame.type) { $0.bytes.append(contentsOf: frame.payload) }
     }
 
     /// Writes a frame whose payload `encode` writes straight into the connection's outgoing bytes.
-    func send(_ type: Wire.FrameType, encode: (inout ByteWriter) -> Void) {
+    @discardableResult
+    func send(_ type: Wire.FrameType, encode: (inout ByteWriter) -> Void) -> Outbox.Refusal? {
         Outbox.of(self).post(type.rawValue, encode)
     }
 }
@@ -59,7 +61,25 @@ final class Outbox: Sendable {
     let channel: any Channel
     /// Frames encoded straight into the bytes the next write hands to the socket; the array keeps
     /// its capacity from one write to the next.
-    private let pending = Mutex<(bytes: ByteWriter, scheduled: Bool)>((ByteWriter(capacity: 4096), false))
+    private let pending = Mutex<(bytes: ByteWriter, scheduled: Bool, unwritten: Int)>((ByteWriter(capacity: 4096), false, 0))
+    /// The most bytes waiting for one peer (here, and handed to the socket but not yet written):
+    /// a peer that stops reading makes its senders fail, not this node's memory grow.
+    static let maxQueued = 64 << 20
+
+    /// Why a frame was not sent; nothing of it was.
+    enum Refusal: Error, CustomStringConvertible {
+        /// Larger than the receiver takes (`Wire.maxFrame`).
+        case tooLarge(Int)
+        /// `maxQueued` bytes are already waiting for the peer.
+        case queueFull
+
+        var description: String {
+            switch self {
+            case .tooLarge(let n): "the message is \(n) bytes encoded, over the \(Wire.maxFrame)-byte limit of a frame between nodes (send bulk data as a buffer)"
+            case .queueFull: "\(Outbox.maxQueued) bytes are already waiting for this peer to read them"
+            }
+        }
+    }
 
     private init(_ channel: any Channel) {
         self.channel = channel
@@ -76,26 +96,40 @@ final class Outbox: Sendable {
         return box
     }
 
-    func post(_ type: UInt8, _ encode: (inout ByteWriter) -> Void) {
-        let schedule = pending.withLock { p -> Bool in
+    /// Queues a frame; a refusal (and nothing queued) if it is too large or the queue is full.
+    func post(_ type: UInt8, _ encode: (inout ByteWriter) -> Void) -> Refusal? {
+        let outcome = pending.withLock { p -> Result<Bool, Refusal> in
+            guard p.unwritten + p.bytes.bytes.count < Self.maxQueued else { return .failure(.queueFull) }
             let start = p.bytes.bytes.count
             p.bytes.u32(0)
             p.bytes.byte(Wire.version)
             p.bytes.byte(type)
             encode(&p.bytes)
-            p.bytes.setU32(UInt32(p.bytes.bytes.count - start - 4), at: start)
-            if p.scheduled { return false }
+            let length = p.bytes.bytes.count - start - 4
+            if Wire.lengthProblem(length) != nil {
+                p.bytes.bytes.removeSubrange(start...)
+                return .failure(.tooLarge(length - 2))
+            }
+            p.bytes.setU32(UInt32(length), at: start)
+            if p.scheduled { return .success(false) }
             p.scheduled = true
-            return true
+            return .success(true)
         }
-        if schedule { channel.eventLoop.execute { self.drain() } }
+        switch outcome {
+        case .failure(let refusal): return refusal
+        case .success(let schedule):
+            if schedule { channel.eventLoop.execute { self.drain() } }
+            return nil
+        }
     }
 
     private func drain() {
         let bytes = pending.withLock { p -> ByteBuffer in
             defer { p.bytes.bytes.removeAll(keepingCapacity: p.bytes.bytes.capacity <= 1 << 20); p.scheduled = false }
+            p.unwritten += p.bytes.bytes.count
             return channel.allocator.buffer(bytes: p.bytes.bytes)
         }
-        channel.writeAndFlush(bytes, promise: nil)
+        let count = bytes.readableBytes
+        channel.writeAndFlush(bytes).whenComplete { _ in self.pending.withLock { $0.unwritten -= count } }
     }
 }

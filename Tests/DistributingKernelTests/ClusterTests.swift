@@ -49,6 +49,35 @@ actor Log: Service {
     func order() -> [String] { values }
 }
 
+/// Bounces a call between nodes: Submit `<Bounce><Left>n</Left><Back>URI</Back></Bounce>` calls
+/// Back with n − 1, naming itself as the way back, until n is 0. Node a's bouncer calling b's,
+/// which calls a's, which calls b's… is a cross-node re-entrant chain.
+actor Bouncer: Service {
+    static let contract = "urn:test:bouncer"
+    var context: ServiceContext?
+    init(config: ServiceConfig) {}
+    func start(_ context: ServiceContext) async throws { self.context = context }
+    func handle(_ request: Request) async throws -> Element? {
+        let left = Int(request.body?.child("Left")?.text ?? "") ?? 0
+        guard left > 0, let back = request.body?.child("Back")?.text, let context else { return Element("Done", text: "0") }
+        let body = Element("Bounce", children: [.element(Element("Left", text: String(left - 1))), .element(Element("Back", text: context.uri))])
+        let reply = try await context.call(.submit, back, body: body)
+        return Element("Done", text: String((Int(reply?.text ?? "") ?? 0) + 1))
+    }
+}
+
+/// Answers at once, except a request whose body says "slow", which it never answers, and one that
+/// says "huge", answered with 17 MiB.
+actor Sleepy: Service {
+    static let contract = "urn:test:sleepy"
+    init(config: ServiceConfig) {}
+    func handle(_ request: Request) async throws -> Element? {
+        if request.body?.text == "slow" { try await Task.sleep(for: .seconds(3600)) }
+        if request.body?.text == "huge" { return Element("Big", text: String(repeating: "x", count: 17 << 20)) }
+        return Element("Awake")
+    }
+}
+
 let keyPath: String = {
     let p = NSTemporaryDirectory() + "decos-test-\(getpid()).key"
     try! "test-cluster-key-0123456789abcdef".write(toFile: p, atomically: true, encoding: .utf8)
@@ -66,9 +95,11 @@ func bootNode(_ name: String, seed: String? = nil, key: String = keyPath, reques
       <Service contract="urn:test:sink" name="/sink"/>
       <Service contract="urn:test:silent" name="/silent"/>
       <Service contract="urn:test:log" name="/log"/>
+      <Service contract="urn:test:bouncer" name="/bouncer"/>
+      <Service contract="urn:test:sleepy" name="/sleepy"/>
     </Manifest>
     """)
-    return try await Node.boot(m, extra: Contracts([Sink.self, Silent.self, Log.self]))
+    return try await Node.boot(m, extra: Contracts([Sink.self, Silent.self, Log.self, Bouncer.self, Sleepy.self]))
 }
 
 func address(_ n: Node) -> String { "127.0.0.1:\(n.clusterAddress!.port!)" }

@@ -1,0 +1,81 @@
+import Decos
+@testable import DistributingKernel
+import Infoset
+import ServiceKernel
+import Testing
+
+/// Remote requests are handed to a service as local ones are: in the order their sender sent
+/// them, but never behind a handler that is waiting.
+@Suite(.serialized) struct RemoteDispatchTests {
+    @Test func aCrossNodeReentrantChainCompletes() async throws {
+        // a → b → a → b → …: each hop's handler waits for the next. With a lane that waited for
+        // each handler to finish, b's second request queued behind its first until the timeout.
+        let a = try await bootNode("a", requestTimeout: 3)
+        let b = try await bootNode("b", seed: address(a), requestTimeout: 3)
+        await waitUntil { paths(a).contains("decos://b/counter") && paths(b).contains("decos://a/counter") }
+        let body = Element("Bounce", children: [.element(Element("Left", text: "6")), .element(Element("Back", text: "decos://a/bouncer"))])
+        let reply = try await a.kernel.call(.submit, "decos://b/bouncer", body: body)
+        #expect(reply?.text == "6")
+        for n in [a, b] { await n.network?.stop() }
+    }
+
+    @Test func aSlowCallDoesNotHoldUpTheNextFromTheSameSender() async throws {
+        // Every gateway client of a node is the same sender to the other node: one slow call
+        // must not stall the rest.
+        let a = try await bootNode("a", requestTimeout: 3)
+        let b = try await bootNode("b", seed: address(a), requestTimeout: 3)
+        await waitUntil { paths(a).contains("decos://b/counter") }
+        let slow = Task { try? await a.kernel.call(.submit, "decos://b/sleepy", body: Element("Nap", text: "slow")) }
+        try await Task.sleep(for: .milliseconds(100))  // the slow one first (no wait depends on it)
+        let quick = try await a.kernel.call(.submit, "decos://b/sleepy", body: Element("Nap", text: "quick"))
+        #expect(quick?.name.local == "Awake")
+        slow.cancel()
+        for n in [a, b] { await n.network?.stop() }
+    }
+
+    @Test func requestsFromOneSenderReachTheServiceInOrder() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        await waitUntil { paths(a).contains("decos://b/counter") }
+        // Sent without waiting for replies: each is on the wire (pending) before the next is sent.
+        var calls: [Task<Message, Never>] = []
+        let first = a.network!.correlations.load(ordering: .relaxed)
+        for i in 0..<100 {
+            var m = Message(.submit, to: "decos://b/log", body: Element("V", text: String(i)))
+            m.from = "/counter"
+            calls.append(Task { await a.kernel.send(m, as: .system) })
+            await waitUntil { a.network!.correlations.load(ordering: .relaxed) == first + UInt64(i) + 1 }
+        }
+        for c in calls { _ = await c.value }
+        let log = try #require(b.kernel.uris.lookup("/log")?.service as? Log)
+        #expect(await log.order() == (0..<100).map(String.init))
+        for n in [a, b] { await n.network?.stop() }
+    }
+
+    @Test func messagesTooLargeForAFrameAreRefusedWithTheLimitAndTheConnectionLivesOn() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        await waitUntil { paths(a).contains("decos://b/counter") }
+        _ = try await a.kernel.call(.get, "decos://b/counter")
+        let link = a.network!.state.withLock { $0.links["b"]?.channel }
+        // A request over the limit: refused by the sender, naming the limit.
+        do {
+            _ = try await a.kernel.call(.submit, "decos://b/log", body: Element("Blob", text: String(repeating: "x", count: 17 << 20)))
+            Issue.record("a 17 MiB request was sent")
+        } catch {
+            #expect(error.subcode?.local == "TooLarge")
+            #expect(error.reason.contains("\(Wire.maxFrame)"))
+        }
+        // A reply over the limit: its caller gets a fault saying so, not a lost connection.
+        do {
+            _ = try await a.kernel.call(.submit, "decos://b/sleepy", body: Element("Nap", text: "huge"))
+            Issue.record("a 17 MiB reply was sent")
+        } catch {
+            #expect(error.subcode?.local == "TooLarge")
+        }
+        // The same connection carries the next call.
+        _ = try await a.kernel.call(.get, "decos://b/counter")
+        #expect(a.network!.state.withLock { $0.links["b"]?.channel } === link)
+        for n in [a, b] { await n.network?.stop() }
+    }
+}

@@ -22,8 +22,26 @@ extension NetworkManager: DataPlane {
     public func export(_ buffer: DataBuffer, call: UInt64, to peer: String) -> UInt64 {
         state.withLock { s in
             defer { s.nextTransfer += 1 }
-            s.exports[s.nextTransfer] = (buffer, call, peer)
+            s.exports[s.nextTransfer] = Export(buffer: buffer, call: call, peer: peer)
             return s.nextTransfer
+        }
+    }
+
+    /// Offers a notification's buffers to `peer` until the request timeout has passed: no call's
+    /// end withdraws them, and a subscriber that never pulls must not keep them forever.
+    func exportForNotification(_ buffers: [BufferRef], to peer: String) -> [UInt64] {
+        let expires = now + timeoutMillis
+        return buffers.map { b in
+            let t = export(b.buffer, call: 0, to: peer)
+            state.withLock { $0.exports[t]?.expires = expires }
+            return t
+        }
+    }
+
+    /// Withdraws the notifications' exports whose time is up.
+    func expireExports(now: UInt64) {
+        state.withLock { s in
+            for (t, e) in s.exports where e.expires.map({ $0 <= now }) ?? false { s.exports[t] = nil }
         }
     }
 
@@ -137,7 +155,7 @@ extension NetworkManager: DataPlane {
         var r = ByteReader(payload)
         guard let transfer = try? r.u64() else { return }
         // Only the peer the buffer was sent to may pull it: to any other, it does not exist.
-        guard let (buffer, call, _) = state.withLock({ s in s.exports[transfer].flatMap { $0.peer == peer ? $0 : nil } }) else {
+        guard let export = state.withLock({ s in s.exports[transfer].flatMap { $0.peer == peer ? $0 : nil } }) else {
             var w = ByteWriter()
             w.u64(transfer)
             w.u64(UInt64.max)  // "no such transfer", with no data: the puller faults the request
@@ -148,21 +166,21 @@ extension NetworkManager: DataPlane {
             var offset = 0
             var inFlight: [EventLoopFuture<Void>] = []
             repeat {
-                let end = min(offset + Wire.chunkSize, buffer.count)
+                let end = min(offset + Wire.chunkSize, export.buffer.count)
                 var out = channel.allocator.buffer(capacity: end - offset + 22)
                 out.writeInteger(UInt32(end - offset + 18))
                 out.writeInteger(Wire.version)
                 out.writeInteger(Wire.FrameType.dataChunk.rawValue)
                 out.writeInteger(transfer)
                 out.writeInteger(UInt64(offset))
-                _ = buffer.bytes.withUnsafeBytes { out.writeBytes(UnsafeRawBufferPointer(rebasing: $0[offset..<end])) }
+                _ = export.buffer.bytes.withUnsafeBytes { out.writeBytes(UnsafeRawBufferPointer(rebasing: $0[offset..<end])) }
                 inFlight.append(channel.writeAndFlush(out))
                 if inFlight.count >= 8 {
                     do { try await inFlight.removeFirst().get() } catch { return }
-                    armDeadline(call)
+                    armDeadline(export.call)
                 }
                 offset = end
-            } while offset < buffer.count
+            } while offset < export.buffer.count
         }
     }
 

@@ -58,8 +58,10 @@ extension NetworkManager {
     public func notify(_ m: Message) {
         guard let target = Self.node(of: m.to),
               let member = state.withLock({ $0.membership.members[target] }), member.status <= .suspect else { return }
+        // A notification's buffers travel as a request's do: offered to the subscriber's node alone.
+        let transfers = m.buffers.isEmpty ? [] : exportForNotification(m.buffers, to: target)
         var w = ByteWriter()
-        Wire.encode(m, correlation: 0, transfers: [], into: &w)
+        Wire.encode(m, correlation: 0, transfers: transfers, into: &w)
         let frame = Wire.Frame(.notify, w.bytes)
         ordered(OrderKey(lane: .notificationsOut, peer: target)) { [self] in
             guard let channel = await connection(to: target, address: member.address) else { return }
@@ -210,9 +212,20 @@ extension NetworkManager {
     }
 
     func handleNotify(_ payload: ByteReader, from peer: String, on channel: any Channel) {
-        guard let incoming = try? Wire.decodeMessage(payload) else { return }
-        ordered(OrderKey(lane: .notificationsIn, peer: peer, to: incoming.message.to)) { [kernel] in
-            if await !kernel.deliver(remoteNotification: incoming.message) {
+        guard let incoming = try? Wire.decodeMessage(payload) else {
+            logger.warning("malformed notification from \(peer)")
+            return
+        }
+        ordered(OrderKey(lane: .notificationsIn, peer: peer, to: incoming.message.to)) { [self] in
+            var m = incoming.message
+            let subscribed = kernel.uris.localPath(m.to).flatMap(kernel.uris.lookup) != nil
+            if subscribed, !incoming.buffers.isEmpty {
+                // Pulled in the lane: a subscriber sees notifications in order, each whole.
+                if let problem = bufferProblem(incoming) { return logger.warning("notification from \(peer) refused: \(problem.reason)") }
+                if let fault = await fetchBuffers(incoming, from: peer, into: &m) { return logger.warning("notification from \(peer) lost: \(fault.reason)") }
+            }
+            let delivered = subscribed ? await kernel.deliver(remoteNotification: m) : false
+            if !delivered {
                 var w = ByteWriter()
                 w.string(kernel.absolute(incoming.message.to) ?? incoming.message.to)
                 channel.send(Wire.Frame(.unsubscribe, w.bytes))

@@ -68,6 +68,16 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var link: DataLink?
     }
 
+    /// A buffer offered to one peer: the one its message went to, and the only one that may pull it.
+    struct Export {
+        var buffer: DataBuffer
+        /// The call it belongs to (it is withdrawn when the call ends), or 0 for a notification's.
+        var call: UInt64
+        var peer: String
+        /// For a notification's buffer, which has no call to end: when it is withdrawn.
+        var expires: UInt64?
+    }
+
     struct ImportKey: Hashable {
         var peer: String
         var transfer: UInt64
@@ -96,9 +106,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         /// The listen address each authenticated peer gave in its HELLO, by name.
         var helloAddresses: [String: String] = [:]
         var pending = PendingCalls()
-        /// Buffers offered to peers, by transfer number, with the call they belong to and the one
-        /// peer that may pull them (the one the message went to).
-        var exports: [UInt64: (buffer: DataBuffer, call: UInt64, peer: String)] = [:]
+        /// Buffers offered to peers, by transfer number.
+        var exports: [UInt64: Export] = [:]
         /// Buffers being pulled, by sender and the sender's transfer number (two senders number alike).
         var imports: [ImportKey: Import] = [:]
         /// The links buffers are pulled over, by peer (opening or open).
@@ -177,6 +186,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
             self.lastTick.store(now, ordering: .relaxed)
             self.perform(self.state.withLock { $0.membership.tick(now: now) })
             self.expireCalls(now: now)
+            self.expireExports(now: now)
             self.retireIdleDataLinks(now: now)
             let sync = self.state.withLock { s in
                 guard now >= s.lastSync + self.config.syncInterval else { return false }

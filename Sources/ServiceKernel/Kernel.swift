@@ -115,8 +115,8 @@ public final class Kernel: Sendable {
             }
         default:
             do {
-                let body = try await reg.service.handle(Request(message: m, principal: principal))
-                if m.verb.changesState { reg.publish(m) }
+                let request = Request(message: m, principal: principal)
+                let body = m.verb.changesState ? try await reg.service.handle(request, publishingTo: reg) : try await reg.service.handle(request)
                 return .response(to: m, body: body)
             } catch let fault as Fault {
                 return .faulted(fault, replyingTo: m)
@@ -160,7 +160,7 @@ public final class Kernel: Sendable {
     private func subscribe(_ publisher: Registration, _ subscriber: Subscription.Subscriber,
                            deliver: @escaping @Sendable (Message) async -> Bool) -> UInt64 {
         let id = nextSubscription.wrappingAdd(1, ordering: .relaxed).oldValue
-        let (stream, queue) = AsyncStream<Message>.makeStream()
+        let (stream, queue) = Subscription.makeQueue()
         publisher.add(Subscription(id: id, subscriber: subscriber, queue: queue))
         Task {
             for await n in stream where await !deliver(n) { break }
@@ -175,7 +175,7 @@ public final class Kernel: Sendable {
         guard let reg = uris.lookup(path) else { throw .unknownService(to) }
         if let denial = security.authorize(principal, .subscribe, path: path) { throw denial }
         let id = nextSubscription.wrappingAdd(1, ordering: .relaxed).oldValue
-        let (stream, queue) = AsyncStream<Message>.makeStream()
+        let (stream, queue) = Subscription.makeQueue()
         queue.onTermination = { [weak reg] _ in _ = reg?.remove(subscription: id) }
         reg.add(Subscription(id: id, subscriber: .stream, queue: queue))
         return stream

@@ -21,6 +21,16 @@ public protocol Service: Actor {
 }
 
 extension Service {
+    /// `handle`, then the request queued as a notification to the subscribers before the actor
+    /// is left: notifications go out in the order the actor made the changes (for a handler that
+    /// does not await between changing its state and returning), not in the order concurrent
+    /// callers happen to resume.
+    func handle(_ request: Request, publishingTo registration: Registration) async throws -> Element? {
+        let body = try await handle(request)
+        registration.publish(request.message)
+        return body
+    }
+
     public func start(_ context: ServiceContext) async throws {}
     public func notify(_ notification: Message) async {}
     public func stop() async {}

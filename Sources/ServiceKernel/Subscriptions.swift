@@ -1,4 +1,5 @@
 import Infoset
+import Logging
 import Synchronization
 
 /// One subscription: where a service's state-changing messages go. Each has its own queue, so
@@ -16,6 +17,14 @@ final class Subscription: Sendable {
     let id: UInt64
     let subscriber: Subscriber
     let queue: AsyncStream<Message>.Continuation
+
+    /// The most notifications waiting for one subscriber. One that falls this far behind is
+    /// dropped, with a log line, rather than allowed to grow the publisher's memory.
+    public static let maxBacklog = 10_000
+
+    static func makeQueue() -> (AsyncStream<Message>, AsyncStream<Message>.Continuation) {
+        AsyncStream<Message>.makeStream(bufferingPolicy: .bufferingOldest(maxBacklog))
+    }
 
     init(id: UInt64, subscriber: Subscriber, queue: AsyncStream<Message>.Continuation) {
         self.id = id
@@ -62,17 +71,25 @@ extension Registration {
         }
     }
 
-    /// Queues `message` as a notification to every subscriber.
+    /// Queues `message` as a notification to every subscriber; a subscriber whose queue is full
+    /// is dropped (its queue ends after what it holds, and the drop is logged).
     func publish(_ message: Message) {
-        subscriptions.withLock { subs in
-            guard !subs.isEmpty else { return }
+        let dropped = subscriptions.withLock { subs -> [Subscription] in
+            guard !subs.isEmpty else { return [] }
             var n = message
             n.kind = .notification
             n.from = uri
+            var full: [Subscription] = []
             for s in subs {
                 n.to = s.subscriberPath ?? ""
-                s.queue.yield(n)
+                if case .dropped = s.queue.yield(n) { full.append(s) }
             }
+            subs.removeAll { s in full.contains { $0 === s } }
+            return full
+        }
+        for s in dropped {
+            s.queue.finish()
+            Logger(label: "decos").warning("dropped the subscription of \(s.subscriberPath ?? "an in-process consumer") to \(uri): \(Subscription.maxBacklog) notifications were waiting for it")
         }
     }
 }

@@ -95,6 +95,7 @@ func bootNode(_ name: String, seed: String? = nil, key: String = keyPath, reques
       <Service contract="urn:test:sink" name="/sink"/>
       <Service contract="urn:test:silent" name="/silent"/>
       <Service contract="urn:test:log" name="/log"/>
+      <Service contract="urn:decos:examples:kv" name="/kv"/>
       <Service contract="urn:test:bouncer" name="/bouncer"/>
       <Service contract="urn:test:sleepy" name="/sleepy"/>
     </Manifest>

@@ -7,7 +7,7 @@ HTTP       ?= 127.0.0.1:7480
 STATIC_DIR := .build-static
 STATIC_BIN := $(STATIC_DIR)/release/decos
 
-.PHONY: deps build release run local-cluster test static image boot netboot cluster bench clean
+.PHONY: deps build release run local-cluster test static image boot netboot cluster bench fuzz clean
 
 deps:
 	@scripts/install-deps.sh
@@ -58,9 +58,13 @@ N ?= 3
 cluster: image
 	N=$(N) boot/cluster.sh
 
+## Fuzzes every decoder of outside input for FUZZ_SECONDS each (default 60): scripts/fuzz.sh.
+fuzz: deps
+	scripts/fuzz.sh
+
 ## Benchmarks; figures go in docs/performance.md.
 bench: deps
 	Benchmarks/run.sh
 
 clean:
-	rm -rf .build $(STATIC_DIR) Benchmarks/.build out
+	rm -rf .build $(STATIC_DIR) Benchmarks/.build Fuzz/.build out

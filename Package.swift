@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "DecosCLI", targets: ["DecosCLI"]),
         .executable(name: "decos", targets: ["decos"]),
         .executable(name: "decos-bench", targets: ["DecosBenchmarks"]),
+        // Every decoder of outside input, for the fuzz package in Fuzz/ (built with libFuzzer there).
+        .library(name: "DecosDecoders", targets: ["Infoset", "ProcessKernel", "DeviceDrivers", "ServiceKernel", "DistributingKernel"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

@@ -43,24 +43,35 @@ public final class NetlinkSocket {
             }
             if n < 0 { if errno == EINTR { continue }; throw NetlinkError(operation: what, code: errno) }
             guard fromLength >= 8, from.u32(4) == 0 else { continue }
-            var at = 0
-            while at + 16 <= n {
-                let len = Int(buffer.u32(at)), mtype = buffer.u16(at + 4), mseq = buffer.u32(at + 8)
-                guard len >= 16, at + len <= n else { break }
-                defer { at += (len + 3) & ~3 }
-                guard mseq == seq else { continue }
-                switch mtype {
-                case 3: return out  // NLMSG_DONE
-                case 2:             // NLMSG_ERROR: errno 0 is the acknowledgement
-                    guard len >= 20 else { throw NetlinkError(operation: what, code: EBADMSG) }
-                    let code = -Int32(bitPattern: buffer.u32(at + 16))
-                    if code == 0 { return out }
-                    throw NetlinkError(operation: what, code: code)
-                default:
-                    out.append(NetlinkMessage(type: mtype, payload: Array(buffer[(at + 16)..<(at + len)])))
-                }
+            if try Self.take(buffer, count: n, seq: seq, what: what, into: &out) { return out }
+        }
+    }
+
+    /// Takes the messages answering request `seq` out of one datagram's `n` bytes; true when the
+    /// answer ended there (NLMSG_DONE, or an acknowledgement). A negative acknowledgement throws.
+    /// Lengths are checked against the datagram before anything is read: a malformed message ends
+    /// the datagram's parsing, never reads past it.
+    static func take(_ buffer: [UInt8], count n: Int, seq: UInt32, what: String, into out: inout [NetlinkMessage]) throws(NetlinkError) -> Bool {
+        var at = 0
+        while at + 16 <= n {
+            let len = Int(buffer.u32(at)), mtype = buffer.u16(at + 4), mseq = buffer.u32(at + 8)
+            guard len >= 16, at + len <= n else { break }
+            defer { at += (len + 3) & ~3 }
+            guard mseq == seq else { continue }
+            switch mtype {
+            case 3: return true  // NLMSG_DONE
+            case 2:              // NLMSG_ERROR: errno 0 is the acknowledgement
+                guard len >= 20 else { throw NetlinkError(operation: what, code: EBADMSG) }
+                // The kernel sends −errno; negating Int32.min would trap (found by fuzzing).
+                let raw = Int32(bitPattern: buffer.u32(at + 16))
+                let code = raw == .min ? EBADMSG : -raw
+                if code == 0 { return true }
+                throw NetlinkError(operation: what, code: code)
+            default:
+                out.append(NetlinkMessage(type: mtype, payload: Array(buffer[(at + 16)..<(at + len)])))
             }
         }
+        return false
     }
 }
 

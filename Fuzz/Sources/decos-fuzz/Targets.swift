@@ -1,0 +1,169 @@
+@testable import DeviceDrivers
+@testable import DistributingKernel
+@testable import Infoset
+import NIOCore
+@testable import ProcessKernel
+@testable import ServiceKernel
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One fuzz target per decoder of outside input, chosen by `DECOS_FUZZ_TARGET`. Each takes any
+/// bytes at all; an error is the expected answer to garbage, and anything else — a trap, an
+/// address-sanitizer report, a hang, memory out of bounds — is a bug for libFuzzer to report.
+let targets: [String: @Sendable ([UInt8]) -> Void] = [
+    "xml": { b in _ = try? XMLReader.parse(b) },
+    "soap": { b in _ = try? SOAP.decode(b) },
+    "manifest": { b in _ = try? Manifest.parse(b, file: "fuzz.xml") },
+    "cmdline": { b in
+        let line = KernelCommandLine(String(decoding: b, as: UTF8.self))
+        _ = BootParameters(line)
+    },
+    "infoset": { b in
+        var r = ByteReader(b)
+        _ = try? BinaryInfoset.decode(&r)
+    },
+    "message": { b in _ = try? Wire.decodeMessage(b) },
+    "frames": { b in
+        // The stream cut where its first byte says: frames split across reads must decode alike.
+        var reader = FrameReader(maxFrame: 1 << 16)
+        let cut = b.isEmpty ? 0 : Int(b[0]) % (b.count + 1)
+        for part in [b[..<cut], b[cut...]] {
+            var buffer = ByteBuffer(bytes: part)
+            do { try reader.read(&buffer) { frame in _ = try? Wire.decodeMessage(frame.reader); return true } } catch { return }
+        }
+    },
+    "hello": { b in _ = try? Handshake.Hello.decode(b) },
+    "swim": { b in _ = try? Wire.decodeSWIM(b) },
+    "datagram": { b in
+        // A datagram as the failure detector takes it: opened with the key, then decoded.
+        if let payload = fuzzKey.open(b) { _ = try? Wire.decodeSWIM(payload) }
+        _ = try? Wire.decodeSWIM(Array(b.dropFirst(min(2, b.count))))
+    },
+    "dhcp": { b in
+        if let reply = DHCPMessage.parse(b, xid: 7) { _ = DHCPMessage.lease(reply) }
+    },
+    "netlink": { b in
+        var out: [NetlinkMessage] = []
+        _ = try? NetlinkSocket.take(b, count: b.count, seq: 1, what: "fuzz", into: &out)
+        for m in out { _ = m.attributes(after: min(16, m.payload.count)) }
+    },
+    "modules": { b in
+        // Three index files from one input, split at 0xFF bytes: modules.dep, .alias, .softdep.
+        let parts = b.split(separator: 0xFF, maxSplits: 2, omittingEmptySubsequences: false)
+        for (i, name) in ["modules.dep", "modules.alias", "modules.softdep"].enumerated() {
+            let bytes = i < parts.count ? Array(parts[i]) : []
+            let fd = open("\(fuzzRoot)/\(name)", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+        }
+        let loader = ModuleLoader(root: fuzzRoot)
+        _ = loader.modules(for: "virtio:d00000001v00001AF4")
+        _ = loader.knows("virtio_net")
+    },
+]
+
+let fuzzKey = ClusterKey(Array("decos-fuzz-cluster-key-0123456789".utf8))
+
+/// A directory of this process's own for the module index files.
+let fuzzRoot: String = {
+    let path = "/tmp/decos-fuzz-modules-\(getpid())"
+    mkdir(path, 0o755)
+    return path
+}()
+
+let chosen: @Sendable ([UInt8]) -> Void = {
+    let name = getenv("DECOS_FUZZ_TARGET").map { String(cString: $0) } ?? ""
+    guard let target = targets[name] else {
+        print("decos-fuzz: set DECOS_FUZZ_TARGET to one of: \(targets.keys.sorted().joined(separator: " "))")
+        exit(2)
+    }
+    return target
+}()
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    chosen(data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? [])
+    return 0
+}
+
+/// libFuzzer's driver, run from our own entry point: SwiftPM links an executable's `main` to the
+/// module's (`decos_fuzz_main`), so libFuzzer's own `main` is not the one that runs.
+@_silgen_name("LLVMFuzzerRunDriver")
+func runFuzzerDriver(_ argc: UnsafeMutablePointer<CInt>,
+                     _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+                     _ test: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
+
+@_cdecl("decos_fuzz_main")
+func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    if let seeds = getenv("DECOS_FUZZ_SEEDS") {
+        writeSeeds(to: String(cString: seeds))
+        return 0
+    }
+    var count = argc
+    var arguments = argv
+    return runFuzzerDriver(&count, &arguments) { data, size in fuzzOne(data, size) }
+}
+
+/// Writes each target's seed corpus into `directory`/TARGET/: valid inputs of every kind, made by
+/// the encoders themselves, so the fuzzer starts from the shapes the decoders accept.
+/// (`DECOS_FUZZ_SEEDS=DIR decos-fuzz`; scripts/fuzz.sh --seeds writes Fuzz/corpus.)
+func writeSeeds(to directory: String) {
+    func put(_ target: String, _ name: String, _ bytes: [UInt8]) {
+        mkdir(directory, 0o755)
+        mkdir("\(directory)/\(target)", 0o755)
+        let fd = open("\(directory)/\(target)/\(name)", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+    }
+    let body = try! XMLReader.parse("<Entry xmlns=\"urn:x\" a=\"1\"><Key>k</Key><Value>  v &amp; w </Value><![CDATA[<raw>]]><!-- c --></Entry>")
+    var m = Message(.upsert, to: "decos://b/kv", body: body, buffers: [BufferRef(id: "blob", buffer: DataBuffer([1, 2, 3]))])
+    m.messageID = "urn:uuid:1"
+    m.from = "decos://a/counter"
+    var fault = Message.faulted(.timeout("late"), replyingTo: m)
+    fault.fault?.detail = body
+    put("xml", "entry", Array(XMLWriter.pretty(body).utf8))
+    put("xml", "declared", Array("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<a xmlns:p=\"urn:p\"><p:b p:c=\"&#x41;\"/>text</a>".utf8))
+    put("soap", "request", SOAP.encode(m))
+    put("soap", "fault", SOAP.encode(fault))
+    for (i, manifest) in ["../examples/node.xml", "../examples/greeter.xml"].enumerated() {
+        if let bytes = readFile(manifest) { put("manifest", "example\(i)", bytes) }
+    }
+    put("cmdline", "full", Array("console=ttyS0 decos.node=n1 decos.http=0.0.0.0:7480 decos.listen=0.0.0.0:7950 decos.seed=10.0.2.2:7951,10.0.2.3:7951 decos.ip=10.0.2.15/24 decos.gw=10.0.2.2 decos.mtu=9000 decos.modules=e1000,rdma_rxe decos.rxe=eth0 decos.panic_delay=3 decos.log=debug decos.manifest=\"/etc/decos/a b.xml\"".utf8))
+    var infoset = ByteWriter()
+    BinaryInfoset.encode(body, into: &infoset)
+    put("infoset", "entry", infoset.bytes)
+    for (name, message) in [("request", m), ("fault", fault)] {
+        var w = ByteWriter()
+        Wire.encode(message, correlation: 7, transfers: message.buffers.map { _ in 9 }, into: &w)
+        put("message", name, w.bytes)
+        put("frames", name, Wire.Frame(.request, w.bytes).encoded() + Wire.Frame(.reply, w.bytes).encoded())
+    }
+    put("hello", "hello", Handshake.Hello(role: .control, node: "a", address: "10.0.0.1:7946", nonce: Handshake.nonce()).encoded())
+    let me = Membership.Member(name: "a", address: "10.0.0.1:7946", incarnation: 3, status: .alive)
+    let them = [Membership.Member(name: "b", address: "10.0.0.2:7946", incarnation: 1, status: .suspect, suspector: "c"),
+                Membership.Member(name: "c", address: "10.0.0.3:7946", incarnation: 9, status: .dead)]
+    let messages: [(String, Membership.Message)] = [
+        ("ping", .ping(seq: 1, gossip: them)), ("pingreq", .pingReq(seq: 2, target: "b", targetAddress: "10.0.0.2:7946", gossip: them)),
+        ("ack", .ack(seq: 1, gossip: [])), ("sync", .sync(members: [me] + them, reply: true)), ("gossip", .gossip(members: them)),
+        ("nack", .nack(seq: 2)),
+    ]
+    for (name, message) in messages {
+        put("swim", name, Wire.encode(message, from: me))
+        put("datagram", name, fuzzKey.seal(Wire.encode(message, from: me)))
+    }
+    var ack = Array(DHCPMessage.client(type: 3, xid: 7, mac: [2, 0, 0, 0, 0, 1]).prefix(240))
+    ack[0] = 2
+    ack[16] = 10; ack[19] = 5
+    ack += [53, 1, 5, 54, 4, 10, 0, 0, 1, 1, 4, 255, 255, 255, 0, 3, 4, 10, 0, 0, 1, 51, 4, 0, 0, 14, 16, 58, 4, 0, 0, 7, 8, 255]
+    put("dhcp", "ack", ack)
+    var nl = NetlinkBuilder()
+    nl.u32(16 + 16 + 8); nl.u16(16); nl.u16(2); nl.u32(1); nl.u32(0)       // RTM_NEWLINK, seq 1
+    nl.bytes += [UInt8](repeating: 0, count: 16)
+    nl.attribute(4, u32: 1500)                                              // IFLA_MTU
+    nl.u32(20); nl.u16(2); nl.u16(0); nl.u32(1); nl.u32(0); nl.u32(0)      // NLMSG_ERROR 0: the ack
+    put("netlink", "dump", nl.bytes)
+    put("modules", "index", Array("kernel/drivers/net/virtio_net.ko: kernel/net/core/failover.ko\nkernel/net/core/failover.ko:\n".utf8) + [0xFF]
+        + Array("alias virtio:d00000001v* virtio_net\nalias pci:v00008086d*sv*sd*bc02sc00i* e1000\n".utf8) + [0xFF]
+        + Array("softdep virtio_net pre: failover post: x\n".utf8))
+}

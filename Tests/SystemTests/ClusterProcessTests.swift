@@ -9,13 +9,15 @@ let clusterKey: String = {
 }()
 
 /// Fast membership timings so failures are seen in a couple of seconds.
-func clusterManifest(listen: String = "127.0.0.1:0", seeds: [String] = []) throws -> String {
+let fastTimings = #"probeInterval="300" probeTimeout="150" suspicionTimeout="1200""#
+
+func clusterManifest(listen: String = "127.0.0.1:0", seeds: [String] = [], timings: String = fastTimings) throws -> String {
     let path = NSTemporaryDirectory() + "decos-cluster-\(UUID().uuidString).xml"
     try """
     <Manifest xmlns="urn:decos:manifest">
       <Network>
         <Gateway listen="127.0.0.1:0"/>
-        <Cluster listen="\(listen)" keyFile="\(clusterKey)" probeInterval="300" probeTimeout="150" suspicionTimeout="1200">
+        <Cluster listen="\(listen)" keyFile="\(clusterKey)" \(timings)>
           \(seeds.map { "<Seed address=\"\($0)\"/>" }.joined())
         </Cluster>
       </Network>

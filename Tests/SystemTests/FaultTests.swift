@@ -77,27 +77,12 @@ func waitFor(_ what: String, within seconds: Double, _ condition: () throws -> B
 /// call ends in a reply or a fault, no update is applied twice, and the namespace is whole again
 /// within the documented bound (docs/wire.md, docs/reliability.md) once the fault ends.
 @Suite(.serialized) struct FaultTests {
-    let timings = #"probeInterval="300" probeTimeout="150" suspicionTimeout="1200" reconnectInterval="1000""#
-
-    func manifest(listen: String, seeds: [String]) throws -> String {
-        let path = NSTemporaryDirectory() + "decos-fault-\(UUID().uuidString).xml"
-        try """
-        <Manifest xmlns="urn:decos:manifest">
-          <Network>
-            <Cluster listen="\(listen)" keyFile="\(clusterKey)" \(timings)>
-              \(seeds.map { "<Seed address=\"\($0)\"/>" }.joined())
-            </Cluster>
-          </Network>
-          <Service contract="urn:decos:examples:counter" name="/counter"/>
-        </Manifest>
-        """.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }
+    let timings = fastTimings + #" reconnectInterval="1000""#
 
     /// Node i on host i, every node seeded with node 0 (which has no seed of its own).
     func start(_ lan: LAN, _ n: Int) throws -> [NodeProcess] {
         try (0..<n).map { i in
-            try NodeProcess(manifest: manifest(listen: "\(lan.address(i)):7946", seeds: i == 0 ? [] : ["\(lan.address(0)):7946"]),
+            try NodeProcess(manifest: clusterManifest(listen: "\(lan.address(i)):7946", seeds: i == 0 ? [] : ["\(lan.address(0)):7946"], timings: timings),
                             extra: ["--node", "n\(i)"], wrapper: ["/usr/sbin/ip", "netns", "exec", lan.hosts[i]],
                             http: "127.0.0.1:7480")  // each host's own loopback: a trusted client
         }

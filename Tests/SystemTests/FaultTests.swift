@@ -1,23 +1,23 @@
 import Foundation
+import Synchronization
 import Testing
 
 /// Test hosts on one LAN: a bridge in a network namespace of its own, and one namespace per host
 /// with a veth to the bridge. Made and removed by the test; faults are nftables rules in a host's
 /// namespace (this kernel has no netem: loss is `numgen random` drops, a partition drops all).
-final class LAN {
+final class LAN: Sendable {
     let tag = getpid() % 100_000
     let bridge: String
-    private(set) var hosts: [String] = []
+    let hosts: [String]
 
     init(hosts n: Int) throws {
         bridge = "decos-lan-\(tag)"
+        hosts = (0..<n).map { [tag] in "decos-h\($0)-\(tag)" }
         try ip("netns", "add", bridge)
         try ip("-n", bridge, "link", "add", "br0", "type", "bridge")
         try ip("-n", bridge, "link", "set", "br0", "up")
-        for i in 0..<n {
-            let ns = "decos-h\(i)-\(tag)"
+        for (i, ns) in hosts.enumerated() {
             try ip("netns", "add", ns)
-            hosts.append(ns)
             try ip("link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", "p\(i)", "netns", bridge)
             try ip("-n", bridge, "link", "set", "p\(i)", "master", "br0", "up")
             try ip("-n", ns, "addr", "add", "\(address(i))/24", "dev", "eth0")
@@ -156,6 +156,35 @@ func waitFor(_ what: String, within seconds: Double, _ condition: () throws -> B
         let took = try waitFor("the cluster whole again after the heal", within: 15) { try whole(lan, 3) }
         print("FaultTests: whole again \(took) s after the heal")
         #expect(try increment(lan, via: 1, target: 0))
+        for n in nodes { #expect(n.process.isRunning) }
+    }
+
+    @Test(.enabled(if: canUseNftables, "needs root, iproute2 and nftables to make a LAN of namespaces (CI has them)"))
+    func aNodeKilledMidCallsAndRestartedUnderItsNameIsBackEverywhere() throws {
+        let lan = try LAN(hosts: 3)
+        var nodes = try start(lan, 3)
+        _ = try waitFor("the three nodes forming one cluster", within: 30) { try whole(lan, 3) }
+        // Calls to n2 under way when it is killed: each ends in a reply or a fault.
+        let calls = DispatchGroup()
+        let strays = Mutex<[String]>([])
+        DispatchQueue.global().async(group: calls) {
+            for _ in 0..<40 {
+                do { _ = try self.increment(lan, via: 0, target: 2) } catch { strays.withLock { $0.append("\(error)") } }
+            }
+        }
+        usleep(300_000)
+        kill(nodes[2].process.processIdentifier, SIGKILL)
+        nodes[2].process.waitUntilExit()
+        _ = try waitFor("n2 gone from the others' directories", within: 30) {
+            try !counters(lan, 0).contains("decos://n2/counter") && !counters(lan, 1).contains("decos://n2/counter")
+        }
+        // The same name and address, a fresh process (incarnation 0): it outbids its death and is back.
+        nodes[2] = try NodeProcess(manifest: clusterManifest(listen: "\(lan.address(2)):7946", seeds: ["\(lan.address(0)):7946"], timings: timings),
+                                   extra: ["--node", "n2"], wrapper: ["/usr/sbin/ip", "netns", "exec", lan.hosts[2]], http: "127.0.0.1:7480")
+        _ = try waitFor("the cluster whole again with the restarted n2", within: 15) { try whole(lan, 3) }
+        #expect(try increment(lan, via: 0, target: 2))
+        calls.wait()
+        #expect(strays.withLock { $0 } == [], "calls that ended in neither a reply nor a fault")
         for n in nodes { #expect(n.process.isRunning) }
     }
 }

@@ -82,7 +82,7 @@ final class DataLink: @unchecked Sendable {
         let key = manager.key
         guard send(Wire.Frame(.auth, key.mac(role: .data, fromNonce: nonce, toNonce: theirs.nonce, from: manager.node, to: peer))),
               let (authType, mac) = readFrame(), authType == Wire.FrameType.auth.rawValue else { return false }
-        return constantTimeEqual(mac, key.mac(role: .data, fromNonce: theirs.nonce, toNonce: nonce, from: peer, to: manager.node))
+        return key.accepts(mac, role: .data, fromNonce: theirs.nonce, toNonce: nonce, from: peer, to: manager.node)
     }
 
     /// Asks the peer for one exported buffer; its chunks arrive on this link.

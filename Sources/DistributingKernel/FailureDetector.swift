@@ -17,30 +17,6 @@ enum FailureDetector {
     static let maxDatagram = 1400
 }
 
-extension ClusterKey {
-    /// A datagram: u8 version | u8 type (SWIM) | payload | 16-byte HMAC-SHA256 tag over all before it.
-    public func seal(_ payload: [UInt8]) -> [UInt8] {
-        var d = [Wire.version, Wire.FrameType.swim.rawValue] + payload
-        d += tag(d)
-        return d
-    }
-
-    /// The payload of a datagram sealed under this key; nil for anything else.
-    func open(_ d: [UInt8]) -> [UInt8]? {
-        guard d.count >= 18, d[0] == Wire.version, d[1] == Wire.FrameType.swim.rawValue else { return nil }
-        let body = Array(d[..<(d.count - 16)])
-        guard constantTimeEqual(Array(d[(d.count - 16)...]), tag(body)) else { return nil }
-        return Array(body[2...])
-    }
-
-    private func tag(_ bytes: [UInt8]) -> [UInt8] {
-        var h = HMAC<SHA256>(key: key)
-        h.update(data: Array("decos-swim-v1".utf8))
-        h.update(data: bytes)
-        return Array(Array(h.finalize()).prefix(16))
-    }
-}
-
 /// Hands authentic membership datagrams to the manager; drops the rest without a word to the sender.
 final class DatagramHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>

@@ -4,35 +4,9 @@ import Infoset
 /// Mutual authentication of two nodes holding the same cluster key (docs/wire.md).
 ///
 /// Each side sends HELLO (role, node name, listen address, a fresh 32-byte nonce), then AUTH: an
-/// HMAC-SHA256 under the cluster key over both nonces and both names. A side that cannot produce
-/// the MAC never gets past the handshake: none of its other frames reaches the dispatcher.
-public struct ClusterKey: Sendable {
-    let bytes: [UInt8]
-    var key: SymmetricKey { SymmetricKey(data: bytes) }
-
-    public init(_ bytes: [UInt8]) { self.bytes = bytes }
-
-    /// Reads a key file: its bytes, with surrounding whitespace trimmed, are the key (at least 16).
-    public init?(file bytes: [UInt8]) {
-        var b = bytes[...]
-        while let l = b.last, l == 0x0A || l == 0x0D || l == 0x20 || l == 0x09 { b = b.dropLast() }
-        while let f = b.first, f == 0x0A || f == 0x0D || f == 0x20 || f == 0x09 { b = b.dropFirst() }
-        guard b.count >= 16 else { return nil }
-        self.init(Array(b))
-    }
-
-    func mac(role: Handshake.Role, fromNonce: [UInt8], toNonce: [UInt8], from: String, to: String) -> [UInt8] {
-        var w = ByteWriter()
-        w.string("decos-auth-v1")
-        w.byte(role.rawValue)
-        w.data(fromNonce)
-        w.data(toNonce)
-        w.string(from)
-        w.string(to)
-        return Array(HMAC<SHA256>.authenticationCode(for: w.bytes, using: key))
-    }
-}
-
+/// HMAC-SHA256 under the cluster key over both nonces and both names (`ClusterKey.mac`). A side
+/// that cannot produce the MAC never gets past the handshake: none of its other frames reaches the
+/// dispatcher.
 public enum Handshake {
     public enum Role: UInt8, Sendable {
         case control = 0

@@ -87,8 +87,7 @@ final class PeerHandler: ChannelInboundHandler {
             channel.send(Wire.Frame(.auth, mac))
         case .auth:
             guard let peer, let role else { return refuse(channel, "auth before hello") }
-            let expected = manager.key.mac(role: role, fromNonce: peer.nonce, toNonce: nonce, from: peer.node, to: manager.node)
-            guard constantTimeEqual(frame.payload, expected) else { return refuse(channel, "authentication failed: the peer does not hold this cluster's key") }
+            guard manager.key.accepts(frame.payload, role: role, fromNonce: peer.nonce, toNonce: nonce, from: peer.node, to: manager.node) else { return refuse(channel, "authentication failed: the peer does not hold this cluster's key") }
             authenticated = true
             manager.authenticated(channel, peer: peer, role: role, outbound: outboundRole != nil)
         case .error:

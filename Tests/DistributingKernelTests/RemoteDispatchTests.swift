@@ -10,8 +10,8 @@ import Testing
     @Test func aCrossNodeReentrantChainCompletes() async throws {
         // a → b → a → b → …: each hop's handler waits for the next. With a lane that waited for
         // each handler to finish, b's second request queued behind its first until the timeout.
-        let a = try await bootNode("a", requestTimeout: 3)
-        let b = try await bootNode("b", seed: address(a), requestTimeout: 3)
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
         await waitUntil { paths(a).contains("decos://b/counter") && paths(b).contains("decos://a/counter") }
         let body = Element("Bounce", children: [.element(Element("Left", text: "6")), .element(Element("Back", text: "decos://a/bouncer"))])
         let reply = try await a.kernel.call(.submit, "decos://b/bouncer", body: body)
@@ -22,8 +22,8 @@ import Testing
     @Test func aSlowCallDoesNotHoldUpTheNextFromTheSameSender() async throws {
         // Every gateway client of a node is the same sender to the other node: one slow call
         // must not stall the rest.
-        let a = try await bootNode("a", requestTimeout: 3)
-        let b = try await bootNode("b", seed: address(a), requestTimeout: 3)
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
         await waitUntil { paths(a).contains("decos://b/counter") }
         let slow = Task { try? await a.kernel.call(.submit, "decos://b/sleepy", body: Element("Nap", text: "slow")) }
         try await Task.sleep(for: .milliseconds(100))  // the slow one first (no wait depends on it)

@@ -82,9 +82,6 @@ public struct Membership: Sendable {
         /// the others confirm the suspicion: up to two probe intervals to be picked and found
         /// silent, plus the suspicion timeout.
         public var detectionBound: UInt64 { probeInterval * 2 + suspicionTimeout }
-        /// The same when no other member confirms (a two- or three-member cluster whose other
-        /// survivor has not yet probed it).
-        public var unconfirmedDetectionBound: UInt64 { probeInterval * 2 + suspicionMaxTimeout }
     }
 
     /// Incarnations above this are refused: a refutation adds one, and a hostile or broken peer's
@@ -162,12 +159,6 @@ public struct Membership: Sendable {
         self.rng = SplitMix(seed: seed)
         self.health = LocalHealth(limit: config.healthLimit)
     }
-
-    /// Lifeguard's local health score: 0 when this node's probes are answered, higher while they are not.
-    public var healthScore: Int { health.score }
-
-    /// The members declared dead that this node still tries to reconnect to.
-    public var reconnecting: [String] { failed.keys.sorted() }
 
     public var me: Member { Member(name: name, address: address, incarnation: incarnation, status: .alive) }
 
@@ -250,7 +241,8 @@ public struct Membership: Sendable {
                 }
             }
         }
-        for (n, r) in relays where now >= r.started + config.probeTimeout * 4 / 5 {
+        // In order of sequence number, not of hashing (seeded per process): a simulation replays exactly.
+        for (n, r) in relays.sorted(by: { $0.key < $1.key }) where now >= r.started + config.probeTimeout * 4 / 5 {
             // Answered before the requester gives up on its indirect probe.
             relays[n] = nil
             out.append(.send(to: r.from, address: r.address, .nack(seq: r.seq)))

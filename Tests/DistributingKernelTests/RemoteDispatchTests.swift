@@ -25,8 +25,9 @@ import Testing
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
         await waitUntil { paths(a).contains("decos://b/counter") }
+        let sent = a.network!.correlations.load(ordering: .relaxed)
         let slow = Task { try? await a.kernel.call(.submit, "decos://b/sleepy", body: Element("Nap", text: "slow")) }
-        try await Task.sleep(for: .milliseconds(100))  // the slow one first (no wait depends on it)
+        await waitUntil { a.network!.correlations.load(ordering: .relaxed) > sent }  // the slow one is on the wire first
         let quick = try await a.kernel.call(.submit, "decos://b/sleepy", body: Element("Nap", text: "quick"))
         #expect(quick?.name.local == "Awake")
         slow.cancel()

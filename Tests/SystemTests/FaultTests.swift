@@ -172,7 +172,7 @@ func waitFor(_ what: String, within seconds: Double, _ condition: () throws -> B
                 do { _ = try self.increment(lan, via: 0, target: 2) } catch { strays.withLock { $0.append("\(error)") } }
             }
         }
-        usleep(300_000)
+        _ = try waitFor("the first calls landing on n2", within: 15) { (try value(lan, of: 2) ?? 0) > 0 }
         kill(nodes[2].process.processIdentifier, SIGKILL)
         nodes[2].process.waitUntilExit()
         _ = try waitFor("n2 gone from the others' directories", within: 30) {

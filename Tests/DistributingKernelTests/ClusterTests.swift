@@ -72,7 +72,11 @@ actor Sleepy: Service {
     static let contract = "urn:test:sleepy"
     init(config: ServiceConfig) {}
     func handle(_ request: Request) async throws -> Element? {
-        if request.body?.text == "slow" { try await Task.sleep(for: .seconds(3600)) }
+        // Never answered, and no timer involved: a stream that never yields (ended by cancellation).
+        if request.body?.text == "slow" {
+            for await _ in AsyncStream<Never>(Never.self, bufferingPolicy: .unbounded, { _ in }) {}
+            try Task.checkCancellation()
+        }
         if request.body?.text == "huge" { return Element("Big", text: String(repeating: "x", count: 17 << 20)) }
         return Element("Awake")
     }

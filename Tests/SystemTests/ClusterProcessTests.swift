@@ -34,14 +34,17 @@ extension NodeProcess {
         return String(line.split(separator: "cluster on ")[1].prefix { $0 != ";" })
     }
 
-    func counters() throws -> Set<String> {
-        let page = try curl(base + "/directory").out
-        return Set(page.components(separatedBy: "<Uri>").dropFirst().map { String($0.prefix { $0 != "<" }) }.filter { $0.hasSuffix("/counter") })
-    }
+    func counters() throws -> Set<String> { counterURIs(inDirectory: try curl(base + "/directory").out) }
 }
 
-func waitFor(_ condition: () throws -> Bool) rethrows {
-    while try !condition() { usleep(50_000) }
+/// The counters a `/directory` page lists.
+func counterURIs(inDirectory page: String) -> Set<String> {
+    Set(page.components(separatedBy: "<Uri>").dropFirst().map { String($0.prefix { $0 != "<" }) }.filter { $0.hasSuffix("/counter") })
+}
+
+/// Waits for `condition`, failing the test if it does not hold within a minute.
+func waitFor(_ condition: () throws -> Bool) throws {
+    _ = try waitFor("a condition", within: 60, condition)
 }
 
 @Suite(.serialized) struct ClusterProcessTests {

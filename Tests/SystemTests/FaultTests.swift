@@ -62,7 +62,7 @@ final class LAN: Sendable {
 
 let canUseNftables = canMakeNamespaces && FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft")
 
-/// Waits for `condition` for at most `seconds`; a test fails if it never holds.
+/// Waits for `condition` for at most `seconds`, looking every 0.1 s; a test fails if it never holds.
 func waitFor(_ what: String, within seconds: Double, _ condition: () throws -> Bool) throws -> Double {
     let start = Date()
     while try !condition() {
@@ -90,8 +90,7 @@ func waitFor(_ what: String, within seconds: Double, _ condition: () throws -> B
 
     /// The counters node i's directory lists.
     func counters(_ lan: LAN, _ i: Int) throws -> Set<String> {
-        let page = try lan.exec(i, ["/usr/bin/curl", "-sS", "--max-time", "5", "http://127.0.0.1:7480/directory"]).out
-        return Set(page.components(separatedBy: "<Uri>").dropFirst().map { String($0.prefix { $0 != "<" }) }.filter { $0.hasSuffix("/counter") })
+        counterURIs(inDirectory: try lan.exec(i, ["/usr/bin/curl", "-sS", "--max-time", "5", "http://127.0.0.1:7480/directory"]).out)
     }
 
     func whole(_ lan: LAN, _ n: Int) throws -> Bool {

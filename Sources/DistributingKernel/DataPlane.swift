@@ -20,9 +20,13 @@ public protocol DataPlane: Sendable {
 /// its event loop (below); the receiver's end is a `DataLink`, which lands the bytes in place.
 extension NetworkManager: DataPlane {
     public func export(_ buffer: DataBuffer, call: UInt64, to peer: String) -> UInt64 {
+        offer(buffer, call: call, to: peer, expires: nil)
+    }
+
+    private func offer(_ buffer: DataBuffer, call: UInt64, to peer: String, expires: UInt64?) -> UInt64 {
         state.withLock { s in
             defer { s.nextTransfer += 1 }
-            s.exports[s.nextTransfer] = Export(buffer: buffer, call: call, peer: peer)
+            s.exports[s.nextTransfer] = Export(buffer: buffer, call: call, peer: peer, expires: expires)
             return s.nextTransfer
         }
     }
@@ -31,11 +35,7 @@ extension NetworkManager: DataPlane {
     /// end withdraws them, and a subscriber that never pulls must not keep them forever.
     func exportForNotification(_ buffers: [BufferRef], to peer: String) -> [UInt64] {
         let expires = now + timeoutMillis
-        return buffers.map { b in
-            let t = export(b.buffer, call: 0, to: peer)
-            state.withLock { $0.exports[t]?.expires = expires }
-            return t
-        }
+        return buffers.map { offer($0.buffer, call: 0, to: peer, expires: expires) }
     }
 
     /// Withdraws the notifications' exports whose time is up.

@@ -7,24 +7,30 @@ import Glibc
 #endif
 
 /// Remote request/response and buffer transfer between two nodes on loopback, each against a raw
-/// SwiftNIO TCP baseline measured in the same run: `decos-bench remote [calls|buffers|pipeline]`.
+/// SwiftNIO TCP baseline measured in the same run: `decos-bench remote [calls|buffers|pipeline]`;
+/// `remote sealing` compares encryption on with off instead.
 func remoteBenchmark(only part: String? = nil) async throws {
     let keyFile = "/tmp/decos-bench-\(getpid()).key"
     let f = fopen(keyFile, "w")
     fputs("benchmark-cluster-key-0123456789", f)
     fclose(f)
     defer { unlink(keyFile) }
-    func manifest(_ name: String, seed: String?) throws -> Manifest {
-        try Manifest.parse("""
-        <Manifest xmlns="urn:decos:manifest" node="\(name)">
-          <Network><Cluster listen="127.0.0.1:0" keyFile="\(keyFile)" requestTimeout="60">\(seed.map { "<Seed address=\"\($0)\"/>" } ?? "")</Cluster></Network>
-          <Service contract="urn:decos:examples:echo" name="/echo"/>
-        </Manifest>
-        """)
+    func pair(encryption: Bool = true) async throws -> (Node, Node) {
+        func manifest(_ name: String, seed: String?) throws -> Manifest {
+            try Manifest.parse("""
+            <Manifest xmlns="urn:decos:manifest" node="\(name)">
+              <Network><Cluster listen="127.0.0.1:0" keyFile="\(keyFile)" requestTimeout="60" encryption="\(encryption ? "on" : "off")">\(seed.map { "<Seed address=\"\($0)\"/>" } ?? "")</Cluster></Network>
+              <Service contract="urn:decos:examples:echo" name="/echo"/>
+            </Manifest>
+            """)
+        }
+        let a = try await Node.boot(manifest("a", seed: nil))
+        let b = try await Node.boot(manifest("b", seed: "127.0.0.1:\(a.clusterAddress!.port!)"))
+        while !a.kernel.clusterEntries.contains(where: { $0.uri == "decos://b/echo" }) { try await Task.sleep(for: .milliseconds(20)) }
+        return (a, b)
     }
-    let a = try await Node.boot(manifest("a", seed: nil))
-    let b = try await Node.boot(manifest("b", seed: "127.0.0.1:\(a.clusterAddress!.port!)"))
-    while !a.kernel.clusterEntries.contains(where: { $0.uri == "decos://b/echo" }) { try await Task.sleep(for: .milliseconds(20)) }
+    if part == "sealing" { return try await sealingBenchmark(pair) }
+    let (a, b) = try await pair()
 
     if part == "pipeline" {  // for a profiler: only the pipelined calls, a million of them
         print("remote    \(human(await pipelined(a, total: 1_000_000))) with 64 in flight")
@@ -36,21 +42,50 @@ func remoteBenchmark(only part: String? = nil) async throws {
     await b.network?.stop()
 }
 
-func callBenchmark(_ a: Node) async throws {
-    let payload = Element("P", text: String(repeating: "x", count: 100))
-    let request = Message(.submit, to: "decos://b/echo", body: payload)
+/// p50 and p99 of one call at a time, in µs.
+func callLatency(_ a: Node, calls: Int = 20_000) async -> (p50: Double, p99: Double) {
+    let request = Message(.submit, to: "decos://b/echo", body: Element("P", text: String(repeating: "x", count: 100)))
     for _ in 0..<2000 { _ = await a.kernel.send(request, as: .system) }
-
-    // Latency: one call at a time.
     var samples: [Double] = []
-    for _ in 0..<20_000 {
+    for _ in 0..<calls {
         let t = ContinuousClock.now
         let r = await a.kernel.send(request, as: .system)
         precondition(r.fault == nil, "\(r.fault!)")
         samples.append(seconds(ContinuousClock.now - t) * 1e6)
     }
     samples.sort()
-    let p50 = samples[samples.count / 2], p99 = samples[samples.count * 99 / 100]
+    return (samples[samples.count / 2], samples[samples.count * 99 / 100])
+}
+
+/// The cost of sealing frames: the same calls and buffers between a pair with encryption on and
+/// a pair with it off, alternating, three rounds (`decos-bench remote sealing`).
+func sealingBenchmark(_ pair: (Bool) async throws -> (Node, Node)) async throws {
+    let blob = DataBuffer([UInt8](repeating: 7, count: 256 << 20))
+    for round in 1...3 {
+        var figures: [Bool: (p50: Double, rate: Double, gbps: Double)] = [:]
+        for encryption in [false, true] {
+            let (a, b) = try await pair(encryption)
+            let latency = await callLatency(a, calls: 10_000)
+            let rate = await pipelined(a, total: 100_000)
+            var speeds: [Double] = []
+            for _ in 0..<5 {
+                let t = ContinuousClock.now
+                let r = await a.kernel.send(Message(.submit, to: "decos://b/echo", buffers: [BufferRef(id: "blob", buffer: blob)]), as: .system)
+                precondition(r.fault == nil, "\(r.fault!)")
+                speeds.append(Double(blob.count) / seconds(ContinuousClock.now - t) / 1e9)
+            }
+            figures[encryption] = (latency.p50, rate, median(speeds))
+            print("round \(round) encryption \(encryption ? "on " : "off"): p50 \(fmt(latency.p50, 1)) µs, \(human(rate)) with 64 in flight, 256 MiB buffer \(fmt(median(speeds), 2)) GB/s")
+            await a.network?.stop()
+            await b.network?.stop()
+        }
+        let on = figures[true]!, off = figures[false]!
+        print("ratio   round \(round), on/off: p50 \(fmt(on.p50 / off.p50))x, throughput \(fmt(on.rate / off.rate))x, buffer \(fmt(on.gbps / off.gbps))x")
+    }
+}
+
+func callBenchmark(_ a: Node) async throws {
+    let (p50, p99) = await callLatency(a)
 
     let concurrency = 64
     let rate = await pipelined(a, total: 200_000, concurrency: concurrency)

@@ -114,6 +114,7 @@ public final class Node: Sendable {
             config.membership.reconnectInterval = c.reconnectInterval
             config.requestTimeout = .seconds(Int64(c.requestTimeout))
             config.dataLinkIdle = .seconds(Int64(c.dataLinkIdle))
+            config.encrypt = c.encrypt
             let n = NetworkManager(kernel: kernel, config: config, logger: logger)
             do {
                 clusterAddress = try await n.bind()

@@ -46,11 +46,38 @@ public struct ClusterKey: Sendable {
         Self.mac(keys[0], role: role, fromNonce: fromNonce, toNonce: toNonce, from: from, to: to)
     }
 
-    /// True when `mac` is the AUTH MAC under any key of the ring (compared in constant time).
+    /// Which key of the ring `mac`, an AUTH MAC, was made with; nil if none. Every key is tried
+    /// and compared in constant time, so the time taken says nothing of which matched.
+    func keyIndex(accepting mac: [UInt8], role: Handshake.Role, fromNonce: [UInt8], toNonce: [UInt8], from: String, to: String) -> Int? {
+        var found: Int?
+        for (i, k) in keys.enumerated() where constantTimeEqual(mac, Self.mac(k, role: role, fromNonce: fromNonce, toNonce: toNonce, from: from, to: to)) {
+            found = found ?? i
+        }
+        return found
+    }
+
+    /// True when `mac` is the AUTH MAC under any key of the ring.
     func accepts(_ mac: [UInt8], role: Handshake.Role, fromNonce: [UInt8], toNonce: [UInt8], from: String, to: String) -> Bool {
-        var ok = false
-        for k in keys { ok = constantTimeEqual(mac, Self.mac(k, role: role, fromNonce: fromNonce, toNonce: toNonce, from: from, to: to)) || ok }
-        return ok
+        keyIndex(accepting: mac, role: role, fromNonce: fromNonce, toNonce: toNonce, from: from, to: to) != nil
+    }
+
+    /// The ciphers of a connection whose handshake just succeeded (docs/security.md). Frames this
+    /// node sends are sealed under a key derived from the key its own AUTH was made with (the one
+    /// in use); frames it receives, from the key the peer's AUTH was made with (`peerKey`, its
+    /// index in the ring). Each direction's key is bound to both nonces, both names and the role:
+    /// no two connections, and no two directions of one, share a key.
+    func ciphers(role: Handshake.Role, myNonce: [UInt8], theirNonce: [UInt8], me: String, peer: String, peerKey: Int) -> Session {
+        Session(sending: FrameCipher(key: Self.frameKey(keys[0], role: role, fromNonce: myNonce, toNonce: theirNonce, from: me, to: peer)),
+                receiving: FrameCipher(key: Self.frameKey(keys[peerKey], role: role, fromNonce: theirNonce, toNonce: myNonce, from: peer, to: me)))
+    }
+
+    private static func frameKey(_ key: [UInt8], role: Handshake.Role, fromNonce: [UInt8], toNonce: [UInt8], from: String, to: String) -> SymmetricKey {
+        var info = ByteWriter()
+        info.string("decos-frames-v1")
+        info.byte(role.rawValue)
+        info.string(from)
+        info.string(to)
+        return HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: key), salt: fromNonce + toNonce, info: info.bytes, outputByteCount: 32)
     }
 
     private static func mac(_ key: [UInt8], role: Handshake.Role, fromNonce: [UInt8], toNonce: [UInt8], from: String, to: String) -> [UInt8] {

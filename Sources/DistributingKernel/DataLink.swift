@@ -13,12 +13,21 @@ import Synchronization
 /// copy out of the socket is the only copy — as little as any TCP receiver can do — where an
 /// event loop would read into its own buffer and copy again. The peer's end is an ordinary data
 /// connection on its event loop (handshake, DATA_PULL in, DATA_CHUNK out: docs/wire.md).
+/// With encryption on (the default) each chunk is read whole, opened, and its plaintext copied
+/// into place: authentication must see every byte before any lands where a service will read it.
+///
+/// `@unchecked Sendable`: `fd` and the identity fields are immutable; `sending` is behind its
+/// mutex; `receiving` is set during the handshake, before the reader starts, and then used by the
+/// reader thread alone.
 final class DataLink: @unchecked Sendable {
     let peer: String
     /// Which link to `peer` this is: a link that ends forgets only itself, never its successor.
     let generation: UInt64
     private let fd: Int32
-    private let sending = Mutex(())
+    /// Seals DATA_PULLs (nil with encryption off); the lock also keeps two pulls' bytes apart.
+    private let sending = Mutex<FrameCipher?>(nil)
+    /// Opens the peer's chunks (nil with encryption off).
+    private var receiving: FrameCipher?
     private weak var manager: NetworkManager?
     private let active = Atomic<UInt64>(0)
 
@@ -75,14 +84,25 @@ final class DataLink: @unchecked Sendable {
     /// HELLO both ways, then AUTH both ways, as PeerHandler does for a connection it opens.
     private func handshake(_ manager: NetworkManager) -> Bool {
         let nonce = Handshake.nonce()
-        let hello = Handshake.Hello(role: .data, node: manager.node, address: manager.advertised, nonce: nonce)
+        let encrypt = manager.config.encrypt
+        let hello = Handshake.Hello(role: .data, node: manager.node, address: manager.advertised, nonce: nonce, sealed: encrypt)
         guard send(Wire.Frame(.hello, hello.encoded())),
               let (type, payload) = readFrame(), type == Wire.FrameType.hello.rawValue,
               let theirs = try? Handshake.Hello.decode(payload), theirs.node == peer, theirs.role == .data else { return false }
+        if let problem = Handshake.sealingProblem(mine: encrypt, theirs: theirs) {
+            manager.logger.warning("data link to \(peer): \(problem)")
+            return false
+        }
         let key = manager.key
         guard send(Wire.Frame(.auth, key.mac(role: .data, fromNonce: nonce, toNonce: theirs.nonce, from: manager.node, to: peer))),
-              let (authType, mac) = readFrame(), authType == Wire.FrameType.auth.rawValue else { return false }
-        return key.accepts(mac, role: .data, fromNonce: theirs.nonce, toNonce: nonce, from: peer, to: manager.node)
+              let (authType, mac) = readFrame(), authType == Wire.FrameType.auth.rawValue,
+              let peerKey = key.keyIndex(accepting: mac, role: .data, fromNonce: theirs.nonce, toNonce: nonce, from: peer, to: manager.node) else { return false }
+        if encrypt {
+            let session = key.ciphers(role: .data, myNonce: nonce, theirNonce: theirs.nonce, me: manager.node, peer: peer, peerKey: peerKey)
+            sending.withLock { $0 = session.sending }
+            receiving = session.receiving
+        }
+        return true
     }
 
     /// Asks the peer for one exported buffer; its chunks arrive on this link.
@@ -98,8 +118,10 @@ final class DataLink: @unchecked Sendable {
     deinit { Glibc.close(fd) }
 
     private func send(_ frame: Wire.Frame) -> Bool {
-        let bytes = frame.encoded()
-        return sending.withLock { _ in bytes.withUnsafeBytes { writeAll(fd, $0) } }
+        sending.withLock { cipher in
+            let bytes = cipher != nil ? cipher!.seal(frame) : frame.encoded()
+            return bytes.withUnsafeBytes { writeAll(fd, $0) }
+        }
     }
 
     /// A frame's header: its type and the length of what follows (checked against the limits).
@@ -128,7 +150,19 @@ final class DataLink: @unchecked Sendable {
             manager?.dataLinkEnded(self)
         }
         var header = [UInt8](repeating: 0, count: 16)
+        var sealed: [UInt8] = []  // a sealed frame as read, its storage kept from one to the next
         while let manager, let (type, length) = readHeader() {
+            if var cipher = receiving {
+                if sealed.count < length { sealed = [UInt8](repeating: 0, count: length) }  // ≤ Wire.maxFrame: readHeader checked
+                guard sealed.withUnsafeMutableBytes({ readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[..<length])) }) else { return }
+                let opened: Void? = sealed.withUnsafeBytes { cipher.open(type: type, UnsafeRawBufferPointer(rebasing: $0[..<length])) { land(type, $0, manager) } }
+                receiving = cipher
+                guard opened != nil else {
+                    manager.logger.warning("data link from \(peer): a frame failed to open (changed, replayed or dropped on the way); closing")
+                    return
+                }
+                continue
+            }
             guard type == Wire.FrameType.dataChunk.rawValue, length >= 16 else {
                 guard let payload = skip(length) else { return }
                 var r = ByteReader(payload)
@@ -136,29 +170,49 @@ final class DataLink: @unchecked Sendable {
                 continue
             }
             guard header.withUnsafeMutableBytes({ readAll(fd, $0) }) else { return }
-            var r = ByteReader(header)
-            let transfer = (try? r.u64()) ?? 0, offset = (try? r.u64()) ?? 0
-            let key = NetworkManager.ImportKey(peer: peer, transfer: transfer)
             let n = length - 16
-            if offset == UInt64.max {
-                manager.failImport(key)
-                continue
-            }
-            // A transfer's chunks come in order on this one stream, each starting where the last
-            // ended: an import is complete only when every byte was written, each exactly once.
-            guard let imp = manager.state.withLock({ $0.imports[key] }), imp.link === self,
-                  offset == UInt64(imp.received), n <= imp.bytes.count - imp.received else {
-                // Not (or no longer) awaited here, or out of place: read past it, and fail the import.
+            guard let (imp, key) = place(header, count: n, manager) else {
                 guard skip(n) != nil else { return }
-                manager.failImport(key)
                 continue
             }
             // The import's bytes are written by this thread only, and handed over once all arrived.
-            let ok = imp.bytes.withUnsafeMutableBytes { readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[Int(offset)..<(Int(offset) + n)])) }
+            let ok = imp.bytes.withUnsafeMutableBytes { readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[imp.received..<(imp.received + n)])) }
             guard ok else { return }
             imp.received += n
             if imp.received == imp.bytes.count { manager.finishImport(key) }
         }
+    }
+
+    /// The import a chunk of `count` bytes whose transfer and offset `header` holds lands in; nil
+    /// (and the import failed) when the sender said "no such transfer", or the chunk is not awaited
+    /// here or out of place. A transfer's chunks come in order on this one stream, each starting
+    /// where the last ended: an import is complete only when every byte was written, each once.
+    private func place(_ header: some Collection<UInt8>, count: Int, _ manager: NetworkManager) -> (NetworkManager.Import, NetworkManager.ImportKey)? {
+        var r = ByteReader(Array(header.prefix(16)))
+        let transfer = (try? r.u64()) ?? 0, offset = (try? r.u64()) ?? 0
+        let key = NetworkManager.ImportKey(peer: peer, transfer: transfer)
+        guard offset != UInt64.max, let imp = manager.state.withLock({ $0.imports[key] }), imp.link === self,
+              offset == UInt64(imp.received), count <= imp.bytes.count - imp.received else {
+            manager.failImport(key)
+            return nil
+        }
+        return (imp, key)
+    }
+
+    /// Lands an opened frame: a chunk's bytes are copied into their import; an error is logged.
+    private func land(_ type: UInt8, _ plain: UnsafeRawBufferPointer, _ manager: NetworkManager) {
+        guard type == Wire.FrameType.dataChunk.rawValue, plain.count >= 16 else {
+            var r = ByteReader(Array(plain))
+            if type == Wire.FrameType.error.rawValue { manager.logger.warning("peer \(peer) reported: \((try? r.string()) ?? "?")") }
+            return
+        }
+        let n = plain.count - 16
+        guard let (imp, key) = place(plain.prefix(16), count: n, manager) else { return }
+        if n > 0 {  // (an empty array may have no address)
+            imp.bytes.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: imp.received).copyMemory(from: plain.baseAddress! + 16, byteCount: n) }
+        }
+        imp.received += n
+        if imp.received == imp.bytes.count { manager.finishImport(key) }
     }
 
     private func skip(_ n: Int) -> [UInt8]? {

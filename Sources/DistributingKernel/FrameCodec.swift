@@ -68,14 +68,14 @@ final class Outbox: Sendable {
 
     /// Why a frame was not sent; nothing of it was.
     enum Refusal: Error, CustomStringConvertible {
-        /// Larger than the receiver takes (`Wire.maxFrame`).
+        /// Larger than a frame carries (`Wire.maxPayload`).
         case tooLarge(Int)
         /// `maxQueued` bytes are already waiting for the peer.
         case queueFull
 
         var description: String {
             switch self {
-            case .tooLarge(let n): "the message is \(n) bytes encoded, over the \(Wire.maxFrame)-byte limit of a frame between nodes (send bulk data as a buffer)"
+            case .tooLarge(let n): "the message is \(n) bytes encoded, over the \(Wire.maxPayload)-byte limit of a frame between nodes (send bulk data as a buffer)"
             case .queueFull: "\(Outbox.maxQueued) bytes are already waiting for this peer to read them"
             }
         }
@@ -106,7 +106,7 @@ final class Outbox: Sendable {
             p.bytes.byte(type)
             encode(&p.bytes)
             let length = p.bytes.bytes.count - start - 4
-            if Wire.lengthProblem(length) != nil {
+            if length - 2 > Wire.maxPayload {  // sealed, it would exceed what the receiver takes
                 p.bytes.bytes.removeSubrange(start...)
                 return .failure(.tooLarge(length - 2))
             }

@@ -22,6 +22,10 @@ public struct ClusterConfig: Sendable {
     public var handshakeTimeout: TimeAmount = .seconds(5)
     /// The most buffer bytes one request from a peer may refer to: they are allocated on arrival.
     public var maxBufferBytes = 2 << 30
+    /// Whether frames between nodes are sealed (AES-256-GCM) after the handshake; every node of a
+    /// cluster must agree. Off only where the network is trusted and the cost matters
+    /// (docs/security.md). Membership datagrams are sealed either way.
+    public var encrypt = true
     /// Milliseconds between anti-entropy exchanges of the directory with a random peer.
     public var syncInterval: UInt64 = 2000
 
@@ -153,7 +157,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(PeerHandler(manager: self, outboundRole: nil))
+                    try channel.pipeline.syncOperations.addHandlers(PeerHandler.pipeline(manager: self, outboundRole: nil))
                 }
             }
             .bind(host: config.host, port: config.port).get()
@@ -269,7 +273,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
                         _ = self?.state.withLock { $0.handshakes.removeValue(forKey: ObjectIdentifier(channel)) }
                     }
                     return channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(PeerHandler(manager: self, outboundRole: .control))
+                        try channel.pipeline.syncOperations.addHandlers(PeerHandler.pipeline(manager: self, outboundRole: .control))
                     }
                 }
                 .connect(host: host, port: port).get()

@@ -6,7 +6,9 @@ import ServiceKernel
 /// One connection to another node, on its event loop: reads its frames, runs the handshake, and
 /// only once the peer has proved it holds the cluster key hands its frames to the network manager.
 /// Anything else before that — another frame type, a bad MAC, garbage — ends the connection with
-/// an error frame; so does a malformed frame at any time.
+/// an error frame; so does a malformed frame at any time. After the handshake every frame is
+/// sealed both ways (`FrameCipher`): `sealer` seals what this node writes, `opener` opens what
+/// it reads, and a frame that does not open ends the connection.
 final class PeerHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
@@ -20,10 +22,19 @@ final class PeerHandler: ChannelInboundHandler {
     var sentHello = false
     var refused = false
     var reader = FrameReader(maxFrame: Wire.maxFrame)
+    let sealer: FrameSealer
+    var opener: FrameCipher?
 
-    init(manager: NetworkManager, outboundRole: Handshake.Role?) {
+    init(manager: NetworkManager, outboundRole: Handshake.Role?, sealer: FrameSealer) {
         self.manager = manager
         self.outboundRole = outboundRole
+        self.sealer = sealer
+    }
+
+    /// The handlers of a peer connection, outermost first.
+    static func pipeline(manager: NetworkManager, outboundRole: Handshake.Role?) -> [any ChannelHandler] {
+        let sealer = FrameSealer()
+        return [sealer, PeerHandler(manager: manager, outboundRole: outboundRole, sealer: sealer)]
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -42,8 +53,14 @@ final class PeerHandler: ChannelInboundHandler {
     func sendHello(_ channel: any Channel, _ role: Handshake.Role) {
         sentHello = true
         self.role = role
-        let hello = Handshake.Hello(role: role, node: manager.node, address: manager.advertised, nonce: nonce)
-        channel.send(Wire.Frame(.hello, hello.encoded()))
+        let hello = Handshake.Hello(role: role, node: manager.node, address: manager.advertised, nonce: nonce, sealed: manager.config.encrypt)
+        writeNow(Wire.Frame(.hello, hello.encoded()), on: channel)
+    }
+
+    /// Writes a handshake frame at once, on the event loop, ahead of anything queued: frames
+    /// queued in the Outbox are written later, and by then sealing may have started.
+    func writeNow(_ frame: Wire.Frame, on channel: any Channel) {
+        channel.writeAndFlush(channel.allocator.buffer(bytes: frame.encoded()), promise: nil)
     }
 
     func refuse(_ channel: any Channel, _ reason: String) {
@@ -73,21 +90,38 @@ final class PeerHandler: ChannelInboundHandler {
 
     func handle(_ frame: Wire.Frame, on channel: any Channel) {
         if authenticated, let peer, let role {
-            manager.received(frame, from: peer.node, role: role, on: channel)
-            return
+            guard opener != nil else { return manager.received(frame, from: peer.node, role: role, on: channel) }
+            if let plain = opener!.open(frame) { return manager.received(plain, from: peer.node, role: role, on: channel) }
+            // An error frame that does not open is the peer refusing us before it sealed anything
+            // (it did not accept our AUTH): say what it said, marked as unauthenticated.
+            var r = ByteReader(frame.payload)
+            if frame.known == .error, let reason = try? r.string() {
+                manager.logger.warning("peer \(peer.node) refused us (unsealed, so unauthenticated): \(reason)")
+                channel.close(promise: nil)
+                return
+            }
+            return refuse(channel, "a frame from \(peer.node) failed to open: changed, replayed or dropped on the way, or not sent by the peer")
         }
         switch frame.known {
         case .hello where peer == nil:
             guard let hello = try? Handshake.Hello.decode(frame.payload) else { return refuse(channel, "malformed hello") }
             guard hello.node != manager.node else { return refuse(channel, "a node cannot connect to itself (both named \(hello.node))") }
             if let outboundRole, hello.role != outboundRole { return refuse(channel, "role mismatch") }
+            if let problem = Handshake.sealingProblem(mine: manager.config.encrypt, theirs: hello) { return refuse(channel, problem) }
             peer = hello
             if !sentHello { sendHello(channel, hello.role) }
             let mac = manager.key.mac(role: hello.role, fromNonce: nonce, toNonce: hello.nonce, from: manager.node, to: hello.node)
-            channel.send(Wire.Frame(.auth, mac))
+            writeNow(Wire.Frame(.auth, mac), on: channel)
         case .auth:
             guard let peer, let role else { return refuse(channel, "auth before hello") }
-            guard manager.key.accepts(frame.payload, role: role, fromNonce: peer.nonce, toNonce: nonce, from: peer.node, to: manager.node) else { return refuse(channel, "authentication failed: the peer does not hold this cluster's key") }
+            guard let peerKey = manager.key.keyIndex(accepting: frame.payload, role: role, fromNonce: peer.nonce, toNonce: nonce, from: peer.node, to: manager.node) else { return refuse(channel, "authentication failed: the peer does not hold this cluster's key") }
+            // Our AUTH went out before this point, unsealed; everything after it is sealed, and
+            // everything the peer sends after its AUTH is too.
+            if manager.config.encrypt {
+                let session = manager.key.ciphers(role: role, myNonce: nonce, theirNonce: peer.nonce, me: manager.node, peer: peer.node, peerKey: peerKey)
+                sealer.start(session.sending)
+                opener = session.receiving
+            }
             authenticated = true
             manager.authenticated(channel, peer: peer, role: role, outbound: outboundRole != nil)
         case .error:

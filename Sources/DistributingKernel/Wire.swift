@@ -7,9 +7,11 @@ import ServiceKernel
 ///
 ///     frame := u32 length | u8 version | u8 type | payload      (length counts version, type, payload)
 public enum Wire {
-    public static let version: UInt8 = 3
+    public static let version: UInt8 = 4
     /// The largest control frame a node accepts; buffers never ride in control frames.
     public static let maxFrame = 16 << 20
+    /// The largest payload a frame carries: the frame's limit less its version, type and seal.
+    public static let maxPayload = maxFrame - 2 - FrameCipher.overhead
     /// The largest frame a connection takes before its peer has authenticated: a HELLO or an AUTH
     /// is under 300 bytes, and nobody without the key gets to make this node buffer megabytes.
     public static let maxHandshakeFrame = 4096
@@ -65,7 +67,16 @@ public enum Wire {
             self.range = range
         }
 
+        init(rawType: UInt8, _ payload: [UInt8]) {
+            self.init(rawType: rawType, in: payload, range: payload.indices)
+        }
+
         public var known: FrameType? { FrameType(rawValue: type) }
+
+        /// Hands the payload, where it lies, to `body`.
+        func withPayload<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+            storage.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[range])) }
+        }
 
         public var payload: [UInt8] { range == storage.indices ? storage : Array(storage[range]) }
 

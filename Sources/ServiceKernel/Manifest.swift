@@ -107,6 +107,8 @@ public struct ClusterBinding: Sendable, Hashable {
     public var requestTimeout = 10
     /// Seconds a data connection no buffer moves on stays open (each holds a socket and a thread).
     public var dataLinkIdle = 30
+    /// Whether frames between nodes are encrypted; every node of a cluster must agree.
+    public var encrypt = true
 
     public init() {}
 }
@@ -254,7 +256,7 @@ struct ManifestReader {
 
     mutating func cluster(_ c: Element) -> ClusterBinding {
         attributes(c, allowed: ["listen", "advertise", "keyFile", "probeInterval", "probeTimeout", "suspicionTimeout", "suspicionMaxTimeout",
-                                "reconnectInterval", "requestTimeout", "dataLinkIdle"])
+                                "reconnectInterval", "requestTimeout", "dataLinkIdle", "encryption"])
         var b = ClusterBinding()
         if let listen = c.attribute("listen") {
             if let (host, port) = parseHostPort(listen) { b.host = host; b.port = port }
@@ -272,6 +274,11 @@ struct ManifestReader {
         if let max = b.suspicionMaxTimeout, max < b.suspicionTimeout { fail(c, "suspicionMaxTimeout must be at least suspicionTimeout") }
         b.requestTimeout = positive(c, "requestTimeout") ?? b.requestTimeout
         b.dataLinkIdle = positive(c, "dataLinkIdle") ?? b.dataLinkIdle
+        switch c.attribute("encryption") {
+        case nil, "on": break
+        case "off": b.encrypt = false
+        case let v?: fail(c, "encryption=\"\(v)\" must be on or off")
+        }
         if b.probeTimeout >= b.probeInterval { fail(c, "probeTimeout must be shorter than probeInterval") }
         for s in c.elements {
             guard inManifestNamespace(s), s.name.local == "Seed" else { fail(s, "unknown element <\(s.name.local)> in <Cluster>; expected <Seed address=\"HOST:PORT\"/>"); continue }

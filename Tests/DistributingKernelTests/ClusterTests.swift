@@ -89,10 +89,10 @@ let keyPath: String = {
 }()
 
 func bootNode(_ name: String, seed: String? = nil, key: String = keyPath, requestTimeout: Int = 10, dataLinkIdle: Int = 30,
-              exposed: Bool = false) async throws -> Node {
+              exposed: Bool = false, encryption: Bool = true) async throws -> Node {
     let m = try Manifest.parse("""
     <Manifest xmlns="urn:decos:manifest" node="\(name)">
-      <Network>\(exposed ? #"<Gateway listen="0.0.0.0:0"/>"# : "")<Cluster listen="127.0.0.1:0" keyFile="\(key)" probeInterval="200" probeTimeout="100" suspicionTimeout="800" requestTimeout="\(requestTimeout)" dataLinkIdle="\(dataLinkIdle)">
+      <Network>\(exposed ? #"<Gateway listen="0.0.0.0:0"/>"# : "")<Cluster listen="127.0.0.1:0" keyFile="\(key)" probeInterval="200" probeTimeout="100" suspicionTimeout="800" requestTimeout="\(requestTimeout)" dataLinkIdle="\(dataLinkIdle)" encryption="\(encryption ? "on" : "off")">
         \(seed.map { "<Seed address=\"\($0)\"/>" } ?? "")
       </Cluster></Network>
       <Service contract="urn:decos:examples:counter" name="/counter"/>

@@ -96,14 +96,21 @@ final class EvilDataPeer: @unchecked Sendable {  // set up once, then used by it
                 guard p.isEmpty || recv(conn, &p, n - 2, Int32(MSG_WAITALL)) == n - 2 else { return nil }
                 return (h[5], p)
             }
-            func send(_ frame: Wire.Frame) { let b = frame.encoded(); _ = Glibc.send(conn, b, b.count, Int32(MSG_NOSIGNAL)) }
+            var session: Session?
+            func send(_ frame: Wire.Frame) {
+                let b = session != nil ? session!.sending.seal(frame) : frame.encoded()
+                _ = Glibc.send(conn, b, b.count, Int32(MSG_NOSIGNAL))
+            }
             guard let (_, hello) = readFrame(), let theirs = try? Handshake.Hello.decode(hello) else { return }
             let nonce = Handshake.nonce()
             send(Wire.Frame(.hello, Handshake.Hello(role: .data, node: name, address: "127.0.0.1:\(self.port)", nonce: nonce).encoded()))
             guard readFrame() != nil else { return }
             send(Wire.Frame(.auth, key.mac(role: .data, fromNonce: nonce, toNonce: theirs.nonce, from: name, to: theirs.node)))
-            while let (type, payload) = readFrame() {
-                guard type == Wire.FrameType.dataPull.rawValue else { continue }
+            // It holds the key, so it seals as a node does: what it sends is hostile, not forged.
+            session = key.ciphers(role: .data, myNonce: nonce, theirNonce: theirs.nonce, me: name, peer: theirs.node, peerKey: 0)
+            while let (type, sealed) = readFrame() {
+                guard let payload = session!.receiving.open(Wire.Frame(rawType: type, sealed))?.payload,
+                      type == Wire.FrameType.dataPull.rawValue else { continue }
                 var r = ByteReader(payload)
                 guard let transfer = try? r.u64() else { return }
                 for (t, offset, bytes) in chunks(transfer) {

@@ -65,7 +65,7 @@ import Testing
             Issue.record("a 17 MiB request was sent")
         } catch {
             #expect(error.subcode?.local == "TooLarge")
-            #expect(error.reason.contains("\(Wire.maxFrame)"))
+            #expect(error.reason.contains("\(Wire.maxPayload)"))
         }
         // A reply over the limit: its caller gets a fault saying so, not a lost connection.
         do {

@@ -1,0 +1,181 @@
+import Decos
+@testable import DistributingKernel
+import Foundation
+import Infoset
+import ServiceKernel
+import Synchronization
+import Testing
+
+/// Frames between nodes are sealed after the handshake: a host on the path reads nothing of a
+/// call or a buffer and changes nothing of them.
+@Suite(.serialized) struct FrameSealingTests {
+    let key = ClusterKey(Array("cluster-key-for-the-sealing-tests".utf8))
+
+    func session(_ me: String, _ peer: String, _ mine: [UInt8], _ theirs: [UInt8]) -> Session {
+        key.ciphers(role: .control, myNonce: mine, theirNonce: theirs, me: me, peer: peer, peerKey: 0)
+    }
+
+    @Test func sealedFramesOpenOnlyInOrderAndUnchanged() throws {
+        let na = Handshake.nonce(), nb = Handshake.nonce()
+        var a = session("a", "b", na, nb), b = session("b", "a", nb, na)
+        let secret = Array("the-secret-value".utf8)
+        let frames = (0..<3).map { a.sending.seal(Wire.Frame(.request, secret + [UInt8($0)])) }
+        for f in frames { #expect(!f.contains(secret)) }
+        // Same plaintext but for its last byte, and no two sealed frames share their bytes.
+        #expect(Set(frames.map { $0.dropFirst(6).prefix(16) }).count == 3)
+        func frame(_ bytes: [UInt8]) -> Wire.Frame { Wire.Frame(rawType: bytes[5], Array(bytes[6...])) }
+
+        // Out of order (a frame dropped, or one replayed) does not open; nor does the one after.
+        var reordered = b.receiving
+        #expect(reordered.open(frame(frames[1])) == nil)
+        // A changed byte anywhere, or a changed type, does not open.
+        for i in [6, frames[0].count / 2, frames[0].count - 1] {
+            var changed = frames[0]
+            changed[i] ^= 1
+            var r = b.receiving
+            #expect(r.open(frame(changed)) == nil, "byte \(i) changed")
+        }
+        var retyped = b.receiving
+        #expect(retyped.open(Wire.Frame(rawType: Wire.FrameType.reply.rawValue, Array(frames[0][6...]))) == nil)
+        // In order, each opens to what was sealed.
+        for (i, f) in frames.enumerated() { #expect(b.receiving.open(frame(f))?.payload == secret + [UInt8(i)]) }
+        // The other direction has a key of its own: a's frames do not open as b's.
+        var back = a.receiving
+        #expect(back.open(frame(frames[0])) == nil)
+        // And another connection between the same nodes has other keys.
+        var other = session("b", "a", Handshake.nonce(), na).receiving
+        #expect(other.open(frame(frames[0])) == nil)
+    }
+
+    @Test(arguments: [true, false]) func aHostOnThePathReadsNothingOfACall(encryption: Bool) async throws {
+        let b = try await bootNode("b", encryption: encryption)
+        let tap = try TapProxy(to: b.clusterAddress!.port!)
+        // a reaches b through the tap: its seed is the tap, and the connection opened to a seed
+        // is the one it calls b on from then on.
+        let a = try await bootNode("a", seed: "127.0.0.1:\(tap.port)", encryption: encryption)
+        await waitUntil { paths(a).contains("decos://b/counter") }
+        let entry = try XMLReader.parse("<Entry><Key>password</Key><Value>hunter2-correct-horse</Value></Entry>")
+        _ = try await a.kernel.call(.upsert, "decos://b/kv", body: entry)
+        let got = try await a.kernel.call(.get, "decos://b/kv")
+        #expect(got.map { XMLWriter.string($0) }?.contains("hunter2-correct-horse") == true)
+        #expect(tap.carried > 0)
+        // Unsealed, the value and the key's name cross in the clear: the tap is placed right.
+        #expect(tap.saw("hunter2-correct-horse") == !encryption)
+        #expect(tap.saw("password") == !encryption)
+        for n in [a, b] { await n.network?.stop() }
+    }
+
+    @Test func aChangedFrameEndsTheConnectionAndNoChangeIsApplied() async throws {
+        let b = try await bootNode("b")
+        let tap = try TapProxy(to: b.clusterAddress!.port!)
+        let a = try await bootNode("a", seed: "127.0.0.1:\(tap.port)")
+        await waitUntil { paths(a).contains("decos://b/counter") }
+        _ = try await a.kernel.call(.get, "decos://b/counter")
+        // The next bytes from a to b have their last bit flipped: the request's tag, so it fails to open.
+        tap.corruptNext()
+        let inc = try XMLReader.parse("<Increment><By>5</By></Increment>")
+        do {
+            _ = try await a.kernel.call(.update, "decos://b/counter", body: inc)
+            Issue.record("a changed request was answered")
+        } catch {
+            #expect(error.reason.contains("lost"), "\(error)")
+        }
+        #expect(tap.corrupted)
+        // b applied nothing, and a reaches b again (over a new connection).
+        let value = try await a.kernel.call(.get, "decos://b/counter")
+        #expect(value?.child("Value")?.text == "0")
+        for n in [a, b] { await n.network?.stop() }
+    }
+
+    @Test func buffersArriveWholeThroughSealedChunks() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        await waitUntil { paths(a).contains("decos://b/counter") }
+        // Three chunks and a part: each chunk is sealed and opened on its own, in order.
+        let bytes = (0..<(3 * Wire.chunkSize + 4321)).map(pattern)
+        let reply = try await a.kernel.call(.submit, "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: DataBuffer(bytes))])
+        #expect(reply?.child("Bytes")?.text == String(bytes.count))
+        #expect(reply?.child("Intact")?.text == "true")
+        for n in [a, b] { await n.network?.stop() }
+    }
+
+    @Test func nodesThatDisagreeOnEncryptionRefuseEachOtherSayingWhy() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a), encryption: false)
+        // b knocks on a with a sync over a connection a refuses; neither ever lists the other.
+        let peers = await (a.network!.connection(to: "", address: address(b)), b.network!.connection(to: "", address: address(a)))
+        #expect(peers.0 == nil && peers.1 == nil)
+        #expect(!paths(a).contains("decos://b/counter") && !paths(b).contains("decos://a/counter"))
+        #expect(Handshake.sealingProblem(mine: true, theirs: Handshake.Hello(role: .control, node: "b", address: "", nonce: [], sealed: false))?.contains("encryption=") == true)
+        for n in [a, b] { await n.network?.stop() }
+    }
+}
+
+/// A TCP relay between a node and the port of another, as a host on the path would be: it
+/// records every byte both ways and can flip the last bit of the next read it relays.
+///
+/// `@unchecked Sendable`: the port and listener are set once; what the relay threads share is
+/// behind `state`.
+final class TapProxy: @unchecked Sendable {
+    let port: Int
+    private let listener: Int32
+    private let state = Mutex<(bytes: [UInt8], corruptNext: Bool, corrupted: Bool, sockets: [Int32])>(([], false, false, []))
+
+    init(to target: Int) throws {
+        listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var size = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let fd = listener
+        let ok = withUnsafeMutablePointer(to: &a) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, size) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &size) == 0 }
+        }
+        try #require(ok)
+        port = Int(UInt16(bigEndian: a.sin_port))
+        Thread { [self] in
+            while case let client = accept(fd, nil, nil), client >= 0 {
+                let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                var to = sockaddr_in()
+                to.sin_family = sa_family_t(AF_INET)
+                to.sin_port = in_port_t(UInt16(target).bigEndian)
+                to.sin_addr.s_addr = inet_addr("127.0.0.1")
+                let connected = withUnsafePointer(to: &to) { p in
+                    p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(server, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+                }
+                guard connected else { close(client); close(server); continue }
+                state.withLock { $0.sockets += [client, server] }
+                Thread { self.relay(from: client, to: server, corrupting: true) }.start()
+                Thread { self.relay(from: server, to: client, corrupting: false) }.start()
+            }
+        }.start()
+    }
+
+    private func relay(from: Int32, to: Int32, corrupting: Bool) {
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while case let n = recv(from, &buffer, buffer.count, 0), n > 0 {
+            let flip = state.withLock { s -> Bool in
+                s.bytes += buffer[..<n]
+                guard corrupting && s.corruptNext else { return false }
+                s.corruptNext = false
+                s.corrupted = true
+                return true
+            }
+            if flip { buffer[n - 1] ^= 1 }
+            guard send(to, buffer, n, Int32(MSG_NOSIGNAL)) == n else { break }
+        }
+        shutdown(from, Int32(SHUT_RDWR))
+        shutdown(to, Int32(SHUT_RDWR))
+    }
+
+    var carried: Int { state.withLock { $0.bytes.count } }
+    var corrupted: Bool { state.withLock { $0.corrupted } }
+    func corruptNext() { state.withLock { $0.corruptNext = true } }
+    func saw(_ text: String) -> Bool { state.withLock { $0.bytes.contains(Array(text.utf8)) } }
+
+    deinit {
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+        for fd in state.withLock({ $0.sockets }) { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
+    }
+}

@@ -28,6 +28,9 @@ let package = Package(
         // libibverbs: dynamic in hosted builds; static with the rxe and mlx5 providers in `make static`
         // (linker/static.flags).
         .target(name: "CVerbs", linkerSettings: [.linkedLibrary("ibverbs")]),
+        // AES-256-GCM in place with a context keyed once (libcrypto; static in `make static`), for
+        // the frames between nodes: swift-crypto's API re-keys and allocates on every call.
+        .target(name: "CAEAD", linkerSettings: [.linkedLibrary("crypto")]),
         .target(name: "DeviceDrivers", dependencies: ["ProcessKernel", "CDecosInit", "CVerbs"]),
         .target(name: "ServiceKernel", dependencies: [
             "Infoset", "ProcessKernel",
@@ -42,7 +45,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "DistributingKernel", dependencies: [
-            "ServiceKernel", "Infoset", "ProcessKernel",
+            "ServiceKernel", "Infoset", "ProcessKernel", "CAEAD",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
@@ -69,6 +72,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+            "CAEAD", .product(name: "Crypto", package: "swift-crypto"),
         ], path: "Benchmarks/DecosBenchmarks"),
         .testTarget(name: "InfosetTests", dependencies: ["Infoset"]),
         .testTarget(name: "ProcessKernelTests", dependencies: ["ProcessKernel"]),

@@ -1,4 +1,7 @@
+import CAEAD
+import Crypto
 import Decos
+import FoundationEssentials
 import DistributingKernel
 import NIOCore
 import NIOPosix
@@ -30,6 +33,7 @@ func remoteBenchmark(only part: String? = nil) async throws {
         return (a, b)
     }
     if part == "sealing" { return try await sealingBenchmark(pair) }
+    if part == "cipher" { return cipherBenchmark() }
     let (a, b) = try await pair()
 
     if part == "pipeline" {  // for a profiler: only the pipelined calls, a million of them
@@ -271,4 +275,49 @@ func rawStream(size: Int, land: Bool = false, prefault: Bool = false) async thro
     try await client.close()
     try await server.close()
     return rate
+}
+
+/// What sealing and opening one frame costs, by size (`decos-bench remote cipher`): libcrypto's
+/// AES-GCM as the frames use it, the floor under the sealed figures, beside swift-crypto's AEADs
+/// (which re-key and allocate on every call: why the frames do not use them).
+func cipherBenchmark() {
+    let key = SymmetricKey(size: .bits256)
+    for size in [100, 1 << 20] {
+        let payload = [UInt8](repeating: 7, count: size), header = [UInt8](repeating: 1, count: 6)
+        let n = size > 1000 ? 500 : 200_000
+        func measure(_ name: String, seal: () -> (Data, Data, Data), open: (Data, Data, Data) -> Void) {
+            var boxes: [(Data, Data, Data)] = []
+            boxes.reserveCapacity(n)
+            let t0 = ContinuousClock.now
+            for _ in 0..<n { boxes.append(seal()) }
+            let t1 = ContinuousClock.now
+            for b in boxes { open(b.0, b.1, b.2) }
+            let t2 = ContinuousClock.now
+            let sealT = seconds(t1 - t0) / Double(n), openT = seconds(t2 - t1) / Double(n)
+            print("cipher  \(name) \(size) B: seal \(fmt(sealT * 1e6, 2)) µs (\(fmt(Double(size) / sealT / 1e9, 2)) GB/s), open \(fmt(openT * 1e6, 2)) µs (\(fmt(Double(size) / openT / 1e9, 2)) GB/s)")
+        }
+        measure("AES-256-GCM (swift-crypto)", seal: {
+            let b = try! AES.GCM.seal(payload, using: key, authenticating: header)
+            return (Data(b.nonce), b.ciphertext, b.tag)
+        }, open: { nonce, c, t in
+            _ = try! AES.GCM.open(AES.GCM.SealedBox(nonce: AES.GCM.Nonce(data: nonce), ciphertext: c, tag: t), using: key, authenticating: header)
+        })
+        // What the sealed frames use: libcrypto through CAEAD, keyed once, in place.
+        let context = key.withUnsafeBytes { caead_new($0.bindMemory(to: UInt8.self).baseAddress!) }!
+        defer { caead_free(context) }
+        var buffer = payload, tag = [UInt8](repeating: 0, count: 16), nonce = [UInt8](repeating: 0, count: 12)
+        let t0 = ContinuousClock.now
+        for i in 0..<n { nonce[11] = UInt8(truncatingIfNeeded: i); _ = caead_seal(context, nonce, header, 6, &buffer, size, &tag) }
+        let t1 = ContinuousClock.now
+        for i in 0..<n { nonce[11] = UInt8(truncatingIfNeeded: i); _ = caead_begin(context, nonce, header, 6); _ = caead_update(context, &buffer, size); _ = caead_finish(context, tag) }
+        let t2 = ContinuousClock.now
+        let sealT = seconds(t1 - t0) / Double(n), openT = seconds(t2 - t1) / Double(n)
+        print("cipher  AES-256-GCM (libcrypto, in place, keyed once) \(size) B: seal \(fmt(sealT * 1e6, 2)) µs (\(fmt(Double(size) / sealT / 1e9, 2)) GB/s), open \(fmt(openT * 1e6, 2)) µs (\(fmt(Double(size) / openT / 1e9, 2)) GB/s)")
+        measure("ChaCha20-Poly1305 (swift-crypto)", seal: {
+            let b = try! ChaChaPoly.seal(payload, using: key, authenticating: header)
+            return (Data(b.nonce), b.ciphertext, b.tag)
+        }, open: { nonce, c, t in
+            _ = try! ChaChaPoly.open(ChaChaPoly.SealedBox(nonce: ChaChaPoly.Nonce(data: nonce), ciphertext: c, tag: t), using: key, authenticating: header)
+        })
+    }
 }

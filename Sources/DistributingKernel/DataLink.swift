@@ -119,7 +119,7 @@ final class DataLink: @unchecked Sendable {
 
     private func send(_ frame: Wire.Frame) -> Bool {
         sending.withLock { cipher in
-            let bytes = cipher != nil ? cipher!.seal(frame) : frame.encoded()
+            let bytes = cipher?.seal(frame) ?? frame.encoded()
             return bytes.withUnsafeBytes { writeAll(fd, $0) }
         }
     }
@@ -150,14 +150,9 @@ final class DataLink: @unchecked Sendable {
             manager?.dataLinkEnded(self)
         }
         var header = [UInt8](repeating: 0, count: 16)
-        var sealed: [UInt8] = []  // a sealed frame as read, its storage kept from one to the next
         while let manager, let (type, length) = readHeader() {
-            if var cipher = receiving {
-                if sealed.count < length { sealed = [UInt8](repeating: 0, count: length) }  // ≤ Wire.maxFrame: readHeader checked
-                guard sealed.withUnsafeMutableBytes({ readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[..<length])) }) else { return }
-                let opened: Void? = sealed.withUnsafeBytes { cipher.open(type: type, UnsafeRawBufferPointer(rebasing: $0[..<length])) { land(type, $0, manager) } }
-                receiving = cipher
-                guard opened != nil else {
+            if let cipher = receiving {
+                guard readSealed(type, length, cipher, manager) else {
                     manager.logger.warning("data link from \(peer): a frame failed to open (changed, replayed or dropped on the way); closing")
                     return
                 }
@@ -181,6 +176,40 @@ final class DataLink: @unchecked Sendable {
             imp.received += n
             if imp.received == imp.bytes.count { manager.finishImport(key) }
         }
+    }
+
+    /// Reads one SEALED frame of `length` bytes (ciphertext and tag); false if it does not open.
+    /// A data chunk travels alone in its SEALED frame and is decrypted where it lands: its first
+    /// 22 bytes (frame header, transfer, offset) say where, the rest is read straight into the
+    /// import and decrypted in place, and only a tag that checks lets the import count it (one
+    /// that fails ends the link, failing every import on it). Anything else is read whole,
+    /// opened, and its frames handled.
+    private func readSealed(_ type: UInt8, _ length: Int, _ cipher: FrameCipher, _ manager: NetworkManager) -> Bool {
+        let n = length - FrameCipher.overhead, lead = 6 + 16
+        guard type == Wire.FrameType.sealed.rawValue, n >= 0, cipher.begin(plaintext: n) else { return false }
+        func read(_ into: UnsafeMutableRawBufferPointer) -> Bool { readAll(fd, into) && cipher.update(into) }
+        func finish() -> Bool {
+            var tag = [UInt8](repeating: 0, count: FrameCipher.overhead)
+            return tag.withUnsafeMutableBytes { readAll(fd, $0) } && tag.withUnsafeBytes { cipher.finish(tag: $0) }
+        }
+        var plain = [UInt8](repeating: 0, count: min(n, lead))
+        guard plain.withUnsafeMutableBytes(read) else { return false }
+        let inner = plain.count < lead ? 0 : Int(plain[0]) << 24 | Int(plain[1]) << 16 | Int(plain[2]) << 8 | Int(plain[3])
+        let lone = plain.count == lead && plain[4] == Wire.version && plain[5] == Wire.FrameType.dataChunk.rawValue && inner + 4 == n
+        if lone, let (imp, key) = place(plain[6...], count: n - lead, manager) {
+            let count = n - lead
+            let ok = imp.bytes.withUnsafeMutableBytes { read(UnsafeMutableRawBufferPointer(rebasing: $0[imp.received..<(imp.received + count)])) }
+            guard ok, finish() else { return false }
+            imp.received += count
+            if imp.received == imp.bytes.count { manager.finishImport(key) }
+            return true
+        }
+        // The rest, whole: a lone chunk not awaited (place has failed its import; read past it), or other frames.
+        plain += [UInt8](repeating: 0, count: n - plain.count)
+        guard plain.withUnsafeMutableBytes({ read(UnsafeMutableRawBufferPointer(rebasing: $0[min(n, lead)...])) }), finish(),
+              let frames = Wire.frames(in: plain) else { return false }
+        if !lone { for f in frames { f.withPayload { land(f.type, $0, manager) } } }
+        return true
     }
 
     /// The import a chunk of `count` bytes whose transfer and offset `header` holds lands in; nil

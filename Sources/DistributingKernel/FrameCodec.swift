@@ -24,17 +24,37 @@ struct FrameReader {
         swap(&data, &partial)
         if data.isEmpty { data = bytes.readBytes(length: bytes.readableBytes) ?? [] } else { data.append(contentsOf: bytes.readableBytesView) }
         var at = 0
-        while data.count - at >= 4 {
-            let length = Int(data[at]) << 24 | Int(data[at + 1]) << 16 | Int(data[at + 2]) << 8 | Int(data[at + 3])
-            if let problem = Wire.lengthProblem(length, limit: limit?() ?? maxFrame) { throw Refused(description: problem) }
-            guard data.count - at >= 4 + length else { break }
-            if let problem = Wire.versionProblem(data[at + 4]) { throw Refused(description: problem) }
-            let frame = Wire.Frame(rawType: data[at + 5], in: data, range: at + 6..<at + 4 + length)
-            at += 4 + length
+        while let (frame, next) = try Self.frame(in: data, at: at, limit: limit?() ?? maxFrame) {
+            at = next
             guard each(frame) else { return }
         }
         // A frame still arriving: keep its start (the whole array when nothing completed, uncopied).
         if at == 0 { partial = data } else if at < data.count { partial = Array(data[at...]) }
+    }
+
+    /// The frame that starts at `at` in `data`, and where the next one starts; nil if it has not
+    /// all arrived. Its length and version are checked before anything else is read.
+    static func frame(in data: [UInt8], at: Int, limit: Int) throws(Refused) -> (Wire.Frame, Int)? {
+        guard data.count - at >= 4 else { return nil }
+        let length = Int(data[at]) << 24 | Int(data[at + 1]) << 16 | Int(data[at + 2]) << 8 | Int(data[at + 3])
+        if let problem = Wire.lengthProblem(length, limit: limit) { throw Refused(description: problem) }
+        guard data.count - at >= 4 + length else { return nil }
+        if let problem = Wire.versionProblem(data[at + 4]) { throw Refused(description: problem) }
+        return (Wire.Frame(rawType: data[at + 5], in: data, range: at + 6..<at + 4 + length), at + 4 + length)
+    }
+}
+
+extension Wire {
+    /// The whole frames `data` holds (what a SEALED frame carries); nil if anything in it is not one.
+    static func frames(in data: [UInt8]) -> [Frame]? {
+        var frames: [Frame] = []
+        var at = 0
+        while at < data.count {
+            guard let (frame, next) = try? FrameReader.frame(in: data, at: at, limit: maxFrame) else { return nil }
+            frames.append(frame)
+            at = next
+        }
+        return frames
     }
 }
 

@@ -91,7 +91,10 @@ final class PeerHandler: ChannelInboundHandler {
     func handle(_ frame: Wire.Frame, on channel: any Channel) {
         if authenticated, let peer, let role {
             guard opener != nil else { return manager.received(frame, from: peer.node, role: role, on: channel) }
-            if let plain = opener!.open(frame) { return manager.received(plain, from: peer.node, role: role, on: channel) }
+            if let frames = opener!.open(frame) {
+                for f in frames where !refused { manager.received(f, from: peer.node, role: role, on: channel) }
+                return
+            }
             // An error frame that does not open is the peer refusing us before it sealed anything
             // (it did not accept our AUTH): say what it said, marked as unauthenticated.
             var r = ByteReader(frame.payload)

@@ -41,7 +41,7 @@ extension NetworkManager {
         case .error:
             var r = ByteReader(frame.payload)
             logger.warning("peer \(peer) reported: \((try? r.string()) ?? "?")")
-        case .hello, .auth:
+        case .hello, .auth, .sealed:  // a handshake frame after the handshake; a SEALED frame inside another, or unasked for
             channel.close(promise: nil)
         case nil:
             if frame.type & Wire.FrameType.optionalBit == 0 {

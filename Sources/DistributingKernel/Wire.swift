@@ -10,8 +10,9 @@ public enum Wire {
     public static let version: UInt8 = 4
     /// The largest control frame a node accepts; buffers never ride in control frames.
     public static let maxFrame = 16 << 20
-    /// The largest payload a frame carries: the frame's limit less its version, type and seal.
-    public static let maxPayload = maxFrame - 2 - FrameCipher.overhead
+    /// The largest payload a frame carries: the frame's limit less its header, and less the
+    /// header and tag of the sealed frame it travels in.
+    public static let maxPayload = maxFrame - 2 - 6 - FrameCipher.overhead
     /// The largest frame a connection takes before its peer has authenticated: a HELLO or an AUTH
     /// is under 300 bytes, and nobody without the key gets to make this node buffer megabytes.
     public static let maxHandshakeFrame = 4096
@@ -38,6 +39,8 @@ public enum Wire {
         case notify = 0x05
         /// "The subscriber this notification named is gone": ends its subscriptions at the publisher.
         case unsubscribe = 0x06
+        /// One or more whole frames, sealed (`FrameCipher`): after the handshake, the only frame.
+        case sealed = 0x08
         case swim = 0x10
         case directory = 0x11
         case dataPull = 0x20

@@ -2,6 +2,7 @@ import Decos
 @testable import DistributingKernel
 import Foundation
 import Infoset
+import NIOCore
 import ServiceKernel
 import Synchronization
 import Testing
@@ -17,34 +18,42 @@ import Testing
 
     @Test func sealedFramesOpenOnlyInOrderAndUnchanged() throws {
         let na = Handshake.nonce(), nb = Handshake.nonce()
-        var a = session("a", "b", na, nb), b = session("b", "a", nb, na)
+        let a = session("a", "b", na, nb)
+        // b's end of the connection, as it is before it has opened anything.
+        func b() -> FrameCipher { session("b", "a", nb, na).receiving }
         let secret = Array("the-secret-value".utf8)
         let frames = (0..<3).map { a.sending.seal(Wire.Frame(.request, secret + [UInt8($0)])) }
         for f in frames { #expect(!f.contains(secret)) }
-        // Same plaintext but for its last byte, and no two sealed frames share their bytes.
+        // Same plaintext but for its last byte, and no two sealed frames share their first bytes.
         #expect(Set(frames.map { $0.dropFirst(6).prefix(16) }).count == 3)
+        #expect(frames.allSatisfy { $0[5] == Wire.FrameType.sealed.rawValue })
         func frame(_ bytes: [UInt8]) -> Wire.Frame { Wire.Frame(rawType: bytes[5], Array(bytes[6...])) }
 
-        // Out of order (a frame dropped, or one replayed) does not open; nor does the one after.
-        var reordered = b.receiving
-        #expect(reordered.open(frame(frames[1])) == nil)
-        // A changed byte anywhere, or a changed type, does not open.
+        // Out of order (a frame dropped, or one replayed) does not open.
+        #expect(b().open(frame(frames[1])) == nil)
+        // A changed byte anywhere — ciphertext or tag — does not open; nor does a changed length
+        // (the receiver would take a byte more or less as the frame).
         for i in [6, frames[0].count / 2, frames[0].count - 1] {
             var changed = frames[0]
             changed[i] ^= 1
-            var r = b.receiving
-            #expect(r.open(frame(changed)) == nil, "byte \(i) changed")
+            #expect(b().open(frame(changed)) == nil, "byte \(i) changed")
         }
-        var retyped = b.receiving
-        #expect(retyped.open(Wire.Frame(rawType: Wire.FrameType.reply.rawValue, Array(frames[0][6...]))) == nil)
+        #expect(b().open(frame(frames[0] + [0])) == nil)
+        #expect(b().open(frame(Array(frames[0].dropLast()))) == nil)
+        #expect(b().open(Wire.Frame(rawType: Wire.FrameType.request.rawValue, Array(frames[0][6...]))) == nil)
         // In order, each opens to what was sealed.
-        for (i, f) in frames.enumerated() { #expect(b.receiving.open(frame(f))?.payload == secret + [UInt8(i)]) }
-        // The other direction has a key of its own: a's frames do not open as b's.
-        var back = a.receiving
-        #expect(back.open(frame(frames[0])) == nil)
-        // And another connection between the same nodes has other keys.
-        var other = session("b", "a", Handshake.nonce(), na).receiving
-        #expect(other.open(frame(frames[0])) == nil)
+        let inOrder = b()
+        for (i, f) in frames.enumerated() { #expect(inOrder.open(frame(f))?.map(\.payload) == [secret + [UInt8(i)]]) }
+        // Several frames written at once travel in one sealed frame, and come out as they went in.
+        var batch = ByteBuffer()
+        let two = Wire.Frame(.request, [1, 2, 3]).encoded() + Wire.Frame(.reply, secret).encoded()
+        two.withUnsafeBytes { a.sending.seal($0, into: &batch) }
+        let opened = inOrder.open(frame(Array(batch.readableBytesView)))
+        #expect(opened?.map(\.type) == [Wire.FrameType.request.rawValue, Wire.FrameType.reply.rawValue])
+        #expect(opened?.last?.payload == secret)
+        // The other direction has a key of its own, and so has another connection between the same nodes.
+        #expect(session("a", "b", na, nb).receiving.open(frame(frames[0])) == nil)
+        #expect(session("b", "a", Handshake.nonce(), na).receiving.open(frame(frames[0])) == nil)
     }
 
     @Test(arguments: [true, false]) func aHostOnThePathReadsNothingOfACall(encryption: Bool) async throws {

@@ -109,9 +109,9 @@ final class EvilDataPeer: @unchecked Sendable {  // set up once, then used by it
             // It holds the key, so it seals as a node does: what it sends is hostile, not forged.
             session = key.ciphers(role: .data, myNonce: nonce, theirNonce: theirs.nonce, me: name, peer: theirs.node, peerKey: 0)
             while let (type, sealed) = readFrame() {
-                guard let payload = session!.receiving.open(Wire.Frame(rawType: type, sealed))?.payload,
-                      type == Wire.FrameType.dataPull.rawValue else { continue }
-                var r = ByteReader(payload)
+                guard let pull = session!.receiving.open(Wire.Frame(rawType: type, sealed))?.first,
+                      pull.known == .dataPull else { continue }
+                var r = ByteReader(pull.payload)
                 guard let transfer = try? r.u64() else { return }
                 for (t, offset, bytes) in chunks(transfer) {
                     var w = ByteWriter()

@@ -2,7 +2,8 @@
 // Run through Benchmarks/run.sh (release build, pinned to one core). Modes: all, dispatch, xml,
 // probe (where dispatch time goes), http-floor (the gateway baseline), idle (the RSS baseline),
 // remote (two nodes on loopback against raw SwiftNIO TCP), swim [NODES] [LOSS] (membership and
-// namespace spread in the simulator).
+// namespace spread in the simulator), soak [CALLS] [BUFFERS] [LOSS] (three nodes under loss, RSS
+// flat), remote sealing / remote cipher (the cost of encryption between nodes).
 import Decos
 import DistributingKernel
 #if canImport(Glibc)
@@ -129,6 +130,11 @@ let task = Task.detached {
     if which == "idle" { try await Task.sleep(for: .seconds(3600)) }
     if which == "modindex" { moduleIndexBenchmark() }
     if which == "remote" { try await remoteBenchmark(only: CommandLine.arguments.dropFirst(2).first) }
+    if which == "soak" {
+        let args = CommandLine.arguments.dropFirst(2).map { Int($0) }
+        try await soakBenchmark(calls: (args.first ?? nil) ?? 1_000_000, buffers: (args.dropFirst().first ?? nil) ?? 1000,
+                                loss: (args.dropFirst(2).first ?? nil) ?? 5)
+    }
     if which == "swim" {
         let args = CommandLine.arguments.dropFirst(2)
         swimBenchmark(nodes: args.first.flatMap(Int.init) ?? 1000, loss: args.dropFirst().first.flatMap(Double.init) ?? 0.05)

@@ -96,6 +96,26 @@ import Testing
         for n in [a, b] { await n.network?.stop() }
     }
 
+    @Test func aPeerThatStopsReadingMakesSendsFailInsteadOfMemoryGrowing() async throws {
+        let b = try await bootNode("b")
+        let tap = try TapProxy(to: b.clusterAddress!.port!)
+        let a = try await bootNode("a", seed: "127.0.0.1:\(tap.port)", requestTimeout: 3)
+        await waitUntil { paths(a).contains("decos://b/counter") }
+        tap.pause(true)
+        // A hundred 1 MiB requests to a peer that reads nothing: once 64 MiB wait for it, the rest
+        // are refused at once rather than queued; those queued time out.
+        let body = Element("P", text: String(repeating: "x", count: 1 << 20))
+        let reasons = await withTaskGroup(of: String?.self) { group in
+            for _ in 0..<100 { group.addTask { await a.kernel.send(Message(.submit, to: "decos://b/silent", body: body), as: .system).fault?.reason } }
+            return await group.reduce(into: [String?]()) { $0.append($1) }
+        }
+        let refused = reasons.filter { $0?.contains("already waiting for this peer") == true }.count
+        #expect(refused >= 20, "\(Set(reasons.compactMap { $0 }))")
+        #expect(reasons.allSatisfy { $0 != nil })
+        tap.pause(false)
+        for n in [a, b] { await n.network?.stop() }
+    }
+
     @Test func buffersArriveWholeThroughSealedChunks() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
@@ -128,7 +148,7 @@ import Testing
 final class TapProxy: @unchecked Sendable {
     let port: Int
     private let listener: Int32
-    private let state = Mutex<(bytes: [UInt8], corruptNext: Bool, corrupted: Bool, sockets: [Int32])>(([], false, false, []))
+    private let state = Mutex<(bytes: [UInt8], corruptNext: Bool, corrupted: Bool, sockets: [Int32], paused: Bool)>(([], false, false, [], false))
 
     init(to target: Int) throws {
         listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -162,7 +182,11 @@ final class TapProxy: @unchecked Sendable {
 
     private func relay(from: Int32, to: Int32, corrupting: Bool) {
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        while case let n = recv(from, &buffer, buffer.count, 0), n > 0 {
+        // Paused, it stops reading what the node sends, as a peer that stops reading would.
+        while true {
+            while corrupting && state.withLock({ $0.paused }) { usleep(10_000) }
+            let n = recv(from, &buffer, buffer.count, 0)
+            guard n > 0 else { break }
             let flip = state.withLock { s -> Bool in
                 s.bytes += buffer[..<n]
                 guard corrupting && s.corruptNext else { return false }
@@ -180,6 +204,7 @@ final class TapProxy: @unchecked Sendable {
     var carried: Int { state.withLock { $0.bytes.count } }
     var corrupted: Bool { state.withLock { $0.corrupted } }
     func corruptNext() { state.withLock { $0.corruptNext = true } }
+    func pause(_ paused: Bool) { state.withLock { $0.paused = paused } }
     func saw(_ text: String) -> Bool { state.withLock { $0.bytes.contains(Array(text.utf8)) } }
 
     deinit {

@@ -151,17 +151,8 @@ final class TapProxy: @unchecked Sendable {
     private let state = Mutex<(bytes: [UInt8], corruptNext: Bool, corrupted: Bool, sockets: [Int32], paused: Bool)>(([], false, false, [], false))
 
     init(to target: Int) throws {
-        listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var size = socklen_t(MemoryLayout<sockaddr_in>.size)
+        (listener, port) = try #require(listenOnLoopback())
         let fd = listener
-        let ok = withUnsafeMutablePointer(to: &a) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, size) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &size) == 0 }
-        }
-        try #require(ok)
-        port = Int(UInt16(bigEndian: a.sin_port))
         Thread { [self] in
             while case let client = accept(fd, nil, nil), client >= 0 {
                 let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

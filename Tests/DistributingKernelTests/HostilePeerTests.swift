@@ -73,17 +73,8 @@ final class EvilDataPeer: @unchecked Sendable {  // set up once, then used by it
     private let listener: Int32
 
     init(name: String, key: ClusterKey, chunks: @escaping @Sendable (UInt64) -> [(UInt64, UInt64, [UInt8])]) throws {
-        listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var size = socklen_t(MemoryLayout<sockaddr_in>.size)
+        (listener, port) = try #require(listenOnLoopback())
         let fd = listener
-        let ok = withUnsafeMutablePointer(to: &a) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, size) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &size) == 0 }
-        }
-        try #require(ok)
-        port = Int(UInt16(bigEndian: a.sin_port))
         DispatchQueue(label: "evil-peer").async {
             let conn = accept(fd, nil, nil)
             guard conn >= 0 else { return }
@@ -125,4 +116,18 @@ final class EvilDataPeer: @unchecked Sendable {  // set up once, then used by it
     }
 
     deinit { close(listener) }
+}
+
+/// A TCP socket listening on an ephemeral loopback port, and the port; nil if it cannot be had.
+func listenOnLoopback() -> (Int32, Int)? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var a = sockaddr_in()
+    a.sin_family = sa_family_t(AF_INET)
+    a.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var size = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &a) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, size) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &size) == 0 }
+    }
+    guard ok else { close(fd); return nil }
+    return (fd, Int(UInt16(bigEndian: a.sin_port)))
 }

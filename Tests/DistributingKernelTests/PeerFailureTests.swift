@@ -7,24 +7,11 @@ import Testing
 
 /// Peers that die at the wrong moment: the surviving node answers every caller and goes on.
 @Suite(.serialized) struct PeerFailureTests {
-    /// A TCP listener on loopback that accepts connections and never says a word, so a handshake
-    /// with it waits until the handshake timeout. Returns (fd, port).
-    func silentListener() throws -> (Int32, Int) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var size = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &a) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, size) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &size) == 0 }
-        }
-        try #require(ok)
-        return (fd, Int(UInt16(bigEndian: a.sin_port)))
-    }
-
     @Test func aPeerDeclaredDeadWhileBeingConnectedToFaultsItsCallersAndTheNodeGoesOn() async throws {
         let a = try await bootNode("a")
-        let (listener, port) = try silentListener()
+        // A listener that accepts connections and never says a word, so a handshake with it
+        // waits until the handshake timeout.
+        let (listener, port) = try #require(listenOnLoopback())
         defer { close(listener) }
         // A member that gossips itself alive, at an address whose TCP side accepts but never
         // handshakes and whose UDP side answers no probe: it is declared dead while a connection

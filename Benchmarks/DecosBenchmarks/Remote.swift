@@ -13,23 +13,13 @@ import Glibc
 /// SwiftNIO TCP baseline measured in the same run: `decos-bench remote [calls|buffers|pipeline]`;
 /// `remote sealing` compares encryption on with off instead.
 func remoteBenchmark(only part: String? = nil) async throws {
-    let keyFile = "/tmp/decos-bench-\(getpid()).key"
-    let f = fopen(keyFile, "w")
-    fputs("benchmark-cluster-key-0123456789", f)
-    fclose(f)
-    defer { unlink(keyFile) }
+    let cluster = LoopbackCluster()
+    defer { cluster.remove() }
     func pair(encryption: Bool = true) async throws -> (Node, Node) {
-        func manifest(_ name: String, seed: String?) throws -> Manifest {
-            try Manifest.parse("""
-            <Manifest xmlns="urn:decos:manifest" node="\(name)">
-              <Network><Cluster listen="127.0.0.1:0" keyFile="\(keyFile)" requestTimeout="60" encryption="\(encryption ? "on" : "off")">\(seed.map { "<Seed address=\"\($0)\"/>" } ?? "")</Cluster></Network>
-              <Service contract="urn:decos:examples:echo" name="/echo"/>
-            </Manifest>
-            """)
-        }
-        let a = try await Node.boot(manifest("a", seed: nil))
-        let b = try await Node.boot(manifest("b", seed: "127.0.0.1:\(a.clusterAddress!.port!)"))
-        while !a.kernel.clusterEntries.contains(where: { $0.uri == "decos://b/echo" }) { try await Task.sleep(for: .milliseconds(20)) }
+        let attributes = #"requestTimeout="60" encryption="\#(encryption ? "on" : "off")""#
+        let a = try await cluster.boot("a", examples: ["echo"], attributes: attributes)
+        let b = try await cluster.boot("b", seed: a, examples: ["echo"], attributes: attributes)
+        try await waitUntil(a, lists: ["decos://b/echo"])
         return (a, b)
     }
     if part == "sealing" { return try await sealingBenchmark(pair) }

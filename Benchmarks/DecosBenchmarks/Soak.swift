@@ -12,24 +12,13 @@ import Glibc
 /// (`decos-bench soak [CALLS] [BUFFERS] [LOSS]`, defaults 1,000,000, 1,000 and 5; needs root for
 /// nftables, and runs without loss otherwise).
 func soakBenchmark(calls: Int, buffers: Int, loss: Int) async throws {
-    let keyFile = "/tmp/decos-soak-\(getpid()).key"
-    let f = fopen(keyFile, "w")
-    fputs("soak-cluster-key-0123456789abcdef", f)
-    fclose(f)
-    defer { unlink(keyFile) }
-    func boot(_ name: String, seed: Node?) async throws -> Node {
-        try await Node.boot(Manifest.parse("""
-        <Manifest xmlns="urn:decos:manifest" node="\(name)">
-          <Network><Cluster listen="127.0.0.1:0" keyFile="\(keyFile)" requestTimeout="30">\(seed.map { "<Seed address=\"127.0.0.1:\($0.clusterAddress!.port!)\"/>" } ?? "")</Cluster></Network>
-          <Service contract="urn:decos:examples:counter" name="/counter"/>
-          <Service contract="urn:decos:examples:echo" name="/echo"/>
-        </Manifest>
-        """))
-    }
-    let a = try await boot("a", seed: nil)
-    let b = try await boot("b", seed: a), c = try await boot("c", seed: a)
+    let cluster = LoopbackCluster()
+    defer { cluster.remove() }
+    let a = try await cluster.boot("a", examples: ["counter", "echo"], attributes: #"requestTimeout="30""#)
+    let b = try await cluster.boot("b", seed: a, examples: ["counter", "echo"], attributes: #"requestTimeout="30""#)
+    let c = try await cluster.boot("c", seed: a, examples: ["counter", "echo"], attributes: #"requestTimeout="30""#)
     let targets = ["decos://b", "decos://c"]
-    while !targets.allSatisfy({ t in a.kernel.clusterEntries.contains { $0.uri == t + "/echo" } }) { try await Task.sleep(for: .milliseconds(20)) }
+    try await waitUntil(a, lists: targets.map { $0 + "/echo" })
 
     let ports = [a, b, c].map { String($0.clusterAddress!.port!) }.joined(separator: ", ")
     let table = "decos-soak-\(getpid())"

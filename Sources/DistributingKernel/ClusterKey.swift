@@ -56,11 +56,6 @@ public struct ClusterKey: Sendable {
         return found
     }
 
-    /// True when `mac` is the AUTH MAC under any key of the ring.
-    func accepts(_ mac: [UInt8], role: Handshake.Role, fromNonce: [UInt8], toNonce: [UInt8], from: String, to: String) -> Bool {
-        keyIndex(accepting: mac, role: role, fromNonce: fromNonce, toNonce: toNonce, from: from, to: to) != nil
-    }
-
     /// The ciphers of a connection whose handshake just succeeded (docs/security.md). Frames this
     /// node sends are sealed under a key derived from the key its own AUTH was made with (the one
     /// in use); frames it receives, from the key the peer's AUTH was made with (`peerKey`, its

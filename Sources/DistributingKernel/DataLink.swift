@@ -13,8 +13,8 @@ import Synchronization
 /// copy out of the socket is the only copy — as little as any TCP receiver can do — where an
 /// event loop would read into its own buffer and copy again. The peer's end is an ordinary data
 /// connection on its event loop (handshake, DATA_PULL in, DATA_CHUNK out: docs/wire.md).
-/// With encryption on (the default) each chunk is read whole, opened, and its plaintext copied
-/// into place: authentication must see every byte before any lands where a service will read it.
+/// With encryption on (the default) each chunk is decrypted in place where it lands, and counted
+/// only once its tag checks: no byte reaches a service before authentication has seen them all.
 ///
 /// `@unchecked Sendable`: `fd` and the identity fields are immutable; `sending` is behind its
 /// mutex; `receiving` is set during the handshake, before the reader starts, and then used by the
@@ -171,10 +171,8 @@ final class DataLink: @unchecked Sendable {
                 continue
             }
             // The import's bytes are written by this thread only, and handed over once all arrived.
-            let ok = imp.bytes.withUnsafeMutableBytes { readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[imp.received..<(imp.received + n)])) }
-            guard ok else { return }
-            imp.received += n
-            if imp.received == imp.bytes.count { manager.finishImport(key) }
+            guard imp.bytes.withUnsafeMutableBytes({ readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[imp.received..<(imp.received + n)])) }) else { return }
+            landed(n, in: imp, key, manager)
         }
     }
 
@@ -198,10 +196,9 @@ final class DataLink: @unchecked Sendable {
         let lone = plain.count == lead && plain[4] == Wire.version && plain[5] == Wire.FrameType.dataChunk.rawValue && inner + 4 == n
         if lone, let (imp, key) = place(plain[6...], count: n - lead, manager) {
             let count = n - lead
-            let ok = imp.bytes.withUnsafeMutableBytes { read(UnsafeMutableRawBufferPointer(rebasing: $0[imp.received..<(imp.received + count)])) }
-            guard ok, finish() else { return false }
-            imp.received += count
-            if imp.received == imp.bytes.count { manager.finishImport(key) }
+            guard imp.bytes.withUnsafeMutableBytes({ read(UnsafeMutableRawBufferPointer(rebasing: $0[imp.received..<(imp.received + count)])) }),
+                  finish() else { return false }
+            landed(count, in: imp, key, manager)
             return true
         }
         // The rest, whole: a lone chunk not awaited (place has failed its import; read past it), or other frames.
@@ -240,6 +237,12 @@ final class DataLink: @unchecked Sendable {
         if n > 0 {  // (an empty array may have no address)
             imp.bytes.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: imp.received).copyMemory(from: plain.baseAddress! + 16, byteCount: n) }
         }
+        landed(n, in: imp, key, manager)
+    }
+
+    /// Counts `n` bytes written into `imp` (by this thread, the only writer); the import is handed
+    /// over once every byte is in.
+    private func landed(_ n: Int, in imp: NetworkManager.Import, _ key: NetworkManager.ImportKey, _ manager: NetworkManager) {
         imp.received += n
         if imp.received == imp.bytes.count { manager.finishImport(key) }
     }

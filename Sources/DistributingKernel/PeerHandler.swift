@@ -90,8 +90,8 @@ final class PeerHandler: ChannelInboundHandler {
 
     func handle(_ frame: Wire.Frame, on channel: any Channel) {
         if authenticated, let peer, let role {
-            guard opener != nil else { return manager.received(frame, from: peer.node, role: role, on: channel) }
-            if let frames = opener!.open(frame) {
+            guard let opener else { return manager.received(frame, from: peer.node, role: role, on: channel) }
+            if let frames = opener.open(frame) {
                 for f in frames where !refused { manager.received(f, from: peer.node, role: role, on: channel) }
                 return
             }

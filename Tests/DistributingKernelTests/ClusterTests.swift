@@ -109,8 +109,17 @@ func bootNode(_ name: String, seed: String? = nil, key: String = keyPath, reques
 
 func address(_ n: Node) -> String { "127.0.0.1:\(n.clusterAddress!.port!)" }
 
-func waitUntil(_ condition: () async -> Bool) async {
-    while await !condition() { try? await Task.sleep(for: .milliseconds(20)) }
+/// Waits for `condition`, looking every 20 ms. If it does not hold within a minute — far beyond
+/// what any of these waits needs, so only a real failure reaches it — the test fails here.
+func waitUntil(_ condition: () async -> Bool, sourceLocation: Testing.SourceLocation = #_sourceLocation) async throws {
+    let deadline = ContinuousClock.now + .seconds(60)
+    while await !condition() {
+        guard ContinuousClock.now < deadline else {
+            Issue.record("the awaited condition did not hold within 60 s", sourceLocation: sourceLocation)
+            throw CancellationError()
+        }
+        try await Task.sleep(for: .milliseconds(20))
+    }
 }
 
 /// Sends gossip that `member` is as it says, as one UDP datagram from it to a node's cluster port.
@@ -143,19 +152,19 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         let b = try await bootNode("b", seed: address(a))
         let c = try await bootNode("c", seed: address(a))
         let all: Set = ["decos://a/counter", "decos://b/counter", "decos://c/counter"]
-        await waitUntil { paths(a) == all && paths(b) == all && paths(c) == all }
+        try await waitUntil { paths(a) == all && paths(b) == all && paths(c) == all }
         // A service created later spreads too, and so does its removal.
         try await c.kernel.create(ServiceConfig(contract: Counter.contract, name: "/late"))
-        await waitUntil { paths(a).contains("decos://c/late") }
+        try await waitUntil { paths(a).contains("decos://c/late") }
         try await c.kernel.drop("/late")
-        await waitUntil { !paths(a).contains("decos://c/late") }
+        try await waitUntil { !paths(a).contains("decos://c/late") }
         for n in [a, b, c] { await n.network?.stop() }
     }
 
     @Test func remoteVerbsAndFaults() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil { paths(a).contains("decos://b/counter") }
         let inc = try XMLReader.parse("<Increment><By>5</By></Increment>")
         #expect(try await a.kernel.call(.update, "decos://b/counter", body: inc)?.child("Value")?.text == "5")
         #expect(try await b.kernel.call(.get, "/counter")?.child("Value")?.text == "5")
@@ -171,7 +180,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         // through a to b (which trusts a as node:a) must not give them more.
         let a = try await bootNode("a", exposed: true)
         let b = try await bootNode("b", seed: address(a))
-        await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil { paths(a).contains("decos://b/counter") }
         let inc = try XMLReader.parse("<Increment><By>5</By></Increment>")
         let write = await a.kernel.send(Message(.update, to: "decos://b/counter", body: inc), as: .anonymous)
         #expect(write.fault?.subcode?.local == "Denied")
@@ -184,7 +193,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
     @Test func orderIsKeptFromOneSenderToOneService() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil { paths(a).contains("decos://b/counter") }
         // A remote subscription: the counter on b notifies the log on a of 200 changes, which leave
         // without waiting for each other.
         var sub = Message(.subscribe, to: "decos://b/counter")
@@ -192,14 +201,14 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         _ = try await a.kernel.send(sub, as: .system).result()
         for i in 1...200 { _ = try await b.kernel.call(.update, "/counter", body: XMLReader.parse("<Increment><By>\(i)</By></Increment>")) }
         let log = a.kernel.uris.lookup("/log")!.service as! Log
-        await waitUntil { await log.seen().count == 200 }
+        try await waitUntil { await log.seen().count == 200 }
         #expect(await log.seen().map { $0.body?.child("By")?.text } == (1...200).map { String($0) })
         #expect(await log.seen().allSatisfy { $0.from == "decos://b/counter" && $0.kind == .notification })
         #expect(b.kernel.subscribers(of: "/counter") == ["decos://a/log"])
         // The subscription ends when its subscriber is dropped: the next notification finds it gone.
         try await a.kernel.drop("/log")
         _ = try await b.kernel.call(.update, "/counter", body: XMLReader.parse("<Increment><By>1</By></Increment>"))
-        await waitUntil { b.kernel.subscribers(of: "/counter").isEmpty }
+        try await waitUntil { b.kernel.subscribers(of: "/counter").isEmpty }
         try await a.kernel.create(ServiceConfig(contract: Log.contract, name: "/log"))
         // Requests from one sender, each sent after the last was answered, arrive in order too.
         for i in 0..<50 {
@@ -215,7 +224,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
     @Test func directorySubscribersSeeOtherNodesChanges() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil { paths(a).contains("decos://b/counter") }
         let changes = try a.kernel.subscribe("/directory", as: .system)
         try await b.kernel.create(ServiceConfig(contract: Echo.contract, name: "/e"))
         for await n in changes where n.body?.child("Uri")?.text == "decos://b/e" {
@@ -228,7 +237,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
     @Test func aBufferArrivesIntactWithoutRidingInTheMessage() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a), requestTimeout: 600)
-        await waitUntil { paths(a, contract: Sink.contract).contains("decos://b/sink") }
+        try await waitUntil { paths(a, contract: Sink.contract).contains("decos://b/sink") }
         let size = (ProcessInfo.processInfo.environment["DECOS_BUFFER_MIB"].flatMap(Int.init) ?? 1024) << 20
         let bytes = [UInt8](unsafeUninitializedCapacity: size) { p, n in
             for i in 0..<size { p[i] = pattern(i) }
@@ -244,7 +253,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
         let c = try await bootNode("c", seed: address(a))
-        await waitUntil { paths(a, contract: Sink.contract).contains("decos://b/sink") && paths(c, contract: Sink.contract).contains("decos://b/sink") }
+        try await waitUntil { paths(a, contract: Sink.contract).contains("decos://b/sink") && paths(c, contract: Sink.contract).contains("decos://b/sink") }
         func blob(_ size: Int) -> DataBuffer {
             DataBuffer([UInt8](unsafeUninitializedCapacity: size) { p, n in
                 for i in 0..<size { p[i] = pattern(i) }
@@ -263,7 +272,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
     @Test func anIdleDataLinkIsClosedAndTheNextBufferOpensAnother() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a), dataLinkIdle: 1)
-        await waitUntil { paths(a, contract: Sink.contract).contains("decos://b/sink") }
+        try await waitUntil { paths(a, contract: Sink.contract).contains("decos://b/sink") }
         let blob = DataBuffer((0..<(1 << 20)).map(pattern))
         func send() async throws -> Element? {
             try await a.kernel.call(.submit, "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: blob)])
@@ -271,7 +280,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         #expect(try await send()?.child("Intact")?.text == "true")
         #expect(b.network?.openDataLinks == ["a"])  // b pulled the buffer from a
         // No buffer moves for a second: the link and its thread go.
-        await waitUntil { b.network?.openDataLinks.isEmpty == true }
+        try await waitUntil { b.network?.openDataLinks.isEmpty == true }
         #expect(try await send()?.child("Intact")?.text == "true")
         #expect(b.network?.openDataLinks == ["a"])
         for n in [a, b] { await n.network?.stop() }
@@ -280,20 +289,20 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
     @Test func pendingCallsFaultWhenThePeerGoes() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        await waitUntil { paths(a, contract: Silent.contract).contains("decos://b/silent") }
+        try await waitUntil { paths(a, contract: Silent.contract).contains("decos://b/silent") }
         async let reply = a.kernel.send(Message(.submit, to: "decos://b/silent"), as: .system)
         try await Task.sleep(for: .milliseconds(200))
         await b.network?.stop()
         let f = await reply.fault
         #expect(f?.subcode?.local == "Unreachable")
-        await waitUntil { !paths(a).contains("decos://b/counter") }
+        try await waitUntil { !paths(a).contains("decos://b/counter") }
         await a.network?.stop()
     }
 
     @Test func aSilentServiceCostsATimeoutFault() async throws {
         let a = try await bootNode("a", requestTimeout: 1)
         let b = try await bootNode("b", seed: address(a))
-        await waitUntil { paths(a, contract: Silent.contract).contains("decos://b/silent") }
+        try await waitUntil { paths(a, contract: Silent.contract).contains("decos://b/silent") }
         let r = await a.kernel.send(Message(.submit, to: "decos://b/silent"), as: .system)
         #expect(r.fault?.subcode?.local == "Timeout")
         for n in [a, b] { await n.network?.stop() }
@@ -310,7 +319,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         func known(_ name: String) -> Bool { a.network?.members.contains { $0.name == name } ?? false }
         announce("forged", key: ClusterKey(Array("another-cluster-key-fedcba9876543210".utf8)))
         announce("sealed", key: clusterKey)
-        await waitUntil { known("ghost-sealed") }
+        try await waitUntil { known("ghost-sealed") }
         // Sent first, on the same path: had it counted, it would be known by now.
         #expect(!known("ghost-forged"))
         await a.network?.stop()
@@ -319,7 +328,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
     @Test func busyEventLoopsDoNotMakeANodeLookDead() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        await waitUntil { paths(a).contains("decos://b/counter") && paths(b).contains("decos://a/counter") }
+        try await waitUntil { paths(a).contains("decos://b/counter") && paths(b).contains("decos://a/counter") }
         func view(_ n: Node, of name: String) -> Membership.Member? { n.network?.members.first { $0.name == name } }
         let before = (view(a, of: "b")!, view(b, of: "a")!)
         // Every loop that carries the nodes' connections is held for longer than a silent member
@@ -341,7 +350,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         try "another-cluster-key-fedcba9876543210".write(toFile: otherKey, atomically: true, encoding: .utf8)
         let mallory = try await bootNode("mallory", seed: address(a), key: otherKey)
         let b = try await bootNode("b", seed: address(a))
-        await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil { paths(a).contains("decos://b/counter") }
         try await Task.sleep(for: .seconds(1))
         #expect(!paths(a).contains("decos://mallory/counter"))
         #expect(!(a.network?.members.contains { $0.name == "mallory" } ?? true))

@@ -62,7 +62,7 @@ import Testing
         // a reaches b through the tap: its seed is the tap, and the connection opened to a seed
         // is the one it calls b on from then on.
         let a = try await bootNode("a", seed: "127.0.0.1:\(tap.port)", encryption: encryption)
-        await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil { paths(a).contains("decos://b/counter") }
         let entry = try XMLReader.parse("<Entry><Key>password</Key><Value>hunter2-correct-horse</Value></Entry>")
         _ = try await a.kernel.call(.upsert, "decos://b/kv", body: entry)
         let got = try await a.kernel.call(.get, "decos://b/kv")
@@ -78,7 +78,7 @@ import Testing
         let b = try await bootNode("b")
         let tap = try TapProxy(to: b.clusterAddress!.port!)
         let a = try await bootNode("a", seed: "127.0.0.1:\(tap.port)")
-        await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil { paths(a).contains("decos://b/counter") }
         _ = try await a.kernel.call(.get, "decos://b/counter")
         // The next bytes from a to b have their last bit flipped: the request's tag, so it fails to open.
         tap.corruptNext()
@@ -100,7 +100,7 @@ import Testing
         let b = try await bootNode("b")
         let tap = try TapProxy(to: b.clusterAddress!.port!)
         let a = try await bootNode("a", seed: "127.0.0.1:\(tap.port)", requestTimeout: 3)
-        await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil { paths(a).contains("decos://b/counter") }
         tap.pause(true)
         // A hundred 1 MiB requests to a peer that reads nothing: once 64 MiB wait for it, the rest
         // are refused at once rather than queued; those queued time out.
@@ -119,7 +119,7 @@ import Testing
     @Test func buffersArriveWholeThroughSealedChunks() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil { paths(a).contains("decos://b/counter") }
         // Three chunks and a part: each chunk is sealed and opened on its own, in order.
         let bytes = (0..<(3 * Wire.chunkSize + 4321)).map(pattern)
         let reply = try await a.kernel.call(.submit, "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: DataBuffer(bytes))])
@@ -144,11 +144,14 @@ import Testing
 /// records every byte both ways and can flip the last bit of the next read it relays.
 ///
 /// `@unchecked Sendable`: the port and listener are set once; what the relay threads share is
-/// behind `state`.
+/// behind `state`, and `paused` behind `resumed`.
 final class TapProxy: @unchecked Sendable {
     let port: Int
     private let listener: Int32
-    private let state = Mutex<(bytes: [UInt8], corruptNext: Bool, corrupted: Bool, sockets: [Int32], paused: Bool)>(([], false, false, [], false))
+    private let state = Mutex<(bytes: [UInt8], corruptNext: Bool, corrupted: Bool, sockets: [Int32])>(([], false, false, []))
+    /// Guards `paused`; a relay that is paused waits on it until `pause(false)` or the tap's end.
+    private let resumed = NSCondition()
+    private var paused = false
 
     init(to target: Int) throws {
         (listener, port) = try #require(listenOnLoopback())
@@ -175,7 +178,11 @@ final class TapProxy: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         // Paused, it stops reading what the node sends, as a peer that stops reading would.
         while true {
-            while corrupting && state.withLock({ $0.paused }) { usleep(10_000) }
+            if corrupting {
+                resumed.lock()
+                while paused { resumed.wait() }
+                resumed.unlock()
+            }
             let n = recv(from, &buffer, buffer.count, 0)
             guard n > 0 else { break }
             let flip = state.withLock { s -> Bool in
@@ -195,10 +202,16 @@ final class TapProxy: @unchecked Sendable {
     var carried: Int { state.withLock { $0.bytes.count } }
     var corrupted: Bool { state.withLock { $0.corrupted } }
     func corruptNext() { state.withLock { $0.corruptNext = true } }
-    func pause(_ paused: Bool) { state.withLock { $0.paused = paused } }
+    func pause(_ paused: Bool) {
+        resumed.lock()
+        self.paused = paused
+        resumed.broadcast()
+        resumed.unlock()
+    }
     func saw(_ text: String) -> Bool { state.withLock { $0.bytes.contains(Array(text.utf8)) } }
 
     deinit {
+        pause(false)
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
         for fd in state.withLock({ $0.sockets }) { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }

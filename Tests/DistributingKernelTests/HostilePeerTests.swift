@@ -14,7 +14,7 @@ import Testing
     @Test func buffersForNoServiceAreRefusedBeforeAnythingIsPulled() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil { paths(a).contains("decos://b/counter") }
         do {
             _ = try await a.kernel.call(.submit, "decos://b/nothing", buffers: [BufferRef(id: "blob", buffer: DataBuffer([UInt8](repeating: 1, count: 1 << 20)))])
             Issue.record("a call to no service succeeded")
@@ -40,12 +40,12 @@ import Testing
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
         let c = try await bootNode("c", seed: address(a))
-        await waitUntil { paths(a).contains("decos://b/counter") && paths(c).contains("decos://a/counter") }
+        try await waitUntil { paths(a).contains("decos://b/counter") && paths(c).contains("decos://a/counter") }
         // a sends b a buffer for a call that stays pending (the service never answers), so the
         // export lives; c, another member holding the same cluster key, asks a for it by number.
         let secret = DataBuffer([UInt8](repeating: 0x5A, count: 4096))
         let call = Task { try? await a.kernel.call(.submit, "decos://b/silent", buffers: [BufferRef(id: "blob", buffer: secret)]) }
-        await waitUntil { b.network?.openDataLinks == ["a"] }
+        try await waitUntil { b.network?.openDataLinks == ["a"] }
         let stolen = await c.network?.fetch(transfer: 1, length: 4096, from: "a")
         #expect(stolen == nil)
         call.cancel()

@@ -10,7 +10,7 @@ import Testing
     @Test func aRemoteSubscriberGetsANotificationsBuffers() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil { paths(a).contains("decos://b/counter") }
         var sub = Message(.subscribe, to: "decos://b/sink")
         sub.from = "/log"
         _ = try await a.kernel.send(sub, as: .system).result()
@@ -19,7 +19,7 @@ import Testing
         _ = try await b.kernel.call(.update, "/sink", buffers: [BufferRef(id: "blob", buffer: DataBuffer(bytes))])
         let log = try #require(a.kernel.uris.lookup("/log")?.service as? Log)
         // It used to be encoded with no buffers at all, so the receiver could not decode it: lost.
-        await waitUntil { await log.seen().count == 1 }
+        try await waitUntil { await log.seen().count == 1 }
         let note = try #require(await log.seen().first)
         #expect(note.buffer("blob")?.bytes == bytes)
         for n in [a, b] { await n.network?.stop() }

@@ -12,7 +12,7 @@ import Testing
         // each handler to finish, b's second request queued behind its first until the timeout.
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        await waitUntil { paths(a).contains("decos://b/counter") && paths(b).contains("decos://a/counter") }
+        try await waitUntil { paths(a).contains("decos://b/counter") && paths(b).contains("decos://a/counter") }
         let body = Element("Bounce", children: [.element(Element("Left", text: "6")), .element(Element("Back", text: "decos://a/bouncer"))])
         let reply = try await a.kernel.call(.submit, "decos://b/bouncer", body: body)
         #expect(reply?.text == "6")
@@ -24,10 +24,10 @@ import Testing
         // must not stall the rest.
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil { paths(a).contains("decos://b/counter") }
         let sent = a.network!.correlations.load(ordering: .relaxed)
         let slow = Task { try? await a.kernel.call(.submit, "decos://b/sleepy", body: Element("Nap", text: "slow")) }
-        await waitUntil { a.network!.correlations.load(ordering: .relaxed) > sent }  // the slow one is on the wire first
+        try await waitUntil { a.network!.correlations.load(ordering: .relaxed) > sent }  // the slow one is on the wire first
         let quick = try await a.kernel.call(.submit, "decos://b/sleepy", body: Element("Nap", text: "quick"))
         #expect(quick?.name.local == "Awake")
         slow.cancel()
@@ -37,7 +37,7 @@ import Testing
     @Test func requestsFromOneSenderReachTheServiceInOrder() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil { paths(a).contains("decos://b/counter") }
         // Sent without waiting for replies: each is on the wire (pending) before the next is sent.
         var calls: [Task<Message, Never>] = []
         let first = a.network!.correlations.load(ordering: .relaxed)
@@ -45,7 +45,7 @@ import Testing
             var m = Message(.submit, to: "decos://b/log", body: Element("V", text: String(i)))
             m.from = "/counter"
             calls.append(Task { await a.kernel.send(m, as: .system) })
-            await waitUntil { a.network!.correlations.load(ordering: .relaxed) == first + UInt64(i) + 1 }
+            try await waitUntil { a.network!.correlations.load(ordering: .relaxed) == first + UInt64(i) + 1 }
         }
         for c in calls { _ = await c.value }
         let log = try #require(b.kernel.uris.lookup("/log")?.service as? Log)
@@ -56,7 +56,7 @@ import Testing
     @Test func messagesTooLargeForAFrameAreRefusedWithTheLimitAndTheConnectionLivesOn() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil { paths(a).contains("decos://b/counter") }
         _ = try await a.kernel.call(.get, "decos://b/counter")
         let link = a.network!.state.withLock { $0.links["b"]?.channel }
         // A request over the limit: refused by the sender, naming the limit.

@@ -4,7 +4,9 @@
 # corpus in Fuzz/corpus/TARGET and its dictionary in Fuzz/dict. Any crash, sanitizer report, hang
 # (over 10 s on one input) or allocation over 256 MiB fails the run; the input that did it is kept
 # in Fuzz/findings/ with the command that replays it. `make fuzz` runs this; .ci/run runs it with
-# FUZZ_SECONDS=5. FUZZ_TARGETS narrows the list; --seeds rewrites Fuzz/corpus from the encoders.
+# FUZZ_SECONDS=5. FUZZ_TARGETS narrows the list; FUZZ_RUNS=N runs each target for N inputs instead
+# of a time (the campaign: FUZZ_RUNS=10000000); FUZZ_KEEP=DIR keeps each target's grown corpus in
+# DIR/TARGET; --seeds rewrites Fuzz/corpus from the encoders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/opt/swift/usr/bin:$PATH
@@ -13,6 +15,8 @@ export PATH=/opt/swift/usr/bin:$PATH
 export SWIFT_BACKTRACE=enable=no
 targets=${FUZZ_TARGETS:-"xml soap manifest cmdline infoset message frames hello swim datagram dhcp netlink modules"}
 seconds=${FUZZ_SECONDS:-60}
+if [ -n "${FUZZ_RUNS:-}" ]; then limit=(-runs="$FUZZ_RUNS"); span="$FUZZ_RUNS runs"
+else limit=(-max_total_time="$seconds"); span="${seconds} s"; fi
 
 echo "fuzz: building Fuzz/ with -sanitize=fuzzer,address"
 swift build --package-path Fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing 2>&1 | grep -E "error|warning: unre|Compiling decos_fuzz|Build complete" || true
@@ -28,11 +32,14 @@ for t in $targets; do
   dict=()
   [ -f "Fuzz/dict/$t.dict" ] && dict=(-dict="Fuzz/dict/$t.dict")
   log=$(mktemp)
-  if DECOS_FUZZ_TARGET=$t "$bin" "$work" "${dict[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+  started=$(date +%s)
+  if DECOS_FUZZ_TARGET=$t "$bin" "$work" "${dict[@]}" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 \
        -malloc_limit_mb=256 -artifact_prefix="Fuzz/findings/$t-" -print_final_stats=1 >"$log" 2>&1; then
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo "?")
-    echo "fuzz: $t: $runs inputs in ${seconds} s, no crash (corpus $(ls "$work" | wc -l) inputs, coverage $cov edges)"
+    took=$(( $(date +%s) - started ))
+    echo "fuzz: $t: $runs inputs in $took s ($span asked), no crash (corpus $(ls "$work" | wc -l) inputs, coverage $cov edges)"
+    if [ -n "${FUZZ_KEEP:-}" ]; then mkdir -p "$FUZZ_KEEP/$t"; cp -r "$work/." "$FUZZ_KEEP/$t/"; fi
     passed=$((passed + 1))
   else
     echo "fuzz: $t: FAILED — libFuzzer's report:" >&2

@@ -130,7 +130,9 @@ public struct Membership: Sendable {
     private var lastGossip: UInt64 = 0
     private var liveNames: [String] = []
     private var liveIndex: [String: Int] = [:]
-    private var nextSeq: UInt64 = 1
+    /// Probe numbers start at random in each life of a node (below 2^62, so they never wrap): an
+    /// ack recorded in an earlier life and replayed now matches no probe of this one.
+    private var nextSeq: UInt64
     private var probeOrder: [String] = []
     /// The direct probe under way: who, since when, how many relays were asked, how many nacked.
     private var probing: (seq: UInt64, target: String, started: UInt64, relays: Int, nacks: Int, indirect: Bool)?
@@ -157,6 +159,8 @@ public struct Membership: Sendable {
         self.address = address
         self.config = config
         self.rng = SplitMix(seed: seed)
+        var numbering = SplitMix(seed: ~seed)  // its own stream: the protocol's draws stay as they were
+        self.nextSeq = numbering.next() >> 2 | 1
         self.health = LocalHealth(limit: config.healthLimit)
     }
 

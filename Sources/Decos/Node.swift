@@ -17,6 +17,15 @@ public enum DecosVersion {
     public static let string = "0.1.0"
 }
 
+/// The services every node runs, at the paths they always take: the standard ones and those of
+/// the distributing kernel.
+public enum SystemServices {
+    public static let all: [(type: any Service.Type, path: String)] = StandardContracts.system + [
+        (DataPlaneService.self, "/os/dataplane"),
+    ]
+    public static var contracts: Contracts { StandardContracts.all.merging(Contracts([DataPlaneService.self])) }
+}
+
 /// A running node: the service kernel with its system services, the gateway when the manifest
 /// binds one, and the manifest's services, booted in the seed's order.
 public final class Node: Sendable {
@@ -59,7 +68,7 @@ public final class Node: Sendable {
                                         message: "no service implements contract \(s.contract); this build knows \(contracts.contracts.joined(separator: ", "))"))
         }
         for s in manifest.services {
-            if let name = s.name, StandardContracts.system.contains(where: { $0.path == name }) {
+            if let name = s.name, SystemServices.all.contains(where: { $0.path == name }) {
                 errors.append(ManifestError(location: s.location ?? SourceLocation(file: manifest.file, line: 0, column: 0),
                                             message: "\(name) is a system service's name"))
             }
@@ -72,7 +81,7 @@ public final class Node: Sendable {
     public static func boot(_ manifest: Manifest, extra: Contracts = Contracts(), os: OperatingSystem = OperatingSystem(),
                             operatorSecret: String? = nil, logger: Logger = Logger(label: "decos")) async throws -> Node {
         NodeService.version = DecosVersion.string
-        let contracts = StandardContracts.all.merging(os.contracts).merging(extra)
+        let contracts = SystemServices.contracts.merging(os.contracts).merging(extra)
         try check(manifest, contracts: contracts)
         // 1–2. The service loader has read the manifest; load the security manager, URI manager, dispatcher.
         let exposed = manifest.gateway.map { !isLoopback($0.host) } ?? false
@@ -81,7 +90,7 @@ public final class Node: Sendable {
             logger.warning("the gateway listens on \(manifest.gateway!.host), beyond loopback, with no <Security> rules: anonymous clients may only read")
         }
         let kernel = Kernel(node: manifest.node ?? defaultNodeName(), security: security, contracts: contracts, logger: logger)
-        for (type, path) in StandardContracts.system {
+        for (type, path) in SystemServices.all {
             try await kernel.create(ServiceConfig(contract: type.contract, name: path), essential: true)
         }
         // 3. Device drivers: in hosted mode the host's interfaces are used as they are.

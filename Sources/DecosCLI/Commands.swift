@@ -20,7 +20,7 @@ public enum DecosCLI {
     /// Contracts beyond the standard ones, set once before the command runs.
     nonisolated(unsafe) static var extra = Contracts()
 
-    static var contracts: Contracts { StandardContracts.all.merging(extra) }
+    static var contracts: Contracts { SystemServices.contracts.merging(extra) }
 
     public static func main(extra: Contracts = Contracts()) async {
         self.extra = extra

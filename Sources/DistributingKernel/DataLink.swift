@@ -28,34 +28,34 @@ final class DataLink: @unchecked Sendable {
     private let sending = Mutex<FrameCipher?>(nil)
     /// Opens the peer's chunks (nil with encryption off).
     private var receiving: FrameCipher?
-    private weak var manager: NetworkManager?
+    private weak var plane: TCPPlane?
     private let active = Atomic<UInt64>(0)
 
     /// When a buffer last started or finished arriving here, in the manager's milliseconds.
     var lastActive: UInt64 { active.load(ordering: .relaxed) }
     func touch(_ now: UInt64) { active.store(now, ordering: .relaxed) }
 
-    private init(peer: String, generation: UInt64, fd: Int32, manager: NetworkManager) {
+    private init(peer: String, generation: UInt64, fd: Int32, plane: TCPPlane) {
         self.peer = peer
         self.generation = generation
         self.fd = fd
-        self.manager = manager
+        self.plane = plane
     }
 
     /// Connects to `peer` at `address` and proves this node holds the cluster key; nil if either fails.
     /// On success the link's reader thread runs until the connection ends.
-    static func open(to peer: String, address: String, generation: UInt64, manager: NetworkManager) async -> DataLink? {
+    static func open(to peer: String, address: String, generation: UInt64, plane: TCPPlane) async -> DataLink? {
         await withCheckedContinuation { c in
             // A thread of its own, as the reaper's waits have: the reader blocks for the link's life.
             DispatchQueue(label: "decos.datalink.\(peer)").async {
-                guard let link = connect(to: peer, address: address, generation: generation, manager: manager) else { return c.resume(returning: nil) }
+                guard let link = connect(to: peer, address: address, generation: generation, plane: plane) else { return c.resume(returning: nil) }
                 c.resume(returning: link)
                 link.readChunks()
             }
         }
     }
 
-    private static func connect(to peer: String, address: String, generation: UInt64, manager: NetworkManager) -> DataLink? {
+    private static func connect(to peer: String, address: String, generation: UInt64, plane: TCPPlane) -> DataLink? {
         guard let (host, port) = parseHostPort(address) else { return nil }
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -65,14 +65,14 @@ final class DataLink: @unchecked Sendable {
         let fd = socket(ai.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return nil }
         // Connecting and the handshake are bounded by the handshake timeout; reading chunks is not.
-        let limit = manager.config.handshakeTimeout.nanoseconds
+        let limit = plane.config.handshakeTimeout.nanoseconds
         var t = timeval(tv_sec: Int(limit / 1_000_000_000), tv_usec: Int(limit % 1_000_000_000 / 1000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &t, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &t, socklen_t(MemoryLayout<timeval>.size))
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        let link = DataLink(peer: peer, generation: generation, fd: fd, manager: manager)
-        guard Glibc.connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0, link.handshake(manager) else {
+        let link = DataLink(peer: peer, generation: generation, fd: fd, plane: plane)
+        guard Glibc.connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0, link.handshake(plane) else {
             Glibc.close(fd)
             return nil
         }
@@ -82,23 +82,25 @@ final class DataLink: @unchecked Sendable {
     }
 
     /// HELLO both ways, then AUTH both ways, as PeerHandler does for a connection it opens.
-    private func handshake(_ manager: NetworkManager) -> Bool {
+    private func handshake(_ plane: TCPPlane) -> Bool {
+        guard let advertised = plane.manager?.advertised else { return false }
+        let config = plane.config
         let nonce = Handshake.nonce()
-        let encrypt = manager.config.encrypt
-        let hello = Handshake.Hello(role: .data, node: manager.node, address: manager.advertised, nonce: nonce, sealed: encrypt)
+        let encrypt = config.encrypt
+        let hello = Handshake.Hello(role: .data, node: config.node, address: advertised, nonce: nonce, sealed: encrypt)
         guard send(Wire.Frame(.hello, hello.encoded())),
               let (type, payload) = readFrame(), type == Wire.FrameType.hello.rawValue,
               let theirs = try? Handshake.Hello.decode(payload), theirs.node == peer, theirs.role == .data else { return false }
         if let problem = Handshake.sealingProblem(mine: encrypt, theirs: theirs) {
-            manager.logger.warning("data link to \(peer): \(problem)")
+            plane.logger.warning("data link to \(peer): \(problem)")
             return false
         }
-        let key = manager.key
-        guard send(Wire.Frame(.auth, key.mac(role: .data, fromNonce: nonce, toNonce: theirs.nonce, from: manager.node, to: peer))),
+        let key = config.key
+        guard send(Wire.Frame(.auth, key.mac(role: .data, fromNonce: nonce, toNonce: theirs.nonce, from: config.node, to: peer))),
               let (authType, mac) = readFrame(), authType == Wire.FrameType.auth.rawValue,
-              let peerKey = key.keyIndex(accepting: mac, role: .data, fromNonce: theirs.nonce, toNonce: nonce, from: peer, to: manager.node) else { return false }
+              let peerKey = key.keyIndex(accepting: mac, role: .data, fromNonce: theirs.nonce, toNonce: nonce, from: peer, to: config.node) else { return false }
         if encrypt {
-            let session = key.ciphers(role: .data, myNonce: nonce, theirNonce: theirs.nonce, me: manager.node, peer: peer, peerKey: peerKey)
+            let session = key.ciphers(role: .data, myNonce: nonce, theirNonce: theirs.nonce, me: config.node, peer: peer, peerKey: peerKey)
             sending.withLock { $0 = session.sending }
             receiving = session.receiving
         }
@@ -130,7 +132,7 @@ final class DataLink: @unchecked Sendable {
         guard h.withUnsafeMutableBytes({ readAll(fd, $0) }) else { return nil }
         let length = Int(h[0]) << 24 | Int(h[1]) << 16 | Int(h[2]) << 8 | Int(h[3])
         if let problem = Wire.lengthProblem(length) ?? Wire.versionProblem(h[4]) {
-            manager?.logger.warning("data link from \(peer): \(problem)")
+            plane?.logger.warning("data link from \(peer): \(problem)")
             return nil
         }
         return (h[5], length - 2)
@@ -147,13 +149,13 @@ final class DataLink: @unchecked Sendable {
         defer {
             // Shut, not closed: a pull racing the end must fail on this socket, not on a reused number.
             shutdown(fd, Int32(SHUT_RDWR))
-            manager?.dataLinkEnded(self)
+            plane?.linkEnded(self)
         }
         var header = [UInt8](repeating: 0, count: 16)
-        while let manager, let (type, length) = readHeader() {
+        while let plane, let (type, length) = readHeader() {
             if let cipher = receiving {
-                guard readSealed(type, length, cipher, manager) else {
-                    manager.logger.warning("data link from \(peer): a frame failed to open (changed, replayed or dropped on the way); closing")
+                guard readSealed(type, length, cipher, plane) else {
+                    plane.logger.warning("data link from \(peer): a frame failed to open (changed, replayed or dropped on the way); closing")
                     return
                 }
                 continue
@@ -161,18 +163,18 @@ final class DataLink: @unchecked Sendable {
             guard type == Wire.FrameType.dataChunk.rawValue, length >= 16 else {
                 guard let payload = skip(length) else { return }
                 var r = ByteReader(payload)
-                if type == Wire.FrameType.error.rawValue { manager.logger.warning("peer \(peer) reported: \((try? r.string()) ?? "?")") }
+                if type == Wire.FrameType.error.rawValue { plane.logger.warning("peer \(peer) reported: \((try? r.string()) ?? "?")") }
                 continue
             }
             guard header.withUnsafeMutableBytes({ readAll(fd, $0) }) else { return }
             let n = length - 16
-            guard let (imp, key) = place(header, count: n, manager) else {
+            guard let (imp, key) = place(header, count: n, plane) else {
                 guard skip(n) != nil else { return }
                 continue
             }
             // The import's bytes are written by this thread only, and handed over once all arrived.
             guard imp.bytes.withUnsafeMutableBytes({ readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[imp.received..<(imp.received + n)])) }) else { return }
-            landed(n, in: imp, key, manager)
+            plane.landed(n, in: imp, key)
         }
     }
 
@@ -182,7 +184,7 @@ final class DataLink: @unchecked Sendable {
     /// import and decrypted in place, and only a tag that checks lets the import count it (one
     /// that fails ends the link, failing every import on it). Anything else is read whole,
     /// opened, and its frames handled.
-    private func readSealed(_ type: UInt8, _ length: Int, _ cipher: FrameCipher, _ manager: NetworkManager) -> Bool {
+    private func readSealed(_ type: UInt8, _ length: Int, _ cipher: FrameCipher, _ plane: TCPPlane) -> Bool {
         let n = length - FrameCipher.overhead, lead = 6 + 16
         guard type == Wire.FrameType.sealed.rawValue, n >= 0, cipher.begin(plaintext: n) else { return false }
         func read(_ into: UnsafeMutableRawBufferPointer) -> Bool { readAll(fd, into) && cipher.update(into) }
@@ -194,18 +196,18 @@ final class DataLink: @unchecked Sendable {
         guard plain.withUnsafeMutableBytes(read) else { return false }
         let inner = plain.count < lead ? 0 : Int(plain[0]) << 24 | Int(plain[1]) << 16 | Int(plain[2]) << 8 | Int(plain[3])
         let lone = plain.count == lead && plain[4] == Wire.version && plain[5] == Wire.FrameType.dataChunk.rawValue && inner + 4 == n
-        if lone, let (imp, key) = place(plain[6...], count: n - lead, manager) {
+        if lone, let (imp, key) = place(plain[6...], count: n - lead, plane) {
             let count = n - lead
             guard imp.bytes.withUnsafeMutableBytes({ read(UnsafeMutableRawBufferPointer(rebasing: $0[imp.received..<(imp.received + count)])) }),
                   finish() else { return false }
-            landed(count, in: imp, key, manager)
+            plane.landed(count, in: imp, key)
             return true
         }
         // The rest, whole: a lone chunk not awaited (place has failed its import; read past it), or other frames.
         plain += [UInt8](repeating: 0, count: n - plain.count)
         guard plain.withUnsafeMutableBytes({ read(UnsafeMutableRawBufferPointer(rebasing: $0[min(n, lead)...])) }), finish(),
               let frames = Wire.frames(in: plain) else { return false }
-        if !lone { for f in frames { f.withPayload { land(f.type, $0, manager) } } }
+        if !lone { for f in frames { f.withPayload { land(f.type, $0, plane) } } }
         return true
     }
 
@@ -213,38 +215,31 @@ final class DataLink: @unchecked Sendable {
     /// (and the import failed) when the sender said "no such transfer", or the chunk is not awaited
     /// here or out of place. A transfer's chunks come in order on this one stream, each starting
     /// where the last ended: an import is complete only when every byte was written, each once.
-    private func place(_ header: some Collection<UInt8>, count: Int, _ manager: NetworkManager) -> (NetworkManager.Import, NetworkManager.ImportKey)? {
+    private func place(_ header: some Collection<UInt8>, count: Int, _ plane: TCPPlane) -> (TCPPlane.Import, TCPPlane.ImportKey)? {
         var r = ByteReader(Array(header.prefix(16)))
         let transfer = (try? r.u64()) ?? 0, offset = (try? r.u64()) ?? 0
-        let key = NetworkManager.ImportKey(peer: peer, transfer: transfer)
-        guard offset != UInt64.max, let imp = manager.state.withLock({ $0.imports[key] }), imp.link === self,
+        let key = TCPPlane.ImportKey(peer: peer, transfer: transfer)
+        guard offset != UInt64.max, let imp = plane.awaited(key, on: self),
               offset == UInt64(imp.received), count <= imp.bytes.count - imp.received else {
-            manager.failImport(key)
+            plane.failImport(key)
             return nil
         }
         return (imp, key)
     }
 
     /// Lands an opened frame: a chunk's bytes are copied into their import; an error is logged.
-    private func land(_ type: UInt8, _ plain: UnsafeRawBufferPointer, _ manager: NetworkManager) {
+    private func land(_ type: UInt8, _ plain: UnsafeRawBufferPointer, _ plane: TCPPlane) {
         guard type == Wire.FrameType.dataChunk.rawValue, plain.count >= 16 else {
             var r = ByteReader(Array(plain))
-            if type == Wire.FrameType.error.rawValue { manager.logger.warning("peer \(peer) reported: \((try? r.string()) ?? "?")") }
+            if type == Wire.FrameType.error.rawValue { plane.logger.warning("peer \(peer) reported: \((try? r.string()) ?? "?")") }
             return
         }
         let n = plain.count - 16
-        guard let (imp, key) = place(plain.prefix(16), count: n, manager) else { return }
+        guard let (imp, key) = place(plain.prefix(16), count: n, plane) else { return }
         if n > 0 {  // (an empty array may have no address)
             imp.bytes.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: imp.received).copyMemory(from: plain.baseAddress! + 16, byteCount: n) }
         }
-        landed(n, in: imp, key, manager)
-    }
-
-    /// Counts `n` bytes written into `imp` (by this thread, the only writer); the import is handed
-    /// over once every byte is in.
-    private func landed(_ n: Int, in imp: NetworkManager.Import, _ key: NetworkManager.ImportKey, _ manager: NetworkManager) {
-        imp.received += n
-        if imp.received == imp.bytes.count { manager.finishImport(key) }
+        plane.landed(n, in: imp, key)
     }
 
     private func skip(_ n: Int) -> [UInt8]? {

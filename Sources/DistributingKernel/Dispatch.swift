@@ -38,7 +38,7 @@ extension NetworkManager {
         // Resumed exactly once: `complete` takes the call out of `pending` before resuming it.
         return await withUnsafeContinuation { (c: UnsafeContinuation<Message, Never>) in
             let correlation = correlations.wrappingAdd(1, ordering: .relaxed).oldValue
-            let transfers = m.buffers.map { dataPlane.export($0.buffer, call: correlation, to: target) }
+            let transfers = m.buffers.map { dataPlane.export($0.buffer, call: correlation, to: target, expires: nil) }
             state.withLock { s in
                 s.pending[correlation] = Pending(node: target, continuation: c, deadline: deadline, exports: transfers, request: m)
             }
@@ -59,7 +59,10 @@ extension NetworkManager {
         guard let target = Self.node(of: m.to),
               let member = state.withLock({ $0.membership.members[target] }), member.status <= .suspect else { return }
         // A notification's buffers travel as a request's do: offered to the subscriber's node alone.
-        let transfers = m.buffers.isEmpty ? [] : exportForNotification(m.buffers, to: target)
+        // No call's end withdraws them: they lapse after the request timeout, so a subscriber that
+        // never pulls cannot keep them forever.
+        let expires = now + timeoutMillis
+        let transfers = m.buffers.map { dataPlane.export($0.buffer, call: 0, to: target, expires: expires) }
         var w = ByteWriter()
         Wire.encode(m, correlation: 0, transfers: transfers, into: &w)
         let frame = Wire.Frame(.notify, w.bytes)

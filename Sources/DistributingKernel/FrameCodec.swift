@@ -81,7 +81,7 @@ final class Outbox: Sendable {
     let channel: any Channel
     /// Frames encoded straight into the bytes the next write hands to the socket; the array keeps
     /// its capacity from one write to the next.
-    private let pending = Mutex<(bytes: ByteWriter, scheduled: Bool, unwritten: Int)>((ByteWriter(capacity: 4096), false, 0))
+    private let pending = Mutex<(bytes: ByteWriter, scheduled: Bool, unwritten: Int, posted: [Int])>((ByteWriter(capacity: 4096), false, 0, [Int](repeating: 0, count: 256)))
     /// The most bytes waiting for one peer (here, and handed to the socket but not yet written):
     /// a peer that stops reading makes its senders fail, not this node's memory grow.
     static let maxQueued = 64 << 20
@@ -131,6 +131,7 @@ final class Outbox: Sendable {
                 return .failure(.tooLarge(length - 2))
             }
             p.bytes.setU32(UInt32(length), at: start)
+            p.posted[Int(type)] += 1
             if p.scheduled { return .success(false) }
             p.scheduled = true
             return .success(true)
@@ -142,6 +143,9 @@ final class Outbox: Sendable {
             return nil
         }
     }
+
+    /// How many frames of `type` were queued here: the order they were queued in is the order on the wire.
+    func posted(_ type: Wire.FrameType) -> Int { pending.withLock { $0.posted[Int(type.rawValue)] } }
 
     private func drain() {
         let bytes = pending.withLock { p -> ByteBuffer in

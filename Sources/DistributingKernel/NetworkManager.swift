@@ -38,8 +38,8 @@ public struct ClusterConfig: Sendable {
     }
 }
 
-/// The network manager: connections to peers, membership, the shared namespace, remote dispatch,
-/// and the TCP data plane for buffers.
+/// The network manager: connections to peers, membership, the shared namespace, remote dispatch;
+/// buffers move on its data plane (`DataPlane`).
 public final class NetworkManager: RemoteDispatcher, Sendable {
     public let kernel: Kernel
     public let config: ClusterConfig
@@ -56,46 +56,14 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     /// `now` at the last tick of the protocol's clock: deadlines are enforced by a sweep each
     /// tick, so a call reads this instead of the system clock.
     let lastTick = Atomic<UInt64>(0)
-    /// Where referenced buffers move: the TCP data connection (this class) until RDMA or AF_XDP is chosen.
-    var dataPlane: any DataPlane { self }
+    /// Where referenced buffers move: the TCP plane, until RDMA or AF_XDP is chosen per peer.
+    let tcp: TCPPlane
+    var dataPlane: any DataPlane { tcp }
 
     struct Link {
         var channel: (any Channel)?
         var connecting = false
         var waiters: [CheckedContinuation<(any Channel)?, Never>] = []
-    }
-
-    struct OpenDataLink {
-        var generation: UInt64
-        var task: Task<DataLink?, Never>
-        /// The link once open.
-        var link: DataLink?
-    }
-
-    /// A buffer offered to one peer: the one its message went to, and the only one that may pull it.
-    struct Export {
-        var buffer: DataBuffer
-        /// The call it belongs to (it is withdrawn when the call ends), or 0 for a notification's.
-        var call: UInt64
-        var peer: String
-        /// For a notification's buffer, which has no call to end: when it is withdrawn.
-        var expires: UInt64?
-    }
-
-    struct ImportKey: Hashable {
-        var peer: String
-        var transfer: UInt64
-    }
-
-    final class Import: @unchecked Sendable {
-        var bytes: [UInt8]
-        var received = 0
-        /// The link its chunks arrive on, once pulled.
-        weak var link: DataLink?
-        var continuation: CheckedContinuation<DataBuffer?, Never>?
-        init(length: Int) {
-            bytes = RecycledMemory.shared.landing(length)
-        }
     }
 
     struct Table {
@@ -110,18 +78,10 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         /// The listen address each authenticated peer gave in its HELLO, by name.
         var helloAddresses: [String: String] = [:]
         var pending = PendingCalls()
-        /// Buffers offered to peers, by transfer number.
-        var exports: [UInt64: Export] = [:]
-        /// Buffers being pulled, by sender and the sender's transfer number (two senders number alike).
-        var imports: [ImportKey: Import] = [:]
-        /// The links buffers are pulled over, by peer (opening or open).
-        var dataLinks: [String: OpenDataLink] = [:]
-        var linkGeneration: UInt64 = 0
         var tables: [String: Table] = [:]
         var localVersion: UInt64 = 1
         /// Work waiting behind the running job of each key; a key is present only while its job runs.
         var queues: [OrderKey: [@Sendable () async -> Void]] = [:]
-        var nextTransfer: UInt64 = 1
         var server: (any Channel)?
         /// The membership datagram socket, and where its member addresses resolve to.
         var datagrams: (any Channel)?
@@ -135,11 +95,13 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         self.kernel = kernel
         self.config = config
         self.logger = logger
+        self.tcp = TCPPlane(config: config, logger: logger)
         var seed: UInt64 = 0
         for b in config.node.utf8 { seed = seed &* 31 &+ UInt64(b) }
         seed ^= UInt64(UInt(bitPattern: ObjectIdentifier(kernel).hashValue))
         state = Mutex(State(membership: Membership(name: config.node, address: "\(config.host):\(config.port)",
                                                    config: config.membership, seed: seed)))
+        tcp.attach(to: self)
     }
 
     var now: UInt64 {
@@ -190,8 +152,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
             self.lastTick.store(now, ordering: .relaxed)
             self.perform(self.state.withLock { $0.membership.tick(now: now) })
             self.expireCalls(now: now)
-            self.expireExports(now: now)
-            self.retireIdleDataLinks(now: now)
+            self.dataPlane.tick(now: now)
             let sync = self.state.withLock { s in
                 guard now >= s.lastSync + self.config.syncInterval else { return false }
                 s.lastSync = now
@@ -211,10 +172,19 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         ticker?.cancel()
         server?.close(promise: nil)
         datagrams?.close(promise: nil)
-        for peer in state.withLock({ Array($0.dataLinks.keys) }) { closeDataLink(to: peer) }
+        dataPlane.stop()
         for l in links.values { l.channel?.close(promise: nil) }
         kernel.remote = nil
     }
+
+    /// Where `peer` listens: from membership, or from its handshake (a peer may call before
+    /// membership has told this node about it).
+    func address(of peer: String) -> String? {
+        state.withLock { $0.membership.members[peer]?.address ?? $0.helloAddresses[peer] }
+    }
+
+    /// The peers this node has a data link open (or opening) to.
+    public var openDataLinks: [String] { tcp.openLinks }
 
     /// Members as this node sees them.
     public var members: [Membership.Member] { state.withLock { [$0.membership.me] + $0.membership.members.values.sorted { $0.name < $1.name } } }

@@ -36,7 +36,7 @@ extension NetworkManager {
         case .unsubscribe: handleUnsubscribe(frame.payload, from: peer)
         case .swim: handleSWIM(frame.payload, from: peer)
         case .directory: handleDirectory(frame.payload, from: peer, on: channel)
-        case .dataPull: handleDataPull(frame.payload, from: peer, on: channel)
+        case .dataPull: tcp.send(pull: frame.payload, from: peer, on: channel)
         case .dataChunk: break  // chunks are read by a DataLink, never from an event loop's connection
         case .error:
             var r = ByteReader(frame.payload)
@@ -103,7 +103,7 @@ extension NetworkManager {
             failPending(on: m.name, reason: "node \(m.name) is \(m.status == .dead ? "dead" : "gone")")
             kernel.dropSubscriptions(ofNode: m.name)
             link?.channel?.close(promise: nil)
-            closeDataLink(to: m.name)
+            dataPlane.peerEnded(m.name)
         }
     }
 

@@ -286,6 +286,28 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         for n in [a, b] { await n.network?.stop() }
     }
 
+    @Test func dataPlaneTrafficIsShownPerPeerAtOsDataplane() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        try await waitUntil { paths(a, contract: Sink.contract).contains("decos://b/sink") }
+        // Two buffers in one message, pulled side by side on the one link.
+        let reply = try await a.kernel.call(.submit, "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: DataBuffer((0..<(3 << 20)).map(pattern))),
+                                                                            BufferRef(id: "more", buffer: DataBuffer([UInt8](repeating: 7, count: 1 << 20)))])
+        #expect(reply?.child("Intact")?.text == "true")
+        func peer(_ node: Node, _ name: String) async throws -> Element? {
+            try await node.kernel.call(.get, "/os/dataplane")?.elements.first { $0.child("Peer")?.text == name }
+        }
+        let atB = try #require(try await peer(b, "a"))
+        #expect(atB.child("Plane")?.text == "tcp")
+        #expect(atB.child("BytesReceived")?.text == String(4 << 20))
+        #expect(atB.child("Received")?.text == "2")
+        #expect(atB.child("Receiving")?.text == "0" && atB.child("Failed")?.text == "0")
+        // The sender counts a chunk once it is written; the offers went when the call ended.
+        try await waitUntil { (try? await peer(a, "b"))??.child("BytesSent")?.text == String(4 << 20) }
+        #expect(try await peer(a, "b")?.child("Offered")?.text == "0")
+        for n in [a, b] { await n.network?.stop() }
+    }
+
     @Test func pendingCallsFaultWhenThePeerGoes() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))

@@ -46,7 +46,7 @@ import Testing
         let secret = DataBuffer([UInt8](repeating: 0x5A, count: 4096))
         let call = Task { try? await a.kernel.call(.submit, "decos://b/silent", buffers: [BufferRef(id: "blob", buffer: secret)]) }
         try await waitUntil { b.network?.openDataLinks == ["a"] }
-        let stolen = await c.network?.fetch(transfer: 1, length: 4096, from: "a")
+        let stolen = await c.network?.dataPlane.fetch(transfer: 1, length: 4096, from: "a")
         #expect(stolen == nil)
         call.cancel()
         for n in [a, b, c] { await n.network?.stop() }
@@ -60,7 +60,7 @@ import Testing
             return [(transfer, 0, half), (transfer, 0, half)]
         })
         b.network!.state.withLock { $0.helloAddresses["evil"] = "127.0.0.1:\(evil.port)" }
-        let got = await b.network!.fetch(transfer: 7, length: 2 << 20, from: "evil")
+        let got = await b.network!.dataPlane.fetch(transfer: 7, length: 2 << 20, from: "evil")
         #expect(got == nil)
         await b.network?.stop()
     }

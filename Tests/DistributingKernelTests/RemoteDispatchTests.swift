@@ -38,14 +38,16 @@ import Testing
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
         try await waitUntil { paths(a).contains("decos://b/counter") }
-        // Sent without waiting for replies: each is on the wire (pending) before the next is sent.
+        _ = try await a.kernel.call(.get, "decos://b/counter")  // the connection to b is open
+        let outbox = Outbox.of(try #require(a.network!.state.withLock { $0.links["b"]?.channel }))
+        // Sent without waiting for replies: each is queued for the wire before the next is sent.
         var calls: [Task<Message, Never>] = []
-        let first = a.network!.correlations.load(ordering: .relaxed)
+        let first = outbox.posted(.request)
         for i in 0..<100 {
             var m = Message(.submit, to: "decos://b/log", body: Element("V", text: String(i)))
             m.from = "/counter"
             calls.append(Task { await a.kernel.send(m, as: .system) })
-            try await waitUntil { a.network!.correlations.load(ordering: .relaxed) == first + UInt64(i) + 1 }
+            try await waitUntil { outbox.posted(.request) == first + i + 1 }
         }
         for c in calls { _ = await c.value }
         let log = try #require(b.kernel.uris.lookup("/log")?.service as? Log)

@@ -1,0 +1,144 @@
+import Infoset
+import Logging
+import NIOCore
+import ServiceKernel
+import Synchronization
+
+/// The TCP data plane, the fallback every node has: buffers move on a connection of their own,
+/// pulled by the receiver in chunks, so a large buffer never stalls the control connection.
+///
+/// Where a buffer leaves: `export` offers it; the receiver's DATA_PULL arrives on a data
+/// connection at this node's cluster port, and `send(pull:)` streams its chunks on that
+/// connection's event loop. Where it lands: `fetch` (TCPImports.swift) opens a `DataLink` to the
+/// sender, which reads each chunk straight into the buffer being imported.
+///
+/// The plane's state is behind its own lock, never the network manager's.
+final class TCPPlane: DataPlane {
+    let name = "tcp"
+    let config: ClusterConfig
+    let logger: Logger
+    let state = Mutex(State())
+    /// The manager whose node this is: for the clock, where peers listen, and calls' deadlines.
+    /// Set once, right after the manager's init (which cannot hand itself out before it is whole).
+    private let owner = Mutex<Owner>(Owner())
+    struct Owner { weak var manager: NetworkManager? }
+    var manager: NetworkManager? { owner.withLock { $0.manager } }
+
+    /// A buffer offered to one peer: the one its message went to, and the only one that may pull it.
+    struct Export {
+        var buffer: DataBuffer
+        /// The call it belongs to (it is withdrawn when the call ends), or 0 for a notification's.
+        var call: UInt64
+        var peer: String
+        /// For a notification's buffer, which has no call to end: when it is withdrawn.
+        var expires: UInt64?
+    }
+
+    struct State {
+        /// Buffers offered to peers, by transfer number.
+        var exports: [UInt64: Export] = [:]
+        var nextTransfer: UInt64 = 1
+        /// Buffers being pulled, by sender and the sender's transfer number (two senders number alike).
+        var imports: [ImportKey: Import] = [:]
+        /// The links buffers are pulled over, by peer (opening or open).
+        var links: [String: OpenDataLink] = [:]
+        var linkGeneration: UInt64 = 0
+        /// Bytes and buffers moved, by peer.
+        var traffic: [String: PeerTraffic] = [:]
+
+        mutating func count(_ peer: String, _ change: (inout PeerTraffic) -> Void) {
+            change(&traffic[peer, default: PeerTraffic(peer: peer, plane: "tcp")])
+        }
+    }
+
+    init(config: ClusterConfig, logger: Logger) {
+        self.config = config
+        self.logger = logger
+    }
+
+    func attach(to manager: NetworkManager) { owner.withLock { $0.manager = manager } }
+
+    var now: UInt64 { manager?.now ?? 0 }
+
+    // MARK: offers
+
+    func export(_ buffer: DataBuffer, call: UInt64, to peer: String, expires: UInt64?) -> UInt64 {
+        state.withLock { s in
+            defer { s.nextTransfer += 1 }
+            s.exports[s.nextTransfer] = Export(buffer: buffer, call: call, peer: peer, expires: expires)
+            return s.nextTransfer
+        }
+    }
+
+    func release(_ transfers: [UInt64]) {
+        state.withLock { s in for t in transfers { s.exports[t] = nil } }
+    }
+
+    func tick(now: UInt64) {
+        state.withLock { s in
+            for (t, e) in s.exports where e.expires.map({ $0 <= now }) ?? false { s.exports[t] = nil }
+        }
+        retireIdleLinks(now: now)
+    }
+
+    func stop() {
+        for peer in state.withLock({ Array($0.links.keys) }) { closeLink(to: peer) }
+    }
+
+    func peerEnded(_ peer: String) { closeLink(to: peer) }
+
+    var traffic: [PeerTraffic] {
+        state.withLock { s in
+            var t = s.traffic
+            for e in s.exports.values { t[e.peer, default: PeerTraffic(peer: e.peer, plane: name)].offered += 1 }
+            for k in s.imports.keys { t[k.peer, default: PeerTraffic(peer: k.peer, plane: name)].receiving += 1 }
+            return t.keys.sorted().map { t[$0]! }
+        }
+    }
+
+    // MARK: the sender's end
+
+    /// Answers a DATA_PULL from `peer`: streams the exported buffer in chunks on `channel`, eight
+    /// in flight at a time so memory stays bounded. Each chunk written pushes the call's deadline
+    /// on: a large buffer that is moving is not a call that timed out.
+    func send(pull payload: [UInt8], from peer: String, on channel: any Channel) {
+        var r = ByteReader(payload)
+        guard let transfer = try? r.u64() else { return }
+        // Only the peer the buffer was sent to may pull it: to any other, it does not exist.
+        guard let export = state.withLock({ s in s.exports[transfer].flatMap { $0.peer == peer ? $0 : nil } }) else {
+            var w = ByteWriter()
+            w.u64(transfer)
+            w.u64(UInt64.max)  // "no such transfer", with no data: the puller faults the request
+            channel.send(Wire.Frame(.dataChunk, w.bytes))
+            return
+        }
+        state.withLock { $0.count(peer) { $0.sending += 1 } }
+        Task {
+            defer { state.withLock { $0.count(peer) { $0.sending -= 1 } } }
+            var offset = 0
+            var inFlight: [(EventLoopFuture<Void>, Int)] = []
+            repeat {
+                let end = min(offset + Wire.chunkSize, export.buffer.count)
+                var out = channel.allocator.buffer(capacity: end - offset + 22)
+                out.writeInteger(UInt32(end - offset + 18))
+                out.writeInteger(Wire.version)
+                out.writeInteger(Wire.FrameType.dataChunk.rawValue)
+                out.writeInteger(transfer)
+                out.writeInteger(UInt64(offset))
+                _ = export.buffer.bytes.withUnsafeBytes { out.writeBytes(UnsafeRawBufferPointer(rebasing: $0[offset..<end])) }
+                inFlight.append((channel.writeAndFlush(out), end - offset))
+                if inFlight.count >= 8 {
+                    let (written, n) = inFlight.removeFirst()
+                    do { try await written.get() } catch { return }
+                    state.withLock { $0.count(peer) { $0.bytesSent += UInt64(n) } }
+                    manager?.armDeadline(export.call)
+                }
+                offset = end
+            } while offset < export.buffer.count
+            for (written, n) in inFlight {
+                do { try await written.get() } catch { return }
+                state.withLock { $0.count(peer) { $0.bytesSent += UInt64(n) } }
+            }
+        }
+    }
+}

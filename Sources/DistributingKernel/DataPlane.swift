@@ -28,7 +28,8 @@ protocol DataPlane: AnyObject, Sendable {
 
 /// What one plane has moved to and from one peer since this node started.
 public struct PeerTraffic: Codable, Sendable, Equatable {
-    public var peer: String
+    /// The peer's node name.
+    public var node: String
     public var plane: String
     public var bytesSent: UInt64 = 0
     public var bytesReceived: UInt64 = 0
@@ -44,8 +45,8 @@ public struct PeerTraffic: Codable, Sendable, Equatable {
     /// offer was gone.
     public var failed = 0
 
-    public init(peer: String, plane: String) {
-        self.peer = peer
+    public init(node: String, plane: String) {
+        self.node = node
         self.plane = plane
     }
 }

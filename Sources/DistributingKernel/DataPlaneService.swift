@@ -6,7 +6,8 @@ import ServiceKernel
 public actor DataPlaneService: Service {
     public static let contract = "urn:decos:os:dataplane"
 
-    public struct Traffic: Codable, Sendable {
+    /// `<DataPlanes><Peer><Node>b</Node><Plane>tcp</Plane><BytesSent>…</Peer>…</DataPlanes>`
+    public struct DataPlanes: Codable, Sendable {
         public var peer: [PeerTraffic]
     }
 
@@ -19,6 +20,6 @@ public actor DataPlaneService: Service {
     public func handle(_ request: Request) throws -> Element? {
         guard request.verb == .get else { throw Fault.actionNotSupported(request.verb, "/os/dataplane") }
         let network = kernel?.remote as? NetworkManager
-        return try infoset(Traffic(peer: network?.dataTraffic ?? []))
+        return try infoset(DataPlanes(peer: network?.dataTraffic ?? []))
     }
 }

@@ -47,7 +47,7 @@ final class TCPPlane: DataPlane {
         var traffic: [String: PeerTraffic] = [:]
 
         mutating func count(_ peer: String, _ change: (inout PeerTraffic) -> Void) {
-            change(&traffic[peer, default: PeerTraffic(peer: peer, plane: "tcp")])
+            change(&traffic[peer, default: PeerTraffic(node: peer, plane: "tcp")])
         }
     }
 
@@ -90,8 +90,8 @@ final class TCPPlane: DataPlane {
     var traffic: [PeerTraffic] {
         state.withLock { s in
             var t = s.traffic
-            for e in s.exports.values { t[e.peer, default: PeerTraffic(peer: e.peer, plane: name)].offered += 1 }
-            for k in s.imports.keys { t[k.peer, default: PeerTraffic(peer: k.peer, plane: name)].receiving += 1 }
+            for e in s.exports.values { t[e.peer, default: PeerTraffic(node: e.peer, plane: name)].offered += 1 }
+            for k in s.imports.keys { t[k.peer, default: PeerTraffic(node: k.peer, plane: name)].receiving += 1 }
             return t.keys.sorted().map { t[$0]! }
         }
     }

@@ -295,7 +295,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
                                                                             BufferRef(id: "more", buffer: DataBuffer([UInt8](repeating: 7, count: 1 << 20)))])
         #expect(reply?.child("Intact")?.text == "true")
         func peer(_ node: Node, _ name: String) async throws -> Element? {
-            try await node.kernel.call(.get, "/os/dataplane")?.elements.first { $0.child("Peer")?.text == name }
+            try await node.kernel.call(.get, "/os/dataplane")?.elements.first { $0.child("Node")?.text == name }
         }
         let atB = try #require(try await peer(b, "a"))
         #expect(atB.child("Plane")?.text == "tcp")

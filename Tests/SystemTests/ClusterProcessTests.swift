@@ -11,12 +11,12 @@ let clusterKey: String = {
 /// Fast membership timings so failures are seen in a couple of seconds.
 let fastTimings = #"probeInterval="300" probeTimeout="150" suspicionTimeout="1200""#
 
-func clusterManifest(listen: String = "127.0.0.1:0", seeds: [String] = [], timings: String = fastTimings) throws -> String {
+func clusterManifest(listen: String = "127.0.0.1:0", seeds: [String] = [], timings: String = fastTimings, gateway: String = "") throws -> String {
     let path = NSTemporaryDirectory() + "decos-cluster-\(UUID().uuidString).xml"
     try """
     <Manifest xmlns="urn:decos:manifest">
       <Network>
-        <Gateway listen="127.0.0.1:0"/>
+        <Gateway listen="127.0.0.1:0" \(gateway)/>
         <Cluster listen="\(listen)" keyFile="\(clusterKey)" \(timings)>
           \(seeds.map { "<Seed address=\"\($0)\"/>" }.joined())
         </Cluster>

@@ -37,6 +37,12 @@ final class LAN: Sendable {
         if percent > 0 { try nft(i, "add rule inet decos in iifname eth0 numgen random mod 100 < \(percent) drop") }
     }
 
+    /// Lets at most `bytesPerSecond` of TCP into host `i` from the LAN (the rest is dropped, so
+    /// TCP backs off): a large buffer takes seconds to arrive. Membership datagrams are untouched.
+    func throttle(_ i: Int, bytesPerSecond: Int) throws {
+        try nft(i, "add rule inet decos in iifname eth0 meta l4proto tcp limit rate over \(bytesPerSecond / 1024) kbytes/second drop")
+    }
+
     /// Cuts host `i` off the LAN both ways, or joins it again.
     func isolate(_ i: Int, _ cut: Bool) throws {
         for chain in ["in", "out"] { try nft(i, "flush chain inet decos \(chain)") }
@@ -80,9 +86,9 @@ func waitFor(_ what: String, within seconds: Double, _ condition: () throws -> B
     let timings = fastTimings + #" reconnectInterval="1000""#
 
     /// Node i on host i, every node seeded with node 0 (which has no seed of its own).
-    func start(_ lan: LAN, _ n: Int) throws -> [NodeProcess] {
+    func start(_ lan: LAN, _ n: Int, gateway: String = "") throws -> [NodeProcess] {
         try (0..<n).map { i in
-            try NodeProcess(manifest: clusterManifest(listen: "\(lan.address(i)):7946", seeds: i == 0 ? [] : ["\(lan.address(0)):7946"], timings: timings),
+            try NodeProcess(manifest: clusterManifest(listen: "\(lan.address(i)):7946", seeds: i == 0 ? [] : ["\(lan.address(0)):7946"], timings: timings, gateway: gateway),
                             extra: ["--node", "n\(i)"], wrapper: ["/usr/sbin/ip", "netns", "exec", lan.hosts[i]],
                             http: "127.0.0.1:7480")  // each host's own loopback: a trusted client
         }
@@ -185,5 +191,82 @@ func waitFor(_ what: String, within seconds: Double, _ condition: () throws -> B
         calls.wait()
         #expect(strays.withLock { $0 } == [], "calls that ended in neither a reply nor a fault")
         for n in nodes { #expect(n.process.isRunning) }
+    }
+
+    /// What node i's `/os/dataplane` says of `peer`: field name → value.
+    func traffic(_ lan: LAN, at i: Int, with peer: String) throws -> [String: String] {
+        let page = try lan.exec(i, ["/usr/bin/curl", "-sS", "--max-time", "5", "http://127.0.0.1:7480/os/dataplane"]).out
+        guard let start = page.range(of: "<Node>\(peer)</Node>"), let end = page[start.upperBound...].range(of: "</Peer>") else { return [:] }
+        var fields: [String: String] = [:]
+        for m in page[start.lowerBound..<end.lowerBound].matches(of: /<(\w+)>([^<]*)<\/\1>/) { fields[String(m.1)] = String(m.2) }
+        return fields
+    }
+
+    /// Starts an Increment of node `target`'s counter through node `via`'s gateway carrying a
+    /// buffer of `bytes` random bytes (a decos:Buffer header): the target pulls it from `via`.
+    func incrementWithBuffer(_ lan: LAN, via: Int, target: Int, bytes: Int) throws -> (Process, Pipe) {
+        var random = SystemRandomNumberGenerator()
+        let blob = Data((0..<bytes / 8).flatMap { _ in withUnsafeBytes(of: random.next()) { Array($0) } })
+        let envelope = """
+        <s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://www.w3.org/2005/08/addressing" xmlns:d="urn:decos:soap">\
+        <s:Header><a:Action>urn:decos:verb:Update</a:Action><a:To>decos://n\(target)/counter</a:To>\
+        <d:Buffer id="blob" length="\(blob.count)">\(blob.base64EncodedString())</d:Buffer></s:Header>\
+        <s:Body><Increment><By>1</By></Increment></s:Body></s:Envelope>
+        """
+        let file = NSTemporaryDirectory() + "decos-envelope-\(UUID().uuidString).xml"
+        try envelope.write(toFile: file, atomically: false, encoding: .utf8)
+        let p = Process(), out = Pipe()
+        p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        p.arguments = ["netns", "exec", lan.hosts[via], "/usr/bin/curl", "-sS", "--max-time", "60", "-H", "Content-Type: application/soap+xml",
+                       "--data-binary", "@" + file, "-w", "\nHTTP %{http_code}", "http://127.0.0.1:7480/"]
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        return (p, out)
+    }
+
+    @Test(.enabled(if: canUseNftables, "needs root, iproute2 and nftables to make a LAN of namespaces (CI has them)"))
+    func aNodeKilledMidBufferTransferLeavesTheOtherWholeAndItsCallFaulted() throws {
+        let lan = try LAN(hosts: 3)
+        var nodes = try start(lan, 3, gateway: #"maxRequestBytes="67108864" requestTimeout="60""#)
+        _ = try waitFor("the three nodes forming one cluster", within: 30) { try whole(lan, 3) }
+        // Buffers into n1 crawl (2 MB/s of TCP), so a kill lands while one is arriving.
+        try lan.throttle(1, bytesPerSecond: 2 << 20)
+
+        // The sender dies: n2 sends n1 a 24 MiB buffer and is killed once n1 is receiving it.
+        let (orphan, _) = try incrementWithBuffer(lan, via: 2, target: 1, bytes: 24 << 20)
+        _ = try waitFor("n1 receiving n2's buffer", within: 30) {
+            let t = try traffic(lan, at: 1, with: "n2")
+            return t["Receiving"] == "1" && (UInt64(t["BytesReceived"] ?? "") ?? 0) > 0
+        }
+        kill(nodes[2].process.processIdentifier, SIGKILL)
+        nodes[2].process.waitUntilExit()
+        orphan.waitUntilExit()
+        // n1's import fails (the link ended); the update was never applied; n1 goes on.
+        _ = try waitFor("n1 failing the import from the dead n2", within: 10) {
+            let t = try traffic(lan, at: 1, with: "n2")
+            return t["Failed"] == "1" && t["Receiving"] == "0"
+        }
+        #expect(try value(lan, of: 1) == 0)
+        #expect(nodes[1].process.isRunning)
+
+        // The receiver dies: n0 sends n1 a 24 MiB buffer and n1 is killed while pulling it.
+        let (call, reply) = try incrementWithBuffer(lan, via: 0, target: 1, bytes: 24 << 20)
+        _ = try waitFor("n1 receiving n0's buffer", within: 30) {
+            let t = try traffic(lan, at: 1, with: "n0")
+            return t["Receiving"] == "1" && (UInt64(t["BytesReceived"] ?? "") ?? 0) > 0
+        }
+        kill(nodes[1].process.processIdentifier, SIGKILL)
+        nodes[1].process.waitUntilExit()
+        // The caller gets a fault, not a hang; n0 withdraws the offer and stops sending.
+        _ = try waitFor("the call through n0 ending", within: 15) { !call.isRunning }
+        let answer = String(decoding: reply.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(answer.contains("Fault") && answer.hasSuffix("HTTP 500"), "\(answer.suffix(300))")
+        _ = try waitFor("n0 holding nothing for n1", within: 15) {
+            let t = try traffic(lan, at: 0, with: "n1")
+            return t["Offered"] == "0" && t["Sending"] == "0"
+        }
+        #expect(nodes[0].process.isRunning)
+        #expect(try increment(lan, via: 0, target: 0))
     }
 }

@@ -89,7 +89,8 @@ public final class Node: Sendable {
         if exposed && manifest.security == nil {
             logger.warning("the gateway listens on \(manifest.gateway!.host), beyond loopback, with no <Security> rules: anonymous clients may only read")
         }
-        let kernel = Kernel(node: manifest.node ?? defaultNodeName(), security: security, contracts: contracts, logger: logger)
+        let kernel = Kernel(node: manifest.node ?? defaultNodeName(), security: security, contracts: contracts, logger: logger,
+                            pool: BufferPool(limit: manifest.bufferLimit ?? BufferPool.defaultLimit))
         for (type, path) in SystemServices.all {
             try await kernel.create(ServiceConfig(contract: type.contract, name: path), essential: true)
         }

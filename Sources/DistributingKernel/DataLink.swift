@@ -173,7 +173,7 @@ final class DataLink: @unchecked Sendable {
                 continue
             }
             // The import's bytes are written by this thread only, and handed over once all arrived.
-            guard imp.bytes.withUnsafeMutableBytes({ readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[imp.received..<(imp.received + n)])) }) else { return }
+            guard readAll(fd, imp.next(n)) else { return }
             plane.landed(n, in: imp, key)
         }
     }
@@ -198,8 +198,7 @@ final class DataLink: @unchecked Sendable {
         let lone = plain.count == lead && plain[4] == Wire.version && plain[5] == Wire.FrameType.dataChunk.rawValue && inner + 4 == n
         if lone, let (imp, key) = place(plain[6...], count: n - lead, plane) {
             let count = n - lead
-            guard imp.bytes.withUnsafeMutableBytes({ read(UnsafeMutableRawBufferPointer(rebasing: $0[imp.received..<(imp.received + count)])) }),
-                  finish() else { return false }
+            guard read(imp.next(count)), finish() else { return false }
             plane.landed(count, in: imp, key)
             return true
         }
@@ -220,7 +219,7 @@ final class DataLink: @unchecked Sendable {
         let transfer = (try? r.u64()) ?? 0, offset = (try? r.u64()) ?? 0
         let key = TCPPlane.ImportKey(peer: peer, transfer: transfer)
         guard offset != UInt64.max, let imp = plane.awaited(key, on: self),
-              offset == UInt64(imp.received), count <= imp.bytes.count - imp.received else {
+              offset == UInt64(imp.received), count <= imp.length - imp.received else {
             plane.failImport(key)
             return nil
         }
@@ -236,9 +235,7 @@ final class DataLink: @unchecked Sendable {
         }
         let n = plain.count - 16
         guard let (imp, key) = place(plain.prefix(16), count: n, plane) else { return }
-        if n > 0 {  // (an empty array may have no address)
-            imp.bytes.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: imp.received).copyMemory(from: plain.baseAddress! + 16, byteCount: n) }
-        }
+        imp.next(n).copyMemory(from: UnsafeRawBufferPointer(rebasing: plain[16...]))
         plane.landed(n, in: imp, key)
     }
 

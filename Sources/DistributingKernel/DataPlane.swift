@@ -14,8 +14,8 @@ protocol DataPlane: AnyObject, Sendable {
     func export(_ buffer: DataBuffer, call: UInt64, to peer: String, expires: UInt64?) -> UInt64
     /// Withdraws offers once their call has ended.
     func release(_ transfers: [UInt64])
-    /// Brings one offered buffer from `peer` into this node's memory; nil if it cannot be had.
-    func fetch(transfer: UInt64, length: Int, from peer: String) async -> DataBuffer?
+    /// Brings one offered buffer from `peer` into this node's pool memory, or says why it cannot.
+    func fetch(transfer: UInt64, length: Int, from peer: String) async -> Result<DataBuffer, Fault>
     /// The protocol's clock: lapsed offers are withdrawn, idle connections closed.
     func tick(now: UInt64)
     /// `peer` died or left: what moves to or from it ends now.
@@ -55,18 +55,20 @@ extension NetworkManager {
     /// Pulls every referenced buffer from the sending node, all at once; a fault if any cannot be had.
     func fetchBuffers(_ incoming: Wire.Incoming, from peer: String, into m: inout Message) async -> Fault? {
         let plane = dataPlane
-        let arrived = await withTaskGroup(of: (Int, DataBuffer?).self) { group in
+        let arrived = await withTaskGroup(of: (Int, Result<DataBuffer, Fault>).self) { group in
             for (i, b) in incoming.buffers.enumerated() {
                 group.addTask { (i, await plane.fetch(transfer: b.transfer, length: b.length, from: peer)) }
             }
-            var out = [DataBuffer?](repeating: nil, count: incoming.buffers.count)
-            for await (i, buffer) in group { out[i] = buffer }
+            var out = [Result<DataBuffer, Fault>](repeating: .failure(.unreachable("")), count: incoming.buffers.count)
+            for await (i, result) in group { out[i] = result }
             return out
         }
         var refs: [BufferRef] = []
-        for (b, buffer) in zip(incoming.buffers, arrived) {
-            guard let buffer else { return .unreachable("buffer \(b.id) from \(peer) did not arrive") }
-            refs.append(BufferRef(id: b.id, buffer: buffer))
+        for (b, result) in zip(incoming.buffers, arrived) {
+            switch result {
+            case .success(let buffer): refs.append(BufferRef(id: b.id, buffer: buffer))
+            case .failure(let fault): return Fault(code: fault.code, subcode: fault.subcode, reason: "buffer \(b.id) from \(peer): \(fault.reason)")
+            }
         }
         m.buffers = refs
         return nil

@@ -8,17 +8,26 @@ extension TCPPlane {
         var transfer: UInt64
     }
 
-    /// A buffer being brought in. `@unchecked Sendable`: `bytes` and `received` are written only by
-    /// the reader thread of the link in `link`, and read by others only once the import has left
-    /// the plane's table (finished or failed); `continuation` is set and taken under the plane's lock.
+    /// A buffer being brought in, landing in a block of the pool. `@unchecked Sendable`: the
+    /// block's bytes and `received` are written only by the reader thread of the link in `link`,
+    /// and the block is handed over (as a `DataBuffer`) or given back only once the import has
+    /// left the plane's table; `continuation` is set and taken under the plane's lock. Once its
+    /// DATA_PULL is out, only that reader fails it (on a bad chunk, or when the link ends), so no
+    /// block goes back to the pool while a chunk is still being written into it.
     final class Import: @unchecked Sendable {
-        var bytes: [UInt8]
+        let block: BufferPool.Block
+        let length: Int
         var received = 0
         /// The link its chunks arrive on, once pulled.
         weak var link: DataLink?
-        var continuation: CheckedContinuation<DataBuffer?, Never>?
-        init(length: Int) {
-            bytes = RecycledMemory.shared.landing(length)
+        var continuation: CheckedContinuation<Result<DataBuffer, Fault>, Never>?
+        init(block: BufferPool.Block, length: Int) {
+            self.block = block
+            self.length = length
+        }
+        /// Where the next `n` bytes land.
+        func next(_ n: Int) -> UnsafeMutableRawBufferPointer {
+            UnsafeMutableRawBufferPointer(start: block.base + received, count: n)
         }
     }
 
@@ -29,15 +38,22 @@ extension TCPPlane {
         var link: DataLink?
     }
 
-    func fetch(transfer: UInt64, length: Int, from peer: String) async -> DataBuffer? {
+    func fetch(transfer: UInt64, length: Int, from peer: String) async -> Result<DataBuffer, Fault> {
+        let lost = Fault.unreachable("it did not arrive")
         // The sender may not be in this node's membership yet (it joined through another node and
         // called at once); its handshake said where it listens.
-        guard let address = manager?.address(of: peer) else { return nil }
+        guard let address = manager?.address(of: peer) else { return .failure(lost) }
+        if length == 0 { return .success(DataBuffer([])) }
         // A link retired for idleness between being handed out and being used is replaced, once.
         for _ in 0..<2 {
-            guard let link = await dataLink(to: peer, address: address) else { return nil }
+            guard let link = await dataLink(to: peer, address: address) else { return .failure(lost) }
+            let block: BufferPool.Block
+            do { block = try pool.block(for: length) } catch {
+                state.withLock { $0.count(peer) { $0.failed += 1 } }
+                return .failure(.exhausted(error))
+            }
             let key = ImportKey(peer: peer, transfer: transfer)
-            let imp = Import(length: length)
+            let imp = Import(block: block, length: length)
             imp.link = link
             let current = state.withLock { s -> Bool in
                 // Registered under the same lock the retirement takes: a link with an import is not idle.
@@ -45,7 +61,10 @@ extension TCPPlane {
                 s.imports[key] = imp
                 return true
             }
-            guard current else { continue }
+            guard current else {
+                pool.give(block)
+                continue
+            }
             link.touch(now)
             return await withCheckedContinuation { c in
                 let ended = state.withLock { s -> Bool in
@@ -53,11 +72,11 @@ extension TCPPlane {
                     imp.continuation = c
                     return false
                 }
-                if ended { return c.resume(returning: nil) }
-                if length == 0 { finishImport(key) } else if !link.pull(transfer) { failImport(key) }
+                if ended { return c.resume(returning: .failure(lost)) }
+                if !link.pull(transfer) { failImport(key) }
             }
         }
-        return nil
+        return .failure(lost)
     }
 
     /// The data link to `peer`, opened if need be; nil if it cannot be had.
@@ -127,32 +146,30 @@ extension TCPPlane {
     func landed(_ n: Int, in imp: Import, _ key: ImportKey) {
         imp.received += n
         state.withLock { $0.count(key.peer) { $0.bytesReceived += UInt64(n) } }
-        if imp.received == imp.bytes.count { finishImport(key) }
+        if imp.received == imp.length { finishImport(key) }
     }
 
     func finishImport(_ key: ImportKey) {
         end(key) { traffic, imp in
             traffic.received += 1
-            return DataBuffer(imp.bytes)
+            return .success(DataBuffer(landed: imp.block, count: imp.length, pool: pool))
         }
     }
 
     func failImport(_ key: ImportKey) {
-        end(key) { traffic, _ in
+        end(key) { [pool] traffic, imp in
             traffic.failed += 1
-            return nil
+            pool.give(imp.block)
+            return .failure(.unreachable("it did not arrive"))
         }
     }
 
-    /// Takes an import out of the table, counts how it ended, and hands its caller the buffer or nil.
-    private func end(_ key: ImportKey, _ outcome: (inout PeerTraffic, Import) -> DataBuffer?) {
-        let ended = state.withLock { s -> (Import, DataBuffer?)? in
-            guard let imp = s.imports.removeValue(forKey: key) else { return nil }
-            var result: DataBuffer?
-            s.count(key.peer) { result = outcome(&$0, imp) }
-            return (imp, result)
-        }
-        guard let (imp, result) = ended else { return }
+    /// Takes an import out of the table, counts how it ended, and hands its caller the buffer or
+    /// the fault. Whoever takes it out owns its block from then on.
+    private func end(_ key: ImportKey, _ outcome: (inout PeerTraffic, Import) -> Result<DataBuffer, Fault>) {
+        guard let imp = state.withLock({ $0.imports.removeValue(forKey: key) }) else { return }
+        var result: Result<DataBuffer, Fault> = .failure(.unreachable(""))
+        state.withLock { s in s.count(key.peer) { result = outcome(&$0, imp) } }
         imp.link?.touch(now)
         let c = imp.continuation
         imp.continuation = nil

@@ -17,6 +17,8 @@ final class TCPPlane: DataPlane {
     let name = "tcp"
     let config: ClusterConfig
     let logger: Logger
+    /// Where imports land.
+    let pool: BufferPool
     let state = Mutex(State())
     /// The manager whose node this is: for the clock, where peers listen, and calls' deadlines.
     /// Set once, right after the manager's init (which cannot hand itself out before it is whole).
@@ -51,9 +53,10 @@ final class TCPPlane: DataPlane {
         }
     }
 
-    init(config: ClusterConfig, logger: Logger) {
+    init(config: ClusterConfig, logger: Logger, pool: BufferPool) {
         self.config = config
         self.logger = logger
+        self.pool = pool
     }
 
     func attach(to manager: NetworkManager) { owner.withLock { $0.manager = manager } }
@@ -125,7 +128,7 @@ final class TCPPlane: DataPlane {
                 out.writeInteger(Wire.FrameType.dataChunk.rawValue)
                 out.writeInteger(transfer)
                 out.writeInteger(UInt64(offset))
-                _ = export.buffer.bytes.withUnsafeBytes { out.writeBytes(UnsafeRawBufferPointer(rebasing: $0[offset..<end])) }
+                _ = export.buffer.withUnsafeBytes { out.writeBytes(UnsafeRawBufferPointer(rebasing: $0[offset..<end])) }
                 inFlight.append((channel.writeAndFlush(out), end - offset))
                 if inFlight.count >= 8 {
                     let (written, n) = inFlight.removeFirst()

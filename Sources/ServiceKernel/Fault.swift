@@ -48,6 +48,8 @@ public struct Fault: Error, Sendable, Hashable, CustomStringConvertible {
     /// A message, or the buffers it refers to, larger than a limit; the reason names the limit.
     public static func tooLarge(_ reason: String) -> Fault { Fault(.sender, "TooLarge", reason) }
     public static func timeout(_ reason: String) -> Fault { Fault(.receiver, "Timeout", reason) }
+    /// The node's buffer pool cannot hold a buffer now; the same request may succeed later.
+    public static func exhausted(_ e: BufferPool.Exhausted) -> Fault { Fault(.receiver, "ResourceExhausted", e.description) }
     public static func serviceFailed(_ uri: String, _ error: any Error) -> Fault {
         Fault(.receiver, "ServiceFailed", "\(uri) failed: \(error)")
     }

@@ -55,6 +55,8 @@ public final class Kernel: Sendable {
     public let uris: URIManager
     public let contracts: Contracts
     public let logger: Logger
+    /// Where the node's buffers live: services fill them in place, the data planes land them.
+    public let pool: BufferPool
     private let nextSubscription = Atomic<UInt64>(1)
     private let remoteDispatcher = Mutex<(any RemoteDispatcher)?>(nil)
 
@@ -65,8 +67,10 @@ public final class Kernel: Sendable {
     }
     private let startedAt = ContinuousClock.now
 
-    public init(node: String, security: SecurityManager, contracts: Contracts, logger: Logger = Logger(label: "decos")) {
+    public init(node: String, security: SecurityManager, contracts: Contracts, logger: Logger = Logger(label: "decos"),
+                pool: BufferPool = BufferPool()) {
         self.node = node
+        self.pool = pool
         self.security = security
         self.uris = URIManager(node: node)
         self.contracts = contracts
@@ -288,6 +292,12 @@ public struct ServiceContext: Sendable {
     @discardableResult
     public func subscribe(to publisher: String) async throws(Fault) -> Element? {
         try await call(.subscribe, publisher)
+    }
+
+    /// A buffer of `count` bytes in the node's buffer pool, written in place by `fill`: the data
+    /// planes send it as it is, with no copy. A `ResourceExhausted` fault when the pool is full.
+    public func buffer(count: Int, fill: (UnsafeMutableRawBufferPointer) -> Void) throws(Fault) -> DataBuffer {
+        do { return try DataBuffer(count: count, pool: kernel.pool, fill: fill) } catch { throw Fault.exhausted(error) }
     }
 
     /// Notifies this service's subscribers of a change that did not arrive as a verb.

@@ -124,6 +124,8 @@ public struct Manifest: Sendable {
     public var services: [ServiceConfig]
     /// Programs the node starts and keeps running (restart policy per process).
     public var processes: [ProcessSpec] = []
+    /// The most bytes the node's buffer pool maps (`<Memory buffers="…"/>`); nil for the default.
+    public var bufferLimit: Int?
     public var file: String
 
     public init(node: String? = nil, gateway: GatewayBinding? = nil, security: SecurityPolicy? = nil,
@@ -213,12 +215,19 @@ struct ManifestReader {
                     names[name] = e
                 }
                 m.services.append(s)
+            case "Memory":
+                if m.bufferLimit != nil { fail(e, "only one <Memory> is allowed") }
+                attributes(e, allowed: ["buffers"], required: ["buffers"])
+                if let v = e.attribute("buffers") {
+                    if let n = byteCount(v), n >= 1 << 20 { m.bufferLimit = n }
+                    else { fail(e, "buffers=\"\(v)\" must be a size of at least 1 MiB: bytes, or a number with KiB, MiB or GiB") }
+                }
             case "Process":
                 guard let p = process(e) else { continue }
                 if m.processes.contains(where: { $0.name == p.name }) { fail(e, "the process name \(p.name) is already used") }
                 m.processes.append(p)
             default:
-                fail(e, "unknown element <\(e.name.local)>; expected <Network>, <Security>, <Service> or <Process>")
+                fail(e, "unknown element <\(e.name.local)>; expected <Network>, <Memory>, <Security>, <Service> or <Process>")
             }
         }
         return m
@@ -288,6 +297,17 @@ struct ManifestReader {
             }
         }
         return b
+    }
+
+    /// "1048576", "512MiB", "4 GiB": bytes, or a number with a binary unit.
+    func byteCount(_ v: String) -> Int? {
+        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30)]
+        let t = v.trimmingXMLSpace()
+        for (suffix, scale) in units where t.hasSuffix(suffix) {
+            guard let n = Int(String(t.dropLast(suffix.count)).trimmingXMLSpace()), n >= 0, n <= Int.max / scale else { return nil }
+            return n * scale
+        }
+        return Int(t)
     }
 
     mutating func positive(_ e: Element, _ name: String) -> Int? {

@@ -6,62 +6,63 @@ import Synchronization
 
 /// Bytes that travel beside a message rather than inside it. A class so that handing a message to
 /// a local service passes the buffer by reference; the data plane moves it between nodes.
-public final class DataBuffer: Sendable {
-    public let bytes: [UInt8]
-    public init(_ bytes: [UInt8]) { self.bytes = bytes }
-    public var count: Int { bytes.count }
+///
+/// A buffer lives in pool memory (`BufferPool`) when a service filled it in place
+/// (`ServiceContext.buffer(count:fill:)`) or a data plane landed it; the planes send such memory as
+/// it is. One made from a Swift array keeps the array.
+///
+/// `@unchecked Sendable`: the bytes are written only while the buffer is being made — by `fill`, or
+/// by the data plane landing them before it hands the buffer over — and never once it is shared.
+public final class DataBuffer: @unchecked Sendable {
+    private enum Storage {
+        case array([UInt8])
+        case pool(BufferPool.Block, BufferPool)
+    }
+    private let storage: Storage
+    public let count: Int
 
-    deinit { RecycledMemory.shared.give(bytes) }
-}
+    public init(_ bytes: [UInt8]) {
+        storage = .array(bytes)
+        count = bytes.count
+    }
 
-/// Large buffers whose `DataBuffer` is gone, kept for the next import of a similar size: landing
-/// bytes in fresh memory costs a page fault and a zeroed page per 4 KiB, which is most of what a
-/// transfer costs once the network is fast. Bounded, newest kept; a buffer still shared elsewhere
-/// is copied on first write (arrays are copy-on-write), so recycling never aliases live data.
-public final class RecycledMemory: Sendable {
-    public static let shared = RecycledMemory(limit: 512 << 20)
-    static let minimum = 1 << 20
-    let limit: Int
-    private let buffers = Mutex<[[UInt8]]>([])
+    /// `count` bytes of `pool` memory, written in place by `fill`.
+    public convenience init(count: Int, pool: BufferPool, fill: (UnsafeMutableRawBufferPointer) -> Void) throws(BufferPool.Exhausted) {
+        let block = try pool.block(for: count)
+        fill(UnsafeMutableRawBufferPointer(start: block.base, count: count))
+        self.init(landed: block, count: count, pool: pool)
+    }
 
-    init(limit: Int) { self.limit = limit }
+    /// The first `count` bytes of `block`, already written; the buffer gives the block back to
+    /// `pool` when it goes.
+    public init(landed block: BufferPool.Block, count: Int, pool: BufferPool) {
+        precondition(count <= block.size, "a buffer larger than its block")
+        storage = .pool(block, pool)
+        self.count = count
+    }
 
-    func give(_ bytes: [UInt8]) {
-        guard bytes.count >= Self.minimum, bytes.count <= limit else { return }
-        buffers.withLock { b in
-            b.append(bytes)
-            var total = b.reduce(0) { $0 + $1.count }
-            while total > limit { total -= b.removeFirst().count }
+    deinit { if case .pool(let block, let pool) = storage { pool.give(block) } }
+
+    /// Reads the bytes where they are.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        switch storage {
+        case .array(let a): try a.withUnsafeBytes(body)
+        case .pool(let b, _): try body(UnsafeRawBufferPointer(start: b.base, count: count))
         }
     }
 
-    /// A buffer of exactly `length` bytes (contents undefined) from one between `length` and twice
-    /// that, or nil.
-    public func take(_ length: Int) -> [UInt8]? {
-        guard length >= Self.minimum else { return nil }
-        guard var found = buffers.withLock({ b -> [UInt8]? in
-            guard let i = b.lastIndex(where: { $0.count >= length && $0.count <= 2 * length }) else { return nil }
-            return b.remove(at: i)
-        }) else { return nil }
-        found.removeLast(found.count - length)
-        return found
+    /// A copy of the bytes (free for an array-made buffer, one copy for pool memory): for small
+    /// buffers and tests; move large ones with `withUnsafeBytes`.
+    public var bytes: [UInt8] {
+        switch storage {
+        case .array(let a): a
+        case .pool: withUnsafeBytes { Array($0) }
+        }
     }
 
-    /// Memory for `length` bytes to land in: recycled if there is some, else fresh and not zeroed
-    /// (every byte is about to be written), with a large block's pages made present in one call
-    /// (MADV_POPULATE_WRITE) rather than faulted in one by one as the bytes arrive.
-    public func landing(_ length: Int) -> [UInt8] {
-        if let recycled = take(length) { return recycled }
-        var fresh = [UInt8](unsafeUninitializedCapacity: length) { _, count in count = length }
-        guard length >= Self.minimum else { return fresh }
-        fresh.withUnsafeMutableBytes { b in
-            let page = UInt(sysconf(Int32(_SC_PAGESIZE)))
-            let start = (UInt(bitPattern: b.baseAddress!) + page - 1) & ~(page - 1)
-            let end = (UInt(bitPattern: b.baseAddress!) + UInt(length)) & ~(page - 1)
-            // On kernels before 5.14 this fails and the pages fault in as they are written.
-            if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), Int(end - start), 23 /* MADV_POPULATE_WRITE */) }
-        }
-        return fresh
+    /// The block it lives in, if it lives in pool memory: what an RDMA device registers.
+    public var block: BufferPool.Block? {
+        if case .pool(let b, _) = storage { b } else { nil }
     }
 }
 

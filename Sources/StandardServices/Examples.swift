@@ -119,6 +119,7 @@ public enum StandardContracts {
         (LinksService.self, "/os/links"),
         (ModulesService.self, "/os/modules"),
         (RDMAService.self, "/os/rdma"),
+        (MemoryService.self, "/os/memory"),
     ]
 
     public static let examples: [any Service.Type] = [Counter.self, KeyValueStore.self, Echo.self]

@@ -89,9 +89,10 @@ let keyPath: String = {
 }()
 
 func bootNode(_ name: String, seed: String? = nil, key: String = keyPath, requestTimeout: Int = 10, dataLinkIdle: Int = 30,
-              exposed: Bool = false, encryption: Bool = true) async throws -> Node {
+              exposed: Bool = false, encryption: Bool = true, memory: String = "") async throws -> Node {
     let m = try Manifest.parse("""
     <Manifest xmlns="urn:decos:manifest" node="\(name)">
+      \(memory)
       <Network>\(exposed ? #"<Gateway listen="0.0.0.0:0"/>"# : "")<Cluster listen="127.0.0.1:0" keyFile="\(key)" probeInterval="200" probeTimeout="100" suspicionTimeout="800" requestTimeout="\(requestTimeout)" dataLinkIdle="\(dataLinkIdle)" encryption="\(encryption ? "on" : "off")">
         \(seed.map { "<Seed address=\"\($0)\"/>" } ?? "")
       </Cluster></Network>
@@ -305,6 +306,25 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         // The sender counts a chunk once it is written; the offers went when the call ended.
         try await waitUntil { (try? await peer(a, "b"))??.child("BytesSent")?.text == String(4 << 20) }
         #expect(try await peer(a, "b")?.child("Offered")?.text == "0")
+        for n in [a, b] { await n.network?.stop() }
+    }
+
+    @Test func aBufferLargerThanThePoolCanHoldFaultsNamingTheLimitAndTheNodeGoesOn() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a), memory: #"<Memory buffers="8MiB"/>"#)
+        try await waitUntil { paths(a, contract: Sink.contract).contains("decos://b/sink") }
+        func send(_ n: Int) async -> Message {
+            await a.kernel.send(Message(.submit, to: "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: DataBuffer((0..<n).map(pattern)))]), as: .system)
+        }
+        let refused = await send(12 << 20)
+        #expect(refused.fault?.subcode?.local == "ResourceExhausted")
+        #expect(refused.fault?.reason.contains("8388608") == true, "\(refused.fault?.reason ?? "no fault")")
+        // Nothing was held back: one that fits arrives whole, and b's pool is empty after it.
+        #expect(try await send(6 << 20).result()?.child("Intact")?.text == "true")
+        try await waitUntil { b.kernel.pool.usage.inUse == 0 }
+        let memory = try await b.kernel.call(.get, "/os/memory")
+        #expect(memory?.elements.first?.child("Limit")?.text == String(8 << 20))
+        #expect(memory?.elements.first?.child("Refused")?.text == "1")
         for n in [a, b] { await n.network?.stop() }
     }
 

@@ -84,6 +84,19 @@ import ProcessKernel
         }
     }
 
+    @Test func theBufferPoolLimitTakesSizesWithUnitsAndRefusesNonsense() throws {
+        func limit(_ v: String) throws -> Int? {
+            try Manifest.parse("<Manifest xmlns=\"urn:decos:manifest\"><Memory buffers=\"\(v)\"/></Manifest>").bufferLimit
+        }
+        #expect(try limit("512MiB") == 512 << 20)
+        #expect(try limit("2 GiB") == 2 << 30)
+        #expect(try limit("16777216") == 16 << 20)
+        for bad in ["lots", "1KiB", "-5GiB", "99999999999999999999GiB"] {
+            #expect(throws: ManifestErrors.self, "buffers=\"\(bad)\"") { try limit(bad) }
+        }
+        #expect(try Manifest.parse("<Manifest xmlns=\"urn:decos:manifest\"/>").bufferLimit == nil)
+    }
+
     @Test func wrongRootIsNamed() {
         #expect(throws: ManifestErrors.self) { try Manifest.parse("<Manifest/>") }
     }

@@ -6,7 +6,8 @@
 # in Fuzz/findings/ with the command that replays it. `make fuzz` runs this; .ci/run runs it with
 # FUZZ_SECONDS=5. FUZZ_TARGETS narrows the list; FUZZ_RUNS=N runs each target for N inputs instead
 # of a time (the campaign: FUZZ_RUNS=10000000); FUZZ_KEEP=DIR keeps each target's grown corpus in
-# DIR/TARGET; --seeds rewrites Fuzz/corpus from the encoders.
+# DIR/TARGET; FUZZ_CONFIG=release builds optimized (several times the executions per second, for
+# the campaign; debug, the default, builds sooner); --seeds rewrites Fuzz/corpus from the encoders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/opt/swift/usr/bin:$PATH
@@ -19,10 +20,11 @@ if [ -n "${FUZZ_RUNS:-}" ]; then limit=(-runs="$FUZZ_RUNS"); span="$FUZZ_RUNS ru
 else limit=(-max_total_time="$seconds"); span="${seconds} s"; fi
 
 echo "fuzz: building Fuzz/ with -sanitize=fuzzer,address"
-swift build --package-path Fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing 2>&1 | grep -E "error|warning: unre|Compiling decos_fuzz|Build complete" || true
-bin=Fuzz/.build/debug/decos-fuzz
+config=${FUZZ_CONFIG:-debug}
+swift build --package-path Fuzz -c "$config" -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing 2>&1 | grep -E "error|warning: unre|Compiling decos_fuzz|Build complete" || true
+bin=Fuzz/.build/$config/decos-fuzz
 [ -x "$bin" ] || { echo "fuzz: the build failed" >&2; exit 1; }
-if [ "${1:-}" = "--seeds" ]; then (cd Fuzz && DECOS_FUZZ_SEEDS=corpus ./.build/debug/decos-fuzz); echo "fuzz: seeds written to Fuzz/corpus"; exit 0; fi
+if [ "${1:-}" = "--seeds" ]; then (cd Fuzz && DECOS_FUZZ_SEEDS=corpus "./.build/$config/decos-fuzz"); echo "fuzz: seeds written to Fuzz/corpus"; exit 0; fi
 
 mkdir -p Fuzz/findings
 passed=0 failed=0

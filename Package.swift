@@ -31,7 +31,9 @@ let package = Package(
         // AES-256-GCM in place with a context keyed once (libcrypto; static in `make static`), for
         // the frames between nodes: swift-crypto's API re-keys and allocates on every call.
         .target(name: "CAEAD", linkerSettings: [.linkedLibrary("crypto")]),
-        .target(name: "DeviceDrivers", dependencies: ["ProcessKernel", "CDecosInit", "CVerbs"]),
+        // libpci's ID database for /os/devices, opened at run time in the hosted build (CPCI.h).
+        .target(name: "CPCI"),
+        .target(name: "DeviceDrivers", dependencies: ["ProcessKernel", "CDecosInit", "CVerbs", "CPCI"]),
         .target(name: "ServiceKernel", dependencies: [
             "Infoset", "ProcessKernel",
             .product(name: "Logging", package: "swift-log"),

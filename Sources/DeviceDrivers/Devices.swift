@@ -1,3 +1,5 @@
+import CPCI
+
 /// A device the kernel found on a bus (PCI, virtio, …), as sysfs shows it.
 public struct Device: Sendable, Equatable {
     public var bus: String
@@ -12,6 +14,9 @@ public struct Device: Sendable, Equatable {
     public var driver: String?
     /// The network interfaces it provides (`eth0`).
     public var interfaces: [String]
+    /// A PCI device's vendor and device names from libpci's database (hosted build only).
+    public var vendorName: String?
+    public var deviceName: String?
 
     /// Every device on the buses that load drivers by alias, read from `/sys/bus`.
     public static func scan(sysfs: String = "/sys") -> [Device] {
@@ -25,6 +30,7 @@ public struct Device: Sendable, Equatable {
                     vendor: SysFS.read("\(path)/vendor"), device: SysFS.read("\(path)/device"),
                     deviceClass: SysFS.read("\(path)/class"), modalias: SysFS.read("\(path)/modalias"),
                     driver: SysFS.linkName("\(path)/driver"), interfaces: SysFS.list("\(path)/net")))
+                if bus == "pci" { (found[found.count - 1].vendorName, found[found.count - 1].deviceName) = pciNames(found[found.count - 1]) }
             }
         }
         // RDMA devices are a class, not a bus. A hardware one has a device and its driver; a software
@@ -37,4 +43,18 @@ public struct Device: Sendable, Equatable {
         }
         return found
     }
+}
+
+/// The names libpci's database gives a PCI device's IDs; nil where libpci is not available (the
+/// static build) or the database does not know them.
+func pciNames(_ d: Device) -> (vendor: String?, device: String?) {
+    func id(_ s: String?) -> UInt32? { s.flatMap { UInt32($0.hasPrefix("0x") ? String($0.dropFirst(2)) : $0, radix: 16) } }
+    guard let vendor = id(d.vendor), let device = id(d.device) else { return (nil, nil) }
+    var v = [CChar](repeating: 0, count: 256), n = [CChar](repeating: 0, count: 256)
+    guard cpci_names(vendor, device, &v, v.count, &n, n.count) == 0 else { return (nil, nil) }
+    func text(_ c: [CChar]) -> String? {
+        let s = String(decoding: c.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return s.isEmpty ? nil : s
+    }
+    return (text(v), text(n))
 }

@@ -56,7 +56,11 @@ public final class DataBuffer: @unchecked Sendable {
     public var bytes: [UInt8] {
         switch storage {
         case .array(let a): a
-        case .pool: withUnsafeBytes { Array($0) }
+        case .pool(let b, _):
+            [UInt8](unsafeUninitializedCapacity: count) { p, n in
+                if count > 0 { UnsafeMutableRawPointer(p.baseAddress!).copyMemory(from: b.base, byteCount: count) }
+                n = count
+            }
         }
     }
 

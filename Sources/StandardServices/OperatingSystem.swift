@@ -71,6 +71,9 @@ public actor DevicesService: Service {
         public var address: String
         public var vendor: String?
         public var device: String?
+        /// Names from libpci's ID database (hosted build; the appliance shows the IDs alone).
+        public var vendorName: String?
+        public var deviceName: String?
         public var `class`: String?
         public var modalias: String?
         public var driver: String?
@@ -82,7 +85,8 @@ public actor DevicesService: Service {
     public func handle(_ request: Request) throws -> Element? {
         guard request.verb == .get else { throw Fault.actionNotSupported(request.verb, "/os/devices") }
         return try infoset(DeviceList(device: Device.scan().map {
-            DeviceEntry(bus: $0.bus, address: $0.address, vendor: $0.vendor, device: $0.device, class: $0.deviceClass,
+            DeviceEntry(bus: $0.bus, address: $0.address, vendor: $0.vendor, device: $0.device,
+                        vendorName: $0.vendorName, deviceName: $0.deviceName, class: $0.deviceClass,
                         modalias: $0.modalias, driver: $0.driver, interface: $0.interfaces)
         }))
     }

@@ -1,3 +1,4 @@
+import Foundation
 import Decos
 import Infoset
 import ServiceKernel
@@ -193,6 +194,34 @@ func xml(_ s: String) throws -> Element { try XMLReader.parse(s) }
         #expect(kill(pid, 0) == 0)
         await node.os.supervisor.stopAll(grace: .seconds(2))
         #expect(kill(pid, 0) != 0)
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/lspci"), "needs pciutils' lspci (make deps installs it)"))
+    func pciDevicesAreNamedAsLspciNamesThem() async throws {
+        // lspci (pciutils, the same database through a client that is not ours) names each device;
+        // the hosted build's /os/devices must name it alike.
+        let lspci = Process(), out = Pipe()
+        lspci.executableURL = URL(fileURLWithPath: "/usr/bin/lspci")
+        lspci.arguments = ["-D", "-mm"]
+        lspci.standardOutput = out
+        try lspci.run()
+        let listing = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        lspci.waitUntilExit()
+        var names: [String: (vendor: String, device: String)] = [:]
+        for line in listing.split(separator: "\n") {
+            let quoted = line.split(separator: "\"").enumerated().filter { $0.offset % 2 == 1 }.map { String($0.element) }
+            guard quoted.count >= 3 else { continue }
+            names[String(line.prefix { $0 != " " })] = (quoted[1], quoted[2])
+        }
+        let devices = try #require(try await boot().kernel.call(.get, "/os/devices")).elements.filter { $0.child("Bus")?.text == "pci" }
+        #expect(!devices.isEmpty && devices.count == names.count)
+        for d in devices {
+            let address = d.child("Address")?.text ?? ""
+            let expected = try #require(names[address], "lspci does not list \(address)")
+            // lspci falls back to "Device 1234" where the database has no name; /os/devices leaves it out.
+            #expect(d.child("VendorName")?.text == expected.vendor, "\(address)")
+            #expect(d.child("DeviceName")?.text ?? "Device \(d.child("Device")?.text.dropFirst(2) ?? "")" == expected.device, "\(address)")
+        }
     }
 
     @Test func linksShowLoopbackWithItsAddress() async throws {

@@ -33,7 +33,9 @@ let package = Package(
         .target(name: "CAEAD", linkerSettings: [.linkedLibrary("crypto")]),
         // libpci's ID database for /os/devices, opened at run time in the hosted build (CPCI.h).
         .target(name: "CPCI"),
-        .target(name: "DeviceDrivers", dependencies: ["ProcessKernel", "CDecosInit", "CVerbs", "CPCI"]),
+        // libnuma: buffer-pool pages on the NUMA node of the NIC that moves them (CNUMA.h).
+        .target(name: "CNUMA", linkerSettings: [.linkedLibrary("numa")]),
+        .target(name: "DeviceDrivers", dependencies: ["ProcessKernel", "CDecosInit", "CVerbs", "CPCI", "CNUMA"]),
         .target(name: "ServiceKernel", dependencies: [
             "Infoset", "ProcessKernel",
             .product(name: "Logging", package: "swift-log"),
@@ -78,7 +80,7 @@ let package = Package(
         ], path: "Benchmarks/DecosBenchmarks"),
         .testTarget(name: "InfosetTests", dependencies: ["Infoset"]),
         .testTarget(name: "ProcessKernelTests", dependencies: ["ProcessKernel"]),
-        .testTarget(name: "DeviceDriversTests", dependencies: ["DeviceDrivers", "ProcessKernel"]),
+        .testTarget(name: "DeviceDriversTests", dependencies: ["DeviceDrivers", "ProcessKernel", "ServiceKernel"]),
         .testTarget(name: "ServiceKernelTests", dependencies: ["ServiceKernel", "StandardServices", "Infoset", "ProcessKernel"]),
         .testTarget(name: "StandardServicesTests", dependencies: ["StandardServices", "ServiceKernel", "Decos"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Decos"]),

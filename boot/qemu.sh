@@ -9,6 +9,8 @@
 #
 # env: ACCEL=tcg OUT=out HTTP_PORT=7480 GUEST_PORT=7480 MEM=512 SMP=1 MAC=52:54:00:12:34:56 APPEND= NO_REBOOT=
 #      LAN=230.0.0.1:PORT LAN_MAC=… (a second NIC on a shared LAN, see boot/cluster.sh) QEMU_EXTRA=
+#      NUMA=2 (two NUMA nodes, MEM halved between them, one CPU each: needs SMP=2; the NICs sit
+#      behind a PCI expander bridge on node 1, as a NIC in the second socket's slots would)
 set -euo pipefail
 out=${OUT:-out}
 http_port=${HTTP_PORT:-7480}
@@ -24,7 +26,17 @@ command -v qemu-system-x86_64 >/dev/null || { echo "boot: qemu-system-x86_64 is 
 
 accel=${ACCEL:-tcg}
 cpu=max; [ $accel = kvm ] && cpu=host,-arch-capabilities
-args=(-machine pc,accel=$accel -cpu $cpu -m "${MEM:-512}" -smp "${SMP:-1}" -nographic)
+mem=${MEM:-512}
+args=(-machine pc,accel=$accel -cpu $cpu -m "$mem" -smp "${SMP:-1}" -nographic)
+nic_bus=
+if [ "${NUMA:-1}" = 2 ]; then
+  [ "${SMP:-1}" -ge 2 ] || { echo "boot: NUMA=2 needs SMP=2 (a CPU per node)" >&2; exit 1; }
+  for n in 0 1; do
+    args+=(-object "memory-backend-ram,id=m$n,size=$((mem / 2))M" -numa "node,nodeid=$n,cpus=$n,memdev=m$n")
+  done
+  args+=(-device pxb,id=pxb1,bus=pci.0,bus_nr=16,numa_node=1)
+  nic_bus=",bus=pxb1"
+fi
 [ -n "${NO_REBOOT:-}" ] && args+=(-no-reboot)
 net="user,id=n0,hostfwd=tcp:127.0.0.1:${http_port}-:${guest_port}"
 if [ $netboot = 1 ]; then
@@ -35,10 +47,10 @@ if [ $netboot = 1 ]; then
 else
   args+=(-kernel "$out/vmlinuz" -initrd "$out/initrd.img" -append "$(cat "$out/cmdline") ${APPEND:-}")
 fi
-args+=(-netdev "$net" -device "virtio-net-pci,netdev=n0,mac=$mac")
+args+=(-netdev "$net" -device "virtio-net-pci,netdev=n0,mac=$mac${nic_bus:+$nic_bus,addr=0x4}")
 if [ -n "${LAN:-}" ]; then
   # A second NIC (eth1) on a LAN shared with other VMs: QEMU's multicast socket netdev, no root needed.
-  args+=(-netdev "socket,id=n1,mcast=$LAN,localaddr=127.0.0.1" -device "virtio-net-pci,netdev=n1,mac=${LAN_MAC:?LAN needs LAN_MAC}")
+  args+=(-netdev "socket,id=n1,mcast=$LAN,localaddr=127.0.0.1" -device "virtio-net-pci,netdev=n1,mac=${LAN_MAC:?LAN needs LAN_MAC}${nic_bus:+$nic_bus,addr=0x5}")
 fi
 echo "boot: qemu ($accel) — gateway at http://127.0.0.1:${http_port}/; power off with:"
 echo "boot:   decos ctl poweroff http://127.0.0.1:${http_port} --token @$out/operator.token    (or Ctrl-A X to kill QEMU)"

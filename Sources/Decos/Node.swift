@@ -1,3 +1,4 @@
+import DeviceDrivers
 import DistributingKernel
 import Gateway
 import Infoset
@@ -90,7 +91,7 @@ public final class Node: Sendable {
             logger.warning("the gateway listens on \(manifest.gateway!.host), beyond loopback, with no <Security> rules: anonymous clients may only read")
         }
         let kernel = Kernel(node: manifest.node ?? defaultNodeName(), security: security, contracts: contracts, logger: logger,
-                            pool: BufferPool(limit: manifest.bufferLimit ?? BufferPool.defaultLimit))
+                            pools: bufferPools(manifest))
         for (type, path) in SystemServices.all {
             try await kernel.create(ServiceConfig(contract: type.contract, name: path), essential: true)
         }
@@ -150,6 +151,14 @@ public final class Node: Sendable {
         for p in manifest.processes { os.supervisor.start(p) }
         return Node(manifest: manifest, kernel: kernel, gateway: gateway, httpAddress: address,
                     network: network, clusterAddress: clusterAddress, os: os)
+    }
+
+    /// One buffer pool per NUMA node, each NIC's buffers landing in its node's pool, pages placed
+    /// by libnuma where there is more than one node.
+    static func bufferPools(_ manifest: Manifest) -> BufferPools {
+        BufferPools(nodes: NUMA.nodes, interfaces: NUMA.interfaces(), limit: manifest.bufferLimit ?? BufferPool.defaultLimit,
+                           reserve: manifest.bufferReserve,
+                           placement: BufferPool.Placement(prefer: { NUMA.prefer($0, $1, node: $2) }, node: { NUMA.node(of: $0) }))
     }
 
     /// Serves until the task is cancelled, then leaves the cluster, drops every service in

@@ -17,13 +17,16 @@ import Synchronization
 /// only once its tag checks: no byte reaches a service before authentication has seen them all.
 ///
 /// `@unchecked Sendable`: `fd` and the identity fields are immutable; `sending` is behind its
-/// mutex; `receiving` is set during the handshake, before the reader starts, and then used by the
-/// reader thread alone.
+/// mutex; `receiving` is set during the handshake and `interface` right after it, before the
+/// reader starts and the link is handed out, and then only read.
 final class DataLink: @unchecked Sendable {
     let peer: String
     /// Which link to `peer` this is: a link that ends forgets only itself, never its successor.
     let generation: UInt64
     private let fd: Int32
+    /// The local network interface the link's connection leaves by (its buffers land in that
+    /// interface's NUMA node's pool); nil if it cannot be told.
+    private(set) var interface: String?
     /// Seals DATA_PULLs (nil with encryption off); the lock also keeps two pulls' bytes apart.
     private let sending = Mutex<FrameCipher?>(nil)
     /// Opens the peer's chunks (nil with encryption off).
@@ -78,6 +81,7 @@ final class DataLink: @unchecked Sendable {
         }
         var none = timeval()
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, socklen_t(MemoryLayout<timeval>.size))
+        link.interface = localInterface(fd)
         return link
     }
 
@@ -261,4 +265,38 @@ private func writeAll(_ fd: Int32, _ b: UnsafeRawBufferPointer) -> Bool {
         if r > 0 { done += r } else if r < 0 && errno == EINTR { continue } else { return false }
     }
     return true
+}
+
+/// The name of the interface holding the local address of connected socket `fd`, by matching it
+/// against the interfaces' addresses (getifaddrs).
+private func localInterface(_ fd: Int32) -> String? {
+    var local = sockaddr_storage()
+    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    guard withUnsafeMutablePointer(to: &local, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }) == 0 else { return nil }
+    var list: UnsafeMutablePointer<ifaddrs>?
+    guard getifaddrs(&list) == 0 else { return nil }
+    defer { freeifaddrs(list) }
+    func same(_ a: UnsafePointer<sockaddr>) -> Bool {
+        withUnsafePointer(to: &local) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { l in
+                guard a.pointee.sa_family == l.pointee.sa_family else { return false }
+                switch Int32(a.pointee.sa_family) {
+                case AF_INET:
+                    return a.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { x in
+                        l.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { y in x.pointee.sin_addr.s_addr == y.pointee.sin_addr.s_addr } }
+                case AF_INET6:
+                    return a.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { x in
+                        l.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { y in
+                            withUnsafeBytes(of: x.pointee.sin6_addr) { Array($0) } == withUnsafeBytes(of: y.pointee.sin6_addr) { Array($0) } } }
+                default: return false
+                }
+            }
+        }
+    }
+    var next = list
+    while let entry = next {
+        if let address = entry.pointee.ifa_addr, same(address) { return String(cString: entry.pointee.ifa_name) }
+        next = entry.pointee.ifa_next
+    }
+    return nil
 }

@@ -95,7 +95,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         self.kernel = kernel
         self.config = config
         self.logger = logger
-        self.tcp = TCPPlane(config: config, logger: logger, pool: kernel.pool)
+        self.tcp = TCPPlane(config: config, logger: logger, pools: kernel.pools)
         var seed: UInt64 = 0
         for b in config.node.utf8 { seed = seed &* 31 &+ UInt64(b) }
         seed ^= UInt64(UInt(bitPattern: ObjectIdentifier(kernel).hashValue))

@@ -16,13 +16,16 @@ extension TCPPlane {
     /// block goes back to the pool while a chunk is still being written into it.
     final class Import: @unchecked Sendable {
         let block: BufferPool.Block
+        /// The pool `block` came from, and goes back to if the import fails.
+        let pool: BufferPool
         let length: Int
         var received = 0
         /// The link its chunks arrive on, once pulled.
         weak var link: DataLink?
         var continuation: CheckedContinuation<Result<DataBuffer, Fault>, Never>?
-        init(block: BufferPool.Block, length: Int) {
+        init(block: BufferPool.Block, pool: BufferPool, length: Int) {
             self.block = block
+            self.pool = pool
             self.length = length
         }
         /// Where the next `n` bytes land.
@@ -47,13 +50,14 @@ extension TCPPlane {
         // A link retired for idleness between being handed out and being used is replaced, once.
         for _ in 0..<2 {
             guard let link = await dataLink(to: peer, address: address) else { return .failure(lost) }
+            let pool = pools.pool(forInterface: link.interface)
             let block: BufferPool.Block
             do { block = try pool.block(for: length) } catch {
                 state.withLock { $0.count(peer) { $0.failed += 1 } }
                 return .failure(.exhausted(error))
             }
             let key = ImportKey(peer: peer, transfer: transfer)
-            let imp = Import(block: block, length: length)
+            let imp = Import(block: block, pool: pool, length: length)
             imp.link = link
             let current = state.withLock { s -> Bool in
                 // Registered under the same lock the retirement takes: a link with an import is not idle.
@@ -152,14 +156,14 @@ extension TCPPlane {
     func finishImport(_ key: ImportKey) {
         end(key) { traffic, imp in
             traffic.received += 1
-            return .success(DataBuffer(landed: imp.block, count: imp.length, pool: pool))
+            return .success(DataBuffer(landed: imp.block, count: imp.length, pool: imp.pool))
         }
     }
 
     func failImport(_ key: ImportKey) {
-        end(key) { [pool] traffic, imp in
+        end(key) { traffic, imp in
             traffic.failed += 1
-            pool.give(imp.block)
+            imp.pool.give(imp.block)
             return .failure(.unreachable("it did not arrive"))
         }
     }

@@ -17,8 +17,8 @@ final class TCPPlane: DataPlane {
     let name = "tcp"
     let config: ClusterConfig
     let logger: Logger
-    /// Where imports land.
-    let pool: BufferPool
+    /// Where imports land: the pool of the NUMA node of the interface their link uses.
+    let pools: BufferPools
     let state = Mutex(State())
     /// The manager whose node this is: for the clock, where peers listen, and calls' deadlines.
     /// Set once, right after the manager's init (which cannot hand itself out before it is whole).
@@ -53,10 +53,10 @@ final class TCPPlane: DataPlane {
         }
     }
 
-    init(config: ClusterConfig, logger: Logger, pool: BufferPool) {
+    init(config: ClusterConfig, logger: Logger, pools: BufferPools) {
         self.config = config
         self.logger = logger
-        self.pool = pool
+        self.pools = pools
     }
 
     func attach(to manager: NetworkManager) { owner.withLock { $0.manager = manager } }

@@ -26,10 +26,13 @@ public final class BufferPool: Sendable {
         public let size: Int
         /// The NUMA node its pages were placed on.
         public let node: Int
-        fileprivate init(base: UnsafeMutableRawPointer, size: Int, node: Int) {
+        /// Whether its pages were found on that node when it was mapped (nil without NUMA).
+        let placed: Bool?
+        fileprivate init(base: UnsafeMutableRawPointer, size: Int, node: Int, placed: Bool?) {
             self.base = base
             self.size = size
             self.node = node
+            self.placed = placed
         }
     }
 
@@ -43,9 +46,25 @@ public final class BufferPool: Sendable {
         }
     }
 
+    /// Putting a block's pages on a NUMA node, and checking where they are (libnuma, from the
+    /// device-driver kernel): nil where the machine has one node.
+    public struct Placement: Sendable {
+        /// Asks that untouched pages come from a node.
+        public var prefer: @Sendable (UnsafeMutableRawPointer, Int, Int) -> Void
+        /// The node a present page is on.
+        public var node: @Sendable (UnsafeMutableRawPointer) -> Int?
+        public init(prefer: @escaping @Sendable (UnsafeMutableRawPointer, Int, Int) -> Void,
+                    node: @escaping @Sendable (UnsafeMutableRawPointer) -> Int?) {
+            self.prefer = prefer
+            self.node = node
+        }
+    }
+
     /// What `/os/memory` shows of a pool.
     public struct Usage: Codable, Sendable, Equatable {
         public var node: Int
+        /// The network interfaces whose buffers land here (those on this NUMA node).
+        public var interface: [String] = []
         public var limit: Int
         /// Bytes mapped: blocks in use and blocks free for reuse.
         public var mapped: Int
@@ -56,6 +75,10 @@ public final class BufferPool: Sendable {
         public var free: Int
         /// Requests refused because the limit was reached.
         public var refused: Int
+        /// Where pages are placed on a NUMA node: bytes of blocks whose pages were found on this
+        /// node, and blocks some of whose pages were not (the node had no memory left).
+        public var placed: Int
+        public var misplaced: Int
     }
 
     private struct State {
@@ -68,15 +91,33 @@ public final class BufferPool: Sendable {
         /// Free blocks by size class, and their bytes.
         var free: [Int: [Block]] = [:]
         var freeBytes = 0
+        var placed = 0
+        var misplaced = 0
     }
 
     private let state: Mutex<State>
     /// The NUMA node this pool places its pages on.
     public let node: Int
+    private let placement: Placement?
 
-    public init(limit: Int = BufferPool.defaultLimit, keepFree: Int = 512 << 20, node: Int = 0) {
-        state = Mutex(State(limit: limit, keepFree: keepFree))
+    public init(limit: Int = BufferPool.defaultLimit, keepFree: Int = 512 << 20, node: Int = 0, placement: Placement? = nil) {
+        state = Mutex(State(limit: limit, keepFree: max(keepFree, 0)))
         self.node = node
+        self.placement = placement
+    }
+
+    /// Maps `bytes` now, as free blocks of `block` bytes each, so the first buffers pay no page
+    /// faults (and, on a NUMA machine, their placement shows in `/os/memory` from the start).
+    /// What does not fit under the limit is not reserved.
+    public func reserve(_ bytes: Int, block: Int = 1 << 20) {
+        var blocks: [Block] = []
+        var reserved = 0
+        while reserved + block <= bytes, let b = try? self.block(for: block) {
+            blocks.append(b)
+            reserved += b.size
+        }
+        state.withLock { $0.keepFree = max($0.keepFree, reserved) }
+        blocks.forEach(give)
     }
 
     /// Sets the most bytes the pool maps (blocks in use and free); free blocks over it are unmapped.
@@ -85,18 +126,18 @@ public final class BufferPool: Sendable {
             s.limit = limit
             return Self.trim(&s, toFit: 0)
         }
-        unmapped.forEach(Self.unmap)
+        unmapped.forEach(unmap)
     }
 
     public var usage: Usage {
         state.withLock { s in
             Usage(node: node, limit: s.limit, mapped: s.mapped, inUse: s.inUse, buffers: s.buffers,
-                  free: s.freeBytes, refused: s.refused)
+                  free: s.freeBytes, refused: s.refused, placed: s.placed, misplaced: s.misplaced)
         }
     }
 
     /// The size of the block a buffer of `count` bytes takes.
-    static func sizeClass(_ count: Int) -> Int {
+    public static func sizeClass(_ count: Int) -> Int {
         let pages = max(1, (count + page - 1) / page)
         if pages <= 4 { return pages * page }
         // Four classes per doubling: the top three bits of the page count, rounded up.
@@ -132,7 +173,7 @@ public final class BufferPool: Sendable {
         case .reuse(let b): return b
         case .refuse(let e): throw e
         case .map(let unmapped):
-            unmapped.forEach(Self.unmap)
+            unmapped.forEach(unmap)
             guard let b = map(size) else {
                 state.withLock { s in
                     s.mapped -= size
@@ -142,6 +183,7 @@ public final class BufferPool: Sendable {
                 }
                 throw Exhausted(asked: count, inUse: usage.inUse, limit: usage.limit)
             }
+            if let placed = b.placed { state.withLock { s in if placed { s.placed += size } else { s.misplaced += 1 } } }
             return b
         }
     }
@@ -155,7 +197,7 @@ public final class BufferPool: Sendable {
             s.freeBytes += b.size
             return Self.trim(&s, toFit: 0)
         }
-        unmapped.forEach(Self.unmap)
+        unmapped.forEach(unmap)
     }
 
     /// Takes free blocks out, largest first, until `extra` more bytes fit under the limit and no
@@ -166,18 +208,32 @@ public final class BufferPool: Sendable {
             let b = s.free[size]!.removeLast()
             s.mapped -= b.size
             s.freeBytes -= b.size
+            switch b.placed {
+            case true?: s.placed -= b.size
+            case false?: s.misplaced -= 1
+            case nil: break
+            }
             out.append(b)
         }
         return out
     }
 
+    /// Maps a block, its pages placed on the pool's node where there is NUMA and made present in
+    /// one call (every byte is about to be written; before Linux 5.14 this fails and they fault in
+    /// as written). With NUMA, also whether the pages were found on the node (first, middle, last).
     private func map(_ size: Int) -> Block? {
         guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else { return nil }
-        // Every byte is about to be written: the pages are made present in one call rather than
-        // faulted in one by one. (Before Linux 5.14 this fails and they fault in as written.)
+        placement?.prefer(p, size, node)
         _ = madvise(p, size, 23 /* MADV_POPULATE_WRITE */)
-        return Block(base: p, size: size, node: node)
+        let placed = placement.map { placement in
+            [0, size / 2, size - 1].allSatisfy { offset in
+                let page = p + offset / Self.page * Self.page
+                page.storeBytes(of: 0, as: UInt8.self)  // present even where MADV_POPULATE_WRITE is unknown
+                return placement.node(page) == node
+            }
+        }
+        return Block(base: p, size: size, node: node, placed: placed)
     }
 
-    private static func unmap(_ b: Block) { munmap(b.base, b.size) }
+    private func unmap(_ b: Block) { munmap(b.base, b.size) }
 }

@@ -55,8 +55,11 @@ public final class Kernel: Sendable {
     public let uris: URIManager
     public let contracts: Contracts
     public let logger: Logger
-    /// Where the node's buffers live: services fill them in place, the data planes land them.
-    public let pool: BufferPool
+    /// Where the node's buffers live, one pool per NUMA node: services fill them in place, the
+    /// data planes land them in the pool of the NIC that moved them.
+    public let pools: BufferPools
+    /// The first node's pool: where buffers no NIC is known to move are made.
+    public var pool: BufferPool { pools.first }
     private let nextSubscription = Atomic<UInt64>(1)
     private let remoteDispatcher = Mutex<(any RemoteDispatcher)?>(nil)
 
@@ -68,9 +71,9 @@ public final class Kernel: Sendable {
     private let startedAt = ContinuousClock.now
 
     public init(node: String, security: SecurityManager, contracts: Contracts, logger: Logger = Logger(label: "decos"),
-                pool: BufferPool = BufferPool()) {
+                pools: BufferPools = BufferPools()) {
         self.node = node
-        self.pool = pool
+        self.pools = pools
         self.security = security
         self.uris = URIManager(node: node)
         self.contracts = contracts

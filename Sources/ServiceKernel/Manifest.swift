@@ -124,8 +124,11 @@ public struct Manifest: Sendable {
     public var services: [ServiceConfig]
     /// Programs the node starts and keeps running (restart policy per process).
     public var processes: [ProcessSpec] = []
-    /// The most bytes the node's buffer pool maps (`<Memory buffers="…"/>`); nil for the default.
+    /// The most bytes each of the node's buffer pools maps (`<Memory buffers="…"/>`); nil for the default.
     public var bufferLimit: Int?
+    /// Bytes each pool that serves a NIC maps at boot (`<Memory reserve="…"/>`), so the first
+    /// buffers pay no page faults.
+    public var bufferReserve = 0
     public var file: String
 
     public init(node: String? = nil, gateway: GatewayBinding? = nil, security: SecurityPolicy? = nil,
@@ -217,11 +220,16 @@ struct ManifestReader {
                 m.services.append(s)
             case "Memory":
                 if m.bufferLimit != nil { fail(e, "only one <Memory> is allowed") }
-                attributes(e, allowed: ["buffers"], required: ["buffers"])
+                attributes(e, allowed: ["buffers", "reserve"])
                 if let v = e.attribute("buffers") {
                     if let n = byteCount(v), n >= 1 << 20 { m.bufferLimit = n }
                     else { fail(e, "buffers=\"\(v)\" must be a size of at least 1 MiB: bytes, or a number with KiB, MiB or GiB") }
                 }
+                if let v = e.attribute("reserve") {
+                    if let n = byteCount(v), n <= (m.bufferLimit ?? BufferPool.defaultLimit) { m.bufferReserve = n }
+                    else { fail(e, "reserve=\"\(v)\" must be a size no larger than the pool (buffers=)") }
+                }
+                m.bufferLimit = m.bufferLimit ?? BufferPool.defaultLimit
             case "Process":
                 guard let p = process(e) else { continue }
                 if m.processes.contains(where: { $0.name == p.name }) { fail(e, "the process name \(p.name) is already used") }

@@ -1,8 +1,9 @@
 import Infoset
 import ServiceKernel
 
-/// `/os/memory`: the node's buffer pools, one per NUMA node they place pages on: the limit, the
-/// bytes mapped, in use (and by how many buffers), free for reuse, and requests refused.
+/// `/os/memory`: the node's buffer pools, one per NUMA node they place pages on: the interfaces
+/// whose buffers land there, the limit, the bytes mapped, in use (and by how many buffers), free
+/// for reuse, requests refused, and bytes found placed on the node (or blocks that were not).
 public actor MemoryService: Service {
     public static let contract = "urn:decos:os:memory"
 
@@ -19,6 +20,6 @@ public actor MemoryService: Service {
 
     public func handle(_ request: Request) throws -> Element? {
         guard request.verb == .get else { throw Fault.actionNotSupported(request.verb, "/os/memory") }
-        return try infoset(Memory(pool: kernel.map { [$0.pool.usage] } ?? []))
+        return try infoset(Memory(pool: kernel?.pools.usage ?? []))
     }
 }

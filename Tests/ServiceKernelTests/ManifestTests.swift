@@ -95,6 +95,9 @@ import ProcessKernel
             #expect(throws: ManifestErrors.self, "buffers=\"\(bad)\"") { try limit(bad) }
         }
         #expect(try Manifest.parse("<Manifest xmlns=\"urn:decos:manifest\"/>").bufferLimit == nil)
+        let reserving = try Manifest.parse("<Manifest xmlns=\"urn:decos:manifest\"><Memory buffers=\"64MiB\" reserve=\"8MiB\"/></Manifest>")
+        #expect(reserving.bufferReserve == 8 << 20)
+        #expect(throws: ManifestErrors.self) { try Manifest.parse("<Manifest xmlns=\"urn:decos:manifest\"><Memory buffers=\"8MiB\" reserve=\"64MiB\"/></Manifest>") }
     }
 
     @Test func wrongRootIsNamed() {

@@ -166,6 +166,22 @@ struct VMTests {
         #expect(vm.output.contains("powering off"))
     }
 
+    @Test func buffersForANICOnTheSecondNUMANodeArePlacedOnThatNode() async throws {
+        // Two NUMA nodes; eth0 sits behind a PCI expander bridge on node 1.
+        let vm = try VirtualMachine(image: try buildImage("Tests/SystemTests/Fixtures/numa.xml"), environment: ["NUMA=2", "SMP=2", "MEM=768"])
+        _ = try await vm.waitFor("ready with")
+        let memory = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(vm.base)/os/memory"]).out
+        // A pool per node; eth0's is node 1's, its reserved 8 MiB found there by get_mempolicy.
+        let pools = memory.components(separatedBy: "<Pool>").dropFirst()
+        let second = try #require(pools.first { $0.contains("<Node>1</Node>") }, "\(memory)")
+        #expect(second.contains("<Interface>eth0</Interface>"), "\(memory)")
+        #expect(second.contains("<Mapped>8388608</Mapped>") && second.contains("<Placed>8388608</Placed>") && second.contains("<Misplaced>0</Misplaced>"), "\(memory)")
+        #expect(pools.contains { $0.contains("<Node>0</Node>") && !$0.contains("eth0") }, "\(memory)")
+        let off = try run(decosBinary, ["ctl", "poweroff", vm.base, "--token", "@\(vm.image)/operator.token"])
+        #expect(off.status == 0, "\(off.err)")
+        #expect(try await vm.waitForExit() == 0)
+    }
+
     @Test func theSameImageNetworkBootsThroughIPXE() async throws {
         let vm = try VirtualMachine(image: try buildImage("Tests/SystemTests/Fixtures/appliance.xml"), netboot: true)
         _ = try await vm.waitFor("ready with", seconds: 600)

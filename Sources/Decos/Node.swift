@@ -126,6 +126,7 @@ public final class Node: Sendable {
             config.requestTimeout = .seconds(Int64(c.requestTimeout))
             config.dataLinkIdle = .seconds(Int64(c.dataLinkIdle))
             config.encrypt = c.encrypt
+            config.dataPlanes = c.dataPlanes.compactMap(PlaneKind.init(name:))
             let n = NetworkManager(kernel: kernel, config: config, logger: logger)
             do {
                 clusterAddress = try await n.bind()

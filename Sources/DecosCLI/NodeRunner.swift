@@ -18,6 +18,8 @@ struct Overrides {
     var listen: String?
     var seeds: [String] = []
     var clusterKey: String?
+    /// Data planes offered, in order: "rdma,tcp".
+    var dataPlanes: String?
 
     /// Applies what is valid; returns a message for each value that is not.
     func apply(to m: inout Manifest) -> [String] {
@@ -31,7 +33,7 @@ struct Overrides {
             } else { problems.append("http address \(http) is not HOST:PORT") }
         }
         if let node { m.node = node }
-        if listen != nil || !seeds.isEmpty || clusterKey != nil {
+        if listen != nil || !seeds.isEmpty || clusterKey != nil || dataPlanes != nil {
             var c = m.cluster ?? ClusterBinding()
             if let listen {
                 if let (host, port) = parseHostPort(listen) { c.host = host; c.port = port }
@@ -41,6 +43,10 @@ struct Overrides {
             for s in seeds where !good.contains(s) { problems.append("seed \(s) is not HOST:PORT") }
             if !good.isEmpty { c.seeds = good }
             if let clusterKey { c.keyFile = clusterKey }
+            if let dataPlanes {
+                if let planes = ClusterBinding.planes(dataPlanes) { c.dataPlanes = planes }
+                else { problems.append("data planes \"\(dataPlanes)\" must be names, each once, from \(ClusterBinding.planeNames.joined(separator: " "))") }
+            }
             m.cluster = c
         }
         return problems

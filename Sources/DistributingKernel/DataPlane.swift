@@ -1,21 +1,42 @@
 import Infoset
 import ServiceKernel
 
+/// The data planes, a bit each where a HELLO offers them.
+public enum PlaneKind: UInt8, Sendable, CaseIterable {
+    case tcp = 1
+    case rdma = 2
+    case xdp = 4
+
+    public var name: String {
+        switch self { case .tcp: "tcp"; case .rdma: "rdma"; case .xdp: "xdp" }
+    }
+
+    public init?(name: String) {
+        guard let k = Self.allCases.first(where: { $0.name == name }) else { return nil }
+        self = k
+    }
+
+    /// The planes a HELLO's bits name, in this order.
+    static func named(by bits: UInt8) -> [PlaneKind] { allCases.filter { bits & $0.rawValue != 0 } }
+    static func bits(_ planes: [PlaneKind]) -> UInt8 { planes.reduce(0) { $0 | $1.rawValue } }
+}
+
 /// How the bytes of buffers referenced by messages move between nodes: the control part of a
-/// message carries only (id, length, transfer), and a data plane moves the bytes into memory the
-/// receiver owns before the service sees the message. Each plane is a type of its own with its
-/// own lock (`TCPPlane` today; RDMA READ and AF_XDP frames implement this same seam next), so a
-/// plane busy with a transfer never holds up the control path or the failure detector.
+/// message carries only (id, length, an `Offer`: the plane and its descriptor), and a data plane
+/// moves the bytes into memory the receiver owns before the service sees the message. Planes are
+/// offered in HELLO and chosen per peer (`NetworkManager.plane(to:)`). Each plane is a type of
+/// its own with its own lock (`TCPPlane` today; RDMA READ and AF_XDP frames implement this same
+/// seam next), so a plane busy with a transfer never holds up the control path or the failure
+/// detector.
 protocol DataPlane: AnyObject, Sendable {
-    /// The plane's name in `/os/dataplane` and on the wire's offers.
-    var name: String { get }
+    var kind: PlaneKind { get }
     /// Offers `buffer` to `peer` alone for the call `call` (0 for a notification, whose offer
-    /// lapses at `expires` instead); the transfer number goes in the message.
-    func export(_ buffer: DataBuffer, call: UInt64, to peer: String, expires: UInt64?) -> UInt64
+    /// lapses at `expires` instead): the transfer number (its lease) and what goes in the message.
+    func export(_ buffer: DataBuffer, call: UInt64, to peer: String, expires: UInt64?) -> (transfer: UInt64, offer: Wire.Offer)
     /// Withdraws offers once their call has ended.
     func release(_ transfers: [UInt64])
     /// Brings one offered buffer from `peer` into this node's pool memory, or says why it cannot.
-    func fetch(transfer: UInt64, length: Int, from peer: String) async -> Result<DataBuffer, Fault>
+    func fetch(_ offer: Wire.Offer, length: Int, from peer: String) async -> Result<DataBuffer, Fault>
     /// The protocol's clock: lapsed offers are withdrawn, idle connections closed.
     func tick(now: UInt64)
     /// `peer` died or left: what moves to or from it ends now.
@@ -24,6 +45,12 @@ protocol DataPlane: AnyObject, Sendable {
     func stop()
     /// What the plane has moved, per peer, for `/os/dataplane`.
     var traffic: [PeerTraffic] { get }
+}
+
+/// A buffer offered on a plane, until its call ends.
+struct Lease: Sendable, Hashable {
+    var plane: PlaneKind
+    var transfer: UInt64
 }
 
 /// What one plane has moved to and from one peer since this node started.
@@ -52,12 +79,17 @@ public struct PeerTraffic: Codable, Sendable, Equatable {
 }
 
 extension NetworkManager {
-    /// Pulls every referenced buffer from the sending node, all at once; a fault if any cannot be had.
+    /// Pulls every referenced buffer from the sending node, all at once, each on the plane its
+    /// offer names; a fault if any cannot be had.
     func fetchBuffers(_ incoming: Wire.Incoming, from peer: String, into m: inout Message) async -> Fault? {
-        let plane = dataPlane
+        let planes = incoming.buffers.map { b in PlaneKind(rawValue: b.offer.plane).flatMap { self.planes[$0] } }
+        if let i = planes.firstIndex(where: { $0 == nil }) {
+            let b = incoming.buffers[i]
+            return .unreachable("buffer \(b.id) from \(peer) is offered on a data plane (\(PlaneKind(rawValue: b.offer.plane)?.name ?? "#\(b.offer.plane)")) this node does not take")
+        }
         let arrived = await withTaskGroup(of: (Int, Result<DataBuffer, Fault>).self) { group in
             for (i, b) in incoming.buffers.enumerated() {
-                group.addTask { (i, await plane.fetch(transfer: b.transfer, length: b.length, from: peer)) }
+                group.addTask { (i, await planes[i]!.fetch(b.offer, length: b.length, from: peer)) }
             }
             var out = [Result<DataBuffer, Fault>](repeating: .failure(.unreachable("")), count: incoming.buffers.count)
             for await (i, result) in group { out[i] = result }
@@ -75,5 +107,17 @@ extension NetworkManager {
     }
 
     /// What the data planes have moved, per peer, for `/os/dataplane`.
-    public var dataTraffic: [PeerTraffic] { dataPlane.traffic }
+    public var dataTraffic: [PeerTraffic] { planes.values.flatMap(\.traffic).sorted { ($0.node, $0.plane) < ($1.node, $1.plane) } }
+
+    /// The planes this node offers, in its order of preference: those the manifest names
+    /// (`<DataPlane prefer>`) that this node has.
+    var offered: [PlaneKind] { config.dataPlanes.filter { planes[$0] != nil } }
+
+    /// The plane buffers to `peer` travel on: the first this node prefers that the peer offered
+    /// in its HELLO; nil (with why) when they have none in common.
+    func plane(to peer: String) -> Result<any DataPlane, Fault> {
+        let theirs = state.withLock { $0.helloPlanes[peer] } ?? PlaneKind.tcp.rawValue
+        if let k = offered.first(where: { theirs & $0.rawValue != 0 }), let p = planes[k] { return .success(p) }
+        return .failure(.unreachable("no data plane in common with node \(peer) for buffers: this node offers \(offered.map(\.name).joined(separator: " ")), \(peer) offers \(PlaneKind.named(by: theirs).map(\.name).joined(separator: " "))"))
+    }
 }

@@ -33,16 +33,25 @@ extension NetworkManager {
         guard let channel else {
             return .faulted(.unreachable("cannot reach node \(target) at \(route.address)"), replyingTo: m)
         }
+        // Buffers go on the plane chosen for this peer (after the handshake, which said what it takes).
+        var plane: (any DataPlane)?
+        if !m.buffers.isEmpty {
+            switch self.plane(to: target) {
+            case .success(let p): plane = p
+            case .failure(let fault): return .faulted(fault, replyingTo: m)
+            }
+        }
         // One tick added, so the clock's staleness can only make a call wait longer, never shorter.
         let deadline = lastTick.load(ordering: .relaxed) + tickMillis + timeoutMillis
         // Resumed exactly once: `complete` takes the call out of `pending` before resuming it.
         return await withUnsafeContinuation { (c: UnsafeContinuation<Message, Never>) in
             let correlation = correlations.wrappingAdd(1, ordering: .relaxed).oldValue
-            let transfers = m.buffers.map { dataPlane.export($0.buffer, call: correlation, to: target, expires: nil) }
+            let exports = m.buffers.map { plane!.export($0.buffer, call: correlation, to: target, expires: nil) }
+            let leases = exports.map { Lease(plane: plane!.kind, transfer: $0.transfer) }
             state.withLock { s in
-                s.pending[correlation] = Pending(node: target, continuation: c, deadline: deadline, exports: transfers, request: m)
+                s.pending[correlation] = Pending(node: target, continuation: c, deadline: deadline, exports: leases, request: m)
             }
-            if let refused = channel.send(.request, encode: { Wire.encode(m, correlation: correlation, transfers: transfers, into: &$0) }) {
+            if let refused = channel.send(.request, encode: { Wire.encode(m, correlation: correlation, offers: exports.map(\.offer), into: &$0) }) {
                 // Refused here, with the reason, rather than by the receiver, which would close the
                 // connection and fault every call pending on it.
                 let fault: Fault = switch refused {
@@ -62,9 +71,15 @@ extension NetworkManager {
         // No call's end withdraws them: they lapse after the request timeout, so a subscriber that
         // never pulls cannot keep them forever.
         let expires = now + timeoutMillis
-        let transfers = m.buffers.map { dataPlane.export($0.buffer, call: 0, to: target, expires: expires) }
+        var offers: [Wire.Offer] = []
+        if !m.buffers.isEmpty {
+            switch plane(to: target) {
+            case .success(let plane): offers = m.buffers.map { plane.export($0.buffer, call: 0, to: target, expires: expires).offer }
+            case .failure(let fault): return logger.warning("a notification to \(m.to) was not sent: \(fault.reason)")
+            }
+        }
         var w = ByteWriter()
-        Wire.encode(m, correlation: 0, transfers: transfers, into: &w)
+        Wire.encode(m, correlation: 0, offers: offers, into: &w)
         let frame = Wire.Frame(.notify, w.bytes)
         ordered(OrderKey(lane: .notificationsOut, peer: target)) { [self] in
             guard let channel = await connection(to: target, address: member.address) else { return }
@@ -95,7 +110,7 @@ extension NetworkManager {
     /// Ends a pending call exactly once: by its reply, its deadline, or its peer's death.
     func complete(_ correlation: UInt64, with reply: Message) {
         guard let p = state.withLock({ $0.pending.removeValue(forKey: correlation) }) else { return }
-        if !p.exports.isEmpty { dataPlane.release(p.exports) }
+        for (kind, leases) in Dictionary(grouping: p.exports, by: \.plane) { planes[kind]?.release(leases.map(\.transfer)) }
         p.continuation.resume(returning: reply)
     }
 
@@ -183,14 +198,14 @@ extension NetworkManager {
     func answer(_ reply: Message, correlation: UInt64, on channel: any Channel) {
         var reply = reply
         reply.from = kernel.absolute(reply.from)
-        guard let refused = channel.send(.reply, encode: { Wire.encode(reply, correlation: correlation, transfers: [], into: &$0) }) else { return }
+        guard let refused = channel.send(.reply, encode: { Wire.encode(reply, correlation: correlation, offers: [], into: &$0) }) else { return }
         // The caller still gets an answer: a fault saying why the reply could not go.
         logger.warning("a reply to \(reply.to) was not sent: \(refused)")
         var fault = reply
         fault.kind = .fault
         fault.body = nil
         fault.fault = .tooLarge("the reply from \(reply.from ?? "?") was not sent: \(refused)")
-        channel.send(.reply) { Wire.encode(fault, correlation: correlation, transfers: [], into: &$0) }
+        channel.send(.reply) { Wire.encode(fault, correlation: correlation, offers: [], into: &$0) }
     }
 
     /// A fault naming the limit when the buffers of a request add up to more than this node takes.

@@ -21,13 +21,16 @@ public enum Handshake {
         public var nonce: [UInt8]
         /// Whether the sender seals its frames after AUTH (ClusterConfig.encrypt).
         public var sealed = true
+        /// The data planes the sender takes buffers on, a bit each (`PlaneKind`).
+        public var planes: UInt8 = PlaneKind.tcp.rawValue
 
-        public init(role: Role, node: String, address: String, nonce: [UInt8], sealed: Bool = true) {
+        public init(role: Role, node: String, address: String, nonce: [UInt8], sealed: Bool = true, planes: UInt8 = PlaneKind.tcp.rawValue) {
             self.role = role
             self.node = node
             self.address = address
             self.nonce = nonce
             self.sealed = sealed
+            self.planes = planes
         }
 
         public func encoded() -> [UInt8] {
@@ -37,6 +40,7 @@ public enum Handshake {
             w.string(address)
             w.data(nonce)
             w.byte(sealed ? 1 : 0)  // flags: bit 0 sealed; other bits are for later versions and ignored
+            w.byte(planes)
             return w.bytes
         }
 
@@ -46,6 +50,7 @@ public enum Handshake {
             var hello = Hello(role: role, node: try r.string(), address: try r.string(), nonce: try r.data())
             guard hello.nonce.count == 32 else { throw r.fail("nonce must be 32 bytes") }
             hello.sealed = try r.byte() & 1 == 1
+            hello.planes = try r.byte()
             return hello
         }
     }

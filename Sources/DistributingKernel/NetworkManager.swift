@@ -20,6 +20,9 @@ public struct ClusterConfig: Sendable {
     /// How long a data link no buffer moves on stays open.
     public var dataLinkIdle: TimeAmount = .seconds(30)
     public var handshakeTimeout: TimeAmount = .seconds(5)
+    /// The data planes this node offers for buffers, in its order of preference
+    /// (`<DataPlane prefer="rdma xdp tcp"/>`); those it does not have are left out.
+    public var dataPlanes: [PlaneKind] = [.rdma, .xdp, .tcp]
     /// The most buffer bytes one request from a peer may refer to: they are allocated on arrival.
     public var maxBufferBytes = 2 << 30
     /// Whether frames between nodes are sealed (AES-256-GCM) after the handshake; every node of a
@@ -56,9 +59,9 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     /// `now` at the last tick of the protocol's clock: deadlines are enforced by a sweep each
     /// tick, so a call reads this instead of the system clock.
     let lastTick = Atomic<UInt64>(0)
-    /// Where referenced buffers move: the TCP plane, until RDMA or AF_XDP is chosen per peer.
+    /// Where referenced buffers move: every plane this node has, by kind (the TCP plane always).
     let tcp: TCPPlane
-    var dataPlane: any DataPlane { tcp }
+    let planes: [PlaneKind: any DataPlane]
 
     struct Link {
         var channel: (any Channel)?
@@ -75,8 +78,10 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var membership: Membership
         /// Control connections this node opened, by peer name (or "@address" for a seed not yet known by name).
         var links: [String: Link] = [:]
-        /// The listen address each authenticated peer gave in its HELLO, by name.
+        /// The listen address each authenticated peer gave in its HELLO, by name, and the data
+        /// planes it takes buffers on (`PlaneKind` bits).
         var helloAddresses: [String: String] = [:]
+        var helloPlanes: [String: UInt8] = [:]
         var pending = PendingCalls()
         var tables: [String: Table] = [:]
         var localVersion: UInt64 = 1
@@ -96,6 +101,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         self.config = config
         self.logger = logger
         self.tcp = TCPPlane(config: config, logger: logger, pools: kernel.pools)
+        self.planes = [.tcp: tcp]
         var seed: UInt64 = 0
         for b in config.node.utf8 { seed = seed &* 31 &+ UInt64(b) }
         seed ^= UInt64(UInt(bitPattern: ObjectIdentifier(kernel).hashValue))
@@ -141,6 +147,9 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     /// Joins through the seeds and runs the protocol until `stop`.
     public func start() {
         lastTick.store(now, ordering: .relaxed)
+        if offered.isEmpty {
+            logger.warning("no data plane offered for buffers: this node prefers \(config.dataPlanes.map(\.name).joined(separator: " ")) and has only \(planes.keys.map(\.name).sorted().joined(separator: " ")); calls carrying buffers to or from other nodes will fault")
+        }
         kernel.remote = self
         kernel.uris.observe { [weak self] _ in self?.localTableChanged() }
         let seeds = config.seeds.filter { $0 != advertised }
@@ -152,7 +161,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
             self.lastTick.store(now, ordering: .relaxed)
             self.perform(self.state.withLock { $0.membership.tick(now: now) })
             self.expireCalls(now: now)
-            self.dataPlane.tick(now: now)
+            for p in self.planes.values { p.tick(now: now) }
             let sync = self.state.withLock { s in
                 guard now >= s.lastSync + self.config.syncInterval else { return false }
                 s.lastSync = now
@@ -172,7 +181,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         ticker?.cancel()
         server?.close(promise: nil)
         datagrams?.close(promise: nil)
-        dataPlane.stop()
+        for p in planes.values { p.stop() }
         for l in links.values { l.channel?.close(promise: nil) }
         kernel.remote = nil
     }

@@ -53,7 +53,8 @@ final class PeerHandler: ChannelInboundHandler {
     func sendHello(_ channel: any Channel, _ role: Handshake.Role) {
         sentHello = true
         self.role = role
-        let hello = Handshake.Hello(role: role, node: manager.node, address: manager.advertised, nonce: nonce, sealed: manager.config.encrypt)
+        let hello = Handshake.Hello(role: role, node: manager.node, address: manager.advertised, nonce: nonce, sealed: manager.config.encrypt,
+                                    planes: PlaneKind.bits(manager.offered))
         writeNow(Wire.Frame(.hello, hello.encoded()), on: channel)
     }
 

@@ -7,7 +7,10 @@ extension NetworkManager {
     func authenticated(_ channel: any Channel, peer: Handshake.Hello, role: Handshake.Role, outbound: Bool) {
         logger.debug("authenticated \(peer.node) (\(role)) \(outbound ? "outbound" : "inbound")")
         // Where it said it listens: a peer may call before membership has told this node about it.
-        state.withLock { $0.helloAddresses[peer.node] = peer.address }
+        state.withLock { s in
+            s.helloAddresses[peer.node] = peer.address
+            if role == .control { s.helloPlanes[peer.node] = peer.planes }
+        }
         guard outbound else { return }
         let ready = state.withLock { s -> Ready? in
             // A connection opened by address (a seed) is known by name from now on.
@@ -95,6 +98,7 @@ extension NetworkManager {
             let (table, link) = state.withLock { s -> (Table?, Link?) in
                 let t = s.tables.removeValue(forKey: m.name)
                 s.helloAddresses[m.name] = nil
+                s.helloPlanes[m.name] = nil
                 return (t, s.links.removeValue(forKey: m.name))
             }
             // Callers waiting for a connection being opened to it get none.
@@ -103,7 +107,7 @@ extension NetworkManager {
             failPending(on: m.name, reason: "node \(m.name) is \(m.status == .dead ? "dead" : "gone")")
             kernel.dropSubscriptions(ofNode: m.name)
             link?.channel?.close(promise: nil)
-            dataPlane.peerEnded(m.name)
+            for p in planes.values { p.peerEnded(m.name) }
         }
     }
 

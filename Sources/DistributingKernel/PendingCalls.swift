@@ -6,7 +6,8 @@ struct Pending {
     var continuation: UnsafeContinuation<Message, Never>
     /// When the call times out, in the manager's milliseconds; a sweep every 50 ms enforces it.
     var deadline: UInt64
-    var exports: [UInt64]
+    /// The buffers it offered, withdrawn when it ends.
+    var exports: [Lease]
     var request: Message
 }
 

@@ -1,3 +1,4 @@
+import Infoset
 import ServiceKernel
 
 /// The receiving side of the TCP plane: imports (buffers being brought from a peer) and the
@@ -39,6 +40,12 @@ extension TCPPlane {
         var task: Task<DataLink?, Never>
         /// The link once open.
         var link: DataLink?
+    }
+
+    func fetch(_ offer: Wire.Offer, length: Int, from peer: String) async -> Result<DataBuffer, Fault> {
+        var r = ByteReader(offer.descriptor)
+        guard let transfer = try? r.u64(), r.isAtEnd else { return .failure(.malformed("a TCP buffer descriptor is a transfer number")) }
+        return await fetch(transfer: transfer, length: length, from: peer)
     }
 
     func fetch(transfer: UInt64, length: Int, from peer: String) async -> Result<DataBuffer, Fault> {

@@ -14,7 +14,7 @@ import Synchronization
 ///
 /// The plane's state is behind its own lock, never the network manager's.
 final class TCPPlane: DataPlane {
-    let name = "tcp"
+    let kind = PlaneKind.tcp
     let config: ClusterConfig
     let logger: Logger
     /// Where imports land: the pool of the NUMA node of the interface their link uses.
@@ -65,12 +65,16 @@ final class TCPPlane: DataPlane {
 
     // MARK: offers
 
-    func export(_ buffer: DataBuffer, call: UInt64, to peer: String, expires: UInt64?) -> UInt64 {
-        state.withLock { s in
+    /// The offer names the transfer number, which the receiver's DATA_PULL asks for.
+    func export(_ buffer: DataBuffer, call: UInt64, to peer: String, expires: UInt64?) -> (transfer: UInt64, offer: Wire.Offer) {
+        let transfer = state.withLock { s in
             defer { s.nextTransfer += 1 }
             s.exports[s.nextTransfer] = Export(buffer: buffer, call: call, peer: peer, expires: expires)
             return s.nextTransfer
         }
+        var w = ByteWriter()
+        w.u64(transfer)
+        return (transfer, Wire.Offer(plane: kind.rawValue, descriptor: w.bytes))
     }
 
     func release(_ transfers: [UInt64]) {
@@ -93,8 +97,8 @@ final class TCPPlane: DataPlane {
     var traffic: [PeerTraffic] {
         state.withLock { s in
             var t = s.traffic
-            for e in s.exports.values { t[e.peer, default: PeerTraffic(node: e.peer, plane: name)].offered += 1 }
-            for k in s.imports.keys { t[k.peer, default: PeerTraffic(node: k.peer, plane: name)].receiving += 1 }
+            for e in s.exports.values { t[e.peer, default: PeerTraffic(node: e.peer, plane: kind.name)].offered += 1 }
+            for k in s.imports.keys { t[k.peer, default: PeerTraffic(node: k.peer, plane: kind.name)].receiving += 1 }
             return t.keys.sorted().map { t[$0]! }
         }
     }
@@ -142,6 +146,9 @@ final class TCPPlane: DataPlane {
                 do { try await written.get() } catch { return }
                 state.withLock { $0.count(peer) { $0.bytesSent += UInt64(n) } }
             }
+            // Every byte is on its way: the offer's lease ends here, not when the call does, so a
+            // handler that runs long after its buffer arrived does not keep the sender's copy.
+            release([transfer])
         }
     }
 }

@@ -7,7 +7,7 @@ import ServiceKernel
 ///
 ///     frame := u32 length | u8 version | u8 type | payload      (length counts version, type, payload)
 public enum Wire {
-    public static let version: UInt8 = 4
+    public static let version: UInt8 = 5
     /// The largest control frame a node accepts; buffers never ride in control frames.
     public static let maxFrame = 16 << 20
     /// The largest payload a frame carries: the frame's limit less its header, and less the
@@ -98,9 +98,23 @@ public enum Wire {
 
     // MARK: messages
 
-    /// A kernel message's control part. Buffers travel as references (id, length, transfer id);
-    /// the data plane moves their bytes.
-    public static func encode(_ m: Message, correlation: UInt64, transfers: [UInt64], into w: inout ByteWriter) {
+    /// Where a buffer can be had: the data plane that moves it and what that plane needs to find
+    /// it (for TCP, the transfer number to pull; docs/wire.md).
+    public struct Offer: Sendable, Equatable {
+        public var plane: UInt8
+        public var descriptor: [UInt8]
+        public init(plane: UInt8, descriptor: [UInt8]) {
+            self.plane = plane
+            self.descriptor = descriptor
+        }
+    }
+
+    /// The most bytes a buffer's descriptor may take.
+    static let maxDescriptor = 64
+
+    /// A kernel message's control part. Buffers travel as references (id, length, where to have
+    /// it: `Offer`); a data plane moves their bytes.
+    public static func encode(_ m: Message, correlation: UInt64, offers: [Offer], into w: inout ByteWriter) {
         w.u64(correlation)
         w.byte(kindCode(m.kind))
         w.byte(UInt8(Verb.allCases.firstIndex(of: m.verb)!))
@@ -121,10 +135,11 @@ public enum Wire {
         }
         if let b = m.body { w.byte(1); BinaryInfoset.encode(b, into: &w) } else { w.byte(0) }
         w.varint(UInt64(m.buffers.count))
-        for (b, t) in zip(m.buffers, transfers) {
+        for (b, o) in zip(m.buffers, offers) {
             w.string(b.id)
             w.u64(UInt64(b.length))
-            w.u64(t)
+            w.byte(o.plane)
+            w.data(o.descriptor)
         }
     }
 
@@ -132,7 +147,7 @@ public enum Wire {
     public struct Incoming: Sendable {
         public var correlation: UInt64
         public var message: Message
-        public var buffers: [(id: String, length: Int, transfer: UInt64)]
+        public var buffers: [(id: String, length: Int, offer: Offer)]
     }
 
     public static func decodeMessage(_ payload: [UInt8]) throws(ByteReader.Failure) -> Incoming {
@@ -159,12 +174,15 @@ public enum Wire {
         }
         if try r.byte() == 1 { m.body = try BinaryInfoset.decode(&r) }
         let n = try r.count()
-        var buffers: [(String, Int, UInt64)] = []
+        var buffers: [(String, Int, Offer)] = []
         for _ in 0..<n {
             let id = try r.string()
             let length = try r.u64()
             guard length <= UInt64(Int.max) else { throw r.fail("buffer length \(length)") }
-            buffers.append((id, Int(length), try r.u64()))
+            let plane = try r.byte()
+            let descriptor = try r.data()
+            guard descriptor.count <= maxDescriptor else { throw r.fail("a buffer descriptor of \(descriptor.count) bytes") }
+            buffers.append((id, Int(length), Offer(plane: plane, descriptor: descriptor)))
         }
         guard r.isAtEnd else { throw r.fail("\(r.remaining) bytes after the message") }
         return Incoming(correlation: correlation, message: m, buffers: buffers)

@@ -62,12 +62,14 @@ public struct BootParameters: Sendable {
     public var modules: [String] = []
     /// Netdevs to put a Soft-RoCE (rxe) device on.
     public var rxe: [String] = []
+    /// `decos.dataplane=rdma,tcp`: the data planes offered, in order (checked by the manifest's rules).
+    public var dataPlanes: String?
     public var panicDelay = 10
     public var logLevel = "info"
     public var errors: [String] = []
 
     public static let known = ["node", "manifest", "http", "listen", "seed", "cluster_key", "operator_token", "iface", "ip",
-                               "gw", "mtu", "modules", "rxe", "panic_delay", "log"]
+                               "gw", "mtu", "modules", "rxe", "dataplane", "panic_delay", "log"]
 
     public init() {}
 
@@ -99,6 +101,7 @@ public struct BootParameters: Sendable {
             case "mtu": if let m = Int(value), (68...65535).contains(m) { mtu = m } else { bad("expected 68–65535") }
             case "modules": modules += value.split(separator: ",").map(String.init)
             case "rxe": rxe += value.split(separator: ",").map(String.init)
+            case "dataplane": dataPlanes = value
             case "panic_delay": if let d = Int(value), (0...3600).contains(d) { panicDelay = d } else { bad("expected seconds, 0–3600") }
             case "log":
                 if ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) { logLevel = value }

@@ -89,6 +89,16 @@ public struct GatewayBinding: Sendable, Hashable {
 
 /// The cluster binding: present means this node joins other nodes in one URI namespace.
 public struct ClusterBinding: Sendable, Hashable {
+    /// The data planes there are.
+    public static let planeNames = ["rdma", "xdp", "tcp"]
+
+    /// "rdma xdp tcp" or "rdma,tcp": known plane names, each once, at least one; nil otherwise.
+    public static func planes(_ text: String) -> [String]? {
+        let names = text.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init)
+        guard !names.isEmpty, names.allSatisfy(planeNames.contains), Set(names).count == names.count else { return nil }
+        return names
+    }
+
     public var host = "127.0.0.1"
     public var port = 7946
     /// The address peers should use for this node, when it differs from the listen address.
@@ -109,6 +119,8 @@ public struct ClusterBinding: Sendable, Hashable {
     public var dataLinkIdle = 30
     /// Whether frames between nodes are encrypted; every node of a cluster must agree.
     public var encrypt = true
+    /// The data planes offered for buffers, in order of preference (`<DataPlane prefer="…"/>`).
+    public var dataPlanes = ["rdma", "xdp", "tcp"]
 
     public init() {}
 }
@@ -245,13 +257,20 @@ struct ManifestReader {
         attributes(e, allowed: [])
         var binding: GatewayBinding?
         var cluster: ClusterBinding?
+        var dataPlanePreference: [String]?
         for g in e.elements {
             guard inManifestNamespace(g) else { fail(g, "\(g.name) is not a manifest element"); continue }
             switch g.name.local {
             case "Gateway": binding = gateway(g)
             case "Cluster": cluster = self.cluster(g)
-            default: fail(g, "unknown element <\(g.name.local)> in <Network>; expected <Gateway> or <Cluster>")
+            case "DataPlane":
+                attributes(g, allowed: ["prefer"], required: ["prefer"])
+                if let planes = dataPlanes(g) { dataPlanePreference = planes }
+            default: fail(g, "unknown element <\(g.name.local)> in <Network>; expected <Gateway>, <Cluster> or <DataPlane>")
             }
+        }
+        if let p = dataPlanePreference {
+            if cluster == nil { fail(e, "<DataPlane> needs a <Cluster>: data planes move buffers between nodes") } else { cluster!.dataPlanes = p }
         }
         return (binding, cluster)
     }
@@ -305,6 +324,16 @@ struct ManifestReader {
             }
         }
         return b
+    }
+
+    /// `prefer="rdma xdp tcp"`: known plane names, each once, at least one.
+    mutating func dataPlanes(_ g: Element) -> [String]? {
+        guard let text = g.attribute("prefer") else { return nil }
+        guard let names = ClusterBinding.planes(text) else {
+            fail(g, "prefer=\"\(text)\" must name data planes, each once, from \(ClusterBinding.planeNames.joined(separator: " "))")
+            return nil
+        }
+        return names
     }
 
     /// "1048576", "512MiB", "4 GiB": bytes, or a number with a binary unit.

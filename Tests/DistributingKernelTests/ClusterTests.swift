@@ -5,6 +5,7 @@ import Infoset
 import NIOPosix
 import ServiceKernel
 import StandardServices
+import Synchronization
 import Testing
 
 /// Receives a remote buffer and checks it against the pattern the sender wrote.
@@ -20,6 +21,13 @@ actor Sink: Service {
         }
         return Element("Received", children: [.element(Element("Bytes", text: String(b.count))), .element(Element("Intact", text: String(ok)))])
     }
+}
+
+/// Set once a call has returned.
+final class Answered: Sendable {
+    private let flag = Mutex(false)
+    func set() { flag.withLock { $0 = true } }
+    var value: Bool { flag.withLock { $0 } }
 }
 
 func pattern(_ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: i &* 31 &+ i >> 12) }
@@ -89,13 +97,13 @@ let keyPath: String = {
 }()
 
 func bootNode(_ name: String, seed: String? = nil, key: String = keyPath, requestTimeout: Int = 10, dataLinkIdle: Int = 30,
-              exposed: Bool = false, encryption: Bool = true, memory: String = "") async throws -> Node {
+              exposed: Bool = false, encryption: Bool = true, memory: String = "", dataPlanes: String = "rdma xdp tcp") async throws -> Node {
     let m = try Manifest.parse("""
     <Manifest xmlns="urn:decos:manifest" node="\(name)">
       \(memory)
       <Network>\(exposed ? #"<Gateway listen="0.0.0.0:0"/>"# : "")<Cluster listen="127.0.0.1:0" keyFile="\(key)" probeInterval="200" probeTimeout="100" suspicionTimeout="800" requestTimeout="\(requestTimeout)" dataLinkIdle="\(dataLinkIdle)" encryption="\(encryption ? "on" : "off")">
         \(seed.map { "<Seed address=\"\($0)\"/>" } ?? "")
-      </Cluster></Network>
+      </Cluster><DataPlane prefer="\(dataPlanes)"/></Network>
       <Service contract="urn:decos:examples:counter" name="/counter"/>
       <Service contract="urn:test:sink" name="/sink"/>
       <Service contract="urn:test:silent" name="/silent"/>
@@ -327,6 +335,41 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         let memory = try await b.kernel.call(.get, "/os/memory")
         #expect(memory?.elements.first?.child("Limit")?.text == String(8 << 20))
         #expect(memory?.elements.first?.child("Refused")?.text == "1")
+        for n in [a, b] { await n.network?.stop() }
+    }
+
+    @Test func nodesWithNoDataPlaneInCommonFaultBuffersSayingWhyAndStillCall() async throws {
+        let a = try await bootNode("a", dataPlanes: "tcp")
+        let b = try await bootNode("b", seed: address(a), dataPlanes: "rdma")  // no RDMA here: b takes buffers on nothing
+        try await waitUntil { paths(a, contract: Sink.contract).contains("decos://b/sink") && paths(b, contract: Sink.contract).contains("decos://a/sink") }
+        let blob = [BufferRef(id: "blob", buffer: DataBuffer((0..<4096).map(pattern)))]
+        let toB = await a.kernel.send(Message(.submit, to: "decos://b/sink", buffers: blob), as: .system)
+        #expect(toB.fault?.reason.contains("no data plane in common with node b") == true, "\(toB.fault?.reason ?? "no fault")")
+        #expect(toB.fault?.reason.contains("this node offers tcp") == true)
+        let toA = await b.kernel.send(Message(.submit, to: "decos://a/sink", buffers: blob), as: .system)
+        #expect(toA.fault?.reason.contains("no data plane in common with node a") == true, "\(toA.fault?.reason ?? "no fault")")
+        // Calls without buffers are untouched.
+        #expect(try await a.kernel.call(.get, "decos://b/counter") != nil)
+        for n in [a, b] { await n.network?.stop() }
+    }
+
+    @Test func aSentBuffersOfferEndsWhenItsBytesAreOutNotWhenTheCallEnds() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        try await waitUntil { paths(a, contract: Sleepy.contract).contains("decos://b/sleepy") }
+        // The handler never answers; the buffer it was sent with has long arrived.
+        let answered = Answered()
+        let call = Task {
+            _ = await a.kernel.send(Message(.submit, to: "decos://b/sleepy", body: Element("Nap", text: "slow"),
+                                            buffers: [BufferRef(id: "blob", buffer: DataBuffer([UInt8](repeating: 1, count: 3 << 20)))]), as: .system)
+            answered.set()
+        }
+        func atA() -> PeerTraffic? { a.network?.dataTraffic.first { $0.node == "b" } }
+        try await waitUntil { atA()?.bytesSent == 3 << 20 }
+        try await waitUntil { atA()?.offered == 0 }
+        #expect(a.network?.dataTraffic.first { $0.node == "b" }?.sending == 0)
+        #expect(!answered.value)  // the call is still waiting for its reply
+        call.cancel()
         for n in [a, b] { await n.network?.stop() }
     }
 

@@ -29,7 +29,7 @@ import Testing
     @Test func buffersOverTheLimitAreRefusedWithAFaultNamingIt() async throws {
         let a = try await bootNode("a")
         let incoming = Wire.Incoming(correlation: 1, message: Message(.submit, to: "/sink"),
-                                     buffers: [("x", Int.max, 1), ("y", 5, 2)])
+                                     buffers: [("x", Int.max, Wire.Offer(plane: 1, descriptor: [])), ("y", 5, Wire.Offer(plane: 1, descriptor: []))])
         let fault = try #require(a.network?.bufferProblem(incoming))
         #expect(fault.subcode?.local == "TooLarge")
         #expect(fault.reason.contains("\(a.network!.config.maxBufferBytes)"))
@@ -46,7 +46,7 @@ import Testing
         let secret = DataBuffer([UInt8](repeating: 0x5A, count: 4096))
         let call = Task { try? await a.kernel.call(.submit, "decos://b/silent", buffers: [BufferRef(id: "blob", buffer: secret)]) }
         try await waitUntil { b.network?.openDataLinks == ["a"] }
-        let stolen = await c.network?.dataPlane.fetch(transfer: 1, length: 4096, from: "a")
+        let stolen = await c.network?.tcp.fetch(transfer: 1, length: 4096, from: "a")
         #expect(!arrived(stolen))
         call.cancel()
         for n in [a, b, c] { await n.network?.stop() }
@@ -60,7 +60,7 @@ import Testing
             return [(transfer, 0, half), (transfer, 0, half)]
         })
         b.network!.state.withLock { $0.helloAddresses["evil"] = "127.0.0.1:\(evil.port)" }
-        let got = await b.network!.dataPlane.fetch(transfer: 7, length: 2 << 20, from: "evil")
+        let got = await b.network!.tcp.fetch(transfer: 7, length: 2 << 20, from: "evil")
         #expect(!arrived(got))
         await b.network?.stop()
     }

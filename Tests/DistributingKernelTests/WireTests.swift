@@ -35,12 +35,12 @@ import Testing
         m.messageID = "urn:uuid:1"
         m.from = "/caller"
         var w = ByteWriter()
-        Wire.encode(m, correlation: 99, transfers: [7], into: &w)
+        Wire.encode(m, correlation: 99, offers: [Wire.Offer(plane: 1, descriptor: [0, 0, 0, 0, 0, 0, 0, 7])], into: &w)
         let back = try Wire.decodeMessage(w.bytes)
         #expect(back.correlation == 99)
         #expect(back.message.verb == .update && back.message.to == m.to && back.message.from == "/caller")
         #expect(back.message.body == m.body)
-        #expect(back.buffers.count == 1 && back.buffers[0].id == "b1" && back.buffers[0].length == 3 && back.buffers[0].transfer == 7)
+        #expect(back.buffers.count == 1 && back.buffers[0].id == "b1" && back.buffers[0].length == 3 && back.buffers[0].offer == Wire.Offer(plane: 1, descriptor: [0, 0, 0, 0, 0, 0, 0, 7]))
         // The bytes themselves are not in the control part.
         #expect(!w.bytes.contains([1, 2, 3]))
     }
@@ -49,7 +49,7 @@ import Testing
         var m = Message(.get, to: "", kind: .fault)
         m.fault = Fault(.sender, "UnknownService", "no service at /x", detail: Element("D"))
         var w = ByteWriter()
-        Wire.encode(m, correlation: 1, transfers: [], into: &w)
+        Wire.encode(m, correlation: 1, offers: [], into: &w)
         #expect(try Wire.decodeMessage(w.bytes).message.fault == m.fault)
     }
 
@@ -57,7 +57,7 @@ import Testing
         var m = Message(.submit, to: "/echo", body: Element("X", text: String(repeating: "y", count: 100)))
         m.messageID = "id"
         var w = ByteWriter()
-        Wire.encode(m, correlation: 5, transfers: [], into: &w)
+        Wire.encode(m, correlation: 5, offers: [], into: &w)
         for cut in 0..<w.bytes.count {
             #expect(throws: ByteReader.Failure.self) { try Wire.decodeMessage(Array(w.bytes[0..<cut])) }
         }

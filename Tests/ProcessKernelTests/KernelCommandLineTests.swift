@@ -12,7 +12,7 @@ import Testing
 
     @Test func validValuesAreUsed() {
         let p = BootParameters(KernelCommandLine(
-            "decos.node=n1 decos.http=0.0.0.0:7480 decos.listen=0.0.0.0:7950 decos.seed=10.0.2.2:7951,10.0.2.3:7951 decos.ip=10.0.2.15/24 decos.gw=10.0.2.2 decos.mtu=9000 decos.modules=e1000,rdma_rxe decos.rxe=eth0 decos.panic_delay=3 decos.log=debug"))
+            "decos.node=n1 decos.http=0.0.0.0:7480 decos.listen=0.0.0.0:7950 decos.seed=10.0.2.2:7951,10.0.2.3:7951 decos.ip=10.0.2.15/24 decos.gw=10.0.2.2 decos.mtu=9000 decos.modules=e1000,rdma_rxe decos.rxe=eth0 decos.dataplane=rdma,tcp decos.panic_delay=3 decos.log=debug"))
         #expect(p.errors == [])
         #expect(p.node == "n1")
         #expect(p.http == "0.0.0.0:7480")
@@ -22,6 +22,7 @@ import Testing
         #expect(p.mtu == 9000)
         #expect(p.modules == ["e1000", "rdma_rxe"])
         #expect(p.rxe == ["eth0"])
+        #expect(p.dataPlanes == "rdma,tcp")
         #expect(p.panicDelay == 3)
         #expect(p.logLevel == "debug")
     }

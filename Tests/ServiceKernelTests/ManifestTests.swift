@@ -100,6 +100,18 @@ import ProcessKernel
         #expect(throws: ManifestErrors.self) { try Manifest.parse("<Manifest xmlns=\"urn:decos:manifest\"><Memory buffers=\"8MiB\" reserve=\"64MiB\"/></Manifest>") }
     }
 
+    @Test func dataPlanePreferenceIsKnownNamesOnceEachBesideACluster() throws {
+        func parse(_ prefer: String, cluster: Bool = true) throws -> Manifest {
+            try Manifest.parse("<Manifest xmlns=\"urn:decos:manifest\"><Network>\(cluster ? "<Cluster keyFile=\"/k\"/>" : "")<DataPlane prefer=\"\(prefer)\"/></Network></Manifest>")
+        }
+        #expect(try parse("xdp tcp").cluster?.dataPlanes == ["xdp", "tcp"])
+        #expect(try parse("rdma,tcp").cluster?.dataPlanes == ["rdma", "tcp"])
+        for bad in ["", "tcp tcp", "udp", "rdma carrier-pigeon"] {
+            #expect(throws: ManifestErrors.self, "prefer=\"\(bad)\"") { try parse(bad) }
+        }
+        #expect(throws: ManifestErrors.self) { try parse("tcp", cluster: false) }
+    }
+
     @Test func wrongRootIsNamed() {
         #expect(throws: ManifestErrors.self) { try Manifest.parse("<Manifest/>") }
     }

@@ -135,7 +135,7 @@ func writeSeeds(to directory: String) {
     put("infoset", "entry", infoset.bytes)
     for (name, message) in [("request", m), ("fault", fault)] {
         var w = ByteWriter()
-        Wire.encode(message, correlation: 7, transfers: message.buffers.map { _ in 9 }, into: &w)
+        Wire.encode(message, correlation: 7, offers: message.buffers.map { _ in Wire.Offer(plane: 1, descriptor: [0, 0, 0, 0, 0, 0, 0, 9]) }, into: &w)
         put("message", name, w.bytes)
         put("frames", name, Wire.Frame(.request, w.bytes).encoded() + Wire.Frame(.reply, w.bytes).encoded())
     }

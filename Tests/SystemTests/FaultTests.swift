@@ -228,19 +228,25 @@ func waitFor(_ what: String, within seconds: Double, _ condition: () throws -> B
     @Test(.enabled(if: canUseNftables, "needs root, iproute2 and nftables to make a LAN of namespaces (CI has them)"))
     func aNodeKilledMidBufferTransferLeavesTheOtherWholeAndItsCallFaulted() throws {
         let lan = try LAN(hosts: 3)
-        var nodes = try start(lan, 3, gateway: #"maxRequestBytes="67108864" requestTimeout="60""#)
+        let nodes = try start(lan, 3, gateway: #"maxRequestBytes="67108864" requestTimeout="60""#)
         _ = try waitFor("the three nodes forming one cluster", within: 30) { try whole(lan, 3) }
         // Buffers into n1 crawl (2 MB/s of TCP), so a kill lands while one is arriving.
         try lan.throttle(1, bytesPerSecond: 2 << 20)
 
-        // The sender dies: n2 sends n1 a 24 MiB buffer and is killed once n1 is receiving it.
-        let (orphan, _) = try incrementWithBuffer(lan, via: 2, target: 1, bytes: 24 << 20)
-        _ = try waitFor("n1 receiving n2's buffer", within: 30) {
-            let t = try traffic(lan, at: 1, with: "n2")
-            return t["Receiving"] == "1" && (UInt64(t["BytesReceived"] ?? "") ?? 0) > 0
+        /// Starts a 24 MiB buffer from node `from` to n1 and kills node `victim` once n1 has some of it.
+        func killMidTransfer(from: Int, victim: Int) throws -> (Process, Pipe) {
+            let call = try incrementWithBuffer(lan, via: from, target: 1, bytes: 24 << 20)
+            _ = try waitFor("n1 receiving n\(from)'s buffer", within: 30) {
+                let t = try traffic(lan, at: 1, with: "n\(from)")
+                return t["Receiving"] == "1" && (UInt64(t["BytesReceived"] ?? "") ?? 0) > 0
+            }
+            kill(nodes[victim].process.processIdentifier, SIGKILL)
+            nodes[victim].process.waitUntilExit()
+            return call
         }
-        kill(nodes[2].process.processIdentifier, SIGKILL)
-        nodes[2].process.waitUntilExit()
+
+        // The sender dies: n2 sends n1 a buffer and is killed once n1 is receiving it.
+        let (orphan, _) = try killMidTransfer(from: 2, victim: 2)
         orphan.waitUntilExit()
         // n1's import fails (the link ended); the update was never applied; n1 goes on.
         _ = try waitFor("n1 failing the import from the dead n2", within: 10) {
@@ -250,14 +256,8 @@ func waitFor(_ what: String, within seconds: Double, _ condition: () throws -> B
         #expect(try value(lan, of: 1) == 0)
         #expect(nodes[1].process.isRunning)
 
-        // The receiver dies: n0 sends n1 a 24 MiB buffer and n1 is killed while pulling it.
-        let (call, reply) = try incrementWithBuffer(lan, via: 0, target: 1, bytes: 24 << 20)
-        _ = try waitFor("n1 receiving n0's buffer", within: 30) {
-            let t = try traffic(lan, at: 1, with: "n0")
-            return t["Receiving"] == "1" && (UInt64(t["BytesReceived"] ?? "") ?? 0) > 0
-        }
-        kill(nodes[1].process.processIdentifier, SIGKILL)
-        nodes[1].process.waitUntilExit()
+        // The receiver dies: n0 sends n1 a buffer and n1 is killed while pulling it.
+        let (call, reply) = try killMidTransfer(from: 0, victim: 1)
         // The caller gets a fault, not a hang; n0 withdraws the offer and stops sending.
         _ = try waitFor("the call through n0 ending", within: 15) { !call.isRunning }
         let answer = String(decoding: reply.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)

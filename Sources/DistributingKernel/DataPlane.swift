@@ -47,6 +47,15 @@ protocol DataPlane: AnyObject, Sendable {
     var traffic: [PeerTraffic] { get }
 }
 
+/// Which plane a peer's buffers go on, and why: what it offered in its HELLO.
+public struct PlaneChoice: Codable, Sendable, Equatable {
+    public var node: String
+    /// The planes the peer takes buffers on.
+    public var offers: String
+    /// The plane buffers to it travel on; "none" when there is none in common.
+    public var chosen: String
+}
+
 /// A buffer offered on a plane, until its call ends.
 struct Lease: Sendable, Hashable {
     var plane: PlaneKind
@@ -107,7 +116,18 @@ extension NetworkManager {
     }
 
     /// What the data planes have moved, per peer, for `/os/dataplane`.
+    public var offeredPlanes: [String] { offered.map(\.name) }
+
     public var dataTraffic: [PeerTraffic] { planes.values.flatMap(\.traffic).sorted { ($0.node, $0.plane) < ($1.node, $1.plane) } }
+
+    /// For each peer this node has shaken hands with, the plane its buffers go on.
+    public var planeChoices: [PlaneChoice] {
+        let offers = state.withLock { $0.helloPlanes }
+        return offers.keys.sorted().map { peer in
+            let chosen = if case .success(let p) = plane(to: peer) { p.kind.name } else { "none" }
+            return PlaneChoice(node: peer, offers: PlaneKind.named(by: offers[peer]!).map(\.name).joined(separator: " "), chosen: chosen)
+        }
+    }
 
     /// The planes this node offers, in its order of preference: those the manifest names
     /// (`<DataPlane prefer>`) that this node has.

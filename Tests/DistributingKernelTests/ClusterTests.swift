@@ -306,13 +306,15 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
                                                                             BufferRef(id: "more", buffer: DataBuffer([UInt8](repeating: 7, count: 1 << 20)))])
         #expect(reply?.child("Intact")?.text == "true")
         func peer(_ node: Node, _ name: String) async throws -> Element? {
-            try await node.kernel.call(.get, "/os/dataplane")?.elements.first { $0.child("Node")?.text == name }
+            try await node.kernel.call(.get, "/os/dataplane")?.elements.first { $0.name.local == "Peer" && $0.child("Node")?.text == name }
         }
         let atB = try #require(try await peer(b, "a"))
         #expect(atB.child("Plane")?.text == "tcp")
         #expect(atB.child("BytesReceived")?.text == String(4 << 20))
         #expect(atB.child("Received")?.text == "2")
         #expect(atB.child("Receiving")?.text == "0" && atB.child("Failed")?.text == "0")
+        let choice = try await b.kernel.call(.get, "/os/dataplane")?.elements.first { $0.name.local == "Choice" && $0.child("Node")?.text == "a" }
+        #expect(choice?.child("Offers")?.text == "tcp" && choice?.child("Chosen")?.text == "tcp")
         // The sender counts a chunk once it is written; the offers went when the call ended.
         try await waitUntil { (try? await peer(a, "b"))??.child("BytesSent")?.text == String(4 << 20) }
         #expect(try await peer(a, "b")?.child("Offered")?.text == "0")
@@ -348,6 +350,11 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         #expect(toB.fault?.reason.contains("this node offers tcp") == true)
         let toA = await b.kernel.send(Message(.submit, to: "decos://a/sink", buffers: blob), as: .system)
         #expect(toA.fault?.reason.contains("no data plane in common with node a") == true, "\(toA.fault?.reason ?? "no fault")")
+        // /os/dataplane says so too.
+        let planes = try #require(try await a.kernel.call(.get, "/os/dataplane"))
+        #expect(planes.child("Offered")?.text == "tcp")
+        let choice = planes.elements.first { $0.name.local == "Choice" && $0.child("Node")?.text == "b" }
+        #expect(choice?.child("Offers")?.text == "" && choice?.child("Chosen")?.text == "none")
         // Calls without buffers are untouched.
         #expect(try await a.kernel.call(.get, "decos://b/counter") != nil)
         for n in [a, b] { await n.network?.stop() }

@@ -196,7 +196,7 @@ func waitFor(_ what: String, within seconds: Double, _ condition: () throws -> B
     /// What node i's `/os/dataplane` says of `peer`: field name → value.
     func traffic(_ lan: LAN, at i: Int, with peer: String) throws -> [String: String] {
         let page = try lan.exec(i, ["/usr/bin/curl", "-sS", "--max-time", "5", "http://127.0.0.1:7480/os/dataplane"]).out
-        guard let start = page.range(of: "<Node>\(peer)</Node>"), let end = page[start.upperBound...].range(of: "</Peer>") else { return [:] }
+        guard let start = page.range(of: "<Peer><Node>\(peer)</Node>"), let end = page[start.upperBound...].range(of: "</Peer>") else { return [:] }
         var fields: [String: String] = [:]
         for m in page[start.lowerBound..<end.lowerBound].matches(of: /<(\w+)>([^<]*)<\/\1>/) { fields[String(m.1)] = String(m.2) }
         return fields

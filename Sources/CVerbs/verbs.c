@@ -23,6 +23,7 @@ struct dv_context {
     union ibv_gid gid;
 };
 struct dv_mr { struct ibv_mr *mr; };
+struct dv_mw { struct ibv_mw *mw; };
 struct dv_qp { dv_context *owner; struct ibv_qp *qp; uint32_t psn; };
 
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); goto fail; } while (0)
@@ -82,7 +83,7 @@ void dv_port(dv_context *c, char *state, size_t statelen, int *mtu) {
 
 dv_mr *dv_register(dv_context *c, void *addr, size_t length, char *err, size_t errlen) {
     dv_mr *m = calloc(1, sizeof *m);
-    m->mr = ibv_reg_mr(c->pd, addr, length, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE);
+    m->mr = ibv_reg_mr(c->pd, addr, length, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_MW_BIND);
     if (!m->mr) { snprintf(err, errlen, "ibv_reg_mr of %zu bytes: %s", length, strerror(errno)); free(m); return NULL; }
     return m;
 }
@@ -160,6 +161,45 @@ int dv_post_read(dv_qp *q, dv_mr *m, void *local, uint64_t remote_addr, uint32_t
     struct ibv_send_wr *bad = NULL;
     int rc = ibv_post_send(q->qp, &wr, &bad);
     if (rc) { snprintf(err, errlen, "ibv_post_send: %s", strerror(rc)); return -1; }
+    return 0;
+}
+
+dv_mw *dv_mw_alloc(dv_context *c, char *err, size_t errlen) {
+    dv_mw *w = calloc(1, sizeof *w);
+    if (!(w->mw = ibv_alloc_mw(c->pd, IBV_MW_TYPE_2))) {
+        snprintf(err, errlen, "ibv_alloc_mw (type 2): %s", strerror(errno));
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void dv_mw_free(dv_mw *w) { if (w) { ibv_dealloc_mw(w->mw); free(w); } }
+
+int dv_mw_bind(dv_qp *q, dv_mw *w, dv_mr *m, void *addr, uint64_t length, uint64_t wr_id, uint32_t *rkey,
+               char *err, size_t errlen) {
+    uint32_t next = ibv_inc_rkey(w->mw->rkey);  // a new key each bind: an old one stays dead
+    struct ibv_send_wr wr = { .wr_id = wr_id, .opcode = IBV_WR_BIND_MW, .send_flags = IBV_SEND_SIGNALED };
+    wr.bind_mw.mw = w->mw;
+    wr.bind_mw.rkey = next;
+    wr.bind_mw.bind_info.mr = m->mr;
+    wr.bind_mw.bind_info.addr = (uintptr_t)addr;
+    wr.bind_mw.bind_info.length = length;
+    wr.bind_mw.bind_info.mw_access_flags = IBV_ACCESS_REMOTE_READ;
+    struct ibv_send_wr *bad = NULL;
+    int rc = ibv_post_send(q->qp, &wr, &bad);
+    if (rc) { snprintf(err, errlen, "bind memory window: %s", strerror(rc)); return -1; }
+    w->mw->rkey = next;
+    *rkey = next;
+    return 0;
+}
+
+int dv_mw_invalidate(dv_qp *q, uint32_t rkey, uint64_t wr_id, char *err, size_t errlen) {
+    struct ibv_send_wr wr = { .wr_id = wr_id, .opcode = IBV_WR_LOCAL_INV, .send_flags = IBV_SEND_SIGNALED };
+    wr.invalidate_rkey = rkey;
+    struct ibv_send_wr *bad = NULL;
+    int rc = ibv_post_send(q->qp, &wr, &bad);
+    if (rc) { snprintf(err, errlen, "invalidate memory window: %s", strerror(rc)); return -1; }
     return 0;
 }
 

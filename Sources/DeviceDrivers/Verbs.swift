@@ -82,6 +82,19 @@ public final class MemoryRegion {
     }
 }
 
+/// A type-2 memory window: how a region registered once is lent to one peer for one transfer.
+/// Bound on the queue pair that peer reads through (a fresh rkey each bind), invalidated when the
+/// lease ends: from then on a READ with that rkey fails at the peer, whatever the region holds next.
+public final class MemoryWindow {
+    let window: OpaquePointer
+
+    public init(_ device: RDMADevice) throws(VerbsError) {
+        window = try verbs { err, len in dv_mw_alloc(device.context, err, len) }
+    }
+
+    deinit { dv_mw_free(window) }
+}
+
 /// A reliable-connected queue pair. Exchange `endpoint`s out of band, then `connect`.
 public final class QueuePair {
     let qp: OpaquePointer
@@ -100,6 +113,22 @@ public final class QueuePair {
         let _: Int32 = try verbs { err, len in dv_qp_connect(qp, &r, err, len) == 0 ? 0 : nil }
     }
 
+    /// Posts a bind of `window` over `length` bytes of `region` at `offset`, readable by this queue
+    /// pair's peer alone; returns the rkey to give it. Bound once completion `id` arrives.
+    public func bind(_ window: MemoryWindow, region: MemoryRegion, offset: Int = 0, length: Int, id: UInt64) throws(VerbsError) -> UInt32 {
+        precondition(offset + length <= region.bytes.count)
+        var rkey: UInt32 = 0
+        let _: Int32 = try verbs { err, len in
+            dv_mw_bind(qp, window.window, region.region, region.bytes.baseAddress! + offset, UInt64(length), id, &rkey, err, len) == 0 ? 0 : nil
+        }
+        return rkey
+    }
+
+    /// Posts the invalidation of a window's `rkey` bound on this queue pair; done at completion `id`.
+    public func invalidate(_ rkey: UInt32, id: UInt64) throws(VerbsError) {
+        let _: Int32 = try verbs { err, len in dv_mw_invalidate(qp, rkey, id, err, len) == 0 ? 0 : nil }
+    }
+
     /// Posts an RDMA READ of `length` bytes from the peer's (address, rkey) into `into` at `offset`.
     public func read(into region: MemoryRegion, offset: Int = 0, length: Int, remoteAddress: UInt64, rkey: UInt32, id: UInt64) throws(VerbsError) {
         precondition(offset + length <= region.bytes.count)
@@ -115,12 +144,15 @@ public struct RDMAReadResult: Sendable {
     public var bytes: Int
     public var intact: Bool
     public var seconds: Double
+    /// What a READ with the same rkey met once the window was invalidated (the lease ended).
+    public var afterLease: String
 }
 
 public enum RDMASelfTest {
     /// Two queue pairs on one device, connected to each other through the wire (for rxe: the
-    /// netdev's own address), one READs `bytes` from the other's memory in 1 MiB requests; the
-    /// copy is checked byte for byte.
+    /// netdev's own address); one READs `bytes` from the other's memory in 1 MiB requests, as the
+    /// RDMA plane will: through a memory window bound for that queue pair, then invalidated. The
+    /// copy is checked byte for byte, and a READ after the invalidation must fail.
     public static func loopbackRead(device name: String, bytes: Int) async throws(VerbsError) -> RDMAReadResult {
         let result: Result<RDMAReadResult, VerbsError> = await blocking {
             do throws(VerbsError) {
@@ -130,19 +162,36 @@ public enum RDMASelfTest {
                 let a = try QueuePair(device), b = try QueuePair(device)
                 try a.connect(to: b.endpoint)
                 try b.connect(to: a.endpoint)
+                func completed(_ id: UInt64) throws(VerbsError) {
+                    guard try device.wait() == id else { throw VerbsError(description: "completion out of order") }
+                }
+                // The owner lends its region to the reader's queue pair.
+                let window = try MemoryWindow(device)
+                let rkey = try b.bind(window, region: source, length: bytes, id: 1 << 40)
+                try completed(1 << 40)
                 let start = ContinuousClock.now
                 let chunk = 1 << 20
                 var offset = 0, id: UInt64 = 0
                 while offset < bytes {
                     let n = min(chunk, bytes - offset)
-                    try a.read(into: target, offset: offset, length: n, remoteAddress: source.address + UInt64(offset), rkey: source.rkey, id: id)
-                    guard try device.wait() == id else { throw VerbsError(description: "completion out of order") }
+                    try a.read(into: target, offset: offset, length: n, remoteAddress: source.address + UInt64(offset), rkey: rkey, id: id)
+                    try completed(id)
                     offset += n
                     id += 1
                 }
                 let elapsed = ContinuousClock.now - start
                 let intact = memcmp(source.bytes.baseAddress!, target.bytes.baseAddress!, bytes) == 0
-                return .success(RDMAReadResult(device: name, bytes: bytes, intact: intact, seconds: elapsed.inSeconds))
+                // The lease ends: the window is invalidated, and the same READ must now fail.
+                try b.invalidate(rkey, id: 2 << 40)
+                try completed(2 << 40)
+                var afterLease = "still readable"
+                do {
+                    try a.read(into: target, length: min(bytes, 4096), remoteAddress: source.address, rkey: rkey, id: 3 << 40)
+                    try completed(3 << 40)
+                } catch {
+                    afterLease = "refused: \(error)"
+                }
+                return .success(RDMAReadResult(device: name, bytes: bytes, intact: intact, seconds: elapsed.inSeconds, afterLease: afterLease))
             } catch {
                 return .failure(error)
             }

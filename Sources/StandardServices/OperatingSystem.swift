@@ -146,7 +146,8 @@ public actor ModulesService: Service {
 
 /// `/os/rdma`: the RDMA devices libibverbs sees, and a self-test: Submit
 /// `<ReadTest><Device>rxe0</Device><Bytes>4194304</Bytes></ReadTest>` READs that many bytes between
-/// two queue pairs of the device and checks them.
+/// two queue pairs of the device through a memory window, checks them, invalidates the window and
+/// says what a READ after that met (`AfterLease`: it must be refused).
 public actor RDMAService: Service {
     public static let contract = "urn:decos:os:rdma"
 
@@ -167,6 +168,7 @@ public actor RDMAService: Service {
         public var intact: Bool
         public var microseconds: Int
         public var megabytesPerSecond: Double
+        public var afterLease: String
     }
 
     public init(config: ServiceConfig) {}
@@ -193,7 +195,8 @@ public actor RDMAService: Service {
             do {
                 let r = try await RDMASelfTest.loopbackRead(device: t.device, bytes: bytes)
                 return try infoset(ReadTestResult(device: r.device, bytes: r.bytes, intact: r.intact, microseconds: Int(r.seconds * 1e6),
-                                                  megabytesPerSecond: (Double(r.bytes) / r.seconds / 1e6 * 10).rounded() / 10))
+                                                  megabytesPerSecond: (Double(r.bytes) / r.seconds / 1e6 * 10).rounded() / 10,
+                                                  afterLease: r.afterLease))
             } catch let e as VerbsError {
                 throw Fault(.receiver, "Verbs", e.description)
             }

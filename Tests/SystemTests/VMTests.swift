@@ -127,6 +127,9 @@ struct VMTests {
         let read = try run(decosBinary, ["ctl", "submit", "\(vm.base)/os/rdma", "--token", "@\(vm.image)/operator.token",
                                          "--body", "<ReadTest><Device>rxe0</Device><Bytes>4194304</Bytes></ReadTest>"])
         #expect(read.out.contains("<Intact>true</Intact>"), "\(read.out)\(read.err)")
+        // Through a memory window (how the RDMA plane lends a buffer for one transfer): once it is
+        // invalidated, the same rkey reads nothing.
+        #expect(read.out.contains("<AfterLease>refused: "), "\(read.out)")
 
         // The supervised process fails each time and is started again.
         var processes = ""

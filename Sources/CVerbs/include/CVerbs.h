@@ -11,6 +11,7 @@
 typedef struct dv_context dv_context;
 typedef struct dv_mr dv_mr;
 typedef struct dv_qp dv_qp;
+typedef struct dv_mw dv_mw;
 
 typedef struct {
     uint32_t qpn;
@@ -42,6 +43,19 @@ void dv_qp_destroy(dv_qp *qp);
 /// Posts a signaled RDMA READ of `length` bytes from (remote_addr, rkey) into local memory of `mr`.
 int dv_post_read(dv_qp *qp, dv_mr *mr, void *local, uint64_t remote_addr, uint32_t rkey, uint32_t length,
                  uint64_t wr_id, char *err, size_t errlen);
+/// A type-2 memory window: remote access to part of a registered region, granted to the peer of
+/// one queue pair by binding the window (a new rkey each time) and taken back by invalidating it.
+/// The region itself (registered once, cached) never gives remote access: only windows do.
+dv_mw *dv_mw_alloc(dv_context *ctx, char *err, size_t errlen);
+void dv_mw_free(dv_mw *mw);
+/// Posts a signaled bind of `mw` over [addr, addr+length) of `mr`, readable by the peer of `qp`
+/// only; the rkey to give that peer in `rkey`. Complete once `wr_id`'s completion arrives.
+int dv_mw_bind(dv_qp *qp, dv_mw *mw, dv_mr *mr, void *addr, uint64_t length, uint64_t wr_id, uint32_t *rkey,
+               char *err, size_t errlen);
+/// Posts a signaled local invalidation of `rkey` (a window bound on `qp`): from its completion on,
+/// a READ with that rkey fails at the peer with a remote access error.
+int dv_mw_invalidate(dv_qp *qp, uint32_t rkey, uint64_t wr_id, char *err, size_t errlen);
+
 /// Waits (on the completion channel, not spinning) for one completion; its wr_id in `wr_id`.
 int dv_wait(dv_context *ctx, int timeout_ms, uint64_t *wr_id, char *err, size_t errlen);
 

@@ -268,7 +268,8 @@ private func writeAll(_ fd: Int32, _ b: UnsafeRawBufferPointer) -> Bool {
 }
 
 /// The name of the interface holding the local address of connected socket `fd`, by matching it
-/// against the interfaces' addresses (getifaddrs).
+/// against the interfaces' addresses (getifaddrs). The pointer rebinding is the sockets API's own
+/// way of passing addresses: a `sockaddr` is read as the `sockaddr_in`/`_in6` its family says it is.
 private func localInterface(_ fd: Int32) -> String? {
     var local = sockaddr_storage()
     var length = socklen_t(MemoryLayout<sockaddr_storage>.size)

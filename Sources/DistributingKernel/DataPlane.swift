@@ -91,7 +91,8 @@ extension NetworkManager {
     /// Pulls every referenced buffer from the sending node, all at once, each on the plane its
     /// offer names; a fault if any cannot be had.
     func fetchBuffers(_ incoming: Wire.Incoming, from peer: String, into m: inout Message) async -> Fault? {
-        let planes = incoming.buffers.map { b in PlaneKind(rawValue: b.offer.plane).flatMap { self.planes[$0] } }
+        let offered = self.offered
+        let planes = incoming.buffers.map { b in PlaneKind(rawValue: b.offer.plane).flatMap { offered.contains($0) ? self.planes[$0] : nil } }
         if let i = planes.firstIndex(where: { $0 == nil }) {
             let b = incoming.buffers[i]
             return .unreachable("buffer \(b.id) from \(peer) is offered on a data plane (\(PlaneKind(rawValue: b.offer.plane)?.name ?? "#\(b.offer.plane)")) this node does not take")

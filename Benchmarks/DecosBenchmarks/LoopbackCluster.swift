@@ -30,15 +30,7 @@ struct LoopbackCluster {
     }
 }
 
-struct NotListed: Error, CustomStringConvertible {
-    var description: String
-}
-
 /// Waits until `node` lists every URI of `uris` in its cluster directory; throws after a minute.
 func waitUntil(_ node: Node, lists uris: [String]) async throws {
-    let deadline = ContinuousClock.now + .seconds(60)
-    while !uris.allSatisfy({ u in node.kernel.clusterEntries.contains { $0.uri == u } }) {
-        guard ContinuousClock.now < deadline else { throw NotListed(description: "node \(node.kernel.node) did not list \(uris) within 60 s") }
-        try await Task.sleep(for: .milliseconds(20))
-    }
+    try await node.kernel.awaitDirectory(within: .seconds(60)) { entries in Set(uris).isSubset(of: entries.map(\.uri)) }
 }

@@ -69,4 +69,27 @@ extension Kernel {
     public var clusterEntries: [DirectoryEntry] {
         uris.entries + (remote?.remoteEntries ?? [])
     }
+
+    /// Waits until the cluster's directory, as this node sees it, satisfies `holds` — looked at
+    /// now and again at each change `/directory` announces, never on a timer — and throws a
+    /// `Timeout` fault if it has not after `limit`. For "wait until the service I call is there".
+    public func awaitDirectory(within limit: Duration, until holds: @escaping @Sendable ([DirectoryEntry]) -> Bool) async throws(Fault) {
+        // Subscribed before the first look, so no change between the two goes unseen.
+        let changes = try subscribe("/directory", as: .system)
+        if holds(clusterEntries) { return }
+        let held = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { [self] in
+                for await _ in changes where holds(clusterEntries) { return true }
+                return false
+            }
+            group.addTask {
+                try? await Task.sleep(for: limit)  // the deadline
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        guard held else { throw .timeout("the directory did not come to hold what was awaited within \(limit)") }
+    }
 }

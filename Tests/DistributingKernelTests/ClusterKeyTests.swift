@@ -50,7 +50,8 @@ import Testing
         try "new-key-0123456789abcdef\nold-key-0123456789abcdef\n".write(toFile: bKey, atomically: true, encoding: .utf8)
         let a = try await bootNode("a", key: aKey)
         let b = try await bootNode("b", seed: address(a), key: bKey)
-        try await waitUntil { paths(a).contains("decos://b/counter") && paths(b).contains("decos://a/counter") }
+        try await waitUntil(a, lists: "decos://b/counter")
+        try await waitUntil(b, lists: "decos://a/counter")
         _ = try await a.kernel.call(.get, "decos://b/counter")
         _ = try await b.kernel.call(.get, "decos://a/counter")
         for n in [a, b] { await n.network?.stop() }

@@ -118,8 +118,10 @@ func bootNode(_ name: String, seed: String? = nil, key: String = keyPath, reques
 
 func address(_ n: Node) -> String { "127.0.0.1:\(n.clusterAddress!.port!)" }
 
-/// Waits for `condition`, looking every 20 ms. If it does not hold within a minute — far beyond
-/// what any of these waits needs, so only a real failure reaches it — the test fails here.
+/// Waits for `condition` on state that announces no changes (links, counters, queues), looking
+/// every 20 ms. If it does not hold within a minute — far beyond what any of these waits needs, so
+/// only a real failure reaches it — the test fails here. The directory announces its changes: wait
+/// on it with `waitUntil(_:lists:)`, which looks only when something changed.
 func waitUntil(_ condition: () async -> Bool, sourceLocation: Testing.SourceLocation = #_sourceLocation) async throws {
     let deadline = ContinuousClock.now + .seconds(60)
     while await !condition() {
@@ -129,6 +131,26 @@ func waitUntil(_ condition: () async -> Bool, sourceLocation: Testing.SourceLoca
         }
         try await Task.sleep(for: .milliseconds(20))
     }
+}
+
+/// Waits until `node`'s cluster directory satisfies `holds`, woken by the directory's own change
+/// notifications (`Kernel.awaitDirectory`); the test fails here if it does not within a minute.
+func waitUntil(_ node: Node, sourceLocation: Testing.SourceLocation = #_sourceLocation,
+               _ holds: @escaping @Sendable ([DirectoryEntry]) -> Bool) async throws {
+    do { try await node.kernel.awaitDirectory(within: .seconds(60), until: holds) } catch {
+        Issue.record("\(node.kernel.node): \(error.reason)", sourceLocation: sourceLocation)
+        throw error
+    }
+}
+
+/// Waits until `node` lists every one of `uris`.
+func waitUntil(_ node: Node, lists uris: String..., sourceLocation: Testing.SourceLocation = #_sourceLocation) async throws {
+    try await waitUntil(node, sourceLocation: sourceLocation) { [uris] entries in Set(uris).isSubset(of: entries.map(\.uri)) }
+}
+
+/// Waits until `node` lists none of `uris`.
+func waitUntil(_ node: Node, drops uris: String..., sourceLocation: Testing.SourceLocation = #_sourceLocation) async throws {
+    try await waitUntil(node, sourceLocation: sourceLocation) { [uris] entries in Set(uris).isDisjoint(with: entries.map(\.uri)) }
 }
 
 /// Sends gossip that `member` is as it says, as one UDP datagram from it to a node's cluster port.
@@ -161,19 +183,19 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         let b = try await bootNode("b", seed: address(a))
         let c = try await bootNode("c", seed: address(a))
         let all: Set = ["decos://a/counter", "decos://b/counter", "decos://c/counter"]
-        try await waitUntil { paths(a) == all && paths(b) == all && paths(c) == all }
+        for n in [a, b, c] { try await waitUntil(n) { Set($0.filter { $0.contract == Counter.contract }.map(\.uri)) == all } }
         // A service created later spreads too, and so does its removal.
         try await c.kernel.create(ServiceConfig(contract: Counter.contract, name: "/late"))
-        try await waitUntil { paths(a).contains("decos://c/late") }
+        try await waitUntil(a, lists: "decos://c/late")
         try await c.kernel.drop("/late")
-        try await waitUntil { !paths(a).contains("decos://c/late") }
+        try await waitUntil(a, drops: "decos://c/late")
         for n in [a, b, c] { await n.network?.stop() }
     }
 
     @Test func remoteVerbsAndFaults() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        try await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil(a, lists: "decos://b/counter")
         let inc = try XMLReader.parse("<Increment><By>5</By></Increment>")
         #expect(try await a.kernel.call(.update, "decos://b/counter", body: inc)?.child("Value")?.text == "5")
         #expect(try await b.kernel.call(.get, "/counter")?.child("Value")?.text == "5")
@@ -189,7 +211,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         // through a to b (which trusts a as node:a) must not give them more.
         let a = try await bootNode("a", exposed: true)
         let b = try await bootNode("b", seed: address(a))
-        try await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil(a, lists: "decos://b/counter")
         let inc = try XMLReader.parse("<Increment><By>5</By></Increment>")
         let write = await a.kernel.send(Message(.update, to: "decos://b/counter", body: inc), as: .anonymous)
         #expect(write.fault?.subcode?.local == "Denied")
@@ -202,7 +224,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
     @Test func orderIsKeptFromOneSenderToOneService() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        try await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil(a, lists: "decos://b/counter")
         // A remote subscription: the counter on b notifies the log on a of 200 changes, which leave
         // without waiting for each other.
         var sub = Message(.subscribe, to: "decos://b/counter")
@@ -233,7 +255,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
     @Test func directorySubscribersSeeOtherNodesChanges() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        try await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil(a, lists: "decos://b/counter")
         let changes = try a.kernel.subscribe("/directory", as: .system)
         try await b.kernel.create(ServiceConfig(contract: Echo.contract, name: "/e"))
         for await n in changes where n.body?.child("Uri")?.text == "decos://b/e" {
@@ -248,7 +270,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         // busy machine takes longer than a call's usual 10 s.
         let a = try await bootNode("a", requestTimeout: 600)
         let b = try await bootNode("b", seed: address(a), requestTimeout: 600)
-        try await waitUntil { paths(a, contract: Sink.contract).contains("decos://b/sink") }
+        try await waitUntil(a, lists: "decos://b/sink")
         let size = (ProcessInfo.processInfo.environment["DECOS_BUFFER_MIB"].flatMap(Int.init) ?? 1024) << 20
         let bytes = [UInt8](unsafeUninitializedCapacity: size) { p, n in
             for i in 0..<size { p[i] = pattern(i) }
@@ -264,7 +286,8 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
         let c = try await bootNode("c", seed: address(a))
-        try await waitUntil { paths(a, contract: Sink.contract).contains("decos://b/sink") && paths(c, contract: Sink.contract).contains("decos://b/sink") }
+        try await waitUntil(a, lists: "decos://b/sink")
+        try await waitUntil(c, lists: "decos://b/sink")
         func blob(_ size: Int) -> DataBuffer {
             DataBuffer([UInt8](unsafeUninitializedCapacity: size) { p, n in
                 for i in 0..<size { p[i] = pattern(i) }
@@ -283,7 +306,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
     @Test func anIdleDataLinkIsClosedAndTheNextBufferOpensAnother() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a), dataLinkIdle: 1)
-        try await waitUntil { paths(a, contract: Sink.contract).contains("decos://b/sink") }
+        try await waitUntil(a, lists: "decos://b/sink")
         let blob = DataBuffer((0..<(1 << 20)).map(pattern))
         func send() async throws -> Element? {
             try await a.kernel.call(.submit, "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: blob)])
@@ -300,7 +323,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
     @Test func dataPlaneTrafficIsShownPerPeerAtOsDataplane() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        try await waitUntil { paths(a, contract: Sink.contract).contains("decos://b/sink") }
+        try await waitUntil(a, lists: "decos://b/sink")
         // Two buffers in one message, pulled side by side on the one link.
         let reply = try await a.kernel.call(.submit, "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: DataBuffer((0..<(3 << 20)).map(pattern))),
                                                                             BufferRef(id: "more", buffer: DataBuffer([UInt8](repeating: 7, count: 1 << 20)))])
@@ -324,7 +347,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
     @Test func aBufferLargerThanThePoolCanHoldFaultsNamingTheLimitAndTheNodeGoesOn() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a), memory: #"<Memory buffers="8MiB"/>"#)
-        try await waitUntil { paths(a, contract: Sink.contract).contains("decos://b/sink") }
+        try await waitUntil(a, lists: "decos://b/sink")
         func send(_ n: Int) async -> Message {
             await a.kernel.send(Message(.submit, to: "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: DataBuffer((0..<n).map(pattern)))]), as: .system)
         }
@@ -343,7 +366,8 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
     @Test func nodesWithNoDataPlaneInCommonFaultBuffersSayingWhyAndStillCall() async throws {
         let a = try await bootNode("a", dataPlanes: "tcp")
         let b = try await bootNode("b", seed: address(a), dataPlanes: "rdma")  // no RDMA here: b takes buffers on nothing
-        try await waitUntil { paths(a, contract: Sink.contract).contains("decos://b/sink") && paths(b, contract: Sink.contract).contains("decos://a/sink") }
+        try await waitUntil(a, lists: "decos://b/sink")
+        try await waitUntil(b, lists: "decos://a/sink")
         let blob = [BufferRef(id: "blob", buffer: DataBuffer((0..<4096).map(pattern)))]
         let toB = await a.kernel.send(Message(.submit, to: "decos://b/sink", buffers: blob), as: .system)
         #expect(toB.fault?.reason.contains("no data plane in common with node b") == true, "\(toB.fault?.reason ?? "no fault")")
@@ -363,7 +387,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
     @Test func aSentBuffersOfferEndsWhenItsBytesAreOutNotWhenTheCallEnds() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        try await waitUntil { paths(a, contract: Sleepy.contract).contains("decos://b/sleepy") }
+        try await waitUntil(a, lists: "decos://b/sleepy")
         // The handler never answers; the buffer it was sent with has long arrived.
         let answered = Answered()
         let call = Task {
@@ -383,20 +407,20 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
     @Test func pendingCallsFaultWhenThePeerGoes() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        try await waitUntil { paths(a, contract: Silent.contract).contains("decos://b/silent") }
+        try await waitUntil(a, lists: "decos://b/silent")
         async let reply = a.kernel.send(Message(.submit, to: "decos://b/silent"), as: .system)
         try await Task.sleep(for: .milliseconds(200))
         await b.network?.stop()
         let f = await reply.fault
         #expect(f?.subcode?.local == "Unreachable")
-        try await waitUntil { !paths(a).contains("decos://b/counter") }
+        try await waitUntil(a, drops: "decos://b/counter")
         await a.network?.stop()
     }
 
     @Test func aSilentServiceCostsATimeoutFault() async throws {
         let a = try await bootNode("a", requestTimeout: 1)
         let b = try await bootNode("b", seed: address(a))
-        try await waitUntil { paths(a, contract: Silent.contract).contains("decos://b/silent") }
+        try await waitUntil(a, lists: "decos://b/silent")
         let r = await a.kernel.send(Message(.submit, to: "decos://b/silent"), as: .system)
         #expect(r.fault?.subcode?.local == "Timeout")
         for n in [a, b] { await n.network?.stop() }
@@ -422,7 +446,8 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
     @Test func busyEventLoopsDoNotMakeANodeLookDead() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        try await waitUntil { paths(a).contains("decos://b/counter") && paths(b).contains("decos://a/counter") }
+        try await waitUntil(a, lists: "decos://b/counter")
+        try await waitUntil(b, lists: "decos://a/counter")
         func view(_ n: Node, of name: String) -> Membership.Member? { n.network?.members.first { $0.name == name } }
         let before = (view(a, of: "b")!, view(b, of: "a")!)
         // Every loop that carries the nodes' connections is held for longer than a silent member
@@ -444,7 +469,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         try "another-cluster-key-fedcba9876543210".write(toFile: otherKey, atomically: true, encoding: .utf8)
         let mallory = try await bootNode("mallory", seed: address(a), key: otherKey)
         let b = try await bootNode("b", seed: address(a))
-        try await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil(a, lists: "decos://b/counter")
         try await Task.sleep(for: .seconds(1))
         #expect(!paths(a).contains("decos://mallory/counter"))
         #expect(!(a.network?.members.contains { $0.name == "mallory" } ?? true))

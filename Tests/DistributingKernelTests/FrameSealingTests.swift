@@ -62,7 +62,7 @@ import Testing
         // a reaches b through the tap: its seed is the tap, and the connection opened to a seed
         // is the one it calls b on from then on.
         let a = try await bootNode("a", seed: "127.0.0.1:\(tap.port)", encryption: encryption)
-        try await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil(a, lists: "decos://b/counter")
         let entry = try XMLReader.parse("<Entry><Key>password</Key><Value>hunter2-correct-horse</Value></Entry>")
         _ = try await a.kernel.call(.upsert, "decos://b/kv", body: entry)
         let got = try await a.kernel.call(.get, "decos://b/kv")
@@ -78,7 +78,7 @@ import Testing
         let b = try await bootNode("b")
         let tap = try TapProxy(to: b.clusterAddress!.port!)
         let a = try await bootNode("a", seed: "127.0.0.1:\(tap.port)")
-        try await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil(a, lists: "decos://b/counter")
         _ = try await a.kernel.call(.get, "decos://b/counter")
         // The next bytes from a to b have their last bit flipped: the request's tag, so it fails to open.
         tap.corruptNext()
@@ -100,7 +100,7 @@ import Testing
         let b = try await bootNode("b")
         let tap = try TapProxy(to: b.clusterAddress!.port!)
         let a = try await bootNode("a", seed: "127.0.0.1:\(tap.port)", requestTimeout: 3)
-        try await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil(a, lists: "decos://b/counter")
         tap.pause(true)
         // A hundred 1 MiB requests to a peer that reads nothing: once 64 MiB wait for it, the rest
         // are refused at once rather than queued; those queued time out.
@@ -119,7 +119,7 @@ import Testing
     @Test func buffersArriveWholeThroughSealedChunks() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        try await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil(a, lists: "decos://b/counter")
         // Three chunks and a part: each chunk is sealed and opened on its own, in order.
         let bytes = (0..<(3 * Wire.chunkSize + 4321)).map(pattern)
         let reply = try await a.kernel.call(.submit, "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: DataBuffer(bytes))])

@@ -14,7 +14,7 @@ import Testing
     @Test func buffersForNoServiceAreRefusedBeforeAnythingIsPulled() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        try await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil(a, lists: "decos://b/counter")
         do {
             _ = try await a.kernel.call(.submit, "decos://b/nothing", buffers: [BufferRef(id: "blob", buffer: DataBuffer([UInt8](repeating: 1, count: 1 << 20)))])
             Issue.record("a call to no service succeeded")
@@ -40,7 +40,8 @@ import Testing
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
         let c = try await bootNode("c", seed: address(a))
-        try await waitUntil { paths(a).contains("decos://b/counter") && paths(c).contains("decos://a/counter") }
+        try await waitUntil(a, lists: "decos://b/counter")
+        try await waitUntil(c, lists: "decos://a/counter")
         // a sends b a buffer for a call that stays pending (the service never answers), so the
         // export lives; c, another member holding the same cluster key, asks a for it by number.
         let secret = DataBuffer([UInt8](repeating: 0x5A, count: 4096))

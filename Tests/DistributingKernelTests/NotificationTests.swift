@@ -10,7 +10,7 @@ import Testing
     @Test func aRemoteSubscriberGetsANotificationsBuffers() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        try await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil(a, lists: "decos://b/counter")
         var sub = Message(.subscribe, to: "decos://b/sink")
         sub.from = "/log"
         _ = try await a.kernel.send(sub, as: .system).result()

@@ -12,7 +12,8 @@ import Testing
         // each handler to finish, b's second request queued behind its first until the timeout.
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        try await waitUntil { paths(a).contains("decos://b/counter") && paths(b).contains("decos://a/counter") }
+        try await waitUntil(a, lists: "decos://b/counter")
+        try await waitUntil(b, lists: "decos://a/counter")
         let body = Element("Bounce", children: [.element(Element("Left", text: "6")), .element(Element("Back", text: "decos://a/bouncer"))])
         let reply = try await a.kernel.call(.submit, "decos://b/bouncer", body: body)
         #expect(reply?.text == "6")
@@ -24,7 +25,7 @@ import Testing
         // must not stall the rest.
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        try await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil(a, lists: "decos://b/counter")
         let sent = a.network!.correlations.load(ordering: .relaxed)
         let slow = Task { try? await a.kernel.call(.submit, "decos://b/sleepy", body: Element("Nap", text: "slow")) }
         try await waitUntil { a.network!.correlations.load(ordering: .relaxed) > sent }  // the slow one is on the wire first
@@ -37,7 +38,7 @@ import Testing
     @Test func requestsFromOneSenderReachTheServiceInOrder() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        try await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil(a, lists: "decos://b/counter")
         _ = try await a.kernel.call(.get, "decos://b/counter")  // the connection to b is open
         let outbox = Outbox.of(try #require(a.network!.state.withLock { $0.links["b"]?.channel }))
         // Sent without waiting for replies: each is queued for the wire before the next is sent.
@@ -58,7 +59,7 @@ import Testing
     @Test func messagesTooLargeForAFrameAreRefusedWithTheLimitAndTheConnectionLivesOn() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
-        try await waitUntil { paths(a).contains("decos://b/counter") }
+        try await waitUntil(a, lists: "decos://b/counter")
         _ = try await a.kernel.call(.get, "decos://b/counter")
         let link = a.network!.state.withLock { $0.links["b"]?.channel }
         // A request over the limit: refused by the sender, naming the limit.

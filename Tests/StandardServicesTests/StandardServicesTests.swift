@@ -24,6 +24,21 @@ func xml(_ s: String) throws -> Element { try XMLReader.parse(s) }
         #expect(list.elements.allSatisfy { $0.child("Node")?.text == "t" })
     }
 
+    @Test func awaitingTheDirectoryWakesOnTheChangeAndTimesOutOtherwise() async throws {
+        let k = try await bootLocal()
+        // The service appears after the wait began: the wait ends on the directory's Insert.
+        async let created: Void = { _ = try await k.create(ServiceConfig(contract: "urn:decos:examples:kv", name: "/late")) }()
+        try await k.awaitDirectory(within: .seconds(60)) { $0.contains { $0.path == "/late" } }
+        try await created
+        // Nothing will ever list /never: the deadline ends the wait with a Timeout fault.
+        do {
+            try await k.awaitDirectory(within: .milliseconds(100)) { $0.contains { $0.path == "/never" } }
+            Issue.record("the wait for /never ended without a fault")
+        } catch {
+            #expect(error.subcode?.local == "Timeout")
+        }
+    }
+
     @Test func findsByContractAndPath() async throws {
         let k = try await bootLocal(#"<Service contract="urn:decos:examples:kv" name="/kv"/><Service contract="urn:decos:examples:kv" name="/kv2"/><Service contract="urn:decos:examples:echo" name="/echo"/>"#)
         let byContract = try await k.call(.query, "/directory", body: xml("<DirectoryQuery><Contract>urn:decos:examples:kv</Contract></DirectoryQuery>"))

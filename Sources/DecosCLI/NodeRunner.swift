@@ -45,7 +45,7 @@ struct Overrides {
             if let clusterKey { c.keyFile = clusterKey }
             if let dataPlanes {
                 if let planes = ClusterBinding.planes(dataPlanes) { c.dataPlanes = planes }
-                else { problems.append("data planes \"\(dataPlanes)\" must be names, each once, from \(ClusterBinding.planeNames.joined(separator: " "))") }
+                else { problems.append("dataplane \"\(dataPlanes)\" must name \(ClusterBinding.planesRule)") }
             }
             m.cluster = c
         }

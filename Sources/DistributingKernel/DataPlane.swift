@@ -101,9 +101,9 @@ extension NetworkManager {
             for (i, b) in incoming.buffers.enumerated() {
                 group.addTask { (i, await planes[i]!.fetch(b.offer, length: b.length, from: peer)) }
             }
-            var out = [Result<DataBuffer, Fault>](repeating: .failure(.unreachable("")), count: incoming.buffers.count)
+            var out: [Int: Result<DataBuffer, Fault>] = [:]
             for await (i, result) in group { out[i] = result }
-            return out
+            return incoming.buffers.indices.map { out[$0]! }
         }
         var refs: [BufferRef] = []
         for (b, result) in zip(incoming.buffers, arrived) {
@@ -116,9 +116,10 @@ extension NetworkManager {
         return nil
     }
 
-    /// What the data planes have moved, per peer, for `/os/dataplane`.
+    /// The names of the planes this node offers, for `/os/dataplane`.
     public var offeredPlanes: [String] { offered.map(\.name) }
 
+    /// What the data planes have moved, per peer, for `/os/dataplane`.
     public var dataTraffic: [PeerTraffic] { planes.values.flatMap(\.traffic).sorted { ($0.node, $0.plane) < ($1.node, $1.plane) } }
 
     /// For each peer this node has shaken hands with, the plane its buffers go on.

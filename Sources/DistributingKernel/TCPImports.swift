@@ -161,26 +161,28 @@ extension TCPPlane {
     }
 
     func finishImport(_ key: ImportKey) {
-        end(key) { traffic, imp in
-            traffic.received += 1
-            return .success(DataBuffer(landed: imp.block, count: imp.length, pool: imp.pool))
-        }
+        guard let imp = end(key, counting: \.received) else { return }
+        hand(imp, .success(DataBuffer(landed: imp.block, count: imp.length, pool: imp.pool)))
     }
 
     func failImport(_ key: ImportKey) {
-        end(key) { traffic, imp in
-            traffic.failed += 1
-            imp.pool.give(imp.block)
-            return .failure(.unreachable("it did not arrive"))
+        guard let imp = end(key, counting: \.failed) else { return }
+        imp.pool.give(imp.block)
+        hand(imp, .failure(.unreachable("it did not arrive")))
+    }
+
+    /// Takes an import out of the table and counts how it ended; whoever takes it out owns its
+    /// block from then on. Nil if it was already out.
+    private func end(_ key: ImportKey, counting outcome: WritableKeyPath<PeerTraffic, Int>) -> Import? {
+        state.withLock { s in
+            guard let imp = s.imports.removeValue(forKey: key) else { return nil }
+            s.count(key.peer) { $0[keyPath: outcome] += 1 }
+            return imp
         }
     }
 
-    /// Takes an import out of the table, counts how it ended, and hands its caller the buffer or
-    /// the fault. Whoever takes it out owns its block from then on.
-    private func end(_ key: ImportKey, _ outcome: (inout PeerTraffic, Import) -> Result<DataBuffer, Fault>) {
-        guard let imp = state.withLock({ $0.imports.removeValue(forKey: key) }) else { return }
-        var result: Result<DataBuffer, Fault> = .failure(.unreachable(""))
-        state.withLock { s in s.count(key.peer) { result = outcome(&$0, imp) } }
+    /// Gives an ended import's caller the buffer or the fault.
+    private func hand(_ imp: Import, _ result: Result<DataBuffer, Fault>) {
         imp.link?.touch(now)
         let c = imp.continuation
         imp.continuation = nil

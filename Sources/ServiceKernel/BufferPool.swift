@@ -88,9 +88,8 @@ public final class BufferPool: Sendable {
         var inUse = 0
         var buffers = 0
         var refused = 0
-        /// Free blocks by size class, and their bytes.
+        /// Free blocks by size class (their bytes are `mapped - inUse`).
         var free: [Int: [Block]] = [:]
-        var freeBytes = 0
         var placed = 0
         var misplaced = 0
     }
@@ -132,7 +131,7 @@ public final class BufferPool: Sendable {
     public var usage: Usage {
         state.withLock { s in
             Usage(node: node, limit: s.limit, mapped: s.mapped, inUse: s.inUse, buffers: s.buffers,
-                  free: s.freeBytes, refused: s.refused, placed: s.placed, misplaced: s.misplaced)
+                  free: s.mapped - s.inUse, refused: s.refused, placed: s.placed, misplaced: s.misplaced)
         }
     }
 
@@ -153,7 +152,6 @@ public final class BufferPool: Sendable {
         enum Step { case reuse(Block), map([Block]), refuse(Exhausted) }
         let step = state.withLock { s -> Step in
             if let b = s.free[size]?.popLast() {
-                s.freeBytes -= size
                 s.inUse += size
                 s.buffers += 1
                 return .reuse(b)
@@ -175,13 +173,13 @@ public final class BufferPool: Sendable {
         case .map(let unmapped):
             unmapped.forEach(unmap)
             guard let b = map(size) else {
-                state.withLock { s in
+                throw state.withLock { s in
                     s.mapped -= size
                     s.inUse -= size
                     s.buffers -= 1
                     s.refused += 1
+                    return Exhausted(asked: count, inUse: s.inUse, limit: s.limit)
                 }
-                throw Exhausted(asked: count, inUse: usage.inUse, limit: usage.limit)
             }
             if let placed = b.placed { state.withLock { s in if placed { s.placed += size } else { s.misplaced += 1 } } }
             return b
@@ -194,7 +192,6 @@ public final class BufferPool: Sendable {
             s.inUse -= b.size
             s.buffers -= 1
             s.free[b.size, default: []].append(b)
-            s.freeBytes += b.size
             return Self.trim(&s, toFit: 0)
         }
         unmapped.forEach(unmap)
@@ -204,10 +201,9 @@ public final class BufferPool: Sendable {
     /// more than `keepFree` bytes are free.
     private static func trim(_ s: inout State, toFit extra: Int) -> [Block] {
         var out: [Block] = []
-        while s.mapped + extra > s.limit || s.freeBytes > s.keepFree, let size = s.free.keys.filter({ !s.free[$0]!.isEmpty }).max() {
+        while s.mapped + extra > s.limit || s.mapped - s.inUse > s.keepFree, let size = s.free.keys.filter({ !s.free[$0]!.isEmpty }).max() {
             let b = s.free[size]!.removeLast()
             s.mapped -= b.size
-            s.freeBytes -= b.size
             switch b.placed {
             case true?: s.placed -= b.size
             case false?: s.misplaced -= 1

@@ -92,6 +92,9 @@ public struct ClusterBinding: Sendable, Hashable {
     /// The data planes there are.
     public static let planeNames = ["rdma", "xdp", "tcp"]
 
+    /// What `planes` takes, for the error that says so.
+    public static let planesRule = "data planes, each once, from \(planeNames.joined(separator: " "))"
+
     /// "rdma xdp tcp" or "rdma,tcp": known plane names, each once, at least one; nil otherwise.
     public static func planes(_ text: String) -> [String]? {
         let names = text.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init)
@@ -120,7 +123,7 @@ public struct ClusterBinding: Sendable, Hashable {
     /// Whether frames between nodes are encrypted; every node of a cluster must agree.
     public var encrypt = true
     /// The data planes offered for buffers, in order of preference (`<DataPlane prefer="…"/>`).
-    public var dataPlanes = ["rdma", "xdp", "tcp"]
+    public var dataPlanes = ClusterBinding.planeNames
 
     public init() {}
 }
@@ -212,6 +215,7 @@ struct ManifestReader {
             }
         }
         var names: [String: Element] = [:]
+        var sawMemory = false
         for e in root.elements {
             guard inManifestNamespace(e) else { fail(e, "\(e.name) is not a manifest element"); continue }
             switch e.name.local {
@@ -231,7 +235,8 @@ struct ManifestReader {
                 }
                 m.services.append(s)
             case "Memory":
-                if m.bufferLimit != nil { fail(e, "only one <Memory> is allowed") }
+                if sawMemory { fail(e, "only one <Memory> is allowed") }
+                sawMemory = true
                 attributes(e, allowed: ["buffers", "reserve"])
                 if let v = e.attribute("buffers") {
                     if let n = byteCount(v), n >= 1 << 20 { m.bufferLimit = n }
@@ -241,7 +246,6 @@ struct ManifestReader {
                     if let n = byteCount(v), n <= (m.bufferLimit ?? BufferPool.defaultLimit) { m.bufferReserve = n }
                     else { fail(e, "reserve=\"\(v)\" must be a size no larger than the pool (buffers=)") }
                 }
-                m.bufferLimit = m.bufferLimit ?? BufferPool.defaultLimit
             case "Process":
                 guard let p = process(e) else { continue }
                 if m.processes.contains(where: { $0.name == p.name }) { fail(e, "the process name \(p.name) is already used") }
@@ -330,7 +334,7 @@ struct ManifestReader {
     mutating func dataPlanes(_ g: Element) -> [String]? {
         guard let text = g.attribute("prefer") else { return nil }
         guard let names = ClusterBinding.planes(text) else {
-            fail(g, "prefer=\"\(text)\" must name data planes, each once, from \(ClusterBinding.planeNames.joined(separator: " "))")
+            fail(g, "prefer=\"\(text)\" must name \(ClusterBinding.planesRule)")
             return nil
         }
         return names
@@ -344,7 +348,7 @@ struct ManifestReader {
             guard let n = Int(String(t.dropLast(suffix.count)).trimmingXMLSpace()), n >= 0, n <= Int.max / scale else { return nil }
             return n * scale
         }
-        return Int(t)
+        return Int(t).flatMap { $0 >= 0 ? $0 : nil }
     }
 
     mutating func positive(_ e: Element, _ name: String) -> Int? {

@@ -97,7 +97,10 @@ import ProcessKernel
         #expect(try Manifest.parse("<Manifest xmlns=\"urn:decos:manifest\"/>").bufferLimit == nil)
         let reserving = try Manifest.parse("<Manifest xmlns=\"urn:decos:manifest\"><Memory buffers=\"64MiB\" reserve=\"8MiB\"/></Manifest>")
         #expect(reserving.bufferReserve == 8 << 20)
-        #expect(throws: ManifestErrors.self) { try Manifest.parse("<Manifest xmlns=\"urn:decos:manifest\"><Memory buffers=\"8MiB\" reserve=\"64MiB\"/></Manifest>") }
+        for bad in ["64MiB", "-5", "-5MiB"] {
+            #expect(throws: ManifestErrors.self, "reserve=\"\(bad)\"") { try Manifest.parse("<Manifest xmlns=\"urn:decos:manifest\"><Memory buffers=\"8MiB\" reserve=\"\(bad)\"/></Manifest>") }
+        }
+        #expect(throws: ManifestErrors.self) { try Manifest.parse("<Manifest xmlns=\"urn:decos:manifest\"><Memory reserve=\"1MiB\"/><Memory reserve=\"1MiB\"/></Manifest>") }
     }
 
     @Test func dataPlanePreferenceIsKnownNamesOnceEachBesideACluster() throws {

@@ -62,6 +62,14 @@ final class Connection: ChannelInboundHandler {
         }
     }
 
+    /// A connection that has sent nothing for the idle timeout is closed (a slow or vanished
+    /// client) — unless the node owes it something: a request still being answered (the request
+    /// timeout bounds that) or a subscription stream it is reading.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is IdleStateHandler.IdleStateEvent else { return context.fireUserInboundEventTriggered(event) }
+        if inFlight == nil && stream == nil { context.close(promise: nil) }
+    }
+
     /// Writes the answer to request `id` unless it has been answered already (by its deadline).
     func finish(_ id: UInt64, _ outcome: Gateway.Outcome, _ h: HTTPRequestHead, _ channel: any Channel) {
         guard let current = inFlight, current.id == id else { return }

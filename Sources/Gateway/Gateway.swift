@@ -31,8 +31,8 @@ public final class Gateway: Sendable {
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let ops = channel.pipeline.syncOperations
+                    // Its events reach `Connection`, which closes only a connection with nothing asked of the node.
                     try ops.addHandler(IdleStateHandler(readTimeout: idle), name: "idle")
-                    try ops.addHandler(IdleCloser(), name: "idle-closer")
                     try ops.configureHTTPServerPipeline(withErrorHandling: true)
                     try ops.addHandler(Connection(gateway: self))
                 }
@@ -194,10 +194,3 @@ func escapeHTML(_ s: String) -> String {
     return out
 }
 
-/// Closes a connection that has sent nothing for the idle timeout (slow or vanished clients).
-final class IdleCloser: ChannelInboundHandler, Sendable {
-    typealias InboundIn = NIOAny
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil) } else { context.fireUserInboundEventTriggered(event) }
-    }
-}

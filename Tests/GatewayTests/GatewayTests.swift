@@ -10,15 +10,15 @@ struct Served {
     let base: String
     let task: Task<Void, any Error>
 
-    init(_ extra: String = "", maxRequestBytes: Int = 4096) async throws {
+    init(_ extra: String = "", maxRequestBytes: Int = 4096, gateway: String = "") async throws {
         let m = try Manifest.parse("""
         <Manifest xmlns="urn:decos:manifest" node="gw">
-          <Network><Gateway listen="127.0.0.1:0" maxRequestBytes="\(maxRequestBytes)"/></Network>
+          <Network><Gateway listen="127.0.0.1:0" maxRequestBytes="\(maxRequestBytes)" \(gateway)/></Network>
           <Service contract="urn:decos:examples:counter" name="/counter"/>
           \(extra)
         </Manifest>
         """)
-        node = try await Node.boot(m)
+        node = try await Node.boot(m, extra: Contracts([Sleeper.self]))
         base = "http://127.0.0.1:\(node.httpAddress!.port!)"
         let n = node
         task = Task { try await n.run() }
@@ -105,6 +105,28 @@ struct Served {
         #expect(bad.status == 401)
     }
 
+    @Test func aClientWaitingForALongCallIsNotIdle() async throws {
+        // The idle timeout is for clients that send nothing while nothing is asked of the node; a
+        // client whose call is still running (a GiB moving between nodes) or whose subscription
+        // stream is open is waiting on us.
+        let s = try await Served(#"<Service contract="urn:test:sleeper" name="/sleeper"/>"#, gateway: #"idleTimeout="1""#)
+        defer { s.stop() }
+        let (status, reply) = try await s.post("/sleeper", Message(.submit, to: "", body: Element("Sleep", text: "2500")))
+        #expect(status == 200 && reply.body?.name.local == "Slept")
+        let lines = LineCollector()
+        let subscriber = Task {
+            _ = try? await HTTPClient.send(.POST, s.url("/counter"), headers: [("Content-Type", SOAP.contentType)],
+                                           body: SOAP.encode(Message(.subscribe, to: ""))) { chunk in await lines.feed(chunk) }
+            await lines.end()
+        }
+        while await lines.count < 1, await !lines.ended { await Task.yield() }
+        _ = try await s.post("/sleeper", Message(.submit, to: "", body: Element("Sleep", text: "2500")))
+        _ = try await s.post("/counter", Message(.update, to: "", body: Element("Increment", children: [.element(Element("By", text: "1"))])))
+        while await lines.count < 2, await !lines.ended { await Task.yield() }
+        #expect(await lines.count == 2, "the subscription stream was closed while idle")
+        subscriber.cancel()
+    }
+
     @Test func subscribeStreamsNotifications() async throws {
         let s = try await Served()
         defer { s.stop() }
@@ -126,10 +148,23 @@ struct Served {
     }
 }
 
+/// Answers Submit after as many milliseconds as its body says: a call that outlasts a timeout.
+actor Sleeper: Service {
+    static let contract = "urn:test:sleeper"
+    init(config: ServiceConfig) {}
+    func handle(_ request: Request) async throws -> Element? {
+        try await Task.sleep(for: .milliseconds(Int(request.body?.text ?? "") ?? 0))
+        return Element("Slept")
+    }
+}
+
 actor LineCollector {
     var pending: [UInt8] = []
     var lines: [[UInt8]] = []
+    /// Whether the stream has ended (the connection closed).
+    var ended = false
     var count: Int { lines.count }
+    func end() { ended = true }
     func all() -> [[UInt8]] { lines }
     func feed(_ chunk: [UInt8]) {
         pending += chunk

@@ -50,6 +50,8 @@ let package = Package(
         ]),
         .target(name: "DistributingKernel", dependencies: [
             "ServiceKernel", "Infoset", "ProcessKernel", "CAEAD",
+            // The RDMA plane's verbs (DeviceDrivers/Verbs.swift).
+            "DeviceDrivers", "CVerbs",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
@@ -85,7 +87,7 @@ let package = Package(
         .testTarget(name: "StandardServicesTests", dependencies: ["StandardServices", "ServiceKernel", "Decos"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Decos"]),
         .testTarget(name: "DistributingKernelTests", dependencies: [
-            "DistributingKernel", "ServiceKernel", "Infoset", "Decos",
+            "DistributingKernel", "ServiceKernel", "Infoset", "Decos", "CVerbs",
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "SystemTests", dependencies: ["Gateway", "Infoset"]),

@@ -51,6 +51,15 @@ args+=(-netdev "$net" -device "virtio-net-pci,netdev=n0,mac=$mac${nic_bus:+$nic_
 if [ -n "${LAN:-}" ]; then
   # A second NIC (eth1) on a LAN shared with other VMs: QEMU's multicast socket netdev, no root needed.
   args+=(-netdev "socket,id=n1,mcast=$LAN,localaddr=127.0.0.1" -device "virtio-net-pci,netdev=n1,mac=${LAN_MAC:?LAN needs LAN_MAC}${nic_bus:+$nic_bus,addr=0x5}")
+  # Each VM's frames reach the others as datagrams on one UDP socket per VM, whose receive buffer
+  # is the host's default (208 KiB): a burst of bulk data (a buffer moved by Soft-RoCE) overflows
+  # it, and every dropped frame costs RoCE a retransmission timeout — 6x slower here. Where we may,
+  # the default is raised, once, and said.
+  rmem=$(cat /proc/sys/net/core/rmem_default 2>/dev/null || echo 0)
+  if [ "$rmem" -lt 8388608 ] && [ -w /proc/sys/net/core/rmem_default ]; then
+    echo 8388608 > /proc/sys/net/core/rmem_default
+    echo "boot: raised net.core.rmem_default from $rmem to 8 MiB so the shared LAN does not drop bursts"
+  fi
 fi
 echo "boot: qemu ($accel) — gateway at http://127.0.0.1:${http_port}/; power off with:"
 echo "boot:   decos ctl poweroff http://127.0.0.1:${http_port} --token @$out/operator.token    (or Ctrl-A X to kill QEMU)"

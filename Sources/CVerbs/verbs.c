@@ -21,6 +21,7 @@ struct dv_context {
     struct ibv_cq *cq;
     struct ibv_port_attr port;
     union ibv_gid gid;
+    int rd_atomic;  // READs one queue pair may have outstanding: the device's limit, at most 16
 };
 struct dv_mr { struct ibv_mr *mr; };
 struct dv_mw { struct ibv_mw *mw; };
@@ -48,7 +49,12 @@ dv_context *dv_open(const char *name, int wait_ms, char *err, size_t errlen) {
     if (!(c->ctx = ibv_open_device(dev))) FAIL("ibv_open_device %s: %s", name, strerror(errno));
     if (!(c->pd = ibv_alloc_pd(c->ctx))) FAIL("ibv_alloc_pd: %s", strerror(errno));
     if (!(c->channel = ibv_create_comp_channel(c->ctx))) FAIL("ibv_create_comp_channel: %s", strerror(errno));
-    if (!(c->cq = ibv_create_cq(c->ctx, 64, NULL, c->channel, 0))) FAIL("ibv_create_cq: %s", strerror(errno));
+    struct ibv_device_attr attr;
+    if (ibv_query_device(c->ctx, &attr)) FAIL("ibv_query_device %s: %s", name, strerror(errno));
+    c->rd_atomic = attr.max_qp_rd_atom < 1 ? 1 : attr.max_qp_rd_atom > 16 ? 16 : attr.max_qp_rd_atom;
+    // One CQ for every queue pair of the device: room for each one's whole send queue many times over.
+    int cqe = attr.max_cqe < DV_CQ_ENTRIES ? attr.max_cqe : DV_CQ_ENTRIES;
+    if (!(c->cq = ibv_create_cq(c->ctx, cqe, NULL, c->channel, 0))) FAIL("ibv_create_cq: %s", strerror(errno));
     if (ibv_req_notify_cq(c->cq, 0)) FAIL("ibv_req_notify_cq: %s", strerror(errno));
     // The port becomes ACTIVE and its IPv4-mapped GID (index 1) appears once the netdev has an address.
     for (int waited = 0;; waited += 20) {
@@ -96,7 +102,7 @@ dv_qp *dv_qp_create(dv_context *c, dv_endpoint *local, char *err, size_t errlen)
     q->owner = c;
     struct ibv_qp_init_attr init = {
         .send_cq = c->cq, .recv_cq = c->cq, .qp_type = IBV_QPT_RC, .sq_sig_all = 0,
-        .cap = { .max_send_wr = 32, .max_recv_wr = 4, .max_send_sge = 1, .max_recv_sge = 1 },
+        .cap = { .max_send_wr = DV_SEND_QUEUE, .max_recv_wr = 4, .max_send_sge = 1, .max_recv_sge = 1 },
     };
     if (!(q->qp = ibv_create_qp(c->pd, &init))) FAIL("ibv_create_qp: %s", strerror(errno));
     struct ibv_qp_attr a = { .qp_state = IBV_QPS_INIT, .pkey_index = 0, .port_num = 1,
@@ -119,7 +125,7 @@ int dv_qp_connect(dv_qp *q, const dv_endpoint *remote, char *err, size_t errlen)
     a.path_mtu = q->owner->port.active_mtu;
     a.dest_qp_num = remote->qpn;
     a.rq_psn = remote->psn;
-    a.max_dest_rd_atomic = 1;
+    a.max_dest_rd_atomic = q->owner->rd_atomic;
     a.min_rnr_timer = 12;
     a.ah_attr.is_global = 1;
     memcpy(a.ah_attr.grh.dgid.raw, remote->gid, 16);
@@ -137,13 +143,20 @@ int dv_qp_connect(dv_qp *q, const dv_endpoint *remote, char *err, size_t errlen)
     a.retry_cnt = 7;
     a.rnr_retry = 7;
     a.sq_psn = q->psn;  // what the peer took from our endpoint as its rq_psn
-    a.max_rd_atomic = 1;
+    a.max_rd_atomic = q->owner->rd_atomic;
     if (ibv_modify_qp(q->qp, &a, IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
                                      IBV_QP_MAX_QP_RD_ATOMIC)) {
         snprintf(err, errlen, "QP to RTS: %s", strerror(errno));
         return -1;
     }
     return 0;
+}
+
+uint32_t dv_qp_num(dv_qp *q) { return q->qp->qp_num; }
+
+int dv_qp_fail(dv_qp *q) {
+    struct ibv_qp_attr a = { .qp_state = IBV_QPS_ERR };
+    return ibv_modify_qp(q->qp, &a, IBV_QP_STATE);
 }
 
 void dv_qp_destroy(dv_qp *q) {
@@ -224,5 +237,34 @@ int dv_wait(dv_context *c, int timeout_ms, uint64_t *wr_id, char *err, size_t er
         if (ibv_get_cq_event(c->channel, &cq, &ctx)) { snprintf(err, errlen, "ibv_get_cq_event: %s", strerror(errno)); return -1; }
         ibv_ack_cq_events(cq, 1);
         if (ibv_req_notify_cq(cq, 0)) { snprintf(err, errlen, "ibv_req_notify_cq: %s", strerror(errno)); return -1; }
+    }
+}
+
+int dv_poll(dv_context *c, dv_completion *out, int max, int timeout_ms, char *err, size_t errlen) {
+    for (int waited = 0;;) {
+        struct ibv_wc wc[32];
+        int n = ibv_poll_cq(c->cq, max < 32 ? max : 32, wc);
+        if (n < 0) { snprintf(err, errlen, "ibv_poll_cq failed"); return -1; }
+        if (n > 0) {
+            for (int i = 0; i < n; i++) {
+                out[i].wr_id = wc[i].wr_id;
+                out[i].qp_num = wc[i].qp_num;
+                out[i].status = wc[i].status;
+                out[i].status_name = ibv_wc_status_str(wc[i].status);
+            }
+            return n;
+        }
+        if (waited) return 0;
+        // Nothing there: sleep on the channel until the CQ signals (the notification was asked
+        // for after the last event), then poll again once.
+        struct pollfd p = { .fd = c->channel->fd, .events = POLLIN };
+        int r = poll(&p, 1, timeout_ms);
+        if (r == 0) return 0;
+        if (r < 0) { if (errno == EINTR) continue; snprintf(err, errlen, "poll: %s", strerror(errno)); return -1; }
+        struct ibv_cq *cq; void *ctx;
+        if (ibv_get_cq_event(c->channel, &cq, &ctx)) { snprintf(err, errlen, "ibv_get_cq_event: %s", strerror(errno)); return -1; }
+        ibv_ack_cq_events(cq, 1);
+        if (ibv_req_notify_cq(cq, 0)) { snprintf(err, errlen, "ibv_req_notify_cq: %s", strerror(errno)); return -1; }
+        waited = 1;
     }
 }

@@ -19,7 +19,10 @@ func verbs<T>(_ call: (UnsafeMutablePointer<CChar>, Int) -> T?) throws(VerbsErro
     return r
 }
 
-public final class RDMADevice {
+/// An opened device. `@unchecked Sendable`: the context pointer never changes, and libibverbs'
+/// calls on a context, its CQ and its queue pairs are thread-safe (the providers lock what they
+/// share); the RDMA plane posts from any thread and polls from its completion thread.
+public final class RDMADevice: @unchecked Sendable {
     let context: OpaquePointer
     public let name: String
 
@@ -43,11 +46,35 @@ public final class RDMADevice {
 
     deinit { dv_close(context) }
 
+    /// The network interface a RoCE device runs over (the one its RoCEv2 GID at index 1 belongs to).
+    public var netdev: String? { SysFS.read("/sys/class/infiniband/\(name)/ports/1/gid_attrs/ndevs/1") }
+
     public var port: (state: String, mtu: Int) {
         var state = [CChar](repeating: 0, count: 32)
         var mtu: Int32 = 0
         dv_port(context, &state, state.count, &mtu)
         return (String(decoding: state.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self), Int(mtu))
+    }
+
+    /// One work completion: the request it ends, the queue pair it was posted on, and how it ended.
+    public struct Completion: Sendable {
+        public var id: UInt64
+        public var queuePair: UInt32
+        /// nil on success, else libibverbs' name for the failure ("remote access error", …).
+        public var failure: String?
+    }
+
+    /// The completions there are now, or those that arrive within `timeoutMilliseconds` (waiting
+    /// on the completion channel, never spinning); empty if none did.
+    public func poll(timeoutMilliseconds: Int) throws(VerbsError) -> [Completion] {
+        var out = [dv_completion](repeating: dv_completion(), count: 32)
+        let n: Int32 = try verbs { err, len in
+            let r = dv_poll(context, &out, Int32(out.count), Int32(timeoutMilliseconds), err, len)
+            return r < 0 ? nil : r
+        }
+        return out.prefix(Int(n)).map { c in
+            Completion(id: c.wr_id, queuePair: c.qp_num, failure: c.status == 0 ? nil : String(cString: c.status_name))
+        }
     }
 
     /// Waits for one completion (on the completion channel) and returns its work-request id.
@@ -58,15 +85,19 @@ public final class RDMADevice {
     }
 }
 
-/// Memory the device may read and write, owned by this object.
-public final class MemoryRegion {
+/// Memory registered with a device: its own (allocated here), or memory registered where it lies
+/// (a buffer-pool block), which must outlive the region. `@unchecked Sendable`: nothing in it
+/// changes after registration; the device reads and writes the bytes, never this object.
+public final class MemoryRegion: @unchecked Sendable {
     public let bytes: UnsafeMutableRawBufferPointer
     let region: OpaquePointer
+    private let owned: Bool
     public var rkey: UInt32 { dv_mr_rkey(region) }
     public var address: UInt64 { UInt64(UInt(bitPattern: bytes.baseAddress)) }
 
     public init(_ device: RDMADevice, length: Int) throws(VerbsError) {
         bytes = .allocate(byteCount: length, alignment: 4096)
+        owned = true
         let b = bytes
         do {
             region = try verbs { err, len in dv_register(device.context, b.baseAddress, length, err, len) }
@@ -76,16 +107,25 @@ public final class MemoryRegion {
         }
     }
 
+    /// Registers `bytes` where they lie; they stay the caller's, and must stay mapped until this
+    /// region is gone.
+    public init(_ device: RDMADevice, registering bytes: UnsafeMutableRawBufferPointer) throws(VerbsError) {
+        self.bytes = bytes
+        owned = false
+        region = try verbs { err, len in dv_register(device.context, bytes.baseAddress, bytes.count, err, len) }
+    }
+
     deinit {
         dv_deregister(region)
-        bytes.deallocate()
+        if owned { bytes.deallocate() }
     }
 }
 
 /// A type-2 memory window: how a region registered once is lent to one peer for one transfer.
 /// Bound on the queue pair that peer reads through (a fresh rkey each bind), invalidated when the
 /// lease ends: from then on a READ with that rkey fails at the peer, whatever the region holds next.
-public final class MemoryWindow {
+/// `@unchecked Sendable`: the pointer never changes; binds and invalidations are posted on a queue pair.
+public final class MemoryWindow: @unchecked Sendable {
     let window: OpaquePointer
 
     public init(_ device: RDMADevice) throws(VerbsError) {
@@ -96,9 +136,12 @@ public final class MemoryWindow {
 }
 
 /// A reliable-connected queue pair. Exchange `endpoint`s out of band, then `connect`.
-public final class QueuePair {
+/// `@unchecked Sendable`: the pointer and endpoint never change; posting to a queue pair from
+/// several threads is safe in libibverbs (the provider locks its send queue).
+public final class QueuePair: @unchecked Sendable {
     let qp: OpaquePointer
     public let endpoint: dv_endpoint
+    public var number: UInt32 { endpoint.qpn }
 
     public init(_ device: RDMADevice) throws(VerbsError) {
         var local = dv_endpoint()
@@ -107,6 +150,9 @@ public final class QueuePair {
     }
 
     deinit { dv_qp_destroy(qp) }
+
+    /// Ends the queue pair: everything it has posted completes at once, flushed with an error.
+    public func fail() { _ = dv_qp_fail(qp) }
 
     public func connect(to remote: dv_endpoint) throws(VerbsError) {
         var r = remote
@@ -129,7 +175,8 @@ public final class QueuePair {
         let _: Int32 = try verbs { err, len in dv_mw_invalidate(qp, rkey, id, err, len) == 0 ? 0 : nil }
     }
 
-    /// Posts an RDMA READ of `length` bytes from the peer's (address, rkey) into `into` at `offset`.
+    /// Posts an RDMA READ of `length` bytes from the peer's (address, rkey) into `into` at `offset`
+    /// (at most 2 GiB: one request's limit).
     public func read(into region: MemoryRegion, offset: Int = 0, length: Int, remoteAddress: UInt64, rkey: UInt32, id: UInt64) throws(VerbsError) {
         precondition(offset + length <= region.bytes.count)
         let _: Int32 = try verbs { err, len in

@@ -25,14 +25,14 @@ public enum PlaneKind: UInt8, Sendable, CaseIterable {
 /// message carries only (id, length, an `Offer`: the plane and its descriptor), and a data plane
 /// moves the bytes into memory the receiver owns before the service sees the message. Planes are
 /// offered in HELLO and chosen per peer (`NetworkManager.plane(to:)`). Each plane is a type of
-/// its own with its own lock (`TCPPlane` today; RDMA READ and AF_XDP frames implement this same
-/// seam next), so a plane busy with a transfer never holds up the control path or the failure
-/// detector.
+/// its own with its own lock (`TCPPlane`, `RDMAPlane`; AF_XDP frames implement this same seam
+/// next), so a plane busy with a transfer never holds up the control path or the failure detector.
 protocol DataPlane: AnyObject, Sendable {
     var kind: PlaneKind { get }
     /// Offers `buffer` to `peer` alone for the call `call` (0 for a notification, whose offer
-    /// lapses at `expires` instead): the transfer number (its lease) and what goes in the message.
-    func export(_ buffer: DataBuffer, call: UInt64, to peer: String, expires: UInt64?) -> (transfer: UInt64, offer: Wire.Offer)
+    /// lapses at `expires` instead): the transfer number (its lease) and what goes in the message;
+    /// a fault if the plane cannot offer it to that peer.
+    func export(_ buffer: DataBuffer, call: UInt64, to peer: String, expires: UInt64?) async -> Result<(transfer: UInt64, offer: Wire.Offer), Fault>
     /// Withdraws offers once their call has ended.
     func release(_ transfers: [UInt64])
     /// Brings one offered buffer from `peer` into this node's pool memory, or says why it cannot.
@@ -138,8 +138,43 @@ extension NetworkManager {
     /// The plane buffers to `peer` travel on: the first this node prefers that the peer offered
     /// in its HELLO; nil (with why) when they have none in common.
     func plane(to peer: String) -> Result<any DataPlane, Fault> {
+        planes(to: peer).map { $0[0] }
+    }
+
+    /// Every plane this node and `peer` both offer, this node's preferred first; a fault naming
+    /// both offers when there is none.
+    func planes(to peer: String) -> Result<[any DataPlane], Fault> {
         let theirs = state.withLock { $0.helloPlanes[peer] } ?? PlaneKind.tcp.rawValue
-        if let k = offered.first(where: { theirs & $0.rawValue != 0 }), let p = planes[k] { return .success(p) }
+        let common = offered.filter { theirs & $0.rawValue != 0 }.compactMap { planes[$0] }
+        if !common.isEmpty { return .success(common) }
         return .failure(.unreachable("no data plane in common with node \(peer) for buffers: this node offers \(offered.map(\.name).joined(separator: " ")), \(peer) offers \(PlaneKind.named(by: theirs).map(\.name).joined(separator: " "))"))
+    }
+
+    /// Offers every buffer of a message to `peer` on one plane: the first in common that can take
+    /// them all (an RDMA peer whose queue pair cannot be set up gets them by TCP). A fault, the
+    /// first plane's, if none can.
+    func export(_ buffers: [BufferRef], call: UInt64, to peer: String, expires: UInt64?) async -> Result<[(lease: Lease, offer: Wire.Offer)], Fault> {
+        let candidates: [any DataPlane]
+        switch planes(to: peer) {
+        case .success(let p): candidates = p
+        case .failure(let fault): return .failure(fault)
+        }
+        var first: Fault?
+        for plane in candidates {
+            var offered: [(lease: Lease, offer: Wire.Offer)] = []
+            var failed: Fault?
+            for b in buffers {
+                switch await plane.export(b.buffer, call: call, to: peer, expires: expires) {
+                case .success(let (transfer, offer)): offered.append((Lease(plane: plane.kind, transfer: transfer), offer))
+                case .failure(let fault): failed = fault
+                }
+                if failed != nil { break }
+            }
+            guard let failed else { return .success(offered) }
+            plane.release(offered.map(\.lease.transfer))
+            if first == nil { first = failed }
+            logger.info("buffers to \(peer) cannot go on \(plane.kind.name): \(failed.reason)")
+        }
+        return .failure(first!)
     }
 }

@@ -33,11 +33,12 @@ extension NetworkManager {
         guard let channel else {
             return .faulted(.unreachable("cannot reach node \(target) at \(route.address)"), replyingTo: m)
         }
-        // Buffers go on the plane chosen for this peer (after the handshake, which said what it takes).
-        var plane: (any DataPlane)?
+        let correlation = correlations.wrappingAdd(1, ordering: .relaxed).oldValue
+        // Buffers go on a plane chosen for this peer (after the handshake, which said what it takes).
+        var exports: [(lease: Lease, offer: Wire.Offer)] = []
         if !m.buffers.isEmpty {
-            switch self.plane(to: target) {
-            case .success(let p): plane = p
+            switch await export(m.buffers, call: correlation, to: target, expires: nil) {
+            case .success(let e): exports = e
             case .failure(let fault): return .faulted(fault, replyingTo: m)
             }
         }
@@ -45,11 +46,8 @@ extension NetworkManager {
         let deadline = lastTick.load(ordering: .relaxed) + tickMillis + timeoutMillis
         // Resumed exactly once: `complete` takes the call out of `pending` before resuming it.
         return await withUnsafeContinuation { (c: UnsafeContinuation<Message, Never>) in
-            let correlation = correlations.wrappingAdd(1, ordering: .relaxed).oldValue
-            let exports = m.buffers.map { plane!.export($0.buffer, call: correlation, to: target, expires: nil) }
-            let leases = exports.map { Lease(plane: plane!.kind, transfer: $0.transfer) }
             state.withLock { s in
-                s.pending[correlation] = Pending(node: target, continuation: c, deadline: deadline, exports: leases, request: m)
+                s.pending[correlation] = Pending(node: target, continuation: c, deadline: deadline, exports: exports.map(\.lease), request: m)
             }
             if let refused = channel.send(.request, encode: { Wire.encode(m, correlation: correlation, offers: exports.map(\.offer), into: &$0) }) {
                 // Refused here, with the reason, rather than by the receiver, which would close the
@@ -71,17 +69,17 @@ extension NetworkManager {
         // No call's end withdraws them: they lapse after the request timeout, so a subscriber that
         // never pulls cannot keep them forever.
         let expires = now + timeoutMillis
-        var offers: [Wire.Offer] = []
-        if !m.buffers.isEmpty {
-            switch plane(to: target) {
-            case .success(let plane): offers = m.buffers.map { plane.export($0.buffer, call: 0, to: target, expires: expires).offer }
-            case .failure(let fault): return logger.warning("a notification to \(m.to) was not sent: \(fault.reason)")
-            }
-        }
-        var w = ByteWriter()
-        Wire.encode(m, correlation: 0, offers: offers, into: &w)
-        let frame = Wire.Frame(.notify, w.bytes)
         ordered(OrderKey(lane: .notificationsOut, peer: target)) { [self] in
+            var offers: [Wire.Offer] = []
+            if !m.buffers.isEmpty {
+                switch await export(m.buffers, call: 0, to: target, expires: expires) {
+                case .success(let e): offers = e.map(\.offer)
+                case .failure(let fault): return logger.warning("a notification to \(m.to) was not sent: \(fault.reason)")
+                }
+            }
+            var w = ByteWriter()
+            Wire.encode(m, correlation: 0, offers: offers, into: &w)
+            let frame = Wire.Frame(.notify, w.bytes)
             guard let channel = await connection(to: target, address: member.address) else { return }
             if let refused = channel.send(frame) { logger.warning("a notification to \(m.to) was not sent: \(refused)") }
         }

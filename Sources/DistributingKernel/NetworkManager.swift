@@ -61,6 +61,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     let lastTick = Atomic<UInt64>(0)
     /// Where referenced buffers move: every plane this node has, by kind (the TCP plane always).
     let tcp: TCPPlane
+    /// Where there is an RDMA device with its port up and the manifest does not leave RDMA out.
+    let rdma: RDMAPlane?
     let planes: [PlaneKind: any DataPlane]
 
     struct Link {
@@ -101,13 +103,17 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         self.config = config
         self.logger = logger
         self.tcp = TCPPlane(config: config, logger: logger, pools: kernel.pools)
-        self.planes = [.tcp: tcp]
+        self.rdma = config.dataPlanes.contains(.rdma) ? RDMAPlane.open(pools: kernel.pools, logger: logger) : nil
+        var planes: [PlaneKind: any DataPlane] = [.tcp: tcp]
+        planes[.rdma] = rdma
+        self.planes = planes
         var seed: UInt64 = 0
         for b in config.node.utf8 { seed = seed &* 31 &+ UInt64(b) }
         seed ^= UInt64(UInt(bitPattern: ObjectIdentifier(kernel).hashValue))
         state = Mutex(State(membership: Membership(name: config.node, address: "\(config.host):\(config.port)",
                                                    config: config.membership, seed: seed)))
         tcp.attach(to: self)
+        rdma?.attach(to: self)
     }
 
     var now: UInt64 {

@@ -41,6 +41,11 @@ extension NetworkManager {
         case .directory: handleDirectory(frame.payload, from: peer, on: channel)
         case .dataPull: tcp.send(pull: frame.payload, from: peer, on: channel)
         case .dataChunk: break  // chunks are read by a DataLink, never from an event loop's connection
+        case .rdmaConnect:
+            guard let rdma else { return logger.warning("node \(peer) asked for an RDMA queue pair, and this node offers no RDMA") }
+            rdma.connectRequested(frame.payload, from: peer, on: channel)
+        case .rdmaAccept: rdma?.accepted(frame.payload, from: peer)
+        case .dataProgress: rdma?.progress(frame.payload, from: peer)
         case .error:
             var r = ByteReader(frame.payload)
             logger.warning("peer \(peer) reported: \((try? r.string()) ?? "?")")

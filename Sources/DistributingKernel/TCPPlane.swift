@@ -66,7 +66,7 @@ final class TCPPlane: DataPlane {
     // MARK: offers
 
     /// The offer names the transfer number, which the receiver's DATA_PULL asks for.
-    func export(_ buffer: DataBuffer, call: UInt64, to peer: String, expires: UInt64?) -> (transfer: UInt64, offer: Wire.Offer) {
+    func export(_ buffer: DataBuffer, call: UInt64, to peer: String, expires: UInt64?) async -> Result<(transfer: UInt64, offer: Wire.Offer), Fault> {
         let transfer = state.withLock { s in
             defer { s.nextTransfer += 1 }
             s.exports[s.nextTransfer] = Export(buffer: buffer, call: call, peer: peer, expires: expires)
@@ -74,7 +74,7 @@ final class TCPPlane: DataPlane {
         }
         var w = ByteWriter()
         w.u64(transfer)
-        return (transfer, Wire.Offer(plane: kind.rawValue, descriptor: w.bytes))
+        return .success((transfer, Wire.Offer(plane: kind.rawValue, descriptor: w.bytes)))
     }
 
     func release(_ transfers: [UInt64]) {

@@ -45,6 +45,11 @@ public enum Wire {
         case directory = 0x11
         case dataPull = 0x20
         case dataChunk = 0x21
+        /// RDMA: "connect a queue pair to mine" (QPN, PSN, GID), and the answer with the other's.
+        case rdmaConnect = 0x22
+        case rdmaAccept = 0x23
+        /// A receiver to the buffer's sender: bytes it has read of a buffer, and whether it is done.
+        case dataProgress = 0x24
         case error = 0x7F
         /// Types with this bit set are optional: a receiver that does not know one skips it.
         /// Any other unknown type ends the connection with an error frame.

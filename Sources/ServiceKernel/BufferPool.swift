@@ -95,6 +95,8 @@ public final class BufferPool: Sendable {
     }
 
     private let state: Mutex<State>
+    /// Told of each block just before it is unmapped: an RDMA device deregisters it then.
+    private let unmapping = Mutex<[@Sendable (Block) -> Void]>([])
     /// The NUMA node this pool places its pages on.
     public let node: Int
     private let placement: Placement?
@@ -231,5 +233,14 @@ public final class BufferPool: Sendable {
         return Block(base: p, size: size, node: node, placed: placed)
     }
 
-    private func unmap(_ b: Block) { munmap(b.base, b.size) }
+    /// Calls `observer` with each block just before it is unmapped (registrations made over a
+    /// block must end while its pages are still there).
+    public func whenUnmapping(_ observer: @escaping @Sendable (Block) -> Void) {
+        unmapping.withLock { $0.append(observer) }
+    }
+
+    private func unmap(_ b: Block) {
+        for observer in unmapping.withLock({ $0 }) { observer(b) }
+        munmap(b.base, b.size)
+    }
 }

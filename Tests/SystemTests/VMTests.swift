@@ -91,7 +91,18 @@ final class VirtualMachine: @unchecked Sendable {
     func token() throws -> String { try String(contentsOfFile: image + "/operator.token", encoding: .utf8) }
 
     deinit {
-        if process.isRunning { process.terminate(); process.waitUntilExit() }
+        // DECOS_VM_LOG_DIR=dir keeps each VM's console there, to read after a failure.
+        if let dir = ProcessInfo.processInfo.environment["DECOS_VM_LOG_DIR"] {
+            try? output.write(toFile: "\(dir)/vm-\(port).log", atomically: false, encoding: .utf8)
+        }
+        // A test that failed leaves its VM running: asked to stop, then killed if it has not
+        // within 5 s (QEMU can leave SIGTERM pending), so a failure never hangs the run.
+        if process.isRunning {
+            process.terminate()
+            for _ in 0..<50 where process.isRunning { usleep(100_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+        }
         if ownsImage { try? FileManager.default.removeItem(atPath: image) }
     }
 }
@@ -239,6 +250,102 @@ extension VMTests {
         #expect(try run("/usr/bin/curl", ["-sS", "-m", "30", "\(two.base)/counter"]).out.contains("<Value>42</Value>"))
         #expect(try run("/usr/bin/curl", ["-sS", "-m", "30", "\(two.base)/@n1/counter"]).out.contains("<Value>41</Value>"))
         for vm in [one, two] {
+            #expect(try run(decosBinary, ["ctl", "poweroff", vm.base, "--token", token]).status == 0)
+            #expect(try await vm.waitForExit() == 0)
+        }
+    }
+}
+
+extension VMTests {
+    /// What `/os/dataplane` of `vm` says of `peer` on `plane`: field name → value.
+    func traffic(_ vm: VirtualMachine, with peer: String, plane: String) throws -> [String: String] {
+        let page = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(vm.base)/os/dataplane"]).out
+        for row in page.matches(of: /<Peer>(.*?)<\/Peer>/) where row.1.contains("<Node>\(peer)</Node>") && row.1.contains("<Plane>\(plane)</Plane>") {
+            var fields: [String: String] = [:]
+            for m in row.1.matches(of: /<(\w+)>([^<]*)<\/\1>/) { fields[String(m.1)] = String(m.2) }
+            return fields
+        }
+        return [:]
+    }
+
+    /// Waits (deadline-bounded) for `condition`, describing what it waited for on failure.
+    func waitUntil(_ what: String, seconds: Int = 300, _ condition: () throws -> Bool) async throws {
+        for _ in 0..<(seconds * 5) {
+            if try condition() { return }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw Failure("timed out waiting for \(what)")
+    }
+
+    /// Two VMs with Soft-RoCE on one LAN move a GiB by RDMA READ, checksummed on both sides; a
+    /// third without an RDMA device gets its buffers by TCP; and when the sender dies mid-transfer
+    /// the receiver fails the import, goes on, and its pool is whole.
+    @Test func buffersBetweenVMsWithSoftRoCEMoveByRDMAReadAndFallBackToTCP() async throws {
+        let image = try buildImage("Tests/SystemTests/Fixtures/rdma.xml")
+        defer { try? FileManager.default.removeItem(atPath: image) }
+        let lan = "230.0.0.1:\(try freePort())"
+        let gib = ProcessInfo.processInfo.environment["DECOS_RDMA_TEST_MIB"].flatMap(Int.init).map { $0 << 20 } ?? 1 << 30
+        func node(_ i: Int, rxe: Bool) throws -> VirtualMachine {
+            try VirtualMachine(image: image, environment: [
+                "MEM=3072", "MAC=52:54:00:12:34:1\(i)", "LAN=\(lan)", "LAN_MAC=52:54:00:77:02:0\(i)",
+                // Jumbo frames: RoCE's MTU follows the link's (4096 instead of 1024), twice the speed here.
+                "APPEND=decos.node=n\(i) decos.ip=eth1:10.77.2.\(i)/24 decos.listen=10.77.2.\(i):7946 decos.seed=10.77.2.1:7946 decos.mtu=9000"
+                    + (rxe ? " decos.rxe=eth1" : ""),
+            ], ownsImage: false)
+        }
+        let one = try node(1, rxe: true), two = try node(2, rxe: true), three = try node(3, rxe: false)
+        for vm in [one, two, three] { _ = try await vm.waitFor("ready with") }
+        #expect(one.output.contains("RDMA data plane on rxe0 over eth1"), "\(one.output)")
+        let token = "@\(image)/operator.token"
+        func sendTest(from vm: VirtualMachine, to node: String, bytes: Int) throws -> (status: Int32, out: String, err: String) {
+            try run(decosBinary, ["ctl", "submit", "\(vm.base)/os/dataplane", "--token", token,
+                                  "--body", "<SendTest><To>decos://\(node)/os/dataplane</To><Bytes>\(bytes)</Bytes></SendTest>"])
+        }
+        try await waitUntil("n1 to see n2 and n3") {
+            let page = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(one.base)/directory"]).out
+            return page.contains("decos://n2/counter") && page.contains("decos://n3/counter")
+        }
+
+        // n1 → n2: both offer rdma, so the GiB is READ by n2 from n1's memory.
+        let moved = try sendTest(from: one, to: "n2", bytes: gib)
+        #expect(moved.out.contains("<Intact>true</Intact>") && moved.out.contains("<Bytes>\(gib)</Bytes>"), "\(moved.out)\(moved.err)")
+        let planes = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(one.base)/os/dataplane"]).out
+        #expect(planes.contains("<Offered>rdma tcp</Offered>"), "\(planes)")
+        #expect(planes.contains("<Choice><Node>n2</Node><Offers>tcp rdma</Offers><Chosen>rdma</Chosen></Choice>"), "\(planes)")
+        let received = try traffic(two, with: "n1", plane: "rdma")
+        #expect(received["BytesReceived"] == String(gib) && received["Received"] == "1", "\(received)")
+        #expect(try traffic(one, with: "n2", plane: "rdma")["BytesSent"] == String(gib))
+
+        // n1 → n3: n3 has no RDMA device and offers tcp alone; the buffer goes by TCP.
+        let fallback = try sendTest(from: one, to: "n3", bytes: 8 << 20)
+        #expect(fallback.out.contains("<Intact>true</Intact>"), "\(fallback.out)\(fallback.err)")
+        #expect(try traffic(three, with: "n1", plane: "tcp")["Received"] == "1")
+        #expect(try run("/usr/bin/curl", ["-sS", "-m", "30", "\(one.base)/os/dataplane"]).out
+                    .contains("<Choice><Node>n3</Node><Offers>tcp</Offers><Chosen>tcp</Chosen></Choice>"))
+
+        // The sender dies mid-transfer: n2's READs fail, the import fails, n2 goes on, its pool whole.
+        let orphan = Process()
+        orphan.executableURL = URL(fileURLWithPath: decosBinary)
+        orphan.arguments = ["ctl", "submit", "\(one.base)/os/dataplane", "--token", token,
+                            "--body", "<SendTest><To>decos://n2/os/dataplane</To><Bytes>\(gib)</Bytes></SendTest>"]
+        orphan.standardOutput = FileHandle.nullDevice
+        orphan.standardError = FileHandle.nullDevice
+        try orphan.run()
+        try await waitUntil("n2 reading n1's second buffer") {
+            let t = try traffic(two, with: "n1", plane: "rdma")
+            return t["Receiving"] == "1" && (Int(t["BytesReceived"] ?? "") ?? 0) > gib
+        }
+        kill(one.process.processIdentifier, SIGKILL)  // QEMU (qemu.sh execs it) dies at once, as a machine losing power
+        one.process.waitUntilExit()
+        orphan.waitUntilExit()
+        try await waitUntil("n2 failing the import from the dead n1", seconds: 120) {
+            let t = try traffic(two, with: "n1", plane: "rdma")
+            return t["Failed"] == "1" && t["Receiving"] == "0"
+        }
+        let memory = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(two.base)/os/memory"]).out
+        #expect(memory.contains("<InUse>0</InUse>"), "\(memory)")
+        #expect(try run("/usr/bin/curl", ["-sS", "-m", "30", "\(two.base)/counter"]).out.contains("<Value>"))
+        for vm in [two, three] {
             #expect(try run(decosBinary, ["ctl", "poweroff", vm.base, "--token", token]).status == 0)
             #expect(try await vm.waitForExit() == 0)
         }

@@ -35,6 +35,13 @@ let targets: [String: @Sendable ([UInt8]) -> Void] = [
     },
     "hello": { b in _ = try? Handshake.Hello.decode(b) },
     "swim": { b in _ = try? Wire.decodeSWIM(b) },
+    // The RDMA plane's control payloads and buffer descriptor, all from the same bytes.
+    "rdma": { b in
+        _ = try? RDMAWire.decodeConnect(b)
+        _ = try? RDMAWire.decodeAccept(b)
+        _ = try? RDMAWire.progress(b)
+        _ = try? RDMAWire.descriptor(b)
+    },
     "datagram": { b in
         // A datagram as the failure detector takes it: opened with the key, then decoded.
         if let payload = fuzzKey.open(b) { _ = try? Wire.decodeSWIM(payload) }
@@ -152,6 +159,12 @@ func writeSeeds(to directory: String) {
         put("swim", name, Wire.encode(message, from: me))
         put("datagram", name, fuzzKey.seal(Wire.encode(message, from: me)))
     }
+    // An endpoint: QPN 0x11, PSN 0x123456, the RoCEv2 GID of 10.77.2.1.
+    let endpoint: [UInt8] = [0, 0, 0, 0x11, 0, 0x12, 0x34, 0x56] + [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF, 10, 77, 2, 1]
+    put("rdma", "connect", endpoint)
+    put("rdma", "accept", endpoint + [0, 0, 0, 0x12])
+    put("rdma", "progress", RDMAWire.encode(RDMAWire.Progress(transfer: 3, bytes: 1 << 20, done: true)))
+    put("rdma", "descriptor", RDMAWire.encode(RDMAWire.Descriptor(transfer: 3, address: 0x7F00_0000_0000, rkey: 0x1234)))
     var ack = Array(DHCPMessage.client(type: 3, xid: 7, mac: [2, 0, 0, 0, 0, 1]).prefix(240))
     ack[0] = 2
     ack[16] = 10; ack[19] = 5

@@ -19,6 +19,19 @@ typedef struct {
     uint8_t gid[16];
 } dv_endpoint;
 
+/// Completions one device's CQ holds, and work requests one queue pair's send queue holds.
+#define DV_CQ_ENTRIES 4096
+#define DV_SEND_QUEUE 128
+
+/// One work completion: its request, the queue pair it was posted on, and how it ended
+/// (`status` 0 is success; `status_name` is libibverbs' static text for it).
+typedef struct {
+    uint64_t wr_id;
+    uint32_t qp_num;
+    int status;
+    const char *status_name;
+} dv_completion;
+
 /// Names of the RDMA devices libibverbs sees (with the static rxe and mlx5 providers in a static
 /// build), each in 64 bytes of `names`, at most `max`.
 int dv_device_names(char *names, int max, char *err, size_t errlen);
@@ -39,6 +52,9 @@ dv_qp *dv_qp_create(dv_context *ctx, dv_endpoint *local, char *err, size_t errle
 /// INIT → RTR → RTS towards `remote`.
 int dv_qp_connect(dv_qp *qp, const dv_endpoint *remote, char *err, size_t errlen);
 void dv_qp_destroy(dv_qp *qp);
+uint32_t dv_qp_num(dv_qp *qp);
+/// Moves a queue pair to the error state: what it has posted completes at once, flushed.
+int dv_qp_fail(dv_qp *qp);
 
 /// Posts a signaled RDMA READ of `length` bytes from (remote_addr, rkey) into local memory of `mr`.
 int dv_post_read(dv_qp *qp, dv_mr *mr, void *local, uint64_t remote_addr, uint32_t rkey, uint32_t length,
@@ -58,5 +74,10 @@ int dv_mw_invalidate(dv_qp *qp, uint32_t rkey, uint64_t wr_id, char *err, size_t
 
 /// Waits (on the completion channel, not spinning) for one completion; its wr_id in `wr_id`.
 int dv_wait(dv_context *ctx, int timeout_ms, uint64_t *wr_id, char *err, size_t errlen);
+
+/// Up to `max` completions (at most 32): those in the CQ now, else, after waiting up to
+/// `timeout_ms` on the completion channel, those that woke it. Returns how many, 0 on timeout,
+/// -1 on failure. The completion thread of the RDMA plane calls this in a loop.
+int dv_poll(dv_context *ctx, dv_completion *out, int max, int timeout_ms, char *err, size_t errlen);
 
 #endif

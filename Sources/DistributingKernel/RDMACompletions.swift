@@ -1,0 +1,61 @@
+import DeviceDrivers
+import Dispatch
+import Logging
+import Synchronization
+
+/// The RDMA plane's completions: one thread per device sleeps on the device's completion channel
+/// (never spinning: a vCPU busy-polling a CQ starves the node's other work) and hands each
+/// completion to whoever posted the work request, found by its id. A handler runs on this thread:
+/// it must be short (post the next READ, resume a task), never block.
+final class RDMACompletions: Sendable {
+    let device: RDMADevice
+    /// Why a work request did not succeed: it completed with an error (and so its queue pair
+    /// failed), or it could not be posted at all (the send queue was full: the queue pair is fine).
+    struct Failure: Error, CustomStringConvertible {
+        var reason: String
+        var posted: Bool
+        var description: String { reason }
+    }
+
+    /// What to do when each outstanding work request completes: nil on success, else why not.
+    private let waiting = Mutex<[UInt64: @Sendable (Failure?) -> Void]>([:])
+    private let nextID = Atomic<UInt64>(1)
+    private let running = Atomic<Bool>(true)
+
+    init(device: RDMADevice, logger: Logger) {
+        self.device = device
+        // A thread of its own for the device's life: it blocks in poll(2) between completions.
+        DispatchQueue(label: "decos.rdma.completions.\(device.name)").async { [self] in
+            while running.load(ordering: .relaxed) {
+                let done: [RDMADevice.Completion]
+                do { done = try device.poll(timeoutMilliseconds: 200) } catch {
+                    logger.error("RDMA completions of \(device.name) cannot be read: \(error)")
+                    return
+                }
+                for c in done {
+                    let handler = waiting.withLock { $0.removeValue(forKey: c.id) }
+                    handler?(c.failure.map { Failure(reason: $0, posted: true) })
+                }
+            }
+        }
+    }
+
+    /// Posts one work request with a fresh id (`post` posts it) and calls `then` when it
+    /// completes; if posting fails, `then` is called at once with why.
+    func post(_ post: (UInt64) throws(VerbsError) -> Void, then: @escaping @Sendable (Failure?) -> Void) {
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        waiting.withLock { $0[id] = then }
+        do { try post(id) } catch {
+            let handler = waiting.withLock { $0.removeValue(forKey: id) }
+            handler?(Failure(reason: error.description, posted: false))
+        }
+    }
+
+    /// Posts one work request and waits for it: nil once it succeeded, else why it did not.
+    func run(_ post: (UInt64) throws(VerbsError) -> Void) async -> Failure? {
+        await withCheckedContinuation { c in self.post(post) { c.resume(returning: $0) } }
+    }
+
+    /// Stops the thread (within one poll's timeout).
+    func stop() { running.store(false, ordering: .relaxed) }
+}

@@ -1,0 +1,235 @@
+import DeviceDrivers
+import Infoset
+import Logging
+import NIOCore
+import ServiceKernel
+import Synchronization
+
+/// The RDMA data plane: rendezvous by READ, as UCX's get_zcopy. No CPU copies a byte.
+///
+/// Where a buffer leaves: `export` lends the buffer's pool block (registered once,
+/// `RDMARegistrations`) to the receiving peer alone through a type-2 memory window bound on the
+/// queue pair to that peer, and the offer carries (transfer, address, rkey). Where it lands:
+/// `fetch` (RDMAReads.swift) READs it in chunks, several in flight, into a block of this node's
+/// pool, then says so with a DATA_PROGRESS frame; the sender then invalidates the window, and a
+/// READ with that rkey fails from then on. The window is also invalidated when the call ends or
+/// the peer dies, whichever comes first: the lease is the call.
+///
+/// One reliable-connected queue pair per peer (RDMAQueuePairs.swift), set up over the control
+/// connection; completions arrive on the device's completion thread (`RDMACompletions`). The
+/// plane's state is behind its own lock.
+final class RDMAPlane: DataPlane {
+    let kind = PlaneKind.rdma
+    let device: RDMADevice
+    let logger: Logger
+    let completions: RDMACompletions
+    let registrations: RDMARegistrations
+    /// Where imports land, and where a buffer made from an array is copied at export: the pool of
+    /// the NUMA node of the device's network interface.
+    let pool: BufferPool
+    /// The network interface the device runs over (RoCE), if known.
+    let netdev: String?
+    let state = Mutex(State())
+    private let owner = Mutex<Owner>(Owner())
+    struct Owner { weak var manager: NetworkManager? }
+    var manager: NetworkManager? { owner.withLock { $0.manager } }
+
+    /// A buffer lent to one peer through a memory window, until the lease ends.
+    struct Export {
+        var buffer: DataBuffer
+        var call: UInt64
+        var peer: String
+        var expires: UInt64?
+        var window: MemoryWindow?
+        var rkey: UInt32
+        /// The queue pair the window is bound on (the one the peer reads through).
+        var queuePair: QueuePair?
+        /// Bytes the peer has said it has read.
+        var read: UInt64 = 0
+    }
+
+    struct State {
+        var exports: [UInt64: Export] = [:]
+        var nextTransfer: UInt64 = 1
+        /// The queue pair to each peer, connecting or connected.
+        var links: [String: RDMALink] = [:]
+        /// Memory windows not bound, for the next export.
+        var windows: [MemoryWindow] = []
+        var traffic: [String: PeerTraffic] = [:]
+
+        mutating func count(_ peer: String, _ change: (inout PeerTraffic) -> Void) {
+            change(&traffic[peer, default: PeerTraffic(node: peer, plane: PlaneKind.rdma.name)])
+        }
+    }
+
+    init(device: RDMADevice, netdev: String?, pools: BufferPools, logger: Logger) {
+        self.device = device
+        self.netdev = netdev
+        self.logger = logger
+        pool = pools.pool(forInterface: netdev)
+        completions = RDMACompletions(device: device, logger: logger)
+        registrations = RDMARegistrations(device: device, pools: pools)
+    }
+
+    /// The plane over the first RDMA device whose port is up (with the static binary's rxe and
+    /// mlx5 providers; Soft-RoCE is made by `decos.rxe=`), or nil, with why in the log, if there
+    /// is none: then the node offers the other planes.
+    static func open(pools: BufferPools, logger: Logger) -> RDMAPlane? {
+        let names: [String]
+        do { names = try RDMADevice.names() } catch {
+            logger.info("no RDMA data plane: \(error)")
+            return nil
+        }
+        for name in names {
+            do {
+                let device = try RDMADevice(name, waitMilliseconds: 2000)
+                let netdev = device.netdev
+                logger.info("RDMA data plane on \(name)\(netdev.map { " over \($0)" } ?? "")")
+                return RDMAPlane(device: device, netdev: netdev, pools: pools, logger: logger)
+            } catch {
+                logger.info("RDMA device \(name) cannot carry buffers: \(error)")
+            }
+        }
+        if names.isEmpty { logger.debug("no RDMA device: buffers go on the other planes") }
+        return nil
+    }
+
+    func attach(to manager: NetworkManager) { owner.withLock { $0.manager = manager } }
+
+    var now: UInt64 { manager?.now ?? 0 }
+
+    // MARK: offers
+
+    func export(_ buffer: DataBuffer, call: UInt64, to peer: String, expires: UInt64?) async -> Result<(transfer: UInt64, offer: Wire.Offer), Fault> {
+        // The device reads pool memory only: a buffer made from an array is copied into the pool
+        // once, here.
+        let lent: DataBuffer
+        if buffer.block != nil || buffer.count == 0 {
+            lent = buffer
+        } else {
+            do {
+                let block = try pool.block(for: buffer.count)
+                buffer.withUnsafeBytes { block.base.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                lent = DataBuffer(landed: block, count: buffer.count, pool: pool)
+            } catch { return .failure(.exhausted(error)) }
+        }
+        var export = Export(buffer: lent, call: call, peer: peer, expires: expires, rkey: 0)
+        if let block = lent.block {
+            let region: MemoryRegion
+            do { region = try registrations.region(for: block) } catch {
+                return .failure(.unreachable("the buffer cannot be registered with \(device.name): \(error)"))
+            }
+            let qp: QueuePair
+            switch await queuePair(to: peer) {
+            case .success(let q): qp = q
+            case .failure(let fault): return .failure(fault)
+            }
+            let window: MemoryWindow
+            if let w = state.withLock({ $0.windows.popLast() }) { window = w } else {
+                do { window = try MemoryWindow(device) } catch {
+                    return .failure(.unreachable("no memory window on \(device.name): \(error)"))
+                }
+            }
+            // Bound before the offer leaves: the peer's first READ may arrive before any later
+            // work request of ours would have run.
+            var rkey: UInt32 = 0
+            if let failure = await completions.run({ id throws(VerbsError) in
+                rkey = try qp.bind(window, region: region, length: lent.count, id: id)
+            }) {
+                // The window's state is unknown after a failed bind: it is not reused.
+                if failure.posted { linkFailed(peer, qp, "binding a memory window failed: \(failure)") }
+                return .failure(.unreachable("the buffer cannot be lent to \(peer): \(failure)"))
+            }
+            export.window = window
+            export.rkey = rkey
+            export.queuePair = qp
+        }
+        let transfer = state.withLock { s in
+            defer { s.nextTransfer += 1 }
+            s.exports[s.nextTransfer] = export
+            return s.nextTransfer
+        }
+        let descriptor = RDMAWire.Descriptor(transfer: transfer, address: UInt64(UInt(bitPattern: lent.block?.base)), rkey: export.rkey)
+        return .success((transfer, Wire.Offer(plane: kind.rawValue, descriptor: RDMAWire.encode(descriptor))))
+    }
+
+    /// Ends leases: each window is invalidated, and only once that has completed does the buffer
+    /// go (back to the pool, if nothing else holds it) — a READ that raced the end reads the old
+    /// bytes or fails, never memory that serves another buffer.
+    func release(_ transfers: [UInt64]) {
+        let ended = state.withLock { s in transfers.compactMap { s.exports.removeValue(forKey: $0) } }
+        for e in ended { endLease(e) }
+    }
+
+    private func endLease(_ e: Export) {
+        guard let window = e.window, let qp = e.queuePair else { return }
+        completions.post({ id throws(VerbsError) in try qp.invalidate(e.rkey, id: id) }) { [weak self] failure in
+            // Holds the buffer until here. An invalidation that failed failed its queue pair,
+            // which ended all access through it; one that could not even be posted leaves the
+            // window readable, so the queue pair is ended here, before the buffer goes. Either
+            // way the window is not reused.
+            if let failure, !failure.posted { self?.linkFailed(e.peer, qp, "a memory window could not be invalidated: \(failure)") }
+            withExtendedLifetime(e.buffer) {}
+            if failure == nil { self?.state.withLock { $0.windows.append(window) } }
+        }
+    }
+
+    func tick(now: UInt64) {
+        let lapsed = state.withLock { s -> [Export] in
+            let gone = s.exports.filter { $0.value.expires.map { $0 <= now } ?? false }
+            for t in gone.keys { s.exports[t] = nil }
+            return Array(gone.values)
+        }
+        for e in lapsed { endLease(e) }
+        expireConnects(now: now)
+    }
+
+    func peerEnded(_ peer: String) {
+        let leases = state.withLock { s -> [UInt64] in s.exports.filter { $0.value.peer == peer }.map(\.key) }
+        release(leases)
+        closeLink(to: peer, reason: "node \(peer) is gone")
+    }
+
+    func stop() {
+        for peer in state.withLock({ Array($0.links.keys) }) { closeLink(to: peer, reason: "this node stops") }
+        completions.stop()
+    }
+
+    var traffic: [PeerTraffic] {
+        state.withLock { s in
+            var t = s.traffic
+            for e in s.exports.values { t[e.peer, default: PeerTraffic(node: e.peer, plane: kind.name)].offered += 1 }
+            return t.keys.sorted().map { t[$0]! }
+        }
+    }
+
+    // MARK: the receiver's word
+
+    /// A DATA_PROGRESS from `peer`: it has read so many bytes of a buffer lent to it (the call's
+    /// deadline moves on: a large buffer being read is not a call that stalled), or it is done
+    /// with it, and the lease ends now rather than when the call does.
+    func progress(_ payload: [UInt8], from peer: String) {
+        let p: RDMAWire.Progress
+        do { p = try RDMAWire.progress(payload) } catch {
+            return logger.warning("malformed DATA_PROGRESS from \(peer): \(error)")
+        }
+        // Only the peer the buffer was lent to speaks for it, and never for more than its bytes.
+        let call = state.withLock { s -> UInt64? in
+            guard let e = s.exports[p.transfer], e.peer == peer else { return nil }
+            let bytes = min(p.bytes, UInt64(e.buffer.count))
+            let more = bytes > e.read ? bytes - e.read : 0
+            s.exports[p.transfer]!.read = max(e.read, bytes)
+            s.count(peer) { $0.bytesSent += more }
+            return e.call
+        }
+        guard let call else { return }
+        if p.done { release([p.transfer]) } else if call != 0 { manager?.armDeadline(call) }
+    }
+}
+
+extension RDMAPlane {
+    /// The frame a receiver sends about a buffer it reads: bytes so far, and whether it is done.
+    static func progressFrame(transfer: UInt64, bytes: UInt64, done: Bool) -> Wire.Frame {
+        Wire.Frame(.dataProgress, RDMAWire.encode(RDMAWire.Progress(transfer: transfer, bytes: bytes, done: done)))
+    }
+}

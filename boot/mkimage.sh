@@ -6,6 +6,8 @@
 #
 #   boot/mkimage.sh MANIFEST [DECOS_BINARY]
 #   env: OUT=out NICS="virtio e1000 rxe" KERNEL=/boot/vmlinuz-… CMDLINE= CLUSTER_KEY=FILE ZSTD_LEVEL=19
+#        TOOLS="/usr/bin/ib_read_bw …" (host programs to run beside decos as <Process>es, with the
+#        shared libraries they need and libibverbs' providers: for benchmarks against them)
 set -euo pipefail
 manifest=${1:?usage: boot/mkimage.sh MANIFEST [DECOS_BINARY]}
 decos=${2:-.build-static/release/decos}
@@ -22,7 +24,7 @@ file "$decos" | grep -q "statically linked" || die "$decos is not statically lin
 kernel=${KERNEL:-$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -1)}
 # Nothing to do when every input is what the image in $out was built from.
 inputs=$(cat "$0" "$decos" "$manifest" drivers/*.modules ${CLUSTER_KEY:+"$CLUSTER_KEY"} 2>/dev/null | sha256sum | cut -c1-64)
-inputs="$inputs $kernel $nics ${CMDLINE:-} ${ZSTD_LEVEL:-19}"
+inputs="$inputs $kernel $nics ${CMDLINE:-} ${ZSTD_LEVEL:-19} ${TOOLS:-}"
 if [ -f "$out/.inputs" ] && [ "$(cat "$out/.inputs")" = "$inputs" ] && [ -f "$out/initrd.img" ] && [ -f "$out/boot.ipxe" ] \
    && [ -s "$out/operator.token" ] && [ -s "${CLUSTER_KEY:-$out/cluster.key}" ]; then
   echo "image: $out/ is up to date ($(stat -c %s "$out/initrd.img") bytes of initramfs)"
@@ -94,6 +96,24 @@ if [ ! -s "$key" ]; then
   echo "       new cluster key in $key"
 fi
 install -m 0600 "$key" "$stage/etc/decos/cluster.key"
+
+if [ -n "${TOOLS:-}" ]; then
+  # Each tool at its own path, every library ldd names at its path, and the loader's cache so the
+  # multiarch directories are searched; libibverbs finds its providers through /etc/libibverbs.d.
+  files=(/etc/ld.so.cache /etc/libibverbs.d /usr/lib/x86_64-linux-gnu/libibverbs)
+  for tool in $TOOLS; do
+    [ -x "$tool" ] || die "no tool at $tool (TOOLS=)"
+    files+=("$tool")
+    files+=($(ldd "$tool" | grep -o '/[^ ]*' || true))
+  done
+  for f in /usr/lib/x86_64-linux-gnu/libibverbs/*.so; do files+=($(ldd "$f" | grep -o '/[^ ]*' || true)); done
+  for f in "${files[@]}"; do
+    [ -e "$f" ] || continue
+    mkdir -p "$stage$(dirname "$f")"
+    cp -aL "$f" "$stage$(dirname "$f")/"
+  done
+  echo "       tools: $TOOLS"
+fi
 
 step 4 "initramfs (cpio, zstd)"
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | zstd -q -"${ZSTD_LEVEL:-19}" -T0 -f -o "$out/initrd.img"

@@ -35,7 +35,9 @@ let package = Package(
         .target(name: "CPCI"),
         // libnuma: buffer-pool pages on the NUMA node of the NIC that moves them (CNUMA.h).
         .target(name: "CNUMA", linkerSettings: [.linkedLibrary("numa")]),
-        .target(name: "DeviceDrivers", dependencies: ["ProcessKernel", "CDecosInit", "CVerbs", "CPCI", "CNUMA"]),
+        // AF_XDP and the XDP program that steers our frames, on bpf(2) and AF_XDP sockets alone (CXDP.h).
+        .target(name: "CXDP"),
+        .target(name: "DeviceDrivers", dependencies: ["ProcessKernel", "CDecosInit", "CVerbs", "CPCI", "CNUMA", "CXDP"]),
         .target(name: "ServiceKernel", dependencies: [
             "Infoset", "ProcessKernel",
             .product(name: "Logging", package: "swift-log"),

@@ -1,0 +1,96 @@
+import CXDP
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// AF_XDP, for the XDP data plane: an XDP program that steers one EtherType to AF_XDP sockets and
+/// leaves every other frame to the kernel, and the sockets themselves (CXDP holds the C).
+public struct XDPError: Error, CustomStringConvertible {
+    public var description: String
+    public init(description: String) { self.description = description }
+}
+
+/// Calls a CXDP function that reports through an error buffer.
+func xdp<T>(_ call: (UnsafeMutablePointer<CChar>, Int) -> T?) throws(XDPError) -> T {
+    var err = [CChar](repeating: 0, count: 512)
+    guard let r = err.withUnsafeMutableBufferPointer({ call($0.baseAddress!, $0.count) }) else {
+        throw XDPError(description: String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    }
+    return r
+}
+
+/// The XDP program on one interface, while this object lives (a BPF link: it also goes when the
+/// process dies). `@unchecked Sendable`: the pointer never changes and nothing is called on it
+/// after init but `mode` and deinit.
+public final class XDPFilter: @unchecked Sendable {
+    let filter: OpaquePointer
+    public let interface: String
+    public let ethertype: UInt16
+
+    /// Steers frames of `ethertype` arriving on `interface` to the sockets opened on its queues.
+    public init(interface: String, ethertype: UInt16, queues: Int = 64) throws(XDPError) {
+        let index = Int32(if_nametoindex(interface))
+        guard index > 0 else { throw XDPError(description: "no interface \(interface)") }
+        self.interface = interface
+        self.ethertype = ethertype
+        filter = try xdp { err, len in dx_filter_attach(index, ethertype, Int32(queues), err, len) }
+    }
+
+    deinit { dx_filter_detach(filter) }
+
+    /// "native" where the driver runs the program, "generic" where the kernel does.
+    public var mode: String { String(cString: dx_filter_mode(filter)) }
+}
+
+/// An AF_XDP socket on one queue of an interface, in copy mode, its frames in `umem`, which the
+/// caller owns and keeps mapped for the socket's life. Frames are named by their offset in the
+/// UMEM. `@unchecked Sendable`: the rings are single-producer, single-consumer — one thread
+/// receives (`received`, `fill`) and one sends (`send`, `completed`) at a time; the owner keeps it so.
+public final class XDPSocket: @unchecked Sendable {
+    let socket: OpaquePointer
+    public let umem: UnsafeMutableRawBufferPointer
+    public let frameSize: Int
+    /// Keeps the program that steers frames here attached while the socket is open.
+    let filter: XDPFilter
+
+    public init(filter: XDPFilter, queue: Int = 0, umem: UnsafeMutableRawBufferPointer, frameSize: Int = 4096, ring: Int = 1024) throws(XDPError) {
+        precondition(ring > 0 && ring & (ring - 1) == 0, "rings are a power of two")
+        let index = Int32(if_nametoindex(filter.interface))
+        guard index > 0 else { throw XDPError(description: "no interface \(filter.interface)") }
+        self.umem = umem
+        self.frameSize = frameSize
+        self.filter = filter
+        socket = try xdp { err, len in
+            dx_socket_open(filter.filter, index, Int32(queue), umem.baseAddress, UInt64(umem.count), UInt32(frameSize), UInt32(ring), err, len)
+        }
+    }
+
+    deinit { dx_socket_close(socket) }
+
+    /// Frames received since the last call (offset in the UMEM, length), at most `max`.
+    public func received(max: Int = 64) -> [(offset: UInt64, length: Int)] {
+        var offsets = [UInt64](repeating: 0, count: max), lengths = [UInt32](repeating: 0, count: max)
+        let n = Int(dx_rx(socket, &offsets, &lengths, Int32(max)))
+        return (0..<n).map { (offsets[$0], Int(lengths[$0])) }
+    }
+
+    /// Gives frames to the kernel to receive into; how many it took.
+    @discardableResult
+    public func fill(_ offsets: [UInt64]) -> Int { Int(dx_fill(socket, offsets, Int32(offsets.count))) }
+
+    /// Queues frames (offset, length) to send; how many were queued.
+    @discardableResult
+    public func send(_ frames: [(offset: UInt64, length: Int)]) -> Int {
+        let offsets = frames.map(\.offset), lengths = frames.map { UInt32($0.length) }
+        return Int(dx_tx(socket, offsets, lengths, Int32(frames.count)))
+    }
+
+    /// Frames whose sending is done, to use again.
+    public func completed(max: Int = 64) -> [UInt64] {
+        var offsets = [UInt64](repeating: 0, count: max)
+        return Array(offsets.prefix(Int(dx_completed(socket, &offsets, Int32(max)))))
+    }
+
+    /// Waits up to `milliseconds` for a frame to arrive.
+    public func wait(milliseconds: Int) -> Bool { dx_wait(socket, Int32(milliseconds)) > 0 }
+}

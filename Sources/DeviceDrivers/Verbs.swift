@@ -10,13 +10,19 @@ public struct VerbsError: Error, CustomStringConvertible {
     public var description: String
 }
 
-/// Calls a CVerbs function that reports through an error buffer.
-func verbs<T>(_ call: (UnsafeMutablePointer<CChar>, Int) -> T?) throws(VerbsError) -> T {
-    var err = [CChar](repeating: 0, count: 256)
+/// Calls a C function of ours that returns nil on failure and says why in the buffer it is given
+/// (CVerbs, CXDP); the why becomes the error `fail` makes.
+func reporting<T, E: Error>(_ fail: (String) -> E, _ call: (UnsafeMutablePointer<CChar>, Int) -> T?) throws(E) -> T {
+    var err = [CChar](repeating: 0, count: 512)
     guard let r = err.withUnsafeMutableBufferPointer({ call($0.baseAddress!, $0.count) }) else {
-        throw VerbsError(description: String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        throw fail(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
     }
     return r
+}
+
+/// Calls a CVerbs function that reports through an error buffer.
+func verbs<T>(_ call: (UnsafeMutablePointer<CChar>, Int) -> T?) throws(VerbsError) -> T {
+    try reporting({ VerbsError(description: $0) }, call)
 }
 
 /// An opened device. `@unchecked Sendable`: the context pointer never changes, and libibverbs'

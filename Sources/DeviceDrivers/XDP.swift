@@ -12,11 +12,7 @@ public struct XDPError: Error, CustomStringConvertible {
 
 /// Calls a CXDP function that reports through an error buffer.
 func xdp<T>(_ call: (UnsafeMutablePointer<CChar>, Int) -> T?) throws(XDPError) -> T {
-    var err = [CChar](repeating: 0, count: 512)
-    guard let r = err.withUnsafeMutableBufferPointer({ call($0.baseAddress!, $0.count) }) else {
-        throw XDPError(description: String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
-    }
-    return r
+    try reporting({ XDPError(description: $0) }, call)
 }
 
 /// The XDP program on one interface, while this object lives (a BPF link: it also goes when the

@@ -1,5 +1,6 @@
 import Infoset
 import ServiceKernel
+import Synchronization
 
 /// The data planes, a bit each where a HELLO offers them.
 public enum PlaneKind: UInt8, Sendable, CaseIterable {
@@ -29,6 +30,8 @@ public enum PlaneKind: UInt8, Sendable, CaseIterable {
 /// next), so a plane busy with a transfer never holds up the control path or the failure detector.
 protocol DataPlane: AnyObject, Sendable {
     var kind: PlaneKind { get }
+    /// The network manager the plane works for.
+    var owner: ManagerLink { get }
     /// Offers `buffer` to `peer` alone for the call `call` (0 for a notification, whose offer
     /// lapses at `expires` instead): the transfer number (its lease) and what goes in the message;
     /// a fault if the plane cannot offer it to that peer.
@@ -45,6 +48,35 @@ protocol DataPlane: AnyObject, Sendable {
     func stop()
     /// What the plane has moved, per peer, for `/os/dataplane`.
     var traffic: [PeerTraffic] { get }
+}
+
+extension DataPlane {
+    var manager: NetworkManager? { owner.manager }
+    func attach(to manager: NetworkManager) { owner.attach(manager) }
+    /// The manager's clock, in milliseconds.
+    var now: UInt64 { manager?.now ?? 0 }
+}
+
+/// The network manager a plane works for: its clock, where peers listen, calls' deadlines. Set
+/// once, right after the manager's init (which cannot hand itself out before it is whole); weak,
+/// as the manager owns its planes.
+final class ManagerLink: Sendable {
+    private struct Weak { weak var manager: NetworkManager? }
+    private let link = Mutex(Weak())
+    var manager: NetworkManager? { link.withLock { $0.manager } }
+    func attach(_ manager: NetworkManager) { link.withLock { $0.manager = manager } }
+}
+
+/// A buffer offered to one peer: the one its message went to, and the only one that may have it.
+struct Offering {
+    var buffer: DataBuffer
+    /// The call it belongs to (it is withdrawn when the call ends), or 0 for a notification's.
+    var call: UInt64
+    var peer: String
+    /// For a notification's buffer, which has no call to end: when it is withdrawn.
+    var expires: UInt64?
+
+    func lapsed(at now: UInt64) -> Bool { expires.map { $0 <= now } ?? false }
 }
 
 /// Which plane a peer's buffers go on, and why: what it offered in its HELLO.

@@ -30,22 +30,20 @@ final class RDMAPlane: DataPlane {
     /// The network interface the device runs over (RoCE), if known.
     let netdev: String?
     let state = Mutex(State())
-    private let owner = Mutex<Owner>(Owner())
-    struct Owner { weak var manager: NetworkManager? }
-    var manager: NetworkManager? { owner.withLock { $0.manager } }
+    let owner = ManagerLink()
 
     /// A buffer lent to one peer through a memory window, until the lease ends.
+    @dynamicMemberLookup
     struct Export {
-        var buffer: DataBuffer
-        var call: UInt64
-        var peer: String
-        var expires: UInt64?
+        var offering: Offering
         var window: MemoryWindow?
         var rkey: UInt32
         /// The queue pair the window is bound on (the one the peer reads through).
         var queuePair: QueuePair?
         /// Bytes the peer has said it has read.
         var read: UInt64 = 0
+
+        subscript<T>(dynamicMember field: KeyPath<Offering, T>) -> T { offering[keyPath: field] }
     }
 
     struct State {
@@ -94,9 +92,6 @@ final class RDMAPlane: DataPlane {
         return nil
     }
 
-    func attach(to manager: NetworkManager) { owner.withLock { $0.manager = manager } }
-
-    var now: UInt64 { manager?.now ?? 0 }
 
     // MARK: offers
 
@@ -113,7 +108,7 @@ final class RDMAPlane: DataPlane {
                 lent = DataBuffer(landed: block, count: buffer.count, pool: pool)
             } catch { return .failure(.exhausted(error)) }
         }
-        var export = Export(buffer: lent, call: call, peer: peer, expires: expires, rkey: 0)
+        var export = Export(offering: Offering(buffer: lent, call: call, peer: peer, expires: expires), rkey: 0)
         if let block = lent.block {
             let region: MemoryRegion
             do { region = try registrations.region(for: block) } catch {
@@ -176,7 +171,7 @@ final class RDMAPlane: DataPlane {
 
     func tick(now: UInt64) {
         let lapsed = state.withLock { s -> [Export] in
-            let gone = s.exports.filter { $0.value.expires.map { $0 <= now } ?? false }
+            let gone = s.exports.filter { $0.value.offering.lapsed(at: now) }
             for t in gone.keys { s.exports[t] = nil }
             return Array(gone.values)
         }

@@ -20,25 +20,11 @@ final class TCPPlane: DataPlane {
     /// Where imports land: the pool of the NUMA node of the interface their link uses.
     let pools: BufferPools
     let state = Mutex(State())
-    /// The manager whose node this is: for the clock, where peers listen, and calls' deadlines.
-    /// Set once, right after the manager's init (which cannot hand itself out before it is whole).
-    private let owner = Mutex<Owner>(Owner())
-    struct Owner { weak var manager: NetworkManager? }
-    var manager: NetworkManager? { owner.withLock { $0.manager } }
-
-    /// A buffer offered to one peer: the one its message went to, and the only one that may pull it.
-    struct Export {
-        var buffer: DataBuffer
-        /// The call it belongs to (it is withdrawn when the call ends), or 0 for a notification's.
-        var call: UInt64
-        var peer: String
-        /// For a notification's buffer, which has no call to end: when it is withdrawn.
-        var expires: UInt64?
-    }
+    let owner = ManagerLink()
 
     struct State {
         /// Buffers offered to peers, by transfer number.
-        var exports: [UInt64: Export] = [:]
+        var exports: [UInt64: Offering] = [:]
         var nextTransfer: UInt64 = 1
         /// Buffers being pulled, by sender and the sender's transfer number (two senders number alike).
         var imports: [ImportKey: Import] = [:]
@@ -59,9 +45,6 @@ final class TCPPlane: DataPlane {
         self.pools = pools
     }
 
-    func attach(to manager: NetworkManager) { owner.withLock { $0.manager = manager } }
-
-    var now: UInt64 { manager?.now ?? 0 }
 
     // MARK: offers
 
@@ -69,7 +52,7 @@ final class TCPPlane: DataPlane {
     func export(_ buffer: DataBuffer, call: UInt64, to peer: String, expires: UInt64?) async -> Result<(transfer: UInt64, offer: Wire.Offer), Fault> {
         let transfer = state.withLock { s in
             defer { s.nextTransfer += 1 }
-            s.exports[s.nextTransfer] = Export(buffer: buffer, call: call, peer: peer, expires: expires)
+            s.exports[s.nextTransfer] = Offering(buffer: buffer, call: call, peer: peer, expires: expires)
             return s.nextTransfer
         }
         var w = ByteWriter()
@@ -83,7 +66,7 @@ final class TCPPlane: DataPlane {
 
     func tick(now: UInt64) {
         state.withLock { s in
-            for (t, e) in s.exports where e.expires.map({ $0 <= now }) ?? false { s.exports[t] = nil }
+            for (t, e) in s.exports where e.lapsed(at: now) { s.exports[t] = nil }
         }
         retireIdleLinks(now: now)
     }

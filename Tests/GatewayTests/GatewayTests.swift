@@ -3,6 +3,9 @@ import Gateway
 import Infoset
 import ServiceKernel
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A node with a gateway on a free loopback port, serving in the background.
 struct Served {
@@ -125,6 +128,24 @@ struct Served {
         while await lines.count < 2, await !lines.ended { await Task.yield() }
         #expect(await lines.count == 2, "the subscription stream was closed while idle")
         subscriber.cancel()
+    }
+
+    @Test func aClientThatSendsNothingIsCutOffAfterTheIdleTimeout() async throws {
+        let s = try await Served(gateway: #"idleTimeout="1""#)
+        defer { s.stop() }
+        // A TCP connection that never sends a request: the gateway closes it (read returns 0).
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = UInt16(s.node.httpAddress!.port!).bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        #expect(connected == 0)
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)  // the test's deadline, far past the idle timeout
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var byte: UInt8 = 0
+        #expect(recv(fd, &byte, 1, 0) == 0, "the idle connection was not closed")
     }
 
     @Test func subscribeStreamsNotifications() async throws {

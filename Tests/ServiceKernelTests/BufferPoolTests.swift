@@ -1,4 +1,5 @@
 @testable import ServiceKernel
+import Synchronization
 import Testing
 
 @Suite struct BufferPoolTests {
@@ -56,5 +57,21 @@ import Testing
         for b in blocks { pool.give(b) }
         #expect(pool.usage.free <= 4 << 20)
         #expect(pool.usage.mapped == pool.usage.free)
+    }
+
+    @Test func whoeverRegisteredABlockHearsOfItBeforeItIsUnmapped() throws {
+        // An RDMA device's registration of a block must end while the block's pages are there.
+        let pool = BufferPool(limit: 64 << 20, keepFree: 0)
+        let told = Mutex<[UInt]>([])
+        pool.whenUnmapping { b in
+            // Still mapped: its first byte can be written (after an unmap this would fault).
+            b.base.storeBytes(of: 1, as: UInt8.self)
+            told.withLock { $0.append(UInt(bitPattern: b.base)) }
+        }
+        let block = try pool.block(for: 1 << 20)
+        let base = UInt(bitPattern: block.base)
+        #expect(told.withLock { $0.isEmpty })  // in use: nobody is told
+        pool.give(block)                         // nothing kept free: unmapped now
+        #expect(told.withLock { $0 } == [base])
     }
 }

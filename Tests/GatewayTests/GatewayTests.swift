@@ -112,9 +112,11 @@ struct Served {
         // The idle timeout is for clients that send nothing while nothing is asked of the node; a
         // client whose call is still running (a GiB moving between nodes) or whose subscription
         // stream is open is waiting on us.
-        let s = try await Served(#"<Service contract="urn:test:sleeper" name="/sleeper"/>"#, gateway: #"idleTimeout="1""#)
+        // (Idle after 2 s, calls of 5 s: a loaded machine can take a second between a client's
+        // connect and its request, which is idleness too.)
+        let s = try await Served(#"<Service contract="urn:test:sleeper" name="/sleeper"/>"#, gateway: #"idleTimeout="2""#)
         defer { s.stop() }
-        let (status, reply) = try await s.post("/sleeper", Message(.submit, to: "", body: Element("Sleep", text: "2500")))
+        let (status, reply) = try await s.post("/sleeper", Message(.submit, to: "", body: Element("Sleep", text: "5000")))
         #expect(status == 200 && reply.body?.name.local == "Slept")
         let lines = LineCollector()
         let subscriber = Task {
@@ -123,7 +125,7 @@ struct Served {
             await lines.end()
         }
         while await lines.count < 1, await !lines.ended { await Task.yield() }
-        _ = try await s.post("/sleeper", Message(.submit, to: "", body: Element("Sleep", text: "2500")))
+        _ = try await s.post("/sleeper", Message(.submit, to: "", body: Element("Sleep", text: "5000")))
         _ = try await s.post("/counter", Message(.update, to: "", body: Element("Increment", children: [.element(Element("By", text: "1"))])))
         while await lines.count < 2, await !lines.ended { await Task.yield() }
         #expect(await lines.count == 2, "the subscription stream was closed while idle")

@@ -17,8 +17,9 @@ final class RDMACompletions: Sendable {
         var description: String { reason }
     }
 
-    /// What to do when each outstanding work request completes: nil on success, else why not.
-    private let waiting = Mutex<[UInt64: @Sendable (Failure?) -> Void]>([:])
+    /// What to do when each outstanding work request completes (nil on success, else why not),
+    /// and whether completions can still be read at all.
+    private let waiting = Mutex<(handlers: [UInt64: @Sendable (Failure?) -> Void], readable: Bool)>(([:], true))
     private let nextID = Atomic<UInt64>(1)
     private let running = Atomic<Bool>(true)
 
@@ -29,11 +30,19 @@ final class RDMACompletions: Sendable {
             while running.load(ordering: .relaxed) {
                 let done: [RDMADevice.Completion]
                 do { done = try device.poll(timeoutMilliseconds: 200) } catch {
-                    logger.error("RDMA completions of \(device.name) cannot be read: \(error)")
+                    // Nothing posted would ever be answered: whoever waits is told now, and
+                    // whatever is posted from here on fails at once (the buffers go by TCP).
+                    logger.error("RDMA completions of \(device.name) cannot be read (\(error)); the RDMA plane stops")
+                    let stranded = waiting.withLock { w in
+                        w.readable = false
+                        defer { w.handlers.removeAll() }
+                        return Array(w.handlers.values)
+                    }
+                    for handler in stranded { handler(Failure(reason: "completions cannot be read: \(error)", posted: true)) }
                     return
                 }
                 for c in done {
-                    let handler = waiting.withLock { $0.removeValue(forKey: c.id) }
+                    let handler = waiting.withLock { $0.handlers.removeValue(forKey: c.id) }
                     handler?(c.failure.map { Failure(reason: $0, posted: true) })
                 }
             }
@@ -44,9 +53,14 @@ final class RDMACompletions: Sendable {
     /// completes; if posting fails, `then` is called at once with why.
     func post(_ post: (UInt64) throws(VerbsError) -> Void, then: @escaping @Sendable (Failure?) -> Void) {
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
-        waiting.withLock { $0[id] = then }
+        guard waiting.withLock({ w in
+            if w.readable { w.handlers[id] = then }
+            return w.readable
+        }) else {
+            return then(Failure(reason: "the completions of \(device.name) cannot be read", posted: false))
+        }
         do { try post(id) } catch {
-            let handler = waiting.withLock { $0.removeValue(forKey: id) }
+            let handler = waiting.withLock { $0.handlers.removeValue(forKey: id) }
             handler?(Failure(reason: error.description, posted: false))
         }
     }

@@ -1,5 +1,4 @@
 import CDecosInit
-import DistributingKernel
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -22,11 +21,9 @@ public enum Executors {
                 // `any()` is the current loop when called on one of the group's loops.
                 Executors.queue(for: MultiThreadedEventLoopGroup.singleton.any()).enqueue(job)
             })
-            let installed = hook.baseAddress!.withMemoryRebound(to: UnsafeRawPointer.self, capacity: 1) {
+            return hook.baseAddress!.withMemoryRebound(to: UnsafeRawPointer.self, capacity: 1) {
                 decos_install_enqueue_global_hook($0.pointee) == 1
             }
-            if installed { LoopExecutor.everyTaskRunsOnLoops.store(true, ordering: .relaxed) }
-            return installed
         }
     }
 

@@ -182,16 +182,15 @@ extension NetworkManager {
     /// another node that calls back, a slow reply) leaves its service free. Each task runs until
     /// it is queued on (or has entered) the service's actor before anything else can, so requests
     /// reach their actors in the order they arrived wherever tasks start in the order they were
-    /// made. The node binary runs every task on the event loops (Executors.swift), where each
-    /// loop's jobs run first in, first out; a process on Swift's own pool (the tests, a program
-    /// embedding the kernel) would start them on several threads and let later requests overtake,
-    /// so there each task prefers the connection's loop (`LoopExecutor`). (`Task.immediate` would
-    /// promise the order anywhere, but halved the throughput of pipelined calls here; waiting in
-    /// the lane for each request to reach its actor cut it to 0.4.)
+    /// made: on the event loops the node binary runs its tasks on, each loop's queue is first in,
+    /// first out. A process on Swift's own pool (the tests, a program embedding the kernel) starts
+    /// tasks on several threads, and there a later request can overtake an earlier one. Tried and
+    /// not kept: `Task.immediate` (halved pipelined calls), waiting in the lane for each request to
+    /// reach its actor (0.4 of them), preferring the connection's loop as a task executor (the
+    /// handlers then ran on the two shared loops, and a slow one stalled other nodes' calls).
     func deliver(_ m: Message, correlation: UInt64, from peer: String, on channel: any Channel) {
-        let loop = LoopExecutor.ordered(on: channel.eventLoop)
         ordered(OrderKey(lane: .requests, peer: peer)) { [self] in
-            Task(executorPreference: loop) { [self] in
+            Task {
                 answer(await kernel.send(m, as: .peer(peer)), correlation: correlation, on: channel)
             }
         }

@@ -75,7 +75,12 @@ final class VirtualMachine: @unchecked Sendable {
     /// Waits for a console line containing `marker` (the guard against a hang, not a timing check).
     func waitFor(_ marker: String, seconds: Int = 300) async throws -> String {
         for _ in 0..<(seconds * 10) {
-            if let line = output.split(whereSeparator: \.isNewline).first(where: { $0.contains(marker) }) { return String(line) }
+            // Whole lines only: the console arrives in pieces, and a line still being written
+            // would be returned cut short.
+            let text = output
+            var whole = text.split(whereSeparator: \.isNewline)
+            if let last = text.last, !last.isNewline, !whole.isEmpty { whole.removeLast() }
+            if let line = whole.first(where: { $0.contains(marker) }) { return String(line) }
             if !process.isRunning { throw Failure("QEMU ended before \"\(marker)\":\n\(output)") }
             try await Task.sleep(for: .milliseconds(100))
         }

@@ -152,8 +152,6 @@ int dv_qp_connect(dv_qp *q, const dv_endpoint *remote, char *err, size_t errlen)
     return 0;
 }
 
-uint32_t dv_qp_num(dv_qp *q) { return q->qp->qp_num; }
-
 int dv_qp_fail(dv_qp *q) {
     struct ibv_qp_attr a = { .qp_state = IBV_QPS_ERR };
     return ibv_modify_qp(q->qp, &a, IBV_QP_STATE);
@@ -248,7 +246,6 @@ int dv_poll(dv_context *c, dv_completion *out, int max, int timeout_ms, char *er
         if (n > 0) {
             for (int i = 0; i < n; i++) {
                 out[i].wr_id = wc[i].wr_id;
-                out[i].qp_num = wc[i].qp_num;
                 out[i].status = wc[i].status;
                 out[i].status_name = ibv_wc_status_str(wc[i].status);
             }

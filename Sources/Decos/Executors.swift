@@ -1,4 +1,5 @@
 import CDecosInit
+import DistributingKernel
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -21,9 +22,11 @@ public enum Executors {
                 // `any()` is the current loop when called on one of the group's loops.
                 Executors.queue(for: MultiThreadedEventLoopGroup.singleton.any()).enqueue(job)
             })
-            return hook.baseAddress!.withMemoryRebound(to: UnsafeRawPointer.self, capacity: 1) {
+            let installed = hook.baseAddress!.withMemoryRebound(to: UnsafeRawPointer.self, capacity: 1) {
                 decos_install_enqueue_global_hook($0.pointee) == 1
             }
+            if installed { NetworkManager.tasksRunInOrder.store(true, ordering: .relaxed) }
+            return installed
         }
     }
 

@@ -62,10 +62,9 @@ public final class RDMADevice: @unchecked Sendable {
         return (String(decoding: state.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self), Int(mtu))
     }
 
-    /// One work completion: the request it ends, the queue pair it was posted on, and how it ended.
+    /// One work completion: the request it ends, and how it ended.
     public struct Completion: Sendable {
         public var id: UInt64
-        public var queuePair: UInt32
         /// nil on success, else libibverbs' name for the failure ("remote access error", …).
         public var failure: String?
     }
@@ -79,7 +78,7 @@ public final class RDMADevice: @unchecked Sendable {
             return r < 0 ? nil : r
         }
         return out.prefix(Int(n)).map { c in
-            Completion(id: c.wr_id, queuePair: c.qp_num, failure: c.status == 0 ? nil : String(cString: c.status_name))
+            Completion(id: c.wr_id, failure: c.status == 0 ? nil : String(cString: c.status_name))
         }
     }
 

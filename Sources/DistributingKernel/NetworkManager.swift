@@ -274,29 +274,31 @@ public struct ClusterError: Error, CustomStringConvertible {
     public var description: String
 }
 
-/// Resolves once, with the authenticated channel or nil, for whoever waits.
-final class Ready: Sendable {
-    private let state = Mutex<(done: Bool, channel: (any Channel)?, waiter: CheckedContinuation<(any Channel)?, Never>?)>((false, nil, nil))
+/// A value given once, for one waiter: the first `finish` counts, later ones are ignored, and
+/// `wait` returns it whether it came before or after.
+final class OneShot<Value: Sendable>: Sendable {
+    private let state = Mutex<(value: Value?, waiter: CheckedContinuation<Value, Never>?)>((nil, nil))
 
-    func finish(_ channel: (any Channel)?) {
-        let waiter = state.withLock { s -> CheckedContinuation<(any Channel)?, Never>? in
-            guard !s.done else { return nil }
-            s.done = true
-            s.channel = channel
+    func finish(_ value: Value) {
+        let waiter = state.withLock { s -> CheckedContinuation<Value, Never>? in
+            guard s.value == nil else { return nil }
+            s.value = value
             defer { s.waiter = nil }
             return s.waiter
         }
-        waiter?.resume(returning: channel)
+        waiter?.resume(returning: value)
     }
 
-    func wait() async -> (any Channel)? {
+    func wait() async -> Value {
         await withCheckedContinuation { c in
-            let result = state.withLock { s -> (any Channel)?? in
-                if s.done { return .some(s.channel) }
-                s.waiter = c
-                return nil
+            let value = state.withLock { s -> Value? in
+                if s.value == nil { s.waiter = c }
+                return s.value
             }
-            if let result { c.resume(returning: result) }
+            if let value { c.resume(returning: value) }
         }
     }
 }
+
+/// Resolves once, with the authenticated channel or nil, for whoever waits.
+typealias Ready = OneShot<(any Channel)?>

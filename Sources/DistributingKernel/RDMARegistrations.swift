@@ -33,9 +33,6 @@ final class RDMARegistrations: Sendable {
         }
     }
 
-    /// How many blocks are registered now.
-    var count: Int { regions.withLock { $0.count } }
-
     private func forget(_ block: BufferPool.Block) {
         _ = regions.withLock { $0.removeValue(forKey: UInt(bitPattern: block.base)) }
     }

@@ -85,7 +85,9 @@ public final class Kernel: Sendable {
     // MARK: dispatch
 
     /// Delivers a message and returns its reply or fault. Never throws, never drops a request.
-    public func send(_ m: Message, as principal: Principal) async -> Message {
+    /// `entered` is called once the request has its place on its service's actor (ahead of any
+    /// request sent after that), if it goes to one.
+    public func send(_ m: Message, as principal: Principal, entered: (@Sendable () -> Void)? = nil) async -> Message {
         guard let path = uris.localPath(m.to) else { return await sendRemote(m, as: principal) }
         let reg: Registration
         do throws(Fault) { reg = try admitted(m, path: path, as: principal) } catch { return .faulted(error, replyingTo: m) }
@@ -123,7 +125,7 @@ public final class Kernel: Sendable {
         default:
             do {
                 let request = Request(message: m, principal: principal)
-                let body = m.verb.changesState ? try await reg.service.handle(request, publishingTo: reg) : try await reg.service.handle(request)
+                let body = try await reg.service.handle(request, publishingTo: m.verb.changesState ? reg : nil, entered: entered)
                 return .response(to: m, body: body)
             } catch let fault as Fault {
                 return .faulted(fault, replyingTo: m)

@@ -25,9 +25,11 @@ extension Service {
     /// is left: notifications go out in the order the actor made the changes (for a handler that
     /// does not await between changing its state and returning), not in the order concurrent
     /// callers happen to resume.
-    func handle(_ request: Request, publishingTo registration: Registration) async throws -> Element? {
+    /// `entered`, when given, is called first thing on the actor: the request has its place there.
+    func handle(_ request: Request, publishingTo registration: Registration?, entered: (@Sendable () -> Void)?) async throws -> Element? {
+        entered?()
         let body = try await handle(request)
-        registration.publish(request.message)
+        registration?.publish(request.message)
         return body
     }
 

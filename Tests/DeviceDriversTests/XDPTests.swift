@@ -59,6 +59,14 @@ struct XDPTests {
         return fd
     }
 
+    /// Waits until `fd` has something to read or `deadline` passes; false at the deadline.
+    static func readable(_ fd: Int32, by deadline: ContinuousClock.Instant) -> Bool {
+        let left = deadline - ContinuousClock.now
+        guard left > .zero else { return false }
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000) + 1) > 0
+    }
+
     static func frame(to mac: [UInt8], type: UInt16, _ payload: String) -> [UInt8] {
         mac + [2, 0, 0, 0, 0, 9] + [UInt8(type >> 8), UInt8(type & 0xFF)] + Array(payload.utf8) + [UInt8](repeating: 0, count: 32)
     }
@@ -133,16 +141,15 @@ struct XDPTests {
         // The kernel saw the other EtherType and the IPv4 traffic, and none of ours.
         var seen: [UInt16: Int] = [:]
         var buffer = [UInt8](repeating: 0, count: 2048)
-        while seen[Self.theirs, default: 0] < 50 && ContinuousClock.now < deadline + .seconds(5) {
+        while seen[Self.theirs, default: 0] < 50, Self.readable(tap, by: deadline + .seconds(5)) {
             let n = recv(tap, &buffer, buffer.count, 0)
-            if n < 14 { usleep(10_000); continue }
-            seen[UInt16(buffer[12]) << 8 | UInt16(buffer[13]), default: 0] += 1
+            if n >= 14 { seen[UInt16(buffer[12]) << 8 | UInt16(buffer[13]), default: 0] += 1 }
         }
         #expect(seen[Self.theirs] == 50, "\(seen)")
         #expect(seen[Self.ours] == nil, "\(seen)")
         var datagrams = 0
-        while datagrams < 5 && ContinuousClock.now < deadline + .seconds(5) {
-            if recv(udp, &buffer, buffer.count, 0) > 0 { datagrams += 1 } else { usleep(10_000) }
+        while datagrams < 5, Self.readable(udp, by: deadline + .seconds(5)) {
+            if recv(udp, &buffer, buffer.count, 0) > 0 { datagrams += 1 }
         }
         #expect(datagrams == 5)
     }

@@ -112,11 +112,12 @@ struct Served {
         // The idle timeout is for clients that send nothing while nothing is asked of the node; a
         // client whose call is still running (a GiB moving between nodes) or whose subscription
         // stream is open is waiting on us.
-        // (Idle after 2 s, calls of 5 s: a loaded machine can take a second between a client's
-        // connect and its request, which is idleness too.)
-        let s = try await Served(#"<Service contract="urn:test:sleeper" name="/sleeper"/>"#, gateway: #"idleTimeout="2""#)
+        // (Idle after 4 s, calls of 6 s: a client's request can reach the gateway seconds after its
+        // connect when the event loops are held — another test holds them for 3 s — and a client
+        // that sends nothing for the timeout is idle.)
+        let s = try await Served(#"<Service contract="urn:test:sleeper" name="/sleeper"/>"#, gateway: #"idleTimeout="4""#)
         defer { s.stop() }
-        let (status, reply) = try await s.post("/sleeper", Message(.submit, to: "", body: Element("Sleep", text: "5000")))
+        let (status, reply) = try await s.post("/sleeper", Message(.submit, to: "", body: Element("Sleep", text: "6000")))
         #expect(status == 200 && reply.body?.name.local == "Slept")
         let lines = LineCollector()
         let subscriber = Task {
@@ -125,7 +126,7 @@ struct Served {
             await lines.end()
         }
         while await lines.count < 1, await !lines.ended { await Task.yield() }
-        _ = try await s.post("/sleeper", Message(.submit, to: "", body: Element("Sleep", text: "5000")))
+        _ = try await s.post("/sleeper", Message(.submit, to: "", body: Element("Sleep", text: "6000")))
         _ = try await s.post("/counter", Message(.update, to: "", body: Element("Increment", children: [.element(Element("By", text: "1"))])))
         while await lines.count < 2, await !lines.ended { await Task.yield() }
         #expect(await lines.count == 2, "the subscription stream was closed while idle")
@@ -172,6 +173,8 @@ struct Served {
 }
 
 /// Answers Submit after as many milliseconds as its body says: a call that outlasts a timeout.
+/// (The sleep is the behaviour under test — a handler slower than the gateway's idle timeout —
+/// not a wait for something.)
 actor Sleeper: Service {
     static let contract = "urn:test:sleeper"
     init(config: ServiceConfig) {}

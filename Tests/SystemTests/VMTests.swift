@@ -49,6 +49,8 @@ final class VirtualMachine: @unchecked Sendable {
     let image: String
     let ownsImage: Bool
     private let lock = NSLock()
+    /// Signalled when QEMU exits.
+    private let exited = DispatchSemaphore(value: 0)
     private var text = ""
     var base: String { "http://127.0.0.1:\(port)" }
     var output: String { lock.withLock { text } }
@@ -64,6 +66,8 @@ final class VirtualMachine: @unchecked Sendable {
         process.standardOutput = console
         process.standardError = console
         process.standardInput = FileHandle.nullDevice
+        let exited = self.exited
+        process.terminationHandler = { _ in exited.signal() }
         console.fileHandleForReading.readabilityHandler = { [weak self] h in
             let d = h.availableData
             guard let self, !d.isEmpty else { return }
@@ -104,8 +108,7 @@ final class VirtualMachine: @unchecked Sendable {
         // within 5 s (QEMU can leave SIGTERM pending), so a failure never hangs the run.
         if process.isRunning {
             process.terminate()
-            for _ in 0..<50 where process.isRunning { usleep(100_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            if exited.wait(timeout: .now() + 5) == .timedOut { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
         }
         if ownsImage { try? FileManager.default.removeItem(atPath: image) }

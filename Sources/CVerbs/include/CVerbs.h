@@ -23,11 +23,10 @@ typedef struct {
 #define DV_CQ_ENTRIES 4096
 #define DV_SEND_QUEUE 128
 
-/// One work completion: its request, the queue pair it was posted on, and how it ended
-/// (`status` 0 is success; `status_name` is libibverbs' static text for it).
+/// One work completion: its request and how it ended (`status` 0 is success; `status_name` is
+/// libibverbs' static text for it).
 typedef struct {
     uint64_t wr_id;
-    uint32_t qp_num;
     int status;
     const char *status_name;
 } dv_completion;
@@ -52,7 +51,6 @@ dv_qp *dv_qp_create(dv_context *ctx, dv_endpoint *local, char *err, size_t errle
 /// INIT → RTR → RTS towards `remote`.
 int dv_qp_connect(dv_qp *qp, const dv_endpoint *remote, char *err, size_t errlen);
 void dv_qp_destroy(dv_qp *qp);
-uint32_t dv_qp_num(dv_qp *qp);
 /// Moves a queue pair to the error state: what it has posted completes at once, flushed.
 int dv_qp_fail(dv_qp *qp);
 

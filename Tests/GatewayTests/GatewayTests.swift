@@ -112,12 +112,14 @@ struct Served {
         // The idle timeout is for clients that send nothing while nothing is asked of the node; a
         // client whose call is still running (a GiB moving between nodes) or whose subscription
         // stream is open is waiting on us.
-        // (Idle after 4 s, calls of 6 s: a client's request can reach the gateway seconds after its
-        // connect when the event loops are held — another test holds them for 3 s — and a client
-        // that sends nothing for the timeout is idle.)
-        let s = try await Served(#"<Service contract="urn:test:sleeper" name="/sleeper"/>"#, gateway: #"idleTimeout="4""#)
+        // (Idle after 10 s, calls of 12 s: a client's request can reach the gateway seconds after its
+        // connect when the event loops are held — another test holds them for 3 s, and CI starts
+        // two hundred tests at once on two cores — and a client that sends nothing for the timeout
+        // is rightly idle. With 4 s, a request written 4 s after its connect found the connection
+        // closed in CI.)
+        let s = try await Served(#"<Service contract="urn:test:sleeper" name="/sleeper"/>"#, gateway: #"idleTimeout="10""#)
         defer { s.stop() }
-        let (status, reply) = try await s.post("/sleeper", Message(.submit, to: "", body: Element("Sleep", text: "6000")))
+        let (status, reply) = try await s.post("/sleeper", Message(.submit, to: "", body: Element("Sleep", text: "12000")))
         #expect(status == 200 && reply.body?.name.local == "Slept")
         let lines = LineCollector()
         let subscriber = Task {
@@ -126,7 +128,7 @@ struct Served {
             await lines.end()
         }
         while await lines.count < 1, await !lines.ended { await Task.yield() }
-        _ = try await s.post("/sleeper", Message(.submit, to: "", body: Element("Sleep", text: "6000")))
+        _ = try await s.post("/sleeper", Message(.submit, to: "", body: Element("Sleep", text: "12000")))
         _ = try await s.post("/counter", Message(.update, to: "", body: Element("Increment", children: [.element(Element("By", text: "1"))])))
         while await lines.count < 2, await !lines.ended { await Task.yield() }
         #expect(await lines.count == 2, "the subscription stream was closed while idle")

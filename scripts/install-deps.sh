@@ -9,9 +9,10 @@ set -euo pipefail
 # libssl-dev's libcrypto seals the frames between nodes (AES-256-GCM), statically too;
 # libpci-dev names PCI devices in the hosted build's /os/devices (pciutils' lspci checks it in the tests);
 # libnuma-dev places buffer-pool pages on the NUMA node of the NIC that moves them, statically too;
-# perftest's ib_read_bw is the RDMA plane's baseline (Benchmarks/rdma.sh).
+# perftest's ib_read_bw is the RDMA plane's baseline (Benchmarks/rdma.sh);
+# iputils-ping shows the AF_XDP plane's XDP program leaves other traffic alone (its system test).
 packages=(curl file iproute2 nftables procps wrk qemu-system-x86 ipxe-qemu linux-image-amd64 cpio zstd libibverbs-dev libnl-3-dev libnl-route-3-dev libssl-dev
-          libpci-dev pciutils libnuma-dev perftest)
+          libpci-dev pciutils libnuma-dev perftest iputils-ping)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -195,9 +196,19 @@ int dx_tx(dx_socket *s, const uint64_t *addrs, const uint32_t *lens, int n) {
     struct xdp_desc *d = s->tx.entries;
     for (int i = 0; i < k; i++) d[(prod + i) & s->tx.mask] = (struct xdp_desc){ .addr = addrs[i], .len = lens[i] };
     store(s->tx.producer, prod + k);
-    // Copy mode sends on a syscall; EAGAIN/EBUSY only mean "not all yet", the ring keeps them.
-    if (k > 0) sendto(s->fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
+    dx_kick(s);
     return k;
+}
+
+int dx_kick(dx_socket *s) {
+    // Copy mode sends on a syscall, at most 32 frames per call (the kernel's TX_BATCH_SIZE):
+    // call again until the kernel has taken the whole ring. EAGAIN means "more to do";
+    // EBUSY or ENOBUFS that the kernel has no room now: the ring keeps the rest for next time.
+    for (int i = 0; i <= (int)s->tx.mask / 32 + 1; i++) {
+        if (load(s->tx.consumer) == *s->tx.producer) return 0;
+        if (sendto(s->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) < 0 && errno != EAGAIN) return errno == EBUSY || errno == ENOBUFS ? 0 : -1;
+    }
+    return 0;
 }
 
 int dx_completed(dx_socket *s, uint64_t *addrs, int max) {
@@ -209,8 +220,31 @@ int dx_completed(dx_socket *s, uint64_t *addrs, int max) {
     return n;
 }
 
-int dx_wait(dx_socket *s, int timeout_ms) {
-    struct pollfd p = { .fd = s->fd, .events = POLLIN };
-    int r = poll(&p, 1, timeout_ms);
-    return r < 0 ? (errno == EINTR ? 0 : -1) : r > 0;
+int dx_wait(dx_socket *s, int wake_fd, int timeout_ms) {
+    struct pollfd p[2] = { { .fd = s->fd, .events = POLLIN }, { .fd = wake_fd, .events = POLLIN } };
+    int r = poll(p, wake_fd >= 0 ? 2 : 1, timeout_ms);
+    if (r < 0) return errno == EINTR ? 0 : -1;
+    // An eventfd's count is read to zero, so the next wait sleeps until the next wake.
+    uint64_t count;
+    if (wake_fd >= 0 && (p[1].revents & POLLIN) && read(wake_fd, &count, sizeof count) < 0) { /* nothing to drain */ }
+    return (p[0].revents & POLLIN) != 0;
+}
+
+int dx_wake_open(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
+
+void dx_wake(int fd) {
+    uint64_t one = 1;
+    // A full counter (2^64 - 2 wakes unread) is still a wake: EAGAIN is fine.
+    if (write(fd, &one, sizeof one) < 0) { /* already awake */ }
+}
+
+int dx_stats(dx_socket *s, uint64_t out[4]) {
+    struct xdp_statistics st;
+    socklen_t len = sizeof st;
+    if (getsockopt(s->fd, SOL_XDP, XDP_STATISTICS, &st, &len)) return -1;
+    out[0] = st.rx_dropped;
+    out[1] = st.rx_ring_full;
+    out[2] = st.rx_fill_ring_empty_descs;
+    out[3] = st.rx_invalid_descs + st.tx_invalid_descs;
+    return 0;
 }

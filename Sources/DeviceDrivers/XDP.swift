@@ -81,12 +81,40 @@ public final class XDPSocket: @unchecked Sendable {
         return Int(dx_tx(socket, offsets, lengths, Int32(frames.count)))
     }
 
+    /// What the kernel dropped on this socket (all zero if it cannot say).
+    public var drops: (other: UInt64, ringFull: UInt64, fillEmpty: UInt64, invalid: UInt64) {
+        var out = [UInt64](repeating: 0, count: 4)
+        _ = dx_stats(socket, &out)
+        return (out[0], out[1], out[2], out[3])
+    }
+
+    /// Has the kernel send what the send ring still holds.
+    public func kick() { _ = dx_kick(socket) }
+
     /// Frames whose sending is done, to use again.
     public func completed(max: Int = 64) -> [UInt64] {
         var offsets = [UInt64](repeating: 0, count: max)
-        return Array(offsets.prefix(Int(dx_completed(socket, &offsets, Int32(max)))))
+        // Counted first: `offsets.prefix(dx_completed(&offsets))` would take the prefix of the
+        // array as it was before the call, all zeros.
+        let n = Int(dx_completed(socket, &offsets, Int32(max)))
+        return Array(offsets.prefix(n))
     }
 
-    /// Waits up to `milliseconds` for a frame to arrive.
-    public func wait(milliseconds: Int) -> Bool { dx_wait(socket, Int32(milliseconds)) > 0 }
+    /// Waits up to `milliseconds` for a frame to arrive, or for `wake` to be rung; true if a
+    /// frame is there.
+    public func wait(milliseconds: Int, wake: XDPWake? = nil) -> Bool { dx_wait(socket, wake?.fd ?? -1, Int32(milliseconds)) > 0 }
+}
+
+/// Rings a thread out of `XDPSocket.wait` before its timeout (an eventfd): new work for it.
+public final class XDPWake: Sendable {
+    let fd: Int32
+
+    public init() throws(XDPError) {
+        fd = dx_wake_open()
+        guard fd >= 0 else { throw XDPError(description: "eventfd: \(String(cString: strerror(errno)))") }
+    }
+
+    deinit { close(fd) }
+
+    public func ring() { dx_wake(fd) }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import DeviceDrivers
 import Dispatch
 import Infoset
 import Logging
@@ -267,37 +268,12 @@ private func writeAll(_ fd: Int32, _ b: UnsafeRawBufferPointer) -> Bool {
     return true
 }
 
-/// The name of the interface holding the local address of connected socket `fd`, by matching it
-/// against the interfaces' addresses (getifaddrs). The pointer rebinding is the sockets API's own
-/// way of passing addresses: a `sockaddr` is read as the `sockaddr_in`/`_in6` its family says it is.
+/// The name of the interface holding the local address of connected socket `fd`.
 private func localInterface(_ fd: Int32) -> String? {
     var local = sockaddr_storage()
     var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-    guard withUnsafeMutablePointer(to: &local, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }) == 0 else { return nil }
-    var list: UnsafeMutablePointer<ifaddrs>?
-    guard getifaddrs(&list) == 0 else { return nil }
-    defer { freeifaddrs(list) }
-    func same(_ a: UnsafePointer<sockaddr>) -> Bool {
-        withUnsafePointer(to: &local) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { l in
-                guard a.pointee.sa_family == l.pointee.sa_family else { return false }
-                switch Int32(a.pointee.sa_family) {
-                case AF_INET:
-                    return a.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { x in
-                        l.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { y in x.pointee.sin_addr.s_addr == y.pointee.sin_addr.s_addr } }
-                case AF_INET6:
-                    return a.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { x in
-                        l.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { y in
-                            withUnsafeBytes(of: x.pointee.sin6_addr) { Array($0) } == withUnsafeBytes(of: y.pointee.sin6_addr) { Array($0) } } }
-                default: return false
-                }
-            }
-        }
+    // The sockets API passes addresses as `sockaddr`, whatever their family.
+    return withUnsafeMutablePointer(to: &local) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { a in getsockname(fd, a, &length) == 0 ? NetworkInterface.holding(a) : nil }
     }
-    var next = list
-    while let entry = next {
-        if let address = entry.pointee.ifa_addr, same(address) { return String(cString: entry.pointee.ifa_name) }
-        next = entry.pointee.ifa_next
-    }
-    return nil
 }

@@ -26,8 +26,8 @@ public enum PlaneKind: UInt8, Sendable, CaseIterable {
 /// message carries only (id, length, an `Offer`: the plane and its descriptor), and a data plane
 /// moves the bytes into memory the receiver owns before the service sees the message. Planes are
 /// offered in HELLO and chosen per peer (`NetworkManager.plane(to:)`). Each plane is a type of
-/// its own with its own lock (`TCPPlane`, `RDMAPlane`; AF_XDP frames implement this same seam
-/// next), so a plane busy with a transfer never holds up the control path or the failure detector.
+/// its own with its own lock (`TCPPlane`, `RDMAPlane`, `XDPPlane`), so a plane busy with a
+/// transfer never holds up the control path or the failure detector.
 protocol DataPlane: AnyObject, Sendable {
     var kind: PlaneKind { get }
     /// The network manager the plane works for.
@@ -112,6 +112,8 @@ public struct PeerTraffic: Codable, Sendable, Equatable {
     /// Buffers from the peer that did not arrive: the link ended, a chunk failed to open, the
     /// offer was gone.
     public var failed = 0
+    /// Chunks sent to the peer again because they were lost on the way (the AF_XDP plane's).
+    public var resent = 0
 
     public init(node: String, plane: String) {
         self.node = node

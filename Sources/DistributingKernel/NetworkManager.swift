@@ -32,6 +32,15 @@ public struct ClusterConfig: Sendable {
     /// Milliseconds between anti-entropy exchanges of the directory with a random peer.
     public var syncInterval: UInt64 = 2000
 
+    /// The address of the interface the cluster uses: the listen host, or where it listens on
+    /// all interfaces, the advertised one.
+    var interfaceAddress: String {
+        guard ["0.0.0.0", "::", ""].contains(host), let advertise else { return host }
+        var h = advertise.hasPrefix("[") ? String(advertise.dropFirst().prefix { $0 != "]" }) : String(advertise.prefix { $0 != ":" })
+        if h.isEmpty { h = host }
+        return h
+    }
+
     public init(node: String, host: String, port: Int, seeds: [String], key: ClusterKey) {
         self.node = node
         self.host = host
@@ -63,6 +72,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     let tcp: TCPPlane
     /// Where there is an RDMA device with its port up and the manifest does not leave RDMA out.
     let rdma: RDMAPlane?
+    /// Where the cluster listens on one Ethernet interface's address and XDP can be attached to it.
+    let xdp: XDPPlane?
     let planes: [PlaneKind: any DataPlane]
 
     struct Link {
@@ -104,8 +115,11 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         self.logger = logger
         self.tcp = TCPPlane(config: config, logger: logger, pools: kernel.pools)
         self.rdma = config.dataPlanes.contains(.rdma) ? RDMAPlane.open(pools: kernel.pools, logger: logger) : nil
+        self.xdp = config.dataPlanes.contains(.xdp)
+            ? XDPPlane.open(address: config.interfaceAddress, node: config.node, sealed: config.encrypt, pools: kernel.pools, logger: logger) : nil
         var planes: [PlaneKind: any DataPlane] = [.tcp: tcp]
         planes[.rdma] = rdma
+        planes[.xdp] = xdp
         self.planes = planes
         var seed: UInt64 = 0
         for b in config.node.utf8 { seed = seed &* 31 &+ UInt64(b) }
@@ -114,6 +128,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
                                                    config: config.membership, seed: seed)))
         tcp.attach(to: self)
         rdma?.attach(to: self)
+        xdp?.attach(to: self)
     }
 
     var now: UInt64 {

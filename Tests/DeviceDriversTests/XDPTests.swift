@@ -152,5 +152,27 @@ struct XDPTests {
             if recv(udp, &buffer, buffer.count, 0) > 0 { datagrams += 1 }
         }
         #expect(datagrams == 5)
+
+        // And the other way: ten frames sent from the socket, each from a frame of its own,
+        // reach the namespace whole, and every frame comes back as completed to be used again.
+        let listener = inNamespace(ns) { Self.packetSocket(b) }
+        defer { close(listener) }
+        let sent = (0..<10).map { UInt64((600 + $0) * 4096) }
+        for (i, offset) in sent.enumerated() {
+            let f = Self.frame(to: [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], type: Self.ours, "sent \(i)")
+            UnsafeMutableRawBufferPointer(rebasing: umem[Int(offset)...]).copyBytes(from: f)
+        }
+        #expect(xsk.send(sent.map { ($0, 60) }) == 10)
+        var arrived: Set<String> = [], completed: [UInt64] = []
+        while arrived.count < 10 || completed.count < 10, Self.readable(listener, by: deadline + .seconds(10)) || completed.count < 10 {
+            completed += xsk.completed()
+            while Self.readable(listener, by: .now + .milliseconds(1)) {
+                let n = recv(listener, &buffer, buffer.count, 0)
+                if n >= 14, buffer[12] == 0x88, buffer[13] == 0xB5 { arrived.insert(String(decoding: buffer[14..<n].prefix { $0 != 0 }, as: UTF8.self)) }
+            }
+            if ContinuousClock.now > deadline + .seconds(10) { break }
+        }
+        #expect(arrived == Set((0..<10).map { "sent \($0)" }))
+        #expect(completed.sorted() == sent, "the frames given back are the ones sent")
     }
 }

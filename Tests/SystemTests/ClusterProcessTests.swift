@@ -11,7 +11,8 @@ let clusterKey: String = {
 /// Fast membership timings so failures are seen in a couple of seconds.
 let fastTimings = #"probeInterval="300" probeTimeout="150" suspicionTimeout="1200""#
 
-func clusterManifest(listen: String = "127.0.0.1:0", seeds: [String] = [], timings: String = fastTimings, gateway: String = "") throws -> String {
+func clusterManifest(listen: String = "127.0.0.1:0", seeds: [String] = [], timings: String = fastTimings, gateway: String = "",
+                     network: String = "") throws -> String {
     let path = NSTemporaryDirectory() + "decos-cluster-\(UUID().uuidString).xml"
     try """
     <Manifest xmlns="urn:decos:manifest">
@@ -20,6 +21,7 @@ func clusterManifest(listen: String = "127.0.0.1:0", seeds: [String] = [], timin
         <Cluster listen="\(listen)" keyFile="\(clusterKey)" \(timings)>
           \(seeds.map { "<Seed address=\"\($0)\"/>" }.joined())
         </Cluster>
+        \(network)
       </Network>
       <Service contract="urn:decos:examples:counter" name="/counter"/>
     </Manifest>

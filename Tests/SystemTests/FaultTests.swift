@@ -43,6 +43,20 @@ final class LAN: Sendable {
         try nft(i, "add rule inet decos in iifname eth0 meta l4proto tcp limit rate over \(bytesPerSecond / 1024) kbytes/second drop")
     }
 
+    /// Drops `percent`% of every frame crossing the bridge, at random: loss on the LAN itself,
+    /// which frames an XDP program takes before the hosts' own nftables rules see them meet too.
+    func bridgeLoss(percent: Int) throws {
+        func bridgeNft(_ rule: String) throws {
+            let r = try run("/usr/sbin/ip", ["netns", "exec", bridge, "/usr/sbin/nft"] + rule.split(separator: " ").map(String.init))
+            guard r.status == 0 else { throw Failure("nft \(rule) in \(bridge): \(r.err)") }
+        }
+        _ = try? run("/usr/sbin/ip", ["netns", "exec", bridge, "/usr/sbin/nft", "delete", "table", "bridge", "decos"])
+        guard percent > 0 else { return }
+        try bridgeNft("add table bridge decos")
+        try bridgeNft("add chain bridge decos forward { type filter hook forward priority 0 ; }")
+        try bridgeNft("add rule bridge decos forward numgen random mod 100 < \(percent) drop")
+    }
+
     /// Cuts host `i` off the LAN both ways, or joins it again.
     func isolate(_ i: Int, _ cut: Bool) throws {
         for chain in ["in", "out"] { try nft(i, "flush chain inet decos \(chain)") }
@@ -85,10 +99,12 @@ func waitFor(_ what: String, within seconds: Double, _ condition: () throws -> B
 @Suite(.serialized) struct FaultTests {
     let timings = fastTimings + #" reconnectInterval="1000""#
 
-    /// Node i on host i, every node seeded with node 0 (which has no seed of its own).
+    /// Node i on host i, every node seeded with node 0 (which has no seed of its own). Buffers
+    /// go by TCP: the hosts' nftables rules, which make the faults, do not see AF_XDP frames.
     func start(_ lan: LAN, _ n: Int, gateway: String = "") throws -> [NodeProcess] {
         try (0..<n).map { i in
-            try NodeProcess(manifest: clusterManifest(listen: "\(lan.address(i)):7946", seeds: i == 0 ? [] : ["\(lan.address(0)):7946"], timings: timings, gateway: gateway),
+            try NodeProcess(manifest: clusterManifest(listen: "\(lan.address(i)):7946", seeds: i == 0 ? [] : ["\(lan.address(0)):7946"], timings: timings, gateway: gateway,
+                                                      network: #"<DataPlane prefer="tcp"/>"#),
                             extra: ["--node", "n\(i)"], wrapper: ["/usr/sbin/ip", "netns", "exec", lan.hosts[i]],
                             http: "127.0.0.1:7480")  // each host's own loopback: a trusted client
         }
@@ -184,7 +200,8 @@ func waitFor(_ what: String, within seconds: Double, _ condition: () throws -> B
             try !counters(lan, 0).contains("decos://n2/counter") && !counters(lan, 1).contains("decos://n2/counter")
         }
         // The same name and address, a fresh process (incarnation 0): it outbids its death and is back.
-        nodes[2] = try NodeProcess(manifest: clusterManifest(listen: "\(lan.address(2)):7946", seeds: ["\(lan.address(0)):7946"], timings: timings),
+        nodes[2] = try NodeProcess(manifest: clusterManifest(listen: "\(lan.address(2)):7946", seeds: ["\(lan.address(0)):7946"], timings: timings,
+                                                             network: #"<DataPlane prefer="tcp"/>"#),
                                    extra: ["--node", "n2"], wrapper: ["/usr/sbin/ip", "netns", "exec", lan.hosts[2]], http: "127.0.0.1:7480")
         _ = try waitFor("the cluster whole again with the restarted n2", within: 15) { try whole(lan, 3) }
         #expect(try increment(lan, via: 0, target: 2))

@@ -42,6 +42,25 @@ let targets: [String: @Sendable ([UInt8]) -> Void] = [
         _ = try? RDMAWire.progress(b)
         _ = try? RDMAWire.descriptor(b)
     },
+    // The AF_XDP plane: its descriptor and frame bodies from the same bytes, a frame's header
+    // and body as received, and a sender's window taking an ACK decoded from them.
+    "xdp": { b in
+        _ = try? XDPWire.descriptor(b)
+        _ = try? XDPWire.pull(b)
+        _ = try? XDPWire.refusal(b)
+        b.withUnsafeBytes { frame in
+            for sealed in [false, true] {
+                if let (h, _) = XDPWire.header(frame, sealed: sealed) { _ = XDPWire.body(frame, h, sealed: sealed) }
+            }
+        }
+        if let ack = try? XDPWire.ack(b) {
+            var window = XDPWindow(total: 1000)
+            _ = window.take(now: 1, max: 64)
+            window.ack(cumulative: ack.cumulative, sack: ack.sack, now: 2)
+            _ = window.take(now: 3, max: 64)
+            _ = window.expire(now: 1 << 40)
+        }
+    },
     "datagram": { b in
         // A datagram as the failure detector takes it: opened with the key, then decoded.
         if let payload = fuzzKey.open(b) { _ = try? Wire.decodeSWIM(payload) }
@@ -165,6 +184,12 @@ func writeSeeds(to directory: String) {
     put("rdma", "accept", endpoint + [0, 0, 0, 0x12])
     put("rdma", "progress", RDMAWire.encode(RDMAWire.Progress(transfer: 3, bytes: 1 << 20, done: true)))
     put("rdma", "descriptor", RDMAWire.encode(RDMAWire.Descriptor(transfer: 3, address: 0x7F00_0000_0000, rkey: 0x1234)))
+    put("xdp", "descriptor", XDPWire.encode(XDPWire.Descriptor(mac: [2, 0, 0, 0, 0, 1], queue: 0, transfer: 3, key: [UInt8](repeating: 7, count: 32))))
+    put("xdp", "pull", XDPWire.encode(XDPWire.Pull(length: 1 << 20, chunk: 1464, node: "n1")))
+    put("xdp", "ack", XDPWire.encode(XDPWire.Ack(cumulative: 40, sack: [0b1011, 0, 1 << 63])))
+    var frame = [UInt8](repeating: 0, count: XDPWire.ethernetBytes + XDPWire.headerBytes + 8 + XDPWire.tagBytes)
+    frame.withUnsafeMutableBytes { XDPWire.writeHeaders($0, to: [2, 0, 0, 0, 0, 2], from: [2, 0, 0, 0, 0, 1], XDPWire.Header(kind: .data, transfer: 3, sequence: 9, length: 8)) }
+    put("xdp", "frame", frame)
     var ack = Array(DHCPMessage.client(type: 3, xid: 7, mac: [2, 0, 0, 0, 0, 1]).prefix(240))
     ack[0] = 2
     ack[16] = 10; ack[19] = 5

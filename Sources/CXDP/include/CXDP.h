@@ -34,9 +34,19 @@ int dx_rx(dx_socket *s, uint64_t *addrs, uint32_t *lens, int max);
 int dx_fill(dx_socket *s, const uint64_t *addrs, int n);
 /// Queues frames to send and wakes the kernel; returns how many were queued (the ring may be full).
 int dx_tx(dx_socket *s, const uint64_t *addrs, const uint32_t *lens, int n);
+/// Has the kernel take what the send ring holds (a copy-mode socket sends only when asked, a
+/// batch at a time); -1 on an error other than "no room now".
+int dx_kick(dx_socket *s);
 /// Frames whose sending completed, at most `max`: theirs again.
 int dx_completed(dx_socket *s, uint64_t *addrs, int max);
-/// Waits up to `timeout_ms` for a frame to receive; 1 if there is one, 0 if not, -1 on error.
-int dx_wait(dx_socket *s, int timeout_ms);
+/// Waits up to `timeout_ms` for a frame to receive or for `wake_fd` (an eventfd, or -1) to be
+/// written; 1 if there is a frame, 0 if not, -1 on error. A wake is consumed here.
+int dx_wait(dx_socket *s, int wake_fd, int timeout_ms);
+/// What the kernel dropped on the socket: frames dropped for other reasons, for a full receive
+/// ring, for an empty fill ring, and descriptors it found invalid.
+int dx_stats(dx_socket *s, uint64_t out[4]);
+/// An eventfd for `dx_wait`'s `wake_fd` (-1 with errno on failure), and writing it.
+int dx_wake_open(void);
+void dx_wake(int fd);
 
 #endif

@@ -1,0 +1,73 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// What the data planes need to know of a network interface: its hardware address and MTU (for
+/// raw frames), its receive queues (an AF_XDP socket per queue), read from sysfs.
+public struct NetworkInterface: Sendable, Equatable {
+    public var name: String
+    public var mac: [UInt8]
+    public var mtu: Int
+    public var receiveQueues: Int
+
+    /// The interface called `name`, or nil if sysfs does not show it with an Ethernet address.
+    public init?(_ name: String) {
+        let dir = "/sys/class/net/\(name)"
+        guard let text = SysFS.read("\(dir)/address") else { return nil }
+        let octets = text.split(separator: ":").compactMap { UInt8($0, radix: 16) }
+        guard octets.count == 6, let mtu = SysFS.read("\(dir)/mtu").flatMap({ Int($0) }) else { return nil }
+        self.name = name
+        self.mac = octets
+        self.mtu = mtu
+        receiveQueues = max(1, SysFS.list("\(dir)/queues").filter { $0.hasPrefix("rx-") }.count)
+    }
+
+    /// Whether it is the loopback interface (nothing leaves the machine on it).
+    public var isLoopback: Bool { mac == [0, 0, 0, 0, 0, 0] }
+
+    /// The interface holding the IPv4 or IPv6 address written as `text`, if this host has one.
+    public static func holding(address text: String) -> String? {
+        var storage = sockaddr_storage()
+        let parsed = withUnsafeMutablePointer(to: &storage) { p -> Bool in
+            p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { v4 in
+                v4.pointee.sin_family = sa_family_t(AF_INET)
+                return inet_pton(AF_INET, text, &v4.pointee.sin_addr) == 1
+            } || p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { v6 in
+                v6.pointee.sin6_family = sa_family_t(AF_INET6)
+                return inet_pton(AF_INET6, text, &v6.pointee.sin6_addr) == 1
+            }
+        }
+        guard parsed else { return nil }
+        return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { holding($0) } }
+    }
+
+    /// The interface holding `address` (its port is ignored), by matching it against the
+    /// interfaces' addresses (getifaddrs). The pointer rebinding is the sockets API's own way of
+    /// passing addresses: a `sockaddr` is read as the `sockaddr_in`/`_in6` its family says it is.
+    public static func holding(_ address: UnsafePointer<sockaddr>) -> String? {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return nil }
+        defer { freeifaddrs(list) }
+        func same(_ a: UnsafePointer<sockaddr>) -> Bool {
+            guard a.pointee.sa_family == address.pointee.sa_family else { return false }
+            switch Int32(a.pointee.sa_family) {
+            case AF_INET:
+                return a.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { x in
+                    address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { y in x.pointee.sin_addr.s_addr == y.pointee.sin_addr.s_addr } }
+            case AF_INET6:
+                return a.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { x in
+                    address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { y in
+                        withUnsafeBytes(of: x.pointee.sin6_addr) { Array($0) } == withUnsafeBytes(of: y.pointee.sin6_addr) { Array($0) } } }
+            default: return false
+            }
+        }
+        var next = list
+        while let entry = next {
+            if let a = entry.pointee.ifa_addr, same(a) { return String(cString: entry.pointee.ifa_name) }
+            next = entry.pointee.ifa_next
+        }
+        return nil
+    }
+}

@@ -1,0 +1,111 @@
+@testable import DistributingKernel
+import Testing
+
+/// The AF_XDP plane's reliability, without a network: a sender's window and a receiver's
+/// coverage exchanging chunks and ACKs over a simulated link that loses, at random, what the
+/// test says, on a simulated clock.
+struct XDPTransferTests {
+    /// A deterministic generator (SplitMix64): the same losses on every run.
+    struct Dice: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    /// Runs one transfer of `total` chunks: each step the sender sends what its window allows,
+    /// the link delivers (losing `loss`% each way) after `delay` µs, the receiver ACKs each
+    /// batch. Returns the steps taken and the chunks sent again; fails past `limit` steps.
+    func transfer(total: Int, loss: Int, seed: UInt64 = 1, limit: Int = 100_000) -> (steps: Int, resent: Int, coverage: XDPCoverage)? {
+        var window = XDPWindow(total: total)
+        var coverage = XDPCoverage(total: total)
+        var dice = Dice(state: seed)
+        var toReceiver: [(at: UInt64, chunk: Int)] = [], toSender: [(at: UInt64, ack: XDPWire.Ack)] = []
+        let delay: UInt64 = 200, step: UInt64 = 100
+        var now: UInt64 = 0
+        for steps in 0..<limit {
+            now += step
+            _ = window.expire(now: now)
+            for c in window.take(now: now, max: 64) where Int.random(in: 0..<100, using: &dice) >= loss {
+                toReceiver.append((now + delay, c))
+            }
+            let arrived = toReceiver.filter { $0.at <= now }
+            toReceiver.removeAll { $0.at <= now }
+            if !arrived.isEmpty {
+                for a in arrived { _ = coverage.land(a.chunk) }
+                if Int.random(in: 0..<100, using: &dice) >= loss { toSender.append((now + delay, coverage.ack())) }
+            }
+            for a in toSender where a.at <= now { window.ack(cumulative: a.ack.cumulative, sack: a.ack.sack, now: now) }
+            toSender.removeAll { $0.at <= now }
+            if window.done { return (steps, window.retransmitted, coverage) }
+        }
+        return nil
+    }
+
+    @Test func withoutLossEveryChunkGoesOnceAndTheWindowGrows() throws {
+        let r = try #require(transfer(total: 20_000, loss: 0))
+        #expect(r.coverage.whole)
+        #expect(r.resent == 0)
+    }
+
+    @Test func underLossEveryChunkArrivesAndOnlyLostOnesAreSentAgain() throws {
+        for seed in 1...5 as ClosedRange<UInt64> {
+            let r = try #require(transfer(total: 20_000, loss: 5, seed: seed), "seed \(seed) did not finish")
+            #expect(r.coverage.whole)
+            #expect(r.resent > 0)
+            // Lost chunks (about 5%, plus those whose ACKs were lost and timed out) — not go-back-N's whole windows.
+            #expect(r.resent < 20_000 / 4, "seed \(seed): \(r.resent) chunks sent again")
+            print("XDPTransferTests: seed \(seed), 5% loss: \(r.steps) steps, \(r.resent) chunks sent again")
+        }
+    }
+
+    @Test func anAckForChunksNeverSentIsIgnored() {
+        var window = XDPWindow(total: 100)
+        _ = window.take(now: 0, max: 10)
+        let beyond = window.ack(cumulative: 50, sack: [], now: 1)
+        #expect(!beyond && window.acked == 0)
+        let sent = window.ack(cumulative: 10, sack: [], now: 1)
+        #expect(sent)
+        #expect(window.acked == 10)
+    }
+
+    @Test func aTimeoutSendsTheUnacknowledgedAgainAndBacksOff() {
+        var window = XDPWindow(total: 100)
+        let first = window.take(now: 0, max: 8)
+        #expect(first == Array(0..<8))
+        let early = window.expire(now: XDPWindow.initialTimeout - 1), due = window.expire(now: XDPWindow.initialTimeout)
+        #expect(!early && due)
+        #expect(window.timeout == 2 * XDPWindow.initialTimeout)
+        #expect(window.take(now: XDPWindow.initialTimeout, max: 64) == Array(0..<4), "the window collapses to four chunks, oldest first")
+    }
+
+    @Test func coverageCountsAChunkOnceAndSaysWhatIsMissing() {
+        var c = XDPCoverage(total: 200)
+        let landed = [c.land(0), c.land(2), c.land(2)]
+        #expect(landed == [true, true, false])
+        #expect(c.count == 2 && c.cumulative == 1)
+        #expect(c.ack() == XDPWire.Ack(cumulative: 1, sack: [1]))  // chunk 2 is bit 0 past the missing chunk 1
+        let one = c.land(1)
+        #expect(one)
+        #expect(c.cumulative == 3 && c.ack().sack.isEmpty)
+    }
+
+    @Test func wireDecodersRefuseWhatIsMalformed() throws {
+        let d = XDPWire.Descriptor(mac: [2, 0, 0, 0, 0, 1], queue: 3, transfer: 9, key: [UInt8](repeating: 7, count: 32))
+        #expect(try XDPWire.descriptor(XDPWire.encode(d)) == d)
+        #expect(throws: (any Error).self) { try XDPWire.descriptor(XDPWire.encode(d) + [0]) }
+        var multicast = d
+        multicast.mac = [1, 0, 0, 0, 0, 1]
+        #expect(throws: (any Error).self) { try XDPWire.descriptor(XDPWire.encode(multicast)) }
+        let p = XDPWire.Pull(length: 1 << 30, chunk: 1464, node: "n1")
+        #expect(try XDPWire.pull(XDPWire.encode(p)) == p)
+        #expect(throws: (any Error).self) { try XDPWire.pull(XDPWire.encode(XDPWire.Pull(length: 1, chunk: 64, node: "n1"))) }
+        #expect(throws: (any Error).self) { try XDPWire.ack([0, 0, 0, 0, 0, 0, 0, 0, 9]) }  // nine SACK words promised
+        let a = XDPWire.Ack(cumulative: 5, sack: [3, 0, 1])
+        #expect(try XDPWire.ack(XDPWire.encode(a)) == a)
+    }
+}

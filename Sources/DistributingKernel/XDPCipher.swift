@@ -26,14 +26,16 @@ final class XDPCipher: @unchecked Sendable {
         let base = frame.baseAddress!.assumingMemoryBound(to: UInt8.self)
         let body = XDPWire.ethernetBytes + XDPWire.headerBytes
         // Sealing with a valid context does not fail.
-        precondition(caead_seal(context, XDPWire.nonce(h), base + XDPWire.ethernetBytes, XDPWire.headerBytes,
-                                base + body, h.length, base + body + h.length) == 1, "AES-GCM sealing failed")
+        let sealed = XDPWire.withNonce(h) { nonce in
+            caead_seal(context, nonce, base + XDPWire.ethernetBytes, XDPWire.headerBytes, base + body, h.length, base + body + h.length)
+        }
+        precondition(sealed == 1, "AES-GCM sealing failed")
     }
 
     /// Decrypts `body` in place (`header` is the frame's 20-byte header); true if `tag` proves
     /// it is what the sender sealed. Nothing in `body` may be trusted otherwise.
     func open(_ h: XDPWire.Header, header: UnsafeRawBufferPointer, body: UnsafeMutableRawBufferPointer, tag: UnsafeRawBufferPointer) -> Bool {
-        guard caead_begin(context, XDPWire.nonce(h), header.baseAddress!.assumingMemoryBound(to: UInt8.self), header.count) == 1 else { return false }
+        guard XDPWire.withNonce(h, { caead_begin(context, $0, header.baseAddress!.assumingMemoryBound(to: UInt8.self), header.count) }) == 1 else { return false }
         if !body.isEmpty, caead_update(context, body.baseAddress!.assumingMemoryBound(to: UInt8.self), body.count) != 1 { return false }
         return caead_finish(context, tag.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1
     }

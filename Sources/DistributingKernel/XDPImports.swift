@@ -7,6 +7,8 @@ import Synchronization
 final class XDPImport: Sendable {
     let peer: String
     let flow: XDPPlane.Flow
+    /// The sender's MAC, where PULLs and ACKs go.
+    let sender: [UInt8]
     let length: Int
     let chunk: Int
     let block: BufferPool.Block
@@ -34,6 +36,7 @@ final class XDPImport: Sendable {
          now: UInt64, waiting: CheckedContinuation<Fault?, Never>) {
         self.peer = peer
         self.flow = flow
+        sender = flow.address
         self.length = length
         self.chunk = chunk
         self.block = block
@@ -163,7 +166,7 @@ extension XDPPlane {
         }
         switch next {
         case .nothing: break
-        case .fail: finish(i, .unreachable("no AF_XDP frame from \(i.peer) (\(XDPWire.macText(i.flow.mac))) for \(Self.stall / 1_000_000) s"))
+        case .fail: finish(i, .unreachable("no AF_XDP frame from \(i.peer) (\(XDPWire.macText(i.flow.address))) for \(Self.stall / 1_000_000) s"))
         case .remove: state.withLock { s in if s.imports[i.flow] === i { s.imports[i.flow] = nil } }
         }
     }
@@ -175,7 +178,7 @@ extension XDPPlane {
             : XDPWire.encode(st.coverage.ack())
         let kind: XDPWire.Kind = st.coverage.count == 0 && !st.over ? .pull : .ack
         st.sequence += 1
-        guard send(on: i.port, to: i.flow.mac, kind, transfer: i.flow.transfer, sequence: st.sequence, body: body, cipher: i.cipher) else { return }
+        guard send(on: i.port, to: i.sender, kind, transfer: i.flow.transfer, sequence: st.sequence, body: body, cipher: i.cipher) else { return }
         st.ackDue = false
         st.asked = now
     }

@@ -36,10 +36,23 @@ final class XDPPlane: DataPlane {
     /// How long a sender goes on without any ACK progress before it gives the transfer up.
     static let senderPatience: UInt64 = 10_000_000
 
-    /// A transfer's flow: the other end's MAC and the sender's transfer number.
+    /// A transfer's flow: the other end's MAC (its six bytes in a number, so the frame path hashes
+    /// no array) and the sender's transfer number.
     struct Flow: Hashable {
-        var mac: [UInt8]
+        var mac: UInt64
         var transfer: UInt64
+
+        init(mac: UInt64, transfer: UInt64) {
+            self.mac = mac
+            self.transfer = transfer
+        }
+
+        init(mac bytes: [UInt8], transfer: UInt64) {
+            self.init(mac: bytes.reduce(0) { $0 << 8 | UInt64($1) }, transfer: transfer)
+        }
+
+        /// The MAC's six bytes.
+        var address: [UInt8] { (0..<6).map { UInt8(truncatingIfNeeded: mac >> (40 - 8 * $0)) } }
     }
 
     struct Export {

@@ -21,8 +21,10 @@ final class XDPPort: @unchecked Sendable {
     var socket: XDPSocket { open! }
     let umem: BufferPool.Block
     let pool: BufferPool
-    /// The largest frame this port sends or takes: the interface's MTU plus the Ethernet header.
+    /// The largest frame this port sends or takes: the interface's MTU plus the Ethernet header,
+    /// within a UMEM frame less the headroom the kernel keeps before a received packet.
     let maxFrame: Int
+    static let headroom = 256  // XDP_PACKET_HEADROOM
     private let wakeup: XDPWake
     private var free: [UInt64]
     private var outgoing: [(offset: UInt64, length: Int)] = []
@@ -42,7 +44,7 @@ final class XDPPort: @unchecked Sendable {
         self.queue = queue
         self.umem = umem
         self.pool = pool
-        maxFrame = min(interface.mtu + XDPWire.ethernetBytes, Self.frameSize)
+        maxFrame = min(interface.mtu + XDPWire.ethernetBytes, Self.frameSize - Self.headroom)
         let half = Self.frames / 2
         free = (half..<Self.frames).map { UInt64($0 * Self.frameSize) }
         socket.fill((0..<half).map { UInt64($0 * Self.frameSize) })

@@ -59,7 +59,7 @@ extension XDPPlane {
         }
         state.withLock { s in
             guard s.sendings[flow] == nil, s.exports[h.transfer] != nil else { return }
-            s.sendings[flow] = XDPSending(peer: offering.peer, receiver: flow.mac, transfer: h.transfer, buffer: offering.buffer, chunk: pull.chunk,
+            s.sendings[flow] = XDPSending(peer: offering.peer, receiver: flow.address, transfer: h.transfer, buffer: offering.buffer, chunk: pull.chunk,
                                           call: offering.call, port: port, cipher: cipher, now: now)
             s.count(offering.peer) { $0.sending += 1 }
         }
@@ -69,7 +69,7 @@ extension XDPPlane {
     /// key is known; an unknown transfer's refusal cannot be).
     private func refuse(_ flow: Flow, on port: XDPPort, cipher: XDPCipher?, _ reason: String) {
         let sequence = refusals.wrappingAdd(1, ordering: .relaxed).oldValue
-        send(on: port, to: flow.mac, .refuse, transfer: flow.transfer, sequence: sequence, body: XDPWire.encode(refusal: reason), cipher: cipher)
+        send(on: port, to: flow.address, .refuse, transfer: flow.transfer, sequence: sequence, body: XDPWire.encode(refusal: reason), cipher: cipher)
     }
 
     /// An ACK for a sending: the window moves on; the lease ends once every chunk is acknowledged.

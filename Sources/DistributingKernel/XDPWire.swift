@@ -114,10 +114,11 @@ enum XDPWire {
         frame.storeBytes(of: UInt16(h.length).bigEndian, toByteOffset: 32, as: UInt16.self)
     }
 
-    /// The header of a frame (Ethernet header included) and the MAC it came from; nil for a
+    /// The header of a frame (Ethernet header included) and the MAC it came from (its six bytes
+    /// in a number, first byte highest); nil for a
     /// frame too short for its header and body (and tag, when `sealed`), of another version or of
     /// an unknown type.
-    static func header(_ frame: UnsafeRawBufferPointer, sealed: Bool) -> (Header, source: [UInt8])? {
+    static func header(_ frame: UnsafeRawBufferPointer, sealed: Bool) -> (Header, source: UInt64)? {
         let start = ethernetBytes + headerBytes
         guard frame.count >= start, frame[14] == version, let kind = Kind(rawValue: frame[15]),
               UInt16(bigEndian: frame.loadUnaligned(fromByteOffset: 12, as: UInt16.self)) == etherType else { return nil }
@@ -125,7 +126,9 @@ enum XDPWire {
                        sequence: UInt64(bigEndian: frame.loadUnaligned(fromByteOffset: 24, as: UInt64.self)),
                        length: Int(UInt16(bigEndian: frame.loadUnaligned(fromByteOffset: 32, as: UInt16.self))))
         guard frame.count >= start + h.length + (sealed ? tagBytes : 0) else { return nil }
-        return (h, Array(frame[6..<12]))
+        let source = UInt64(UInt16(bigEndian: frame.loadUnaligned(fromByteOffset: 6, as: UInt16.self))) << 32
+            | UInt64(UInt32(bigEndian: frame.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
+        return (h, source)
     }
 
     /// A frame's body and tag (empty when not sealed), once `header` has checked its length.
@@ -135,12 +138,15 @@ enum XDPWire {
                 UnsafeRawBufferPointer(rebasing: frame[start + h.length..<start + h.length + (sealed ? tagBytes : 0)]))
     }
 
-    /// The nonce of a frame: its type and sequence, never the same twice under one key for
-    /// different plaintexts.
-    static func nonce(_ h: Header) -> [UInt8] {
-        var n: [UInt8] = [h.kind.rawValue, 0, 0, 0]
-        withUnsafeBytes(of: h.sequence.bigEndian) { n += $0 }
-        return n
+    /// Calls `body` with the nonce of a frame: its type and sequence, never the same twice under
+    /// one key for different plaintexts. (On the stack: a frame's path allocates nothing.)
+    static func withNonce<T>(_ h: Header, _ body: (UnsafePointer<UInt8>) -> T) -> T {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 12) { n in
+            n.initialize(repeating: 0)
+            n[0] = h.kind.rawValue
+            UnsafeMutableRawBufferPointer(n).storeBytes(of: h.sequence.bigEndian, toByteOffset: 4, as: UInt64.self)
+            return body(UnsafePointer(n.baseAddress!))
+        }
     }
 
     // MARK: bodies

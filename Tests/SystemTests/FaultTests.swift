@@ -6,7 +6,9 @@ import Testing
 /// with a veth to the bridge. Made and removed by the test; faults are nftables rules in a host's
 /// namespace (this kernel has no netem: loss is `numgen random` drops, a partition drops all).
 final class LAN: Sendable {
-    let tag = getpid() % 100_000
+    /// Suites run at once in one test process: each LAN's names are its own.
+    private static let made = Atomic<Int>(0)
+    let tag = "\(getpid() % 100_000)-\(LAN.made.wrappingAdd(1, ordering: .relaxed).oldValue)"
     let bridge: String
     let hosts: [String]
 

@@ -4,10 +4,11 @@ import Testing
 /// The AF_XDP data plane between two node processes on a LAN of namespaces (veth to a bridge):
 /// buffers go as raw frames through the XDP program and AF_XDP sockets, byte-exact, with random
 /// loss on the LAN; everything else on the link (the control connection, ping) goes by the
-/// kernel's stack as before.
-@Suite(.serialized) struct XDPPlaneTests {
+/// kernel's stack as before. Among the fault tests, so that it never runs beside one of them:
+/// their timings are bounds, and a transfer beside them takes the CPU they need.
+extension FaultTests {
     /// Node i on host i, preferring AF_XDP for buffers; n0 seeds n1.
-    func start(_ lan: LAN) throws -> [NodeProcess] {
+    func startPreferringXDP(_ lan: LAN) throws -> [NodeProcess] {
         try (0..<2).map { i in
             try NodeProcess(manifest: clusterManifest(listen: "\(lan.address(i)):7946", seeds: i == 0 ? [] : ["\(lan.address(0)):7946"],
                                                       gateway: #"requestTimeout="120""#, network: #"<DataPlane prefer="xdp tcp"/>"#),
@@ -20,7 +21,7 @@ import Testing
     }
 
     /// What node i's `/os/dataplane` says of `peer` on `plane`: field name → value.
-    func traffic(_ lan: LAN, at i: Int, with peer: String, plane: String) throws -> [String: String] {
+    func traffic(_ lan: LAN, at i: Int, with peer: String, on plane: String) throws -> [String: String] {
         let text = try page(lan, i, "/os/dataplane")
         guard let start = text.range(of: "<Peer><Node>\(peer)</Node><Plane>\(plane)</Plane>"),
               let end = text[start.upperBound...].range(of: "</Peer>") else { return [:] }
@@ -39,7 +40,7 @@ import Testing
     @Test(.enabled(if: canUseNftables, "needs root, iproute2 and nftables to make a LAN of namespaces (CI has them)"))
     func buffersGoByAFXDPWholeUnderLossAndOtherTrafficIsUntouched() throws {
         let lan = try LAN(hosts: 2)
-        let nodes = try start(lan)
+        let nodes = try startPreferringXDP(lan)
         _ = try waitFor("n0 and n1 forming one cluster", within: 30) {
             try page(lan, 0, "/directory").contains("decos://n1/counter") && page(lan, 1, "/directory").contains("decos://n0/counter")
         }
@@ -50,8 +51,8 @@ import Testing
         // 64 MiB, byte-exact, as raw frames.
         let clean = try sendTest(lan, bytes: 64 << 20)
         #expect(clean.contains("<Intact>true</Intact>") && clean.contains("<Bytes>\(64 << 20)</Bytes>"), "\(clean)")
-        #expect(try traffic(lan, at: 1, with: "n0", plane: "xdp")["Received"] == "1")
-        #expect(try traffic(lan, at: 0, with: "n1", plane: "xdp")["BytesSent"] == String(64 << 20))
+        #expect(try traffic(lan, at: 1, with: "n0", on: "xdp")["Received"] == "1")
+        #expect(try traffic(lan, at: 0, with: "n1", on: "xdp")["BytesSent"] == String(64 << 20))
 
         // Frames not ours pass the XDP program to the kernel's stack: ping, and the calls and
         // membership that kept the cluster whole meanwhile.
@@ -63,10 +64,10 @@ import Testing
         let lossy = try sendTest(lan, bytes: 32 << 20)
         try lan.bridgeLoss(percent: 0)
         #expect(lossy.contains("<Intact>true</Intact>"), "\(lossy)")
-        let sent = try traffic(lan, at: 0, with: "n1", plane: "xdp")
+        let sent = try traffic(lan, at: 0, with: "n1", on: "xdp")
         #expect((Int(sent["Resent"] ?? "") ?? 0) > 0, "no chunk was sent again: did the loss reach the frames? \(sent)")
         #expect(sent["Offered"] == "0" && sent["Sending"] == "0", "\(sent)")
-        #expect(try traffic(lan, at: 1, with: "n0", plane: "xdp")["Received"] == "2")
+        #expect(try traffic(lan, at: 1, with: "n0", on: "xdp")["Received"] == "2")
         for n in nodes { #expect(n.process.isRunning) }
     }
 }

@@ -105,7 +105,7 @@ typedef struct {
     size_t maplen;
 } ring;
 
-struct dx_socket { int fd; ring rx, tx, fill, done; };
+struct dx_socket { int fd; int zerocopy; ring rx, tx, fill, done; };
 
 static int map_ring(int fd, ring *r, uint32_t n, size_t entry, struct xdp_ring_offset *o, off_t pgoff) {
     r->maplen = o->desc + n * entry;
@@ -119,9 +119,23 @@ static int map_ring(int fd, ring *r, uint32_t n, size_t entry, struct xdp_ring_o
     return 0;
 }
 
+static dx_socket *open_socket(dx_filter *f, int ifindex, int queue, void *umem, uint64_t umem_size, uint32_t frame_size,
+                              uint32_t n, int zerocopy, char *err, size_t errlen);
+
 dx_socket *dx_socket_open(dx_filter *f, int ifindex, int queue, void *umem, uint64_t umem_size, uint32_t frame_size,
                           uint32_t n, char *err, size_t errlen) {
+    // Zero-copy where the driver has it (the NIC reads and writes the UMEM itself); copy mode
+    // where it does not (veth, most virtio): a fresh socket, as a failed bind may leave state behind.
+    dx_socket *s = open_socket(f, ifindex, queue, umem, umem_size, frame_size, n, 1, err, errlen);
+    return s ? s : open_socket(f, ifindex, queue, umem, umem_size, frame_size, n, 0, err, errlen);
+}
+
+int dx_socket_zerocopy(dx_socket *s) { return s->zerocopy; }
+
+static dx_socket *open_socket(dx_filter *f, int ifindex, int queue, void *umem, uint64_t umem_size, uint32_t frame_size,
+                              uint32_t n, int zerocopy, char *err, size_t errlen) {
     dx_socket *s = calloc(1, sizeof *s);
+    s->zerocopy = zerocopy;
     if ((s->fd = socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0)) < 0) { snprintf(err, errlen, "AF_XDP socket: %s", strerror(errno)); goto fail; }
     struct xdp_umem_reg reg = { .addr = (uintptr_t)umem, .len = umem_size, .chunk_size = frame_size, .headroom = 0 };
     if (setsockopt(s->fd, SOL_XDP, XDP_UMEM_REG, &reg, sizeof reg)) { snprintf(err, errlen, "registering the UMEM: %s", strerror(errno)); goto fail; }
@@ -140,7 +154,8 @@ dx_socket *dx_socket_open(dx_filter *f, int ifindex, int queue, void *umem, uint
         snprintf(err, errlen, "mapping the rings: %s", strerror(errno));
         goto fail;
     }
-    struct sockaddr_xdp sa = { .sxdp_family = AF_XDP, .sxdp_flags = XDP_COPY, .sxdp_ifindex = (uint32_t)ifindex, .sxdp_queue_id = (uint32_t)queue };
+    struct sockaddr_xdp sa = { .sxdp_family = AF_XDP, .sxdp_flags = zerocopy ? XDP_ZEROCOPY : XDP_COPY,
+                               .sxdp_ifindex = (uint32_t)ifindex, .sxdp_queue_id = (uint32_t)queue };
     if (bind(s->fd, (struct sockaddr *)&sa, sizeof sa)) { snprintf(err, errlen, "binding to queue %d of interface %d: %s", queue, ifindex, strerror(errno)); goto fail; }
     union bpf_attr a;
     memset(&a, 0, sizeof a);

@@ -147,6 +147,8 @@ public final class QueuePair: @unchecked Sendable {
     let qp: OpaquePointer
     public let endpoint: dv_endpoint
     public var number: UInt32 { endpoint.qpn }
+    /// Its send queue's slots: whoever posts takes one first (`SendQueueRoom`).
+    public let room = SendQueueRoom(slots: Int(DV_SEND_QUEUE))
 
     public init(_ device: RDMADevice) throws(VerbsError) {
         var local = dv_endpoint()

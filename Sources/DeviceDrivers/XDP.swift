@@ -38,9 +38,9 @@ public final class XDPFilter: @unchecked Sendable {
     public var mode: String { String(cString: dx_filter_mode(filter)) }
 }
 
-/// An AF_XDP socket on one queue of an interface, in copy mode, its frames in `umem`, which the
-/// caller owns and keeps mapped for the socket's life. Frames are named by their offset in the
-/// UMEM. `@unchecked Sendable`: the rings are single-producer, single-consumer — one thread
+/// An AF_XDP socket on one queue of an interface, zero-copy where the driver has it and in copy
+/// mode where not, its frames in `umem`, which the caller owns and keeps mapped for the socket's
+/// life. Frames are named by their offset in the UMEM. `@unchecked Sendable`: the rings are single-producer, single-consumer — one thread
 /// receives (`received`, `fill`) and one sends (`send`, `completed`) at a time; the owner keeps it so.
 public final class XDPSocket: @unchecked Sendable {
     let socket: OpaquePointer
@@ -62,6 +62,9 @@ public final class XDPSocket: @unchecked Sendable {
     }
 
     deinit { dx_socket_close(socket) }
+
+    /// Whether the NIC reads and writes the UMEM itself (zero-copy) or the kernel copies (copy mode).
+    public var zeroCopy: Bool { dx_socket_zerocopy(socket) != 0 }
 
     /// Frames received since the last call (offset in the UMEM, length), at most `max`.
     public func received(max: Int = 64) -> [(offset: UInt64, length: Int)] {

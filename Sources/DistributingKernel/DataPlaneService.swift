@@ -10,6 +10,7 @@ import ServiceKernel
 /// of that many bytes in the pool, checksums it, and sends it to the other node's `/os/dataplane`
 /// with `<Check>`, which checksums what arrived; the answer says whether it was intact, how long
 /// the call took and how fast the bytes moved (the call's time less the receiver's checksumming).
+/// `<Buffers>n</Buffers>` (1 to 256) splits the bytes into that many buffers of one message.
 public actor DataPlaneService: Service {
     public static let contract = "urn:decos:os:dataplane"
 
@@ -25,6 +26,8 @@ public actor DataPlaneService: Service {
         /// Another node's `/os/dataplane`.
         public var to: String
         public var bytes: Int
+        /// How many buffers the bytes are split into (1 unless given).
+        public var buffers: Int?
     }
 
     public struct Check: Codable, Sendable { public var checksum: String }
@@ -64,11 +67,16 @@ public actor DataPlaneService: Service {
         case .submit where request.body?.name.local == "SendTest":
             let t = try request.decode(SendTest.self)
             guard (1...(4 << 30)).contains(t.bytes) else { throw Fault.invalidBody("Bytes must be 1 to 4294967296") }
-            var sum: UInt64 = 0
-            let buffer = try context.buffer(count: t.bytes) { sum = Pattern.fill($0) }
+            let n = t.buffers ?? 1
+            guard (1...256).contains(n), n <= t.bytes else { throw Fault.invalidBody("Buffers must be 1 to 256, and at most Bytes") }
+            var sums: [UInt64] = []
+            let buffers = try (0..<n).map { i in
+                let count = t.bytes / n + (i < t.bytes % n ? 1 : 0)
+                return BufferRef(id: n == 1 ? "data" : "data\(i)", buffer: try context.buffer(count: count) { sums.append(Pattern.fill($0)) })
+            }
             let started = ContinuousClock.now
-            let reply = try await context.call(.submit, t.to, body: try infoset(Check(checksum: Pattern.hex(sum))),
-                                               buffers: [BufferRef(id: "data", buffer: buffer)])
+            let reply = try await context.call(.submit, t.to, body: try infoset(Check(checksum: Pattern.hex(Pattern.combine(sums)))),
+                                               buffers: buffers)
             let elapsed = (ContinuousClock.now - started).inSeconds
             guard let reply, let checked = try? InfosetDecoder().decode(Checked.self, from: reply) else {
                 throw Fault(.receiver, "UnexpectedReply", "\(t.to) did not answer <Check> with <Checked>")
@@ -79,11 +87,13 @@ public actor DataPlaneService: Service {
                                               megabytesPerSecond: (Double(t.bytes) / moving / 1e6 * 10).rounded() / 10))
         case .submit:
             let c = try request.decode(Check.self)
-            guard let data = request.message.buffer("data") else { throw Fault.invalidBody("<Check> needs a buffer named data") }
+            let data = request.message.buffers
+            guard !data.isEmpty else { throw Fault.invalidBody("<Check> needs the buffers to check") }
             let started = ContinuousClock.now
-            let sum = data.withUnsafeBytes { Pattern.checksum($0) }
+            let sum = Pattern.combine(data.map { ref in ref.buffer.withUnsafeBytes { Pattern.checksum($0) } })
             let took = Int((ContinuousClock.now - started).inMilliseconds)
-            return try infoset(Checked(bytes: data.count, checksum: Pattern.hex(sum), intact: Pattern.hex(sum) == c.checksum, checkMilliseconds: took))
+            return try infoset(Checked(bytes: data.reduce(0) { $0 + $1.buffer.count }, checksum: Pattern.hex(sum), intact: Pattern.hex(sum) == c.checksum,
+                                       checkMilliseconds: took))
         default:
             throw Fault.actionNotSupported(request.verb, "/os/dataplane")
         }
@@ -111,6 +121,11 @@ enum Pattern {
         for i in 0..<words { h = (h ^ bytes.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) &* 0x100_0000_01B3 }
         for i in (words * 8)..<bytes.count { h = (h ^ UInt64(bytes[i])) &* 0x100_0000_01B3 }
         return h ^ UInt64(bytes.count)
+    }
+
+    /// The checksum of several buffers, in order: one buffer's own, so a single buffer checks as before.
+    static func combine(_ sums: [UInt64]) -> UInt64 {
+        sums.count == 1 ? sums[0] : sums.reduce(0xCBF2_9CE4_8422_2325) { ($0 ^ $1) &* 0x100_0000_01B3 }
     }
 
     static func hex(_ v: UInt64) -> String { String(v, radix: 16) }

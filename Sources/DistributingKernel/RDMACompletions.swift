@@ -49,9 +49,18 @@ final class RDMACompletions: Sendable {
         }
     }
 
-    /// Posts one work request with a fresh id (`post` posts it) and calls `then` when it
-    /// completes; if posting fails, `then` is called at once with why.
-    func post(_ post: (UInt64) throws(VerbsError) -> Void, then: @escaping @Sendable (Failure?) -> Void) {
+    /// Posts one work request on `qp` with a fresh id (`post` posts it) once its send queue has
+    /// room, and calls `then` when it completes; if posting fails, `then` is called at once with why.
+    func post(on qp: QueuePair, _ post: @escaping @Sendable (UInt64) throws(VerbsError) -> Void, then: @escaping @Sendable (Failure?) -> Void) {
+        qp.room.whenFree { [self] in
+            postNow(post) { failure in
+                qp.room.release()
+                then(failure)
+            }
+        }
+    }
+
+    private func postNow(_ post: (UInt64) throws(VerbsError) -> Void, then: @escaping @Sendable (Failure?) -> Void) {
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         guard waiting.withLock({ w in
             if w.readable { w.handlers[id] = then }
@@ -65,9 +74,9 @@ final class RDMACompletions: Sendable {
         }
     }
 
-    /// Posts one work request and waits for it: nil once it succeeded, else why it did not.
-    func run(_ post: (UInt64) throws(VerbsError) -> Void) async -> Failure? {
-        await withCheckedContinuation { c in self.post(post) { c.resume(returning: $0) } }
+    /// Posts one work request on `qp` and waits for it: nil once it succeeded, else why it did not.
+    func run(on qp: QueuePair, _ post: @escaping @Sendable (UInt64) throws(VerbsError) -> Void) async -> Failure? {
+        await withCheckedContinuation { c in self.post(on: qp, post) { c.resume(returning: $0) } }
     }
 
     /// Stops the thread (within one poll's timeout).

@@ -127,16 +127,17 @@ final class RDMAPlane: DataPlane {
             }
             // Bound before the offer leaves: the peer's first READ may arrive before any later
             // work request of ours would have run.
-            var rkey: UInt32 = 0
-            if let failure = await completions.run({ id throws(VerbsError) in
-                rkey = try qp.bind(window, region: region, length: lent.count, id: id)
+            let bound = BoundKey()
+            let length = lent.count
+            if let failure = await completions.run(on: qp, { id throws(VerbsError) in
+                bound.rkey.store(try qp.bind(window, region: region, length: length, id: id), ordering: .relaxed)
             }) {
                 // The window's state is unknown after a failed bind: it is not reused.
                 if failure.posted { linkFailed(peer, qp, "binding a memory window failed: \(failure)") }
                 return .failure(.unreachable("the buffer cannot be lent to \(peer): \(failure)"))
             }
             export.window = window
-            export.rkey = rkey
+            export.rkey = bound.rkey.load(ordering: .relaxed)
             export.queuePair = qp
         }
         let transfer = state.withLock { s in
@@ -158,7 +159,8 @@ final class RDMAPlane: DataPlane {
 
     private func endLease(_ e: Export) {
         guard let window = e.window, let qp = e.queuePair else { return }
-        completions.post({ id throws(VerbsError) in try qp.invalidate(e.rkey, id: id) }) { [weak self] failure in
+        let rkey = e.rkey
+        completions.post(on: qp, { id throws(VerbsError) in try qp.invalidate(rkey, id: id) }) { [weak self] failure in
             // Holds the buffer until here. An invalidation that failed failed its queue pair,
             // which ended all access through it; one that could not even be posted leaves the
             // window readable, so the queue pair is ended here, before the buffer goes. Either
@@ -227,4 +229,9 @@ extension RDMAPlane {
     static func progressFrame(transfer: UInt64, bytes: UInt64, done: Bool) -> Wire.Frame {
         Wire.Frame(.dataProgress, RDMAWire.encode(RDMAWire.Progress(transfer: transfer, bytes: bytes, done: done)))
     }
+}
+
+/// Where a bind's completion handler leaves the window's key for the export that waits on it.
+private final class BoundKey: Sendable {
+    let rkey = Atomic<UInt32>(0)
 }

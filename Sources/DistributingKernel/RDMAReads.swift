@@ -119,7 +119,7 @@ final class RDMARead: Sendable {
             defer { s.next += n; s.outstanding += 1 }
             return (s.next, n)
         }) {
-            completions.post({ [self] id throws(VerbsError) in
+            completions.post(on: qp, { [self] id throws(VerbsError) in
                 try qp.read(into: region, offset: offset, length: n, remoteAddress: address + UInt64(offset), rkey: rkey, id: id)
             }, then: { [self] failure in completed(n, failure) })
         }

@@ -102,7 +102,8 @@ final class XDPPlane: DataPlane {
                 port.run(receive: { [weak plane] port, frame, now in plane?.receive(frame, on: port, now: now) },
                          serve: { [weak plane] port, now in plane?.serve(port, now: now) ?? (false, false) })
             }
-            logger.info("AF_XDP data plane on \(name) (\(filter.mode) XDP, \(queues) queue\(queues == 1 ? "" : "s"), MTU \(interface.mtu))")
+            let copying = ports.allSatisfy(\.socket.zeroCopy) ? "zero-copy" : "copy mode"
+            logger.info("AF_XDP data plane on \(name) (\(filter.mode) XDP, \(copying), \(queues) queue\(queues == 1 ? "" : "s"), MTU \(interface.mtu))")
             return plane
         } catch {
             logger.info("no AF_XDP data plane on \(name): \(error)")

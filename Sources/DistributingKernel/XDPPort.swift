@@ -6,8 +6,9 @@ import Synchronization
 /// One AF_XDP socket on one receive queue of the plane's interface, and the thread that serves
 /// it: it receives every frame of ours that arrives on the queue, hands each to the plane, and
 /// sends what the plane builds. Its UMEM is a block of the buffer pool of the interface's NUMA
-/// node, half of it frames to receive into, half frames to send from; frames are copied in
-/// (copy mode: veth and virtio have no zero-copy) and payloads copied out to the buffers.
+/// node, half of it frames to receive into, half frames to send from; payloads are copied between
+/// them and the buffers (and the kernel copies frames in and out too where the driver has no
+/// zero-copy: veth, most virtio).
 ///
 /// `@unchecked Sendable`: `free` and `outgoing` and the socket's rings are touched only by the
 /// port's own thread (`run` and what it calls); other threads only `wake` it.

@@ -305,9 +305,9 @@ extension VMTests {
         for vm in [one, two, three] { _ = try await vm.waitFor("ready with") }
         #expect(one.output.contains("RDMA data plane on rxe0 over eth1"), "\(one.output)")
         let token = "@\(image)/operator.token"
-        func sendTest(from vm: VirtualMachine, to node: String, bytes: Int) throws -> (status: Int32, out: String, err: String) {
+        func sendTest(from vm: VirtualMachine, to node: String, bytes: Int, buffers: Int = 1) throws -> (status: Int32, out: String, err: String) {
             try run(decosBinary, ["ctl", "submit", "\(vm.base)/os/dataplane", "--token", token,
-                                  "--body", "<SendTest><To>decos://\(node)/os/dataplane</To><Bytes>\(bytes)</Bytes></SendTest>"])
+                                  "--body", "<SendTest><To>decos://\(node)/os/dataplane</To><Bytes>\(bytes)</Bytes><Buffers>\(buffers)</Buffers></SendTest>"])
         }
         try await waitUntil("n1 to see n2 and n3") {
             let page = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(one.base)/directory"]).out
@@ -331,6 +331,14 @@ extension VMTests {
         #expect(try run("/usr/bin/curl", ["-sS", "-m", "30", "\(one.base)/os/dataplane"]).out
                     .contains("<Choice><Node>n3</Node><Offers>tcp</Offers><Chosen>tcp</Chosen></Choice>"))
 
+        // One message with 24 buffers of 8 MiB: 24 × 8 READs posted at once are more than a queue pair's
+        // send queue holds (128); the READs wait for room instead of failing.
+        let many = 24, manyBytes = 192 << 20
+        let spread = try sendTest(from: one, to: "n2", bytes: manyBytes, buffers: many)
+        #expect(spread.out.contains("<Intact>true</Intact>") && spread.out.contains("<Bytes>\(manyBytes)</Bytes>"), "\(spread.out)\(spread.err)")
+        let after = try traffic(two, with: "n1", plane: "rdma")
+        #expect(after["Received"] == String(1 + many) && after["Failed"] == "0", "\(after)")
+
         // The sender dies mid-transfer: n2's READs fail, the import fails, n2 goes on, its pool whole.
         let orphan = Process()
         orphan.executableURL = URL(fileURLWithPath: decosBinary)
@@ -341,7 +349,7 @@ extension VMTests {
         try orphan.run()
         try await waitUntil("n2 reading n1's second buffer") {
             let t = try traffic(two, with: "n1", plane: "rdma")
-            return t["Receiving"] == "1" && (Int(t["BytesReceived"] ?? "") ?? 0) > gib
+            return t["Receiving"] == "1" && (Int(t["BytesReceived"] ?? "") ?? 0) > gib + manyBytes
         }
         kill(one.process.processIdentifier, SIGKILL)  // QEMU (qemu.sh execs it) dies at once, as a machine losing power
         one.process.waitUntilExit()

@@ -21,11 +21,14 @@ const char *dx_filter_mode(dx_filter *f);
 
 /// An AF_XDP socket on one queue of an interface, its frames in `umem` (page-aligned, the caller's,
 /// registered with the kernel here and outliving the socket), cut into frames of `frame_size`.
-/// Copy mode (what veth and virtio support); the rings hold `ring` entries each (a power of two).
+/// Zero-copy where the driver supports it, else copy mode (veth, most virtio); the rings hold
+/// `ring` entries each (a power of two). The error, if both fail, is copy mode's.
 typedef struct dx_socket dx_socket;
 dx_socket *dx_socket_open(dx_filter *f, int ifindex, int queue, void *umem, uint64_t umem_size, uint32_t frame_size,
                           uint32_t ring, char *err, size_t errlen);
 void dx_socket_close(dx_socket *s);
+/// 1 if the socket is in zero-copy mode, 0 in copy mode.
+int dx_socket_zerocopy(dx_socket *s);
 
 /// Received frames, at most `max`: their offsets in the UMEM and lengths. The frames are the
 /// caller's until given back with `dx_fill`.

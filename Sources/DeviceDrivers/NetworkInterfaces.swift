@@ -29,6 +29,31 @@ public struct NetworkInterface: Sendable, Equatable {
 
     /// The interface holding the IPv4 or IPv6 address written as `text`, if this host has one.
     public static func holding(address text: String) -> String? {
+        guard var storage = socketAddress(text) else { return nil }
+        return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { holding($0) } }
+    }
+
+    /// Whether `address` (IPv4 or IPv6, written out) is on one of this interface's subnets: a
+    /// host reached without a router, so raw Ethernet frames reach it too.
+    public func onLink(_ address: String) -> Bool {
+        guard var parsed = Self.socketAddress(address) else { return false }
+        let peer = withUnsafePointer(to: &parsed) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Self.bytes($0) } }
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return false }
+        defer { freeifaddrs(list) }
+        var next = list
+        while let entry = next {
+            next = entry.pointee.ifa_next
+            guard String(cString: entry.pointee.ifa_name) == name, let a = entry.pointee.ifa_addr, let m = entry.pointee.ifa_netmask,
+                  a.pointee.sa_family == m.pointee.sa_family else { continue }
+            let mine = Self.bytes(a), mask = Self.bytes(m)
+            if mine.count == peer.count, mask.count == peer.count, zip(zip(mine, peer), mask).allSatisfy({ ($0.0 ^ $0.1) & $1 == 0 }) { return true }
+        }
+        return false
+    }
+
+    /// The socket address of an IPv4 or IPv6 address written out.
+    static func socketAddress(_ text: String) -> sockaddr_storage? {
         var storage = sockaddr_storage()
         let parsed = withUnsafeMutablePointer(to: &storage) { p -> Bool in
             p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { v4 in
@@ -39,8 +64,17 @@ public struct NetworkInterface: Sendable, Equatable {
                 return inet_pton(AF_INET6, text, &v6.pointee.sin6_addr) == 1
             }
         }
-        guard parsed else { return nil }
-        return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { holding($0) } }
+        return parsed ? storage : nil
+    }
+
+    /// An address's bytes (4 for IPv4, 16 for IPv6, none for another family). The sockets API
+    /// passes addresses as `sockaddr`, to be read as the `sockaddr_in`/`_in6` the family says.
+    static func bytes(_ p: UnsafePointer<sockaddr>) -> [UInt8] {
+        switch Int32(p.pointee.sa_family) {
+        case AF_INET: p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { withUnsafeBytes(of: $0.pointee.sin_addr) { Array($0) } }
+        case AF_INET6: p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { withUnsafeBytes(of: $0.pointee.sin6_addr) { Array($0) } }
+        default: []
+        }
     }
 
     /// The interface holding `address` (its port is ignored), by matching it against the

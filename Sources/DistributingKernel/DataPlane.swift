@@ -48,9 +48,13 @@ protocol DataPlane: AnyObject, Sendable {
     func stop()
     /// What the plane has moved, per peer, for `/os/dataplane`.
     var traffic: [PeerTraffic] { get }
+    /// Whether the plane reaches a peer listening at `address` ("host:port"); all do but AF_XDP,
+    /// whose frames are not routed.
+    func reaches(_ address: String) -> Bool
 }
 
 extension DataPlane {
+    func reaches(_ address: String) -> Bool { true }
     var manager: NetworkManager? { owner.manager }
     func attach(to manager: NetworkManager) { owner.attach(manager) }
     /// The manager's clock, in milliseconds.
@@ -175,11 +179,12 @@ extension NetworkManager {
         planes(to: peer).map { $0[0] }
     }
 
-    /// Every plane this node and `peer` both offer, this node's preferred first; a fault naming
-    /// both offers when there is none.
+    /// Every plane this node and `peer` both offer and that reaches it, this node's preferred
+    /// first; a fault naming both offers when there is none.
     func planes(to peer: String) -> Result<[any DataPlane], Fault> {
         let theirs = state.withLock { $0.helloPlanes[peer] } ?? PlaneKind.tcp.rawValue
-        let common = offered.filter { theirs & $0.rawValue != 0 }.compactMap { planes[$0] }
+        let at = address(of: peer)
+        let common = offered.filter { theirs & $0.rawValue != 0 }.compactMap { planes[$0] }.filter { at.map($0.reaches) ?? true }
         if !common.isEmpty { return .success(common) }
         return .failure(.unreachable("no data plane in common with node \(peer) for buffers: this node offers \(offered.map(\.name).joined(separator: " ")), \(peer) offers \(PlaneKind.named(by: theirs).map(\.name).joined(separator: " "))"))
     }

@@ -15,7 +15,8 @@ import Synchronization
 /// sends the PULL and lands each DATA frame's payload at its place in a block of this node's pool.
 ///
 /// Between nodes on one Ethernet segment only (frames are not routed): the descriptor names the
-/// sender's MAC. The plane's state is behind its own lock; each transfer's behind its own.
+/// sender's MAC, and a peer whose address is not on the interface's subnet gets its buffers on
+/// the next plane both offer. The plane's state is behind its own lock; each transfer's behind its own.
 final class XDPPlane: DataPlane {
     let kind = PlaneKind.xdp
     let interface: NetworkInterface
@@ -109,6 +110,12 @@ final class XDPPlane: DataPlane {
             logger.info("no AF_XDP data plane on \(name): \(error)")
             return nil
         }
+    }
+
+    /// Only a peer on the interface's own subnet: its frames reach it without a router.
+    func reaches(_ address: String) -> Bool {
+        let host = address.hasPrefix("[") ? String(address.dropFirst().prefix { $0 != "]" }) : String(address.prefix { $0 != ":" })
+        return interface.onLink(host)
     }
 
     /// The bytes of payload a frame carries on this interface.

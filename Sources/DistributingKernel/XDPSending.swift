@@ -89,7 +89,7 @@ extension XDPPlane {
         if outcome.bytes > 0 { state.withLock { $0.count(sending.peer) { $0.bytesSent += UInt64(outcome.bytes) } } }
         if outcome.done {
             let w = outcome.window, took = Double(now - sending.started) / 1e6
-            logger.info("AF_XDP transfer \(sending.transfer) to \(sending.peer): \(count) bytes in \(took) s, \(w.total) chunks, \(w.retransmitted) sent again, \(w.timeouts) timeouts, round trip \(w.roundTrip) µs")
+            logger.debug("AF_XDP transfer \(sending.transfer) to \(sending.peer): \(count) bytes in \(took) s, \(w.total) chunks, \(w.retransmitted) sent again, \(w.timeouts) timeouts, round trip \(w.roundTrip) µs")
             // Every byte is there: the lease ends now, not when the call does.
             release([sending.transfer])
         } else {

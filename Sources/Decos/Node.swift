@@ -92,6 +92,14 @@ public final class Node: Sendable {
         }
         let kernel = Kernel(node: manifest.node ?? defaultNodeName(), security: security, contracts: contracts, logger: logger,
                             pools: bufferPools(manifest))
+        // The log `/os/log` keeps, and where its lines go besides the console.
+        LogBook.shared.keep(manifest.logLines)
+        if let syslog = manifest.syslog {
+            do {
+                LogBook.shared.forward(to: try SyslogForwarder(syslog, hostname: kernel.node))
+                logger.info("log lines are forwarded to \(syslog)")
+            } catch { logger.error("log lines are not forwarded: \(error)") }
+        }
         for (type, path) in SystemServices.all {
             try await kernel.create(ServiceConfig(contract: type.contract, name: path), essential: true)
         }

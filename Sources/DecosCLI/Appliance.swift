@@ -49,7 +49,7 @@ enum Appliance {
             say("manifest: \(error.description)\ndecos: booting with the system services only")
             m = Manifest(file: p.manifest)
         }
-        let overrides = Overrides(http: p.http, node: p.node, listen: p.listen, seeds: p.seeds, clusterKey: p.clusterKey, dataPlanes: p.dataPlanes)
+        let overrides = Overrides(http: p.http, node: p.node, listen: p.listen, seeds: p.seeds, clusterKey: p.clusterKey, dataPlanes: p.dataPlanes, syslog: p.syslog)
         for problem in overrides.apply(to: &m) { say("kernel command line: \(problem); ignored") }
         // Nothing outside the machine could reach an appliance's gateway on loopback.
         if m.gateway == nil { m.gateway = GatewayBinding() }

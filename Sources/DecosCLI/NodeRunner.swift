@@ -20,6 +20,8 @@ struct Overrides {
     var clusterKey: String?
     /// Data planes offered, in order: "rdma,tcp".
     var dataPlanes: String?
+    /// Where log lines are forwarded: "udp://HOST:PORT".
+    var syslog: String?
 
     /// Applies what is valid; returns a message for each value that is not.
     func apply(to m: inout Manifest) -> [String] {
@@ -33,6 +35,9 @@ struct Overrides {
             } else { problems.append("http address \(http) is not HOST:PORT") }
         }
         if let node { m.node = node }
+        if let syslog {
+            if SyslogForwarder.parse(syslog) != nil { m.syslog = syslog } else { problems.append("syslog \(syslog) is not udp://HOST:PORT") }
+        }
         if listen != nil || !seeds.isEmpty || clusterKey != nil || dataPlanes != nil {
             var c = m.cluster ?? ClusterBinding()
             if let listen {
@@ -102,7 +107,7 @@ final class PowerRequest: Sendable {
 
 func bootstrapLogging(_ level: Logger.Level) {
     LoggingSystem.bootstrap { label in
-        var h = StreamLogHandler.standardError(label: label)
+        var h = LogBookHandler(label: label)
         h.logLevel = level
         return h
     }

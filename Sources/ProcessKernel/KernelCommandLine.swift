@@ -64,6 +64,8 @@ public struct BootParameters: Sendable {
     public var rxe: [String] = []
     /// `decos.dataplane=rdma,tcp`: the data planes offered, in order (checked by the manifest's rules).
     public var dataPlanes: String?
+    /// `decos.syslog=udp://10.0.0.1:514`: where log lines are forwarded (checked by the manifest's rules).
+    public var syslog: String?
     public var panicDelay = 10
     public var logLevel = "info"
     public var errors: [String] = []
@@ -102,6 +104,7 @@ public struct BootParameters: Sendable {
             case "modules": modules += value.split(separator: ",").map(String.init)
             case "rxe": rxe += value.split(separator: ",").map(String.init)
             case "dataplane": dataPlanes = value
+            case "syslog": syslog = value
             case "panic_delay": if let d = Int(value), (0...3600).contains(d) { panicDelay = d } else { bad("expected seconds, 0–3600") }
             case "log":
                 if ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) { logLevel = value }

@@ -144,6 +144,10 @@ public struct Manifest: Sendable {
     /// Bytes each pool that serves a NIC maps at boot (`<Memory reserve="…"/>`), so the first
     /// buffers pay no page faults.
     public var bufferReserve = 0
+    /// Where log lines are forwarded (`<Logging syslog="udp://HOST:PORT"/>`), if anywhere.
+    public var syslog: String?
+    /// How many log lines `/os/log` keeps (`<Logging lines="…"/>`).
+    public var logLines = LogBook.defaultLines
     public var file: String
 
     public init(node: String? = nil, gateway: GatewayBinding? = nil, security: SecurityPolicy? = nil,
@@ -215,7 +219,7 @@ struct ManifestReader {
             }
         }
         var names: [String: Element] = [:]
-        var sawMemory = false
+        var sawMemory = false, sawLogging = false
         for e in root.elements {
             guard inManifestNamespace(e) else { fail(e, "\(e.name) is not a manifest element"); continue }
             switch e.name.local {
@@ -246,12 +250,22 @@ struct ManifestReader {
                     if let n = byteCount(v), n <= (m.bufferLimit ?? BufferPool.defaultLimit) { m.bufferReserve = n }
                     else { fail(e, "reserve=\"\(v)\" must be a size no larger than the pool (buffers=)") }
                 }
+            case "Logging":
+                if sawLogging { fail(e, "only one <Logging> is allowed") }
+                sawLogging = true
+                attributes(e, allowed: ["syslog", "lines"])
+                if let v = e.attribute("syslog") {
+                    if SyslogForwarder.parse(v) != nil { m.syslog = v } else { fail(e, "syslog=\"\(v)\" must be udp://HOST:PORT") }
+                }
+                if let v = e.attribute("lines") {
+                    if let n = Int(v), (100...100_000).contains(n) { m.logLines = n } else { fail(e, "lines=\"\(v)\" must be 100 to 100000") }
+                }
             case "Process":
                 guard let p = process(e) else { continue }
                 if m.processes.contains(where: { $0.name == p.name }) { fail(e, "the process name \(p.name) is already used") }
                 m.processes.append(p)
             default:
-                fail(e, "unknown element <\(e.name.local)>; expected <Network>, <Memory>, <Security>, <Service> or <Process>")
+                fail(e, "unknown element <\(e.name.local)>; expected <Network>, <Memory>, <Logging>, <Security>, <Service> or <Process>")
             }
         }
         return m

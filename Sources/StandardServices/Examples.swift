@@ -120,6 +120,7 @@ public enum StandardContracts {
         (ModulesService.self, "/os/modules"),
         (RDMAService.self, "/os/rdma"),
         (MemoryService.self, "/os/memory"),
+        (LogService.self, "/os/log"),
     ]
 
     public static let examples: [any Service.Type] = [Counter.self, KeyValueStore.self, Echo.self]

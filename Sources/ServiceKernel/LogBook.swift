@@ -1,0 +1,125 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import Synchronization
+
+/// One line of the node's log, as `/os/log` and syslog carry it.
+public struct LogLine: Codable, Sendable, Equatable {
+    /// Milliseconds since the Unix epoch.
+    public var time: Int64
+    public var level: String
+    /// The subsystem that logged it (`ServiceKernel`, `DistributingKernel`, …).
+    public var label: String
+    public var message: String
+
+    public init(time: Int64, level: String, label: String, message: String) {
+        self.time = time
+        self.level = level
+        self.label = label
+        self.message = message
+    }
+}
+
+/// The node's log kept in memory: the last lines, bounded in number and in bytes, for
+/// `/os/log`; and each line handed to a forwarder (syslog) as it is logged. One per process, as
+/// swift-log's bootstrap is (`LogBookHandler` writes here).
+public final class LogBook: Sendable {
+    public static let shared = LogBook()
+    public static let defaultLines = 2000
+    /// A line longer than this is cut: the ring's bytes stay bounded whatever is logged.
+    public static let maxLineBytes = 4096
+
+    private struct Ring {
+        var lines: [LogLine] = []
+        var start = 0
+        var capacity = LogBook.defaultLines
+        var forwarder: SyslogForwarder?
+    }
+    private let ring = Mutex(Ring())
+
+    public init() {}
+
+    /// Keeps the last `lines` lines from now on (at least 1).
+    public func keep(_ lines: Int) {
+        ring.withLock { r in
+            let all = Self.ordered(r)
+            r.capacity = max(1, lines)
+            r.lines = Array(all.suffix(r.capacity))
+            r.start = 0
+        }
+    }
+
+    /// Sends every line from now on to a syslog server too (nil: to none).
+    public func forward(to forwarder: SyslogForwarder?) { ring.withLock { $0.forwarder = forwarder } }
+
+    /// Where lines are forwarded, if anywhere.
+    public var forwarder: SyslogForwarder? { ring.withLock { $0.forwarder } }
+
+    public func record(_ line: LogLine) {
+        var line = line
+        if line.message.utf8.count > Self.maxLineBytes {
+            line.message = String(decoding: line.message.utf8.prefix(Self.maxLineBytes), as: UTF8.self) + "…"
+        }
+        let forwarder = ring.withLock { r -> SyslogForwarder? in
+            if r.lines.count < r.capacity { r.lines.append(line) } else {
+                r.lines[r.start] = line
+                r.start = (r.start + 1) % r.capacity
+            }
+            return r.forwarder
+        }
+        forwarder?.send(line)
+    }
+
+    /// The lines kept, oldest first.
+    public var lines: [LogLine] { ring.withLock { Self.ordered($0) } }
+
+    private static func ordered(_ r: Ring) -> [LogLine] { Array(r.lines[r.start...] + r.lines[..<r.start]) }
+}
+
+/// swift-log's handler for a node: each line to standard error (the console, as PID 1) as
+/// before, and to the `LogBook`.
+public struct LogBookHandler: LogHandler {
+    private var stream: StreamLogHandler
+    private let book: LogBook
+
+    public init(label: String, book: LogBook = .shared) {
+        stream = StreamLogHandler.standardError(label: label)
+        self.book = book
+    }
+
+    public var logLevel: Logger.Level {
+        get { stream.logLevel }
+        set { stream.logLevel = newValue }
+    }
+
+    public var metadata: Logger.Metadata {
+        get { stream.metadata }
+        set { stream.metadata = newValue }
+    }
+
+    public var metadataProvider: Logger.MetadataProvider? {
+        get { stream.metadataProvider }
+        set { stream.metadataProvider = newValue }
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { stream[metadataKey: key] }
+        set { stream[metadataKey: key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        stream.log(event: event)
+        // The subsystem is the logging module (`[ServiceKernel]` on the console), not the logger's label.
+        book.record(LogLine(time: LogBook.now(), level: event.level.rawValue, label: event.source, message: event.message.description))
+    }
+}
+
+extension LogBook {
+    /// Milliseconds since the Unix epoch.
+    static func now() -> Int64 {
+        var t = timespec()
+        clock_gettime(CLOCK_REALTIME, &t)
+        return Int64(t.tv_sec) * 1000 + Int64(t.tv_nsec) / 1_000_000
+    }
+}

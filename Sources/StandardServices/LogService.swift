@@ -1,0 +1,24 @@
+import Infoset
+import ServiceKernel
+
+/// `/os/log`: the node's last log lines, oldest first (as many as `<Logging lines>` keeps, 2000
+/// unless set), and where they are forwarded with how many were sent and dropped.
+public actor LogService: Service {
+    public static let contract = "urn:decos:os:log"
+
+    /// `<Log><Syslog><Destination>udp://…</Destination><Sent>…</Sent><Dropped>…</Dropped></Syslog>
+    /// <Line><Time>…</Time><Level>info</Level><Label>…</Label><Message>…</Message></Line>…</Log>`
+    public struct Log: Codable, Sendable {
+        public var syslog: SyslogForwarder.Status?
+        public var line: [LogLine]
+    }
+
+    public init(config: ServiceConfig) {}
+
+    public func start(_ context: ServiceContext) async throws {}
+
+    public func handle(_ request: Request) throws -> Element? {
+        guard request.verb == .get else { throw Fault.actionNotSupported(request.verb, "/os/log") }
+        return try infoset(Log(syslog: LogBook.shared.forwarder?.status, line: LogBook.shared.lines))
+    }
+}

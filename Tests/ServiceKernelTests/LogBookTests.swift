@@ -1,0 +1,49 @@
+@testable import ServiceKernel
+import Testing
+
+/// The node's log in memory and as syslog messages.
+struct LogBookTests {
+    func line(_ i: Int, _ message: String = "") -> LogLine {
+        LogLine(time: Int64(i), level: "info", label: "Test", message: message.isEmpty ? "line \(i)" : message)
+    }
+
+    @Test func keepsTheLastLinesInOrderAndCutsLongOnes() {
+        let book = LogBook()
+        book.keep(100)
+        for i in 0..<250 { book.record(line(i)) }
+        #expect(book.lines.map(\.time) == Array(150..<250).map(Int64.init))
+        book.keep(10)
+        #expect(book.lines.map(\.time) == Array(240..<250).map(Int64.init))
+        book.record(line(1, String(repeating: "x", count: 100_000)))
+        #expect(book.lines.last!.message.utf8.count <= LogBook.maxLineBytes + 3)
+    }
+
+    @Test func formatsRFC5424() {
+        let l = LogLine(time: 1_796_050_000_123, level: "warning", label: "DistributingKernel", message: "member b is suspect")
+        let text = String(decoding: SyslogForwarder.format(l, hostname: "node a", pid: 42), as: UTF8.self)
+        // <PRI> is daemon (3) · 8 + warning (4); a space in the host name cannot be in the field.
+        #expect(text == "<28>1 2026-11-30T14:46:40.123Z nodea decos 42 DistributingKernel - member b is suspect")
+        let huge = LogLine(time: 0, level: "error", label: "", message: String(repeating: "y", count: 10_000))
+        let cut = SyslogForwarder.format(huge, hostname: "", pid: 1)
+        #expect(cut.count == SyslogForwarder.maxDatagram)
+        #expect(String(decoding: cut.prefix(50), as: UTF8.self).hasPrefix("<27>1 1970-01-01T00:00:00.000Z - decos 1 - - "))
+    }
+
+    @Test func destinationsAreUDPHostAndPort() {
+        let v4 = SyslogForwarder.parse("udp://10.0.0.1:514"), v6 = SyslogForwarder.parse("udp://[::1]:5514")
+        #expect(v4?.0 == "10.0.0.1" && v4?.1 == 514)
+        #expect(v6?.0 == "::1" && v6?.1 == 5514)
+        #expect(SyslogForwarder.parse("tcp://10.0.0.1:514") == nil)
+        #expect(SyslogForwarder.parse("udp://10.0.0.1") == nil)
+        #expect(SyslogForwarder.parse("udp://:514") == nil)
+        #expect(SyslogForwarder.parse("udp://h:70000") == nil)
+    }
+
+    @Test func theManifestSaysWhereAndHowMany() throws {
+        let m = try Manifest.parse(Array(#"<Manifest xmlns="urn:decos:manifest"><Logging syslog="udp://10.0.0.9:514" lines="300"/></Manifest>"#.utf8), file: "m.xml")
+        #expect(m.syslog == "udp://10.0.0.9:514" && m.logLines == 300)
+        #expect(throws: ManifestErrors.self) {
+            try Manifest.parse(Array(#"<Manifest xmlns="urn:decos:manifest"><Logging lines="5"/></Manifest>"#.utf8), file: "m.xml")
+        }
+    }
+}

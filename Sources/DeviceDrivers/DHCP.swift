@@ -86,7 +86,7 @@ func prefixLength(ofMask m: [UInt8]) -> Int? {
 public enum DHCPClient {
     /// Gets a lease for `link`, configures it, and keeps renewing it in the background.
     public static func configure(_ link: Link, _ rt: RouteNetlink, note: @escaping @Sendable (String) -> Void) async {
-        guard let mac = macBytes(link.mac) else { note("DHCP: no MAC address"); return }
+        guard let mac = MAC.bytes(link.mac) else { note("DHCP: no MAC address"); return }
         let index = link.index, name = link.name
         // One exchange (retried after 1, 2 and 4 s) while booting; without an answer the boot goes
         // on and the lease is looked for in the background.
@@ -122,11 +122,6 @@ public enum DHCPClient {
             }
             lease = renewed
         }
-    }
-
-    static func macBytes(_ s: String) -> [UInt8]? {
-        let b = s.split(separator: ":").compactMap { UInt8($0, radix: 16) }
-        return b.count == 6 ? b : nil
     }
 
     /// DISCOVER → OFFER → REQUEST → ACK, or, renewing, REQUEST → ACK. Blocking; nil on no answer.

@@ -34,7 +34,7 @@ public final class RouteNetlink {
         for m in try socket.request(type: 18 /* RTM_GETLINK */, flags: 0x300 /* NLM_F_DUMP */, body: body.bytes, what: "list links") where m.payload.count >= 16 {
             let attrs = m.attributes(after: 16)
             let flags = m.payload.u32(8)
-            let mac = (attrs[1] ?? []).map { let h = String($0, radix: 16); return h.count == 1 ? "0" + h : h }.joined(separator: ":")
+            let mac = MAC.text(attrs[1] ?? [])
             links.append(Link(index: Int32(bitPattern: m.payload.u32(4)), name: (attrs[3] ?? []).cString, mac: mac,
                               mtu: Int(attrs[4].flatMap { $0.count >= 4 ? $0.u32(0) : nil } ?? 0), up: flags & 1 != 0, carrier: flags & 0x10000 != 0,
                               loopback: flags & 8 != 0, hardwareType: m.payload.u16(2), addresses: []))

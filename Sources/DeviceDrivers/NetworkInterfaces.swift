@@ -15,9 +15,7 @@ public struct NetworkInterface: Sendable, Equatable {
     /// The interface called `name`, or nil if sysfs does not show it with an Ethernet address.
     public init?(_ name: String) {
         let dir = "/sys/class/net/\(name)"
-        guard let text = SysFS.read("\(dir)/address") else { return nil }
-        let octets = text.split(separator: ":").compactMap { UInt8($0, radix: 16) }
-        guard octets.count == 6, let mtu = SysFS.read("\(dir)/mtu").flatMap({ Int($0) }) else { return nil }
+        guard let octets = SysFS.read("\(dir)/address").flatMap(MAC.bytes), let mtu = SysFS.read("\(dir)/mtu").flatMap({ Int($0) }) else { return nil }
         self.name = name
         self.mac = octets
         self.mtu = mtu
@@ -33,24 +31,39 @@ public struct NetworkInterface: Sendable, Equatable {
         return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { holding($0) } }
     }
 
-    /// Whether `address` (IPv4 or IPv6, written out) is on one of this interface's subnets: a
-    /// host reached without a router, so raw Ethernet frames reach it too.
-    public func onLink(_ address: String) -> Bool {
-        guard var parsed = Self.socketAddress(address) else { return false }
-        let peer = withUnsafePointer(to: &parsed) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Self.bytes($0) } }
+    /// One of an interface's subnets: an address and its netmask, as bytes (4 or 16).
+    public struct Subnet: Sendable, Equatable {
+        public var address: [UInt8]
+        public var mask: [UInt8]
+
+        /// Whether `address` (IPv4 or IPv6, written out) is on this subnet.
+        public func contains(_ address: String) -> Bool {
+            guard var parsed = NetworkInterface.socketAddress(address) else { return false }
+            let peer = withUnsafePointer(to: &parsed) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { NetworkInterface.bytes($0) } }
+            return peer.count == self.address.count && zip(zip(self.address, peer), mask).allSatisfy { ($0.0 ^ $0.1) & $1 == 0 }
+        }
+    }
+
+    /// The interface's subnets now (getifaddrs): hosts on them are reached without a router, so
+    /// raw Ethernet frames reach them too.
+    public func subnets() -> [Subnet] {
         var list: UnsafeMutablePointer<ifaddrs>?
-        guard getifaddrs(&list) == 0 else { return false }
+        guard getifaddrs(&list) == 0 else { return [] }
         defer { freeifaddrs(list) }
+        var found: [Subnet] = []
         var next = list
         while let entry = next {
             next = entry.pointee.ifa_next
             guard String(cString: entry.pointee.ifa_name) == name, let a = entry.pointee.ifa_addr, let m = entry.pointee.ifa_netmask,
                   a.pointee.sa_family == m.pointee.sa_family else { continue }
-            let mine = Self.bytes(a), mask = Self.bytes(m)
-            if mine.count == peer.count, mask.count == peer.count, zip(zip(mine, peer), mask).allSatisfy({ ($0.0 ^ $0.1) & $1 == 0 }) { return true }
+            let subnet = Subnet(address: Self.bytes(a), mask: Self.bytes(m))
+            if !subnet.address.isEmpty, subnet.address.count == subnet.mask.count { found.append(subnet) }
         }
-        return false
+        return found
     }
+
+    /// Whether `address` (IPv4 or IPv6, written out) is on one of the interface's subnets now.
+    public func onLink(_ address: String) -> Bool { subnets().contains { $0.contains(address) } }
 
     /// The socket address of an IPv4 or IPv6 address written out.
     static func socketAddress(_ text: String) -> sockaddr_storage? {
@@ -103,5 +116,19 @@ public struct NetworkInterface: Sendable, Equatable {
             next = entry.pointee.ifa_next
         }
         return nil
+    }
+}
+
+/// A MAC address as the kernel writes it (`02:00:0a:4e:00:01`) and as six bytes.
+public enum MAC {
+    /// The six bytes of `text`, or nil if it is not six hex octets.
+    public static func bytes(_ text: String) -> [UInt8]? {
+        let octets = text.split(separator: ":").compactMap { UInt8($0, radix: 16) }
+        return octets.count == 6 ? octets : nil
+    }
+
+    /// `bytes` written with two lowercase hex digits each, colon-separated.
+    public static func text(_ bytes: [UInt8]) -> String {
+        bytes.map { let h = String($0, radix: 16); return h.count == 1 ? "0" + h : h }.joined(separator: ":")
     }
 }

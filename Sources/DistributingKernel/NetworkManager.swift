@@ -35,10 +35,8 @@ public struct ClusterConfig: Sendable {
     /// The address of the interface the cluster uses: the listen host, or where it listens on
     /// all interfaces, the advertised one.
     var interfaceAddress: String {
-        guard ["0.0.0.0", "::", ""].contains(host), let advertise else { return host }
-        var h = advertise.hasPrefix("[") ? String(advertise.dropFirst().prefix { $0 != "]" }) : String(advertise.prefix { $0 != ":" })
-        if h.isEmpty { h = host }
-        return h
+        guard ["0.0.0.0", "::", ""].contains(host), let advertised = advertise.flatMap(parseHostPort) else { return host }
+        return advertised.host
     }
 
     public init(node: String, host: String, port: Int, seeds: [String], key: ClusterKey) {

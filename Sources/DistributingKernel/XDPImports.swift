@@ -1,3 +1,4 @@
+import DeviceDrivers
 import ServiceKernel
 import Synchronization
 
@@ -166,17 +167,16 @@ extension XDPPlane {
         }
         switch next {
         case .nothing: break
-        case .fail: finish(i, .unreachable("no AF_XDP frame from \(i.peer) (\(XDPWire.macText(i.flow.address))) for \(Self.stall / 1_000_000) s"))
+        case .fail: finish(i, .unreachable("no AF_XDP frame from \(i.peer) (\(MAC.text(i.flow.address))) for \(Self.stall / 1_000_000) s"))
         case .remove: state.withLock { s in if s.imports[i.flow] === i { s.imports[i.flow] = nil } }
         }
     }
 
     /// Sends the sender where the import is: a PULL until the first chunk has come, then ACKs.
     private func tell(_ i: XDPImport, _ st: inout XDPImport.State, now: UInt64) {
-        let body = st.coverage.count == 0 && !st.over
-            ? XDPWire.encode(XDPWire.Pull(length: UInt64(i.length), chunk: i.chunk, node: node))
-            : XDPWire.encode(st.coverage.ack())
-        let kind: XDPWire.Kind = st.coverage.count == 0 && !st.over ? .pull : .ack
+        let pulling = st.coverage.count == 0 && !st.over
+        let body = pulling ? XDPWire.encode(XDPWire.Pull(length: UInt64(i.length), chunk: i.chunk, node: node)) : XDPWire.encode(st.coverage.ack())
+        let kind: XDPWire.Kind = pulling ? .pull : .ack
         st.sequence += 1
         guard send(on: i.port, to: i.sender, kind, transfer: i.flow.transfer, sequence: st.sequence, body: body, cipher: i.cipher) else { return }
         st.ackDue = false

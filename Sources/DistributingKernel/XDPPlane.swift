@@ -1,6 +1,7 @@
 import DeviceDrivers
 import Infoset
 import Logging
+import ProcessKernel
 import ServiceKernel
 import Synchronization
 
@@ -26,7 +27,9 @@ final class XDPPlane: DataPlane {
     let sealed: Bool
     /// Where imports land: the pool of the interface's NUMA node (its ports' UMEMs come from it too).
     let pool: BufferPool
-    let filter: XDPFilter
+    /// The interface's subnets when the plane opened (the cluster's address is on one): asked on
+    /// every export, so read once rather than per message.
+    let subnets: [NetworkInterface.Subnet]
     let ports: [XDPPort]
     let state = Mutex(State())
     let owner = ManagerLink()
@@ -75,10 +78,10 @@ final class XDPPlane: DataPlane {
         }
     }
 
-    private init(interface: NetworkInterface, filter: XDPFilter, ports: [XDPPort], node: String, sealed: Bool, pool: BufferPool, logger: Logger) {
+    private init(interface: NetworkInterface, ports: [XDPPort], node: String, sealed: Bool, pool: BufferPool, logger: Logger) {
         self.interface = interface
         self.ports = ports
-        self.filter = filter
+        subnets = interface.subnets()
         self.node = node
         self.sealed = sealed
         self.pool = pool
@@ -98,7 +101,7 @@ final class XDPPlane: DataPlane {
         do {
             let filter = try XDPFilter(interface: name, ethertype: XDPWire.etherType, queues: max(queues, 1))
             let ports = try (0..<queues).map { q in try XDPPort(filter: filter, interface: interface, queue: q, pool: pool) }
-            let plane = XDPPlane(interface: interface, filter: filter, ports: ports, node: node, sealed: sealed, pool: pool, logger: logger)
+            let plane = XDPPlane(interface: interface, ports: ports, node: node, sealed: sealed, pool: pool, logger: logger)
             for port in plane.ports {
                 port.run(receive: { [weak plane] port, frame, now in plane?.receive(frame, on: port, now: now) },
                          serve: { [weak plane] port, now in plane?.serve(port, now: now) ?? (false, false) })
@@ -114,8 +117,8 @@ final class XDPPlane: DataPlane {
 
     /// Only a peer on the interface's own subnet: its frames reach it without a router.
     func reaches(_ address: String) -> Bool {
-        let host = address.hasPrefix("[") ? String(address.dropFirst().prefix { $0 != "]" }) : String(address.prefix { $0 != ":" })
-        return interface.onLink(host)
+        guard let host = parseHostPort(address)?.host else { return false }
+        return subnets.contains { $0.contains(host) }
     }
 
     /// The bytes of payload a frame carries on this interface.
@@ -123,7 +126,8 @@ final class XDPPlane: DataPlane {
 
     // MARK: offers
 
-    /// The offer names this node's MAC, the queue to pull from, the transfer and its key.
+    /// The offer names this node's MAC, the transfer and its key. (Its queue is 0: the NIC, not
+    /// this node, picks the queue a PULL arrives on, and the sending stays on that queue's port.)
     func export(_ buffer: DataBuffer, call: UInt64, to peer: String, expires: UInt64?) async -> Result<(transfer: UInt64, offer: Wire.Offer), Fault> {
         let key = sealed ? XDPCipher.key() : []
         let transfer = state.withLock { s in

@@ -5,8 +5,10 @@ import Synchronization
 /// from the port its PULL came in on as the window (XDPWindow) allows.
 final class XDPSending: Sendable {
     let peer: String
+    /// The receiver's MAC and the transfer: the sending's key in the plane's table.
+    let flow: XDPPlane.Flow
+    /// The receiver's MAC as bytes, for every frame's header.
     let receiver: [UInt8]
-    let transfer: UInt64
     let buffer: DataBuffer
     let chunk: Int
     let call: UInt64
@@ -23,10 +25,10 @@ final class XDPSending: Sendable {
     }
     let state: Mutex<State>
 
-    init(peer: String, receiver: [UInt8], transfer: UInt64, buffer: DataBuffer, chunk: Int, call: UInt64, port: XDPPort, cipher: XDPCipher?, now: UInt64) {
+    init(peer: String, flow: XDPPlane.Flow, buffer: DataBuffer, chunk: Int, call: UInt64, port: XDPPort, cipher: XDPCipher?, now: UInt64) {
         self.peer = peer
-        self.receiver = receiver
-        self.transfer = transfer
+        self.flow = flow
+        receiver = flow.address
         self.buffer = buffer
         self.chunk = chunk
         self.call = call
@@ -59,7 +61,7 @@ extension XDPPlane {
         }
         state.withLock { s in
             guard s.sendings[flow] == nil, s.exports[h.transfer] != nil else { return }
-            s.sendings[flow] = XDPSending(peer: offering.peer, receiver: flow.address, transfer: h.transfer, buffer: offering.buffer, chunk: pull.chunk,
+            s.sendings[flow] = XDPSending(peer: offering.peer, flow: flow, buffer: offering.buffer, chunk: pull.chunk,
                                           call: offering.call, port: port, cipher: cipher, now: now)
             s.count(offering.peer) { $0.sending += 1 }
         }
@@ -89,9 +91,9 @@ extension XDPPlane {
         if outcome.bytes > 0 { state.withLock { $0.count(sending.peer) { $0.bytesSent += UInt64(outcome.bytes) } } }
         if outcome.done {
             let w = outcome.window, took = Double(now - sending.started) / 1e6
-            logger.debug("AF_XDP transfer \(sending.transfer) to \(sending.peer): \(count) bytes in \(took) s, \(w.total) chunks, \(w.retransmitted) sent again, \(w.timeouts) timeouts, round trip \(w.roundTrip) µs")
+            logger.debug("AF_XDP transfer \(sending.flow.transfer) to \(sending.peer): \(count) bytes in \(took) s, \(w.total) chunks, \(w.retransmitted) sent again, \(w.timeouts) timeouts, round trip \(w.roundTrip) µs")
             // Every byte is there: the lease ends now, not when the call does.
-            release([sending.transfer])
+            release([sending.flow.transfer])
         } else {
             // A large buffer that is moving is not a call that timed out.
             if outcome.arm, sending.call != 0 { manager?.armDeadline(sending.call) }
@@ -113,7 +115,7 @@ extension XDPPlane {
                 let chunks = st.window.take(now: now, max: room)
                 for c in chunks {
                     let start = c * sending.chunk, n = min(sending.chunk, bytes.count - start)
-                    send(on: port, to: sending.receiver, XDPWire.Header(kind: .data, transfer: sending.transfer, sequence: UInt64(c), length: n), cipher: sending.cipher) {
+                    send(on: port, to: sending.receiver, XDPWire.Header(kind: .data, transfer: sending.flow.transfer, sequence: UInt64(c), length: n), cipher: sending.cipher) {
                         $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[start..<start + n]))
                     }
                 }
@@ -122,9 +124,9 @@ extension XDPPlane {
         }
         if resent > 0 { state.withLock { $0.count(sending.peer) { $0.resent += resent } } }
         if silent {
-            logger.warning("AF_XDP transfer \(sending.transfer) to \(sending.peer) given up: no acknowledgement for \(Self.senderPatience / 1_000_000) s")
+            logger.warning("AF_XDP transfer \(sending.flow.transfer) to \(sending.peer) given up: no acknowledgement for \(Self.senderPatience / 1_000_000) s")
             state.withLock { s in
-                if s.sendings.removeValue(forKey: Flow(mac: sending.receiver, transfer: sending.transfer)) != nil { s.count(sending.peer) { $0.sending -= 1 } }
+                if s.sendings.removeValue(forKey: sending.flow) != nil { s.count(sending.peer) { $0.sending -= 1 } }
             }
         }
         return sent == room

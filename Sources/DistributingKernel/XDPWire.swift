@@ -1,3 +1,4 @@
+import DeviceDrivers
 import Infoset
 
 /// What the AF_XDP plane puts on the wire (docs/wire.md, "The AF_XDP plane"): the buffer
@@ -89,7 +90,7 @@ enum XDPWire {
         guard v == version else { throw r.fail("descriptor version \(v), not \(version)") }
         var mac: [UInt8] = []
         for _ in 0..<6 { mac.append(try r.byte()) }
-        guard mac[0] & 1 == 0, mac != [0, 0, 0, 0, 0, 0] else { throw r.fail("\(macText(mac)) is not one interface's address") }
+        guard mac[0] & 1 == 0, mac != [0, 0, 0, 0, 0, 0] else { throw r.fail("\(MAC.text(mac)) is not one interface's address") }
         let queue = UInt16(try r.byte()) << 8 | UInt16(try r.byte())
         let transfer = try r.u64()
         let n = try r.byte()
@@ -200,9 +201,5 @@ enum XDPWire {
     static func refusal(_ body: [UInt8]) throws(ByteReader.Failure) -> String {
         guard body.count <= 255 else { throw ByteReader(body).fail("a reason of \(body.count) bytes, over 255") }
         return String(decoding: body, as: UTF8.self)
-    }
-
-    static func macText(_ mac: [UInt8]) -> String {
-        mac.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined(separator: ":")
     }
 }

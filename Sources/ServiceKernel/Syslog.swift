@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ProcessKernel
 import Synchronization
 
 /// Forwards the node's log lines to a syslog server: RFC 5424 messages, one per UDP datagram
@@ -59,14 +60,11 @@ public final class SyslogForwarder: Sendable {
 
     deinit { close(fd) }
 
-    /// `udp://HOST:PORT` → (HOST, PORT); HOST may be `[v6]`.
+    /// `udp://HOST:PORT` → (HOST, PORT), read as every address is (`parseHostPort`; HOST may be
+    /// `[v6]`), but with a host named and a port that is not 0.
     public static func parse(_ s: String) -> (String, Int)? {
-        guard s.hasPrefix("udp://") else { return nil }
-        let rest = s.dropFirst(6)
-        guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]), (1...65535).contains(port) else { return nil }
-        var host = String(rest[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return host.isEmpty ? nil : (host, port)
+        guard s.hasPrefix("udp://"), !s.dropFirst(6).hasPrefix(":"), let (host, port) = parseHostPort(String(s.dropFirst(6))), port > 0 else { return nil }
+        return (host, port)
     }
 
     public func send(_ line: LogLine) {

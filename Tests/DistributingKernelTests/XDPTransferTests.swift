@@ -20,7 +20,7 @@ struct XDPTransferTests {
     /// Runs one transfer of `total` chunks: each step the sender sends what its window allows,
     /// the link delivers (losing `loss`% each way) after `delay` µs, the receiver ACKs each
     /// batch. Returns the steps taken and the chunks sent again; fails past `limit` steps.
-    func transfer(total: Int, loss: Int, seed: UInt64 = 1, limit: Int = 100_000) -> (steps: Int, resent: Int, coverage: XDPCoverage)? {
+    func transfer(total: Int, loss: Int, seed: UInt64 = 1, limit: Int = 100_000) -> (steps: Int, resent: Int, coverage: XDPCoverage, cwnd: Double)? {
         var window = XDPWindow(total: total)
         var coverage = XDPCoverage(total: total)
         var dice = Dice(state: seed)
@@ -41,7 +41,7 @@ struct XDPTransferTests {
             }
             for a in toSender where a.at <= now { window.ack(cumulative: a.ack.cumulative, sack: a.ack.sack, now: now) }
             toSender.removeAll { $0.at <= now }
-            if window.done { return (steps, window.retransmitted, coverage) }
+            if window.done { return (steps, window.retransmitted, coverage, window.cwnd) }
         }
         return nil
     }
@@ -50,6 +50,7 @@ struct XDPTransferTests {
         let r = try #require(transfer(total: 20_000, loss: 0))
         #expect(r.coverage.whole)
         #expect(r.resent == 0)
+        #expect(r.cwnd > XDPWindow.initialWindow, "the window stayed at \(r.cwnd) chunks")
     }
 
     @Test func underLossEveryChunkArrivesAndOnlyLostOnesAreSentAgain() throws {

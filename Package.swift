@@ -19,6 +19,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         // 4.x: FoundationEssentials only (3.x pulls in all of Foundation and ICU, +45 MB static).
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        // The node's metrics: instruments through swift-metrics, exposed by swift-prometheus.
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .target(name: "Infoset"),
@@ -41,10 +44,13 @@ let package = Package(
         .target(name: "ServiceKernel", dependencies: [
             "Infoset", "ProcessKernel",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .target(name: "StandardServices", dependencies: ["ServiceKernel", "Infoset", "ProcessKernel", "DeviceDrivers"]),
         .target(name: "Gateway", dependencies: [
             "ServiceKernel", "Infoset",
+            .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

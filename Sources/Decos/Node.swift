@@ -91,7 +91,9 @@ public final class Node: Sendable {
             logger.warning("the gateway listens on \(manifest.gateway!.host), beyond loopback, with no <Security> rules: anonymous clients may only read")
         }
         let kernel = Kernel(node: manifest.node ?? defaultNodeName(), security: security, contracts: contracts, logger: logger,
-                            pools: bufferPools(manifest))
+                            pools: bufferPools(manifest), metrics: NodeMetrics(enabled: manifest.gateway?.metrics ?? true))
+        var phases = BootPhases(kernel.metrics)
+        collectMetrics(kernel.metrics, node: kernel.node, os: os)
         // The log `/os/log` keeps, and where its lines go besides the console.
         LogBook.shared.keep(manifest.logLines)
         if let syslog = manifest.syslog {
@@ -103,6 +105,7 @@ public final class Node: Sendable {
         for (type, path) in SystemServices.all {
             try await kernel.create(ServiceConfig(contract: type.contract, name: path), essential: true)
         }
+        phases.end("system_services")
         // 3. Device drivers: in hosted mode the host's interfaces are used as they are.
         // 4. The network binding: the gateway when present, else messages stay local.
         var gateway: Gateway?
@@ -115,6 +118,7 @@ public final class Node: Sendable {
                 throw BootError(message: "cannot listen on \(binding.host):\(binding.port): \(error)")
             }
             gateway = g
+            phases.end("gateway")
         }
         var network: NetworkManager?
         var clusterAddress: SocketAddress?
@@ -142,6 +146,7 @@ public final class Node: Sendable {
                 throw BootError(message: "cannot listen for peers on \(c.host):\(c.port): \(error)")
             }
             network = n
+            phases.end("cluster")
         }
         if manifest.gateway == nil && manifest.cluster == nil {
             logger.info("no network binding in the manifest: messages stay local")
@@ -154,12 +159,26 @@ public final class Node: Sendable {
                 throw BootError(message: "\(s.location.map { "\($0): " } ?? "")cannot create \(s.name ?? s.contract): \(error)")
             }
         }
+        phases.end("services")
         // The network manager joins last, so its first table already lists the services.
         network?.start()
         // 6. The manifest's processes, supervised from here on.
         for p in manifest.processes { os.supervisor.start(p) }
         return Node(manifest: manifest, kernel: kernel, gateway: gateway, httpAddress: address,
                     network: network, clusterAddress: clusterAddress, os: os)
+    }
+
+    /// What `/metrics` reads of the node and its system when scraped: which node and release,
+    /// resident memory, and the restarts of each supervised process.
+    static func collectMetrics(_ metrics: NodeMetrics, node: String, os: OperatingSystem) {
+        metrics.gauge("decos_node_info", [("node", node), ("version", DecosVersion.string)]).set(1)
+        metrics.onScrape { m in
+            m.gauge("process_resident_memory_bytes").set(residentBytes())
+            for p in os.supervisor.statuses {
+                m.mirror("decos_process_restarts_total", [("process", p.name)], total: p.restarts)
+                m.gauge("decos_process_running", [("process", p.name)]).set(p.state == .running ? 1 : 0)
+            }
+        }
     }
 
     /// One buffer pool per NUMA node, each NIC's buffers landing in its node's pool, pages placed
@@ -181,6 +200,25 @@ public final class Node: Sendable {
         await network?.stop()
         await kernel.shutdown()
         await os.supervisor.stopAll()
+    }
+}
+
+/// How long each phase of booting took, as `decos_boot_phase_seconds{phase}`: each phase ends
+/// where the next begins. The appliance adds the phases before the node (drivers, network).
+public struct BootPhases {
+    let metrics: NodeMetrics
+    var mark = ContinuousClock.now
+
+    public init(_ metrics: NodeMetrics) { self.metrics = metrics }
+
+    public mutating func end(_ phase: String) {
+        let now = ContinuousClock.now
+        BootPhases.record(phase, took: now - mark, in: metrics)
+        mark = now
+    }
+
+    public static func record(_ phase: String, took: Duration, in metrics: NodeMetrics) {
+        metrics.gauge("decos_boot_phase_seconds", [("phase", phase)]).set(took.inSeconds)
     }
 }
 

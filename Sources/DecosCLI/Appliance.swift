@@ -67,6 +67,8 @@ enum Appliance {
             InitProcess.panic("boot failed: \(error)", delay: p.panicDelay)
         }
         let ready = InitProcess.bootTime, start = InitProcess.startedAt
+        BootPhases.record("drivers", took: driversDone - start, in: node.kernel.metrics)
+        BootPhases.record("network", took: networkDone - driversDone, in: node.kernel.metrics)
         say(NodeRunner.readyLine(node).dropFirst("decos: ".count)
             + "; /init to ready \(ms(ready - start)) ms (drivers \(ms(driversDone - start)), network \(ms(networkDone - driversDone)), services \(ms(ready - networkDone))), kernel start to ready \(ms(ready)) ms")
         let action = await NodeRunner.serve(node) ?? .reboot

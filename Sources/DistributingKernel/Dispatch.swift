@@ -29,6 +29,16 @@ extension NetworkManager {
         guard let route else {
             return .faulted(.unreachable("node \(target) is not in the cluster (or is dead)"), replyingTo: m)
         }
+        let started = ContinuousClock.now
+        let reply = await call(m, to: target, route: route)
+        // Labelled by members only: a node nobody knows is a client's name, of any number.
+        kernel.metrics.remoteCall(peer: target, m.verb, faulted: reply.kind == .fault, took: ContinuousClock.now - started)
+        return reply
+    }
+
+    /// Sends a request to a member at the address it has (over `channel` when one is open) and
+    /// waits for its reply, its fault, or the deadline.
+    private func call(_ m: Message, to target: String, route: (address: String, channel: (any Channel)?)) async -> Message {
         var channel = route.channel
         if channel == nil { channel = await connection(to: target, address: route.address) }
         guard let channel else {

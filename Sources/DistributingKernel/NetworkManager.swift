@@ -170,6 +170,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
             logger.warning("no data plane offered for buffers: this node prefers \(config.dataPlanes.map(\.name).joined(separator: " ")) and has only \(planes.keys.map(\.name).sorted().joined(separator: " ")); calls carrying buffers to or from other nodes will fault")
         }
         kernel.remote = self
+        kernel.metrics.onScrape { [weak self] in self?.collectMetrics($0) }
         kernel.uris.observe { [weak self] _ in self?.localTableChanged() }
         let seeds = config.seeds.filter { $0 != advertised }
         perform(state.withLock { $0.membership.join(seeds: seeds) })

@@ -101,7 +101,16 @@ final class Connection: ChannelInboundHandler {
         if !keepAlive { done.whenComplete { _ in channel.close(promise: nil) } }
     }
 
+    func channelActive(context: ChannelHandlerContext) {
+        if gateway.kernel.metrics.enabled {
+            gateway.connectionsOpen.increment()
+            gateway.connectionsOpened.increment()
+        }
+        context.fireChannelActive()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        if gateway.kernel.metrics.enabled { gateway.connectionsOpen.decrement() }
         stream?.cancel()
         inFlight?.deadline.cancel()
         inFlight = nil

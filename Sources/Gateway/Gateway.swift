@@ -1,3 +1,4 @@
+import CoreMetrics
 import Infoset
 import Logging
 import NIOCore
@@ -13,10 +14,16 @@ public final class Gateway: Sendable {
     public let binding: GatewayBinding
     let logger: Logger
 
+    /// Connections open now, and opened since the node started.
+    let connectionsOpen: Meter
+    let connectionsOpened: CoreMetrics.Counter
+
     public init(kernel: Kernel, binding: GatewayBinding, logger: Logger) {
         self.kernel = kernel
         self.binding = binding
         self.logger = logger
+        connectionsOpen = kernel.metrics.gauge("decos_gateway_connections")
+        connectionsOpened = kernel.metrics.counter("decos_gateway_connections_total")
     }
 
     private let server = Mutex<(any Channel)?>(nil)
@@ -104,6 +111,7 @@ public final class Gateway: Sendable {
         switch h.method {
         case .GET, .HEAD:
             if path == "/" { return .reply(await directoryPage(principal)) }
+            if path == "/metrics" { return .reply(metricsPage(principal)) }
             let reply = await kernel.send(Message(.get, to: path), as: principal)
             if let f = reply.fault {
                 if f.subcode?.local == "UnknownService" { return .reply(.fault(f, status: .notFound)) }
@@ -151,7 +159,16 @@ public final class Gateway: Sendable {
         return "decos://\(node)\(rest.dropFirst(node.count))"
     }
 
-    // MARK: the directory page
+    // MARK: pages
+
+    /// The node's metrics for Prometheus, to whoever may read the node's own state.
+    func metricsPage(_ principal: Principal) -> Response {
+        guard kernel.metrics.enabled else {
+            return .fault(Fault(.sender, "NotServed", "this node's metrics are off (metrics=\"off\" on <Gateway> in its manifest)"), status: .notFound)
+        }
+        if let denial = kernel.security.authorize(principal, .get, path: "/os/node") { return .fault(denial) }
+        return Response(status: .ok, contentType: NodeMetrics.contentType, body: kernel.metrics.exposition())
+    }
 
     func directoryPage(_ principal: Principal) async -> Response {
         let reply = await kernel.send(Message(.get, to: "/directory"), as: principal)

@@ -93,4 +93,11 @@ extension Duration {
     /// This duration as a floating-point number of seconds (or milliseconds), for reports and logs.
     public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
     public var inMilliseconds: Double { inSeconds * 1000 }
+    /// Whole nanoseconds (saturating), as swift-metrics' timers take them.
+    public var inNanoseconds: Int64 {
+        let (seconds, atto) = components
+        let (ns, over) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        let (sum, overAgain) = ns.addingReportingOverflow(atto / 1_000_000_000)
+        return over || overAgain ? (seconds < 0 ? .min : .max) : sum
+    }
 }

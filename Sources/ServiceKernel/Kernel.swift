@@ -1,5 +1,6 @@
 import Infoset
 import Logging
+import ProcessKernel
 import Synchronization
 
 /// Builds services for contracts: the service loader's catalogue.
@@ -60,6 +61,9 @@ public final class Kernel: Sendable {
     public let pools: BufferPools
     /// The first node's pool: where buffers no NIC is known to move are made.
     public var pool: BufferPool { pools.first }
+    /// What `GET /metrics` shows: requests, faults and latencies by service and verb, counted here;
+    /// the rest by the parts that know it.
+    public let metrics: NodeMetrics
     private let nextSubscription = Atomic<UInt64>(1)
     private let remoteDispatcher = Mutex<(any RemoteDispatcher)?>(nil)
 
@@ -71,13 +75,25 @@ public final class Kernel: Sendable {
     private let startedAt = ContinuousClock.now
 
     public init(node: String, security: SecurityManager, contracts: Contracts, logger: Logger = Logger(label: "decos"),
-                pools: BufferPools = BufferPools()) {
+                pools: BufferPools = BufferPools(), metrics: NodeMetrics = NodeMetrics()) {
         self.node = node
+        self.metrics = metrics
         self.pools = pools
         self.security = security
         self.uris = URIManager(node: node)
         self.contracts = contracts
         self.logger = logger
+        metrics.onScrape { [startedAt] m in
+            m.gauge("decos_uptime_seconds").set((ContinuousClock.now - startedAt).inSeconds)
+            for u in pools.usage {
+                let numa = ("numa_node", String(u.node))
+                m.gauge("decos_buffer_pool_bytes", [numa, ("state", "in_use")]).set(u.inUse)
+                m.gauge("decos_buffer_pool_bytes", [numa, ("state", "free")]).set(u.free)
+                m.gauge("decos_buffer_pool_bytes", [numa, ("state", "limit")]).set(u.limit)
+                m.gauge("decos_buffer_pool_buffers", [numa]).set(u.buffers)
+                m.mirror("decos_buffer_pool_refused_total", [numa], total: u.refused)
+            }
+        }
     }
 
     public var uptime: Duration { ContinuousClock.now - startedAt }
@@ -89,8 +105,17 @@ public final class Kernel: Sendable {
     /// request sent after that), if it goes to one.
     public func send(_ m: Message, as principal: Principal, entered: (@Sendable () -> Void)? = nil) async -> Message {
         guard let path = uris.localPath(m.to) else { return await sendRemote(m, as: principal) }
+        let started = ContinuousClock.now
+        let found = uris.lookup(path)
+        let reply = await deliver(m, to: found, as: principal, entered: entered)
+        // Labelled by registered paths only: a path nothing has is a client's, of any number.
+        metrics.dispatched(found?.path ?? "(unknown)", m.verb, faulted: reply.kind == .fault, took: ContinuousClock.now - started)
+        return reply
+    }
+
+    private func deliver(_ m: Message, to found: Registration?, as principal: Principal, entered: (@Sendable () -> Void)?) async -> Message {
         let reg: Registration
-        do throws(Fault) { reg = try admitted(m, path: path, as: principal) } catch { return .faulted(error, replyingTo: m) }
+        do throws(Fault) { reg = try admitted(m, found, as: principal) } catch { return .faulted(error, replyingTo: m) }
         switch m.verb {
         case .lookup:
             return answer(m) { () throws(Fault) in
@@ -117,7 +142,7 @@ public final class Kernel: Sendable {
             return answer(m) { () throws(Fault) in try infoset(SubscribeResponse(subscription: id, publisher: reg.uri)) }
         case .drop where !reg.essential:
             do throws(Fault) {
-                try await drop(path)
+                try await drop(reg.path)
                 return .response(to: m, body: nil)
             } catch {
                 return .faulted(error, replyingTo: m)
@@ -136,11 +161,11 @@ public final class Kernel: Sendable {
         }
     }
 
-    /// The registration of the local service at `path`, once the security manager has approved
+    /// The registration found for `m`'s destination, once the security manager has approved
     /// `principal`'s verb on it.
-    private func admitted(_ m: Message, path: String, as principal: Principal) throws(Fault) -> Registration {
-        guard let reg = uris.lookup(path) else { throw .unknownService(m.to.isEmpty ? "(no wsa:To)" : m.to) }
-        if let denial = security.authorize(principal, m.verb, path: path) { throw denial }
+    private func admitted(_ m: Message, _ found: Registration?, as principal: Principal) throws(Fault) -> Registration {
+        guard let reg = found else { throw .unknownService(m.to.isEmpty ? "(no wsa:To)" : m.to) }
+        if let denial = security.authorize(principal, m.verb, path: reg.path) { throw denial }
         return reg
     }
 
@@ -149,7 +174,7 @@ public final class Kernel: Sendable {
     /// before anything is allocated or fetched for the buffers it refers to.
     public func refusal(_ m: Message, as principal: Principal) -> Fault? {
         guard let path = uris.localPath(m.to) else { return .unknownService("\(m.to) is not a service of node \(node)") }
-        do throws(Fault) { _ = try admitted(m, path: path, as: principal) } catch { return error }
+        do throws(Fault) { _ = try admitted(m, uris.lookup(path), as: principal) } catch { return error }
         return nil
     }
 
@@ -249,6 +274,7 @@ public final class Kernel: Sendable {
             for s in other.removeSubscriptions(of: path) { s.queue.finish() }
         }
         await reg.service.stop()
+        metrics.forget(service: path)
         logger.info("dropped \(reg.uri)")
     }
 

@@ -76,6 +76,9 @@ public struct GatewayBinding: Sendable, Hashable {
     public var requestTimeout: Int
     /// Seconds a connection may stay silent (between requests, or mid-request) before it is closed.
     public var idleTimeout: Int
+    /// Whether the node counts requests, calls and the rest for `GET /metrics` (`metrics="off"`:
+    /// nothing counted, and /metrics is not served).
+    public var metrics = true
 
     public init(host: String = "127.0.0.1", port: Int = 7480, maxRequestBytes: Int = 1 << 20, requestTimeout: Int = 30,
                 idleTimeout: Int = 30) {
@@ -294,7 +297,7 @@ struct ManifestReader {
     }
 
     mutating func gateway(_ g: Element) -> GatewayBinding {
-        attributes(g, allowed: ["listen", "maxRequestBytes", "requestTimeout", "idleTimeout"])
+        attributes(g, allowed: ["listen", "maxRequestBytes", "requestTimeout", "idleTimeout", "metrics"])
         var b = GatewayBinding()
         if let listen = g.attribute("listen") {
             if let (host, port) = parseHostPort(listen) { b.host = host; b.port = port }
@@ -305,7 +308,20 @@ struct ManifestReader {
         }
         b.requestTimeout = positive(g, "requestTimeout") ?? b.requestTimeout
         b.idleTimeout = positive(g, "idleTimeout") ?? b.idleTimeout
+        b.metrics = onOff(g, "metrics") ?? b.metrics
         return b
+    }
+
+    /// An attribute that is `on` or `off`; nil when absent (or wrong, which fails).
+    mutating func onOff(_ e: Element, _ name: String) -> Bool? {
+        switch e.attribute(name) {
+        case nil: return nil
+        case "on": return true
+        case "off": return false
+        case let v?:
+            fail(e, "\(name)=\"\(v)\" must be on or off")
+            return nil
+        }
     }
 
     mutating func cluster(_ c: Element) -> ClusterBinding {
@@ -328,11 +344,7 @@ struct ManifestReader {
         if let max = b.suspicionMaxTimeout, max < b.suspicionTimeout { fail(c, "suspicionMaxTimeout must be at least suspicionTimeout") }
         b.requestTimeout = positive(c, "requestTimeout") ?? b.requestTimeout
         b.dataLinkIdle = positive(c, "dataLinkIdle") ?? b.dataLinkIdle
-        switch c.attribute("encryption") {
-        case nil, "on": break
-        case "off": b.encrypt = false
-        case let v?: fail(c, "encryption=\"\(v)\" must be on or off")
-        }
+        b.encrypt = onOff(c, "encryption") ?? b.encrypt
         if b.probeTimeout >= b.probeInterval { fail(c, "probeTimeout must be shorter than probeInterval") }
         for s in c.elements {
             guard inManifestNamespace(s), s.name.local == "Seed" else { fail(s, "unknown element <\(s.name.local)> in <Cluster>; expected <Seed address=\"HOST:PORT\"/>"); continue }

@@ -115,6 +115,16 @@ import ProcessKernel
         #expect(throws: ManifestErrors.self) { try parse("tcp", cluster: false) }
     }
 
+    @Test func metricsAreOnUnlessTheGatewaySaysOff() throws {
+        let on = try Manifest.parse(#"<Manifest xmlns="urn:decos:manifest"><Network><Gateway listen=":0"/></Network></Manifest>"#)
+        #expect(on.gateway?.metrics == true)
+        let off = try Manifest.parse(#"<Manifest xmlns="urn:decos:manifest"><Network><Gateway listen=":0" metrics="off"/></Network></Manifest>"#)
+        #expect(off.gateway?.metrics == false)
+        #expect(throws: ManifestErrors.self) {
+            try Manifest.parse(#"<Manifest xmlns="urn:decos:manifest"><Network><Gateway metrics="no"/></Network></Manifest>"#)
+        }
+    }
+
     @Test func wrongRootIsNamed() {
         #expect(throws: ManifestErrors.self) { try Manifest.parse("<Manifest/>") }
     }

@@ -13,15 +13,7 @@ final class Rsyslog {
 
     init() throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        // A free UDP port: bound by us, then handed to rsyslog.
-        let probe = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, length) == 0 && getsockname(probe, $0, &length) == 0 } }
-        port = Int(UInt16(bigEndian: a.sin_port))
-        close(probe)
+        port = freeLoopbackPort(SOCK_DGRAM)
         try """
         global(workDirectory="\(dir)")
         module(load="imudp")

@@ -123,3 +123,16 @@ final class RawConnection {
 
     deinit { close(fd) }
 }
+
+/// A port free on 127.0.0.1 for a server a test starts (SOCK_DGRAM or SOCK_STREAM): bound by us
+/// to learn it, then closed and handed over.
+func freeLoopbackPort(_ type: __socket_type) -> Int {
+    let probe = socket(AF_INET, Int32(type.rawValue), 0)
+    defer { close(probe) }
+    var a = sockaddr_in()
+    a.sin_family = sa_family_t(AF_INET)
+    a.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, length) == 0 && getsockname(probe, $0, &length) == 0 } }
+    return Int(UInt16(bigEndian: a.sin_port))
+}

@@ -1,0 +1,55 @@
+import Infoset
+import Synchronization
+@testable import ServiceKernel
+import StandardServices
+import Testing
+
+/// What the kernel counts for `/metrics`, read in the text format Prometheus scrapes.
+@Suite struct NodeMetricsTests {
+    func text(_ k: Kernel) -> String { String(decoding: k.metrics.exposition(), as: UTF8.self) }
+
+    @Test func requestsAndFaultsAreCountedByServiceAndVerb() async throws {
+        let k = try await makeKernel()
+        for _ in 0..<3 { _ = try await k.call(.update, "/counter", body: increment(1)) }
+        _ = await k.send(Message(.update, to: "/counter", body: Element("Nonsense")), as: .system)
+        _ = await k.send(Message(.get, to: "/no-such-service-\(UInt64.random(in: 0...UInt64.max))"), as: .system)
+        let t = text(k)
+        #expect(t.contains(#"decos_requests_total{service="/counter",verb="Update"} 4"#), "\(t)")
+        #expect(t.contains(#"decos_faults_total{service="/counter",verb="Update"} 1"#))
+        #expect(t.contains(#"decos_dispatch_duration_seconds_count{service="/counter",verb="Update"} 4"#))
+        // A path nobody has is not a series of its own: clients could make any number of them.
+        #expect(t.contains(#"decos_requests_total{service="(unknown)",verb="Get"} 1"#))
+        #expect(!t.contains("no-such-service"))
+    }
+
+    @Test func aDroppedServicesSeriesGo() async throws {
+        let k = try await makeKernel()
+        try await k.create(ServiceConfig(contract: Counter.contract, name: "/brief"))
+        _ = try await k.call(.get, "/brief")
+        #expect(text(k).contains(#"service="/brief""#))
+        try await k.drop("/brief")
+        #expect(!text(k).contains(#"service="/brief""#))
+    }
+
+    @Test func aCountKeptElsewhereIsMirroredByWhatItGrew() {
+        let m = NodeMetrics()
+        let count = Atomic(0)
+        m.onScrape { $0.mirror("decos_process_restarts_total", [("process", "p")], total: count.load(ordering: .relaxed)) }
+        #expect(String(decoding: m.exposition(), as: UTF8.self).contains("decos_process_restarts_total") == false)
+        count.store(2, ordering: .relaxed)
+        _ = m.exposition()
+        count.store(5, ordering: .relaxed)
+        #expect(String(decoding: m.exposition(), as: UTF8.self).contains(#"decos_process_restarts_total{process="p"} 5"#))
+        // The keeper started over (counted 1 since): the counter only grows, by that 1.
+        count.store(1, ordering: .relaxed)
+        #expect(String(decoding: m.exposition(), as: UTF8.self).contains(#"decos_process_restarts_total{process="p"} 6"#))
+    }
+
+    @Test func offCountsNothing() async throws {
+        let k = Kernel(node: "n1", security: SecurityManager(policy: nil, exposed: false), contracts: StandardContracts.all,
+                       metrics: NodeMetrics(enabled: false))
+        try await k.create(ServiceConfig(contract: Counter.contract, name: "/counter"))
+        _ = try await k.call(.get, "/counter")
+        #expect(!text(k).contains("decos_requests_total"))
+    }
+}

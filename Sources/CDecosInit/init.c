@@ -130,6 +130,7 @@ int decos_finit_module(int fd, const char *params) {
 }
 
 int decos_reboot(int cmd) { return reboot(cmd); }
+int decos_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 const int decos_rb_power_off = RB_POWER_OFF, decos_rb_autoboot = RB_AUTOBOOT;
 
 /* The Swift concurrency runtime's hook; its real type is a swiftcall function pointer. */

@@ -36,7 +36,7 @@ enum Appliance {
         let driversDone = InitProcess.bootTime
         let nics = devices.flatMap(\.interfaces)
         say("drivers: \(devices.count) devices, \(loader.loaded.filter { $0.state == .loaded }.count) modules loaded, links \(nics.isEmpty ? "none" : nics.joined(separator: " ")) at \(ms(InitProcess.bootTime)) ms")
-        let os = OperatingSystem(supervisor: Supervisor(log: { say($0) }), modules: loader, isAppliance: true)
+        let os = OperatingSystem(supervisor: nodeSupervisor(), modules: loader, isAppliance: true)
         await NetworkSetup.configure(p, dhcp: { link, rt in await DHCPClient.configure(link, rt, note: { os.note(link: link.name, $0); say("\(link.name): \($0)") }) },
                                      note: { link, text in os.note(link: link, text); say("\(link): \(text)") })
 

@@ -66,7 +66,7 @@ struct Run: AsyncParsableCommand {
             guard let s = readSecret(operatorToken) else { fail("cannot read the operator token \(operatorToken), or it is shorter than 16 characters") }
             secret = s
         }
-        let os = OperatingSystem(supervisor: Supervisor(log: { print("decos: \($0)") }))
+        let os = OperatingSystem(supervisor: nodeSupervisor())
         let booted: Node
         do { booted = try await Node.boot(m, extra: DecosCLI.extra, os: os, operatorSecret: secret) } catch { fail(String(describing: error)) }
         print(NodeRunner.readyLine(booted))

@@ -113,6 +113,15 @@ func bootstrapLogging(_ level: Logger.Level) {
     }
 }
 
+/// The supervisor of a node's processes: what it does and what they write is logged as the
+/// node's own lines are (console, `/os/log`, syslog), each output line under `NAME:stdout` or
+/// `NAME:stderr`.
+func nodeSupervisor() -> Supervisor {
+    let logger = Logger(label: "process")
+    return Supervisor(log: { logger.notice("\($0)", source: "Supervisor") },
+                      output: { logger.info("\($0.line)", source: "\($0.process):\($0.stream.rawValue)") })
+}
+
 /// A secret from a file, trimmed; nil when unreadable or shorter than 16 characters.
 func readSecret(_ path: String) -> String? {
     guard let bytes = readFile(path) else { return nil }

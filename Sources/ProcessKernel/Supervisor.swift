@@ -1,3 +1,4 @@
+import CDecosInit
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -63,13 +64,17 @@ public final class Supervisor: Sendable {
     public let minimumBackoff: Duration
     public let maximumBackoff: Duration
     public let log: @Sendable (String) -> Void
+    /// Where the processes' stdout and stderr lines go; nil: the processes write the node's own
+    /// stdout and stderr (the console).
+    public let output: (@Sendable (OutputLine) -> Void)?
 
     public init(reaper: Reaper = .shared, minimumBackoff: Duration = .milliseconds(100), maximumBackoff: Duration = .seconds(10),
-                log: @escaping @Sendable (String) -> Void = { _ in }) {
+                log: @escaping @Sendable (String) -> Void = { _ in }, output: (@Sendable (OutputLine) -> Void)? = nil) {
         self.reaper = reaper
         self.minimumBackoff = minimumBackoff
         self.maximumBackoff = maximumBackoff
         self.log = log
+        self.output = output
     }
 
     public var statuses: [ProcessStatus] { entries.withLock { $0.map(\.status) } }
@@ -135,11 +140,34 @@ public final class Supervisor: Sendable {
         posix_spawnattr_setsigdefault(&attr, &all)
         posix_spawnattr_setsigmask(&attr, &none)
         posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | 0x80 /* POSIX_SPAWN_SETSID */))
-        return reaper.spawn {
-            var pid: pid_t = 0
-            let rc = posix_spawn(&pid, spec.path, nil, &attr, argv, envp)
-            return rc == 0 ? .success(pid) : .failure(SpawnError(message: String(cString: strerror(rc))))
+        // stdout and stderr into pipes of ours when their lines are wanted: each read end to a
+        // reader, each write end the child's alone (closed here once it has them).
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        var pipes: [(read: Int32, write: Int32, stream: OutputLine.Stream)] = []
+        if output != nil {
+            for (target, stream) in [(STDOUT_FILENO, OutputLine.Stream.stdout), (STDERR_FILENO, .stderr)] {
+                var fds: [Int32] = [-1, -1]
+                guard decos_pipe_cloexec(&fds) == 0 else { continue }
+                posix_spawn_file_actions_adddup2(&actions, fds[1], target)
+                pipes.append((fds[0], fds[1], stream))
+            }
         }
+        let spawned = reaper.spawn {
+            var pid: pid_t = 0
+            let rc = posix_spawn(&pid, spec.path, &actions, &attr, argv, envp)
+            return rc == 0 ? Result<pid_t, SpawnError>.success(pid) : .failure(SpawnError(message: String(cString: strerror(rc))))
+        }
+        for p in pipes {
+            close(p.write)
+            if case .success = spawned, let output {
+                OutputReader.start(fd: p.read, process: spec.name, stream: p.stream, to: output)
+            } else {
+                close(p.read)
+            }
+        }
+        return spawned
     }
 
     /// Stops every process: SIGTERM, then SIGKILL to whatever still runs after `grace`.

@@ -12,13 +12,30 @@ public struct LogLine: Codable, Sendable, Equatable {
     /// The subsystem that logged it (`ServiceKernel`, `DistributingKernel`, …).
     public var label: String
     public var message: String
+    /// The service whose request was being handled when the line was logged, if any.
+    public var service: String?
+    /// That request's wsa:MessageID, if it had one: the same on every node the request reaches,
+    /// so one call can be followed across a cluster.
+    public var messageID: String?
 
-    public init(time: Int64, level: String, label: String, message: String) {
+    public init(time: Int64, level: String, label: String, message: String, service: String? = nil, messageID: String? = nil) {
         self.time = time
         self.level = level
         self.label = label
         self.message = message
+        self.service = service
+        self.messageID = messageID
     }
+}
+
+/// The request a task is handling, for the lines it logs: set by the kernel around each delivery
+/// (`Kernel.send`), read by `LogBookHandler`. A task-local, so it follows the request into every
+/// call its handler awaits and every task it starts, and into no other request's.
+public struct RequestContext: Sendable {
+    public var service: String?
+    public var messageID: String?
+
+    @TaskLocal public static var current: RequestContext?
 }
 
 /// The node's log kept in memory: the last lines, bounded in number and in bytes, for
@@ -35,6 +52,8 @@ public final class LogBook: Sendable {
         var start = 0
         var capacity = LogBook.defaultLines
         var forwarder: SyslogForwarder?
+        var watchers: [UInt64: @Sendable (LogLine) -> Void] = [:]
+        var nextWatcher: UInt64 = 0
     }
     private let ring = Mutex(Ring())
 
@@ -61,15 +80,28 @@ public final class LogBook: Sendable {
         if line.message.utf8.count > Self.maxLineBytes {
             line.message = String(decoding: line.message.utf8.prefix(Self.maxLineBytes), as: UTF8.self) + "…"
         }
-        let forwarder = ring.withLock { r -> SyslogForwarder? in
+        let (forwarder, watchers) = ring.withLock { r in
             if r.lines.count < r.capacity { r.lines.append(line) } else {
                 r.lines[r.start] = line
                 r.start = (r.start + 1) % r.capacity
             }
-            return r.forwarder
+            return (r.forwarder, r.watchers.values)
         }
         forwarder?.send(line)
+        for w in watchers { w(line) }
     }
+
+    /// Hands `watcher` each line from now on, as it is logged, until `unwatch`; it must not wait
+    /// (it runs on whatever thread logged the line). Returns its number.
+    public func watch(_ watcher: @escaping @Sendable (LogLine) -> Void) -> UInt64 {
+        ring.withLock { r in
+            r.nextWatcher += 1
+            r.watchers[r.nextWatcher] = watcher
+            return r.nextWatcher
+        }
+    }
+
+    public func unwatch(_ id: UInt64) { _ = ring.withLock { $0.watchers.removeValue(forKey: id) } }
 
     /// The lines kept, oldest first.
     public var lines: [LogLine] { ring.withLock { Self.ordered($0) } }
@@ -111,7 +143,9 @@ public struct LogBookHandler: LogHandler {
     public func log(event: LogEvent) {
         stream.log(event: event)
         // The subsystem is the logging module (`[ServiceKernel]` on the console), not the logger's label.
-        book.record(LogLine(time: LogBook.now(), level: event.level.rawValue, label: event.source, message: event.message.description))
+        let request = RequestContext.current
+        book.record(LogLine(time: LogBook.now(), level: event.level.rawValue, label: event.source, message: event.message.description,
+                            service: request?.service, messageID: request?.messageID))
     }
 }
 

@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 @testable import ProcessKernel
 #if canImport(Glibc)
@@ -54,6 +55,20 @@ import Glibc
         await s.stopAll(grace: .milliseconds(300))
         #expect(s.statuses[0].state == .stopped)
         #expect(s.statuses[0].lastExit == "killed by signal 9")
+    }
+
+    @Test func outputComesLineByLineWithItsStreamAndLongLinesInPieces() async throws {
+        let seen = Mutex<[OutputLine]>([])
+        let s = Supervisor(output: { line in seen.withLock { $0.append(line) } })
+        // 5000 x's with no newline, then the end of the process: two pieces, the last at exit.
+        s.start(ProcessSpec(name: "talker", path: "/bin/sh",
+                            arguments: ["-c", "echo out one; echo err one >&2; echo out two; printf '%5000s' '' | tr ' ' x"], restart: .never))
+        try await waitUntil("every line, the unterminated last one at exit") {
+            seen.withLock { $0.filter { $0.stream == .stdout }.count } == 4 && s.statuses[0].state == .exited
+        }
+        let lines = seen.withLock { $0 }
+        #expect(lines.filter { $0.stream == .stdout }.map(\.line) == ["out one", "out two", String(repeating: "x", count: 4096), String(repeating: "x", count: 904)])
+        #expect(lines.filter { $0.stream == .stderr } == [OutputLine(process: "talker", stream: .stderr, line: "err one")])
     }
 
     @Test func aMissingProgramIsAFailureWithItsReason() async throws {

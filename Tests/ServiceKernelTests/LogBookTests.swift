@@ -1,3 +1,6 @@
+import Infoset
+import Logging
+import Synchronization
 @testable import ServiceKernel
 import Testing
 
@@ -45,5 +48,49 @@ struct LogBookTests {
         #expect(throws: ManifestErrors.self) {
             try Manifest.parse(Array(#"<Manifest xmlns="urn:decos:manifest"><Logging lines="5"/></Manifest>"#.utf8), file: "m.xml")
         }
+    }
+}
+
+/// Lines logged while a request is handled name its service and MessageID.
+@Suite struct RequestLogTests {
+    /// Logs a line for each request, through a handler writing to a book of the test's own.
+    actor Chatty: Service {
+        static let contract = "urn:test:chatty"
+        static let book = LogBook()
+        let logger = Logger(label: "chatty") { LogBookHandler(label: $0, book: Chatty.book) }
+        init(config: ServiceConfig) {}
+        func start(_ context: ServiceContext) async throws {}
+        func handle(_ request: Request) async throws -> Element? {
+            logger.info("handling \(request.verb.rawValue)")
+            return nil
+        }
+    }
+
+    @Test func aLineLoggedForARequestCarriesItsServiceAndMessageID() async throws {
+        let k = Kernel(node: "n1", security: SecurityManager(policy: nil, exposed: false), contracts: Contracts([Chatty.self]))
+        try await k.create(ServiceConfig(contract: Chatty.contract, name: "/chatty"))
+        var m = Message(.get, to: "/chatty")
+        m.messageID = "urn:uuid:follow-me"
+        _ = await k.send(m, as: .anonymous)
+        let line = try #require(Chatty.book.lines.last { $0.message == "handling Get" })
+        #expect(line.service == "/chatty" && line.messageID == "urn:uuid:follow-me", "\(line)")
+        // And syslog carries both as structured data.
+        let text = String(decoding: SyslogForwarder.format(line, hostname: "n1", pid: 7), as: UTF8.self)
+        #expect(text.contains(#" [decos@32473 service="/chatty" messageID="urn:uuid:follow-me"] handling Get"#), "\(text)")
+    }
+
+    @Test func watchersSeeEachLineAsItIsLogged() {
+        let book = LogBook()
+        let seen = Mutex<[String]>([])
+        let id = book.watch { line in seen.withLock { $0.append(line.message) } }
+        book.record(LogLine(time: 1, level: "info", label: "T", message: "one"))
+        book.unwatch(id)
+        book.record(LogLine(time: 2, level: "info", label: "T", message: "two"))
+        #expect(seen.withLock { $0 } == ["one"])
+    }
+
+    @Test func structuredDataValuesAreEscaped() {
+        let l = LogLine(time: 0, level: "info", label: "", message: "m", service: #"/a"b]c\d"#)
+        #expect(SyslogForwarder.structuredData(l) == #"[decos@32473 service="/a\"b\]c\\d"]"#)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 let canRunRsyslog = FileManager.default.isExecutableFile(atPath: "/usr/sbin/rsyslogd")
@@ -70,6 +71,63 @@ struct LogTests {
         #expect(log.contains("<Label>ServiceKernel</Label><Message>registered decos://logged/counter (urn:decos:examples:counter)</Message>"), "\(log.prefix(2000))")
         #expect(log.contains("<Syslog><Destination>udp://127.0.0.1:\(rsyslog.port)</Destination><Sent>"), "\(log.prefix(500))")
         #expect(log.contains("<Dropped>0</Dropped>"))
+    }
+
+    @Test func aSupervisedProcesssOutputIsLoggedAndSubscribersSeeNewLinesLive() throws {
+        let rsyslog = try Rsyslog()
+        let manifest = NSTemporaryDirectory() + "decos-logging-\(UUID().uuidString).xml"
+        try """
+        <Manifest xmlns="urn:decos:manifest" node="talky">
+          <Logging syslog="udp://127.0.0.1:\(rsyslog.port)"/>
+          <Process name="talker" path="/bin/sh" restart="never">
+            <Arg>-c</Arg><Arg>echo hello from stdout; echo trouble on stderr >&amp;2; exec sleep 1000</Arg>
+          </Process>
+        </Manifest>
+        """.write(toFile: manifest, atomically: true, encoding: .utf8)
+        let node = try NodeProcess(manifest: manifest)
+        _ = try waitFor("the process's lines in /os/log", within: 10) {
+            let log = try curl(node.base + "/os/log").out
+            return log.contains("<Label>talker:stdout</Label><Message>hello from stdout</Message>")
+                && log.contains("<Label>talker:stderr</Label><Message>trouble on stderr</Message>")
+        }
+        _ = try waitFor("the process's line at rsyslog", within: 10) { rsyslog.received.contains("talky|decos|\(node.process.processIdentifier)|talker:stdout|info|hello from stdout") }
+
+        // A live tail: `decos ctl subscribe /os/log` prints each new line as it is logged.
+        let tail = Process(), out = Pipe()
+        tail.executableURL = URL(fileURLWithPath: decosBinary)
+        tail.arguments = ["ctl", "subscribe", node.base + "/os/log"]
+        tail.standardOutput = out
+        try tail.run()
+        defer { tail.terminate(); tail.waitUntilExit() }
+        let seen = Mutex("")
+        out.fileHandleForReading.readabilityHandler = { h in
+            let d = h.availableData
+            seen.withLock { $0 += String(decoding: d, as: UTF8.self) }
+        }
+        _ = try waitFor("the subscription", within: 10) { seen.withLock { $0.contains("subscribed to") } }
+        // A service made now logs "registered …", with the Create's MessageID.
+        let create = soapCreate.replacingOccurrences(of: "urn:uuid:1", with: "urn:uuid:tail-me")
+            .replacingOccurrences(of: "<Name>/broken</Name><State><Nonsense/></State>", with: "<Name>/fresh</Name>")
+        #expect(try curl("-H", "Content-Type: application/soap+xml", "--data-binary", create, node.base + "/constructor").out.contains("decos://talky/fresh"))
+        _ = try waitFor("the new line on the tail", within: 10) {
+            seen.withLock { $0.contains("registered decos://talky/fresh") && $0.contains("<Service>/constructor</Service>")
+                && $0.contains("<MessageID>urn:uuid:tail-me</MessageID>") }
+        }
+    }
+
+    @Test func oneCallIsFollowedAcrossNodesByItsMessageID() throws {
+        let a = try NodeProcess(manifest: try clusterManifest(), extra: ["--node", "a"])
+        let b = try NodeProcess(manifest: try clusterManifest(seeds: [a.clusterAddress]), extra: ["--node", "b"])
+        try waitFor { try a.counters() == ["decos://a/counter", "decos://b/counter"] }
+        // A Create sent to a's gateway for b's constructor: b logs the service it made under the
+        // MessageID the client gave the call at a.
+        let id = "urn:uuid:\(UUID().uuidString)"
+        let create = soapCreate.replacingOccurrences(of: "urn:uuid:1", with: id)
+            .replacingOccurrences(of: "<Name>/broken</Name><State><Nonsense/></State>", with: "<Name>/followed</Name>")
+        #expect(try curl("-H", "Content-Type: application/soap+xml", "--data-binary", create, a.base + "/@b/constructor").out.contains("decos://b/followed"))
+        let log = try curl(a.base + "/@b/os/log").out
+        let line = log.components(separatedBy: "<Line>").first { $0.contains("registered decos://b/followed") } ?? ""
+        #expect(line.contains("<Service>/constructor</Service>") && line.contains("<MessageID>\(id)</MessageID>"), "\(log.suffix(1500))")
     }
 
     @Test func aSyslogDestinationThatIsNotUDPIsRefused() throws {

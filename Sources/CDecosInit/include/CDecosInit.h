@@ -13,6 +13,9 @@ const char *decos_early_init_errors(void);
 
 /// finit_module(2): load a kernel module from an open file.
 int decos_finit_module(int fd, const char *params);
+/// pipe2(2) with O_CLOEXEC: both ends closed at exec from birth, so no child spawned meanwhile by
+/// another thread inherits them (Glibc's module does not import pipe2, a GNU extension).
+int decos_pipe_cloexec(int fds[2]);
 /// reboot(2) with one of the RB_* commands; returns only on failure.
 int decos_reboot(int cmd);
 /// The RB_* commands, which Swift does not import from <sys/reboot.h> as constants.

@@ -40,9 +40,10 @@ static: deps
 	@ls -l $(STATIC_BIN) | awk '{print "make static: " $$5 " bytes"}'
 
 ## A bootable image in out/: kernel, initramfs (static decos as /init, the manifest, NIC modules), iPXE script.
+## TLS=1: the gateway serves HTTPS with a self-signed certificate (out/tls.crt; its fingerprint is printed).
 NICS ?= virtio e1000 rxe
 image: static
-	NICS="$(NICS)" boot/mkimage.sh $(MANIFEST) $(STATIC_BIN)
+	NICS="$(NICS)" TLS="$(TLS)" boot/mkimage.sh $(MANIFEST) $(STATIC_BIN)
 
 ## Boots out/ in QEMU: serial console here, gateway on 127.0.0.1:$(HTTP_PORT).
 HTTP_PORT ?= 7480

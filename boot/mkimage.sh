@@ -6,6 +6,8 @@
 #
 #   boot/mkimage.sh MANIFEST [DECOS_BINARY]
 #   env: OUT=out NICS="virtio e1000 rxe" KERNEL=/boot/vmlinuz-… CMDLINE= CLUSTER_KEY=FILE ZSTD_LEVEL=19
+#        TLS=1 (the gateway serves HTTPS with a self-signed certificate made once in out/tls.crt,
+#        its key in out/tls.key; boot/tls-cert.sh prints its fingerprint)
 #        TOOLS="/usr/bin/ib_read_bw …" (host programs to run beside decos as <Process>es, with the
 #        shared libraries they need and libibverbs' providers: for benchmarks against them)
 set -euo pipefail
@@ -24,7 +26,7 @@ file "$decos" | grep -q "statically linked" || die "$decos is not statically lin
 kernel=${KERNEL:-$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -1)}
 # Nothing to do when every input is what the image in $out was built from.
 inputs=$(cat "$0" "$decos" "$manifest" drivers/*.modules ${CLUSTER_KEY:+"$CLUSTER_KEY"} 2>/dev/null | sha256sum | cut -c1-64)
-inputs="$inputs $kernel $nics ${CMDLINE:-} ${ZSTD_LEVEL:-19} ${TOOLS:-}"
+inputs="$inputs $kernel $nics ${CMDLINE:-} ${ZSTD_LEVEL:-19} ${TOOLS:-} tls=${TLS:-}"
 if [ -f "$out/.inputs" ] && [ "$(cat "$out/.inputs")" = "$inputs" ] && [ -f "$out/initrd.img" ] && [ -f "$out/boot.ipxe" ] \
    && [ -s "$out/operator.token" ] && [ -s "${CLUSTER_KEY:-$out/cluster.key}" ]; then
   echo "image: $out/ is up to date ($(stat -c %s "$out/initrd.img") bytes of initramfs)"
@@ -96,6 +98,13 @@ if [ ! -s "$key" ]; then
   echo "       new cluster key in $key"
 fi
 install -m 0600 "$key" "$stage/etc/decos/cluster.key"
+if [ -n "${TLS:-}" ]; then
+  # The node's name where the manifest gives one; QEMU's user network puts the guest at 10.0.2.15.
+  name=$(grep -o '<Manifest[^>]*node="[^"]*"' "$manifest" | sed 's/.*node="//; s/"$//' || true)
+  boot/tls-cert.sh "${name:-decos}" "$out/tls.crt" "$out/tls.key" 10.0.2.15 | sed 's/^/       /'
+  install -m 0644 "$out/tls.crt" "$stage/etc/decos/tls.crt"
+  install -m 0600 "$out/tls.key" "$stage/etc/decos/tls.key"
+fi
 
 if [ -n "${TOOLS:-}" ]; then
   # Each tool at its own path, every library ldd names at its path, and the loader's cache so the

@@ -44,25 +44,35 @@ func human(_ rate: Double) -> String {
 }
 
 func dispatchBenchmark() async throws {
-    let kernel = Kernel(node: "bench", security: SecurityManager(policy: nil, exposed: false), contracts: StandardContracts.all)
-    try await kernel.create(ServiceConfig(contract: Counter.contract, name: "/counter"))
+    // The kernel as it ships (metrics on), and one with <Gateway metrics="off">: what counting costs.
+    func kernel(metrics: Bool) async throws -> Kernel {
+        let k = Kernel(node: "bench", security: SecurityManager(policy: nil, exposed: false), contracts: StandardContracts.all,
+                       metrics: NodeMetrics(enabled: metrics))
+        try await k.create(ServiceConfig(contract: Counter.contract, name: "/counter"))
+        return k
+    }
+    let on = try await kernel(metrics: true), off = try await kernel(metrics: false)
     let bare = BareCounter()
     let n = 2_000_000
     let request = Message(.get, to: "/counter")
-    // Warm up both paths.
-    for _ in 0..<10_000 { _ = await kernel.send(request, as: .system); _ = try await bare.get() }
+    // Warm up every path.
+    for _ in 0..<10_000 { _ = await on.send(request, as: .system); _ = await off.send(request, as: .system); _ = try await bare.get() }
     let baseline = try await measure(n) {
         for _ in 0..<n { _ = try await bare.get() }
     }
-    let dispatched = await measure(n) {
-        for _ in 0..<n {
-            let reply = await kernel.send(request, as: .system)
-            precondition(reply.fault == nil)
+    func dispatch(_ k: Kernel) async -> Double {
+        await measure(n) {
+            for _ in 0..<n {
+                let reply = await k.send(request, as: .system)
+                precondition(reply.fault == nil)
+            }
         }
     }
+    let dispatched = await dispatch(on), uncounted = await dispatch(off)
     print("dispatch  Get /counter through the kernel: \(human(dispatched))  (\(fmt(1e9 / dispatched, 0)) ns each)")
+    print("          the same, metrics off:          \(human(uncounted))  (\(fmt(1e9 / uncounted, 0)) ns each)")
     print("baseline  bare actor call, same work:       \(human(baseline))  (\(fmt(1e9 / baseline, 0)) ns each)")
-    print("ratio     dispatch cost / bare call:         \(fmt(baseline / dispatched))x")
+    print("ratio     dispatch cost / bare call:         \(fmt(baseline / dispatched))x (metrics off \(fmt(baseline / uncounted))x)")
 }
 
 /// A document like a busy service's state: many small entries with attributes, text and escapes.

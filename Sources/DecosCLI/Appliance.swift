@@ -15,6 +15,8 @@ import Musl
 /// and network set up by us, and the machine powered off or rebooted at the end. Never returns.
 enum Appliance {
     static let imageClusterKey = "/etc/decos/cluster.key"
+    /// The HTTPS pair `make image TLS=1` puts in an image (boot/tls-cert.sh).
+    static let imageCertificate = "/etc/decos/tls.crt", imageKey = "/etc/decos/tls.key"
 
     static func main() async -> Never {
         setvbuf(stdout, nil, _IOLBF, 0)
@@ -54,6 +56,10 @@ enum Appliance {
         // Nothing outside the machine could reach an appliance's gateway on loopback.
         if m.gateway == nil { m.gateway = GatewayBinding() }
         if let h = m.gateway?.host, h.hasPrefix("127.") || h == "localhost" { m.gateway?.host = "0.0.0.0" }
+        if m.gateway?.tls == false, readFile(imageCertificate) != nil, readFile(imageKey) != nil {
+            m.gateway?.certificate = imageCertificate
+            m.gateway?.key = imageKey
+        }
         if m.cluster != nil, m.cluster?.keyFile == nil, readFile(imageClusterKey) != nil {
             m.cluster?.keyFile = imageClusterKey  // every image carries one (boot/mkimage.sh)
         }

@@ -88,13 +88,14 @@ struct Ctl: AsyncParsableCommand {
         discussion: "Example: decos ctl update http://127.0.0.1:7480/counter --body '<Increment><By>2</By></Increment>'\nSubscribe streams notifications until interrupted. decos ctl poweroff http://HOST:PORT ends a node.")
 
     @Argument(help: "The verb: \(Verb.allCases.map(\.rawValue).joined(separator: ", ")); or poweroff, reboot (to the node's /os/node).") var verb: String
-    @Argument(help: "The service's URL, e.g. http://127.0.0.1:7480/counter.") var url: String
+    @Argument(help: "The service's URL, e.g. http://127.0.0.1:7480/counter (https:// for a gateway serving TLS).") var url: String
     @Option(help: "The body as XML, or @FILE to read it from a file.") var body: String?
     @Option(help: "A bearer token for the gateway, or @FILE to read it from a file.") var token: String?
+    @Option(help: "For https://: the PEM file of the CA (or the node's own self-signed certificate) the server's certificate must be signed by; the system's CAs without it.") var cacert: String?
 
     func run() async throws {
         setvbuf(stdout, nil, _IOLBF, 0)
-        guard var target = HTTPClient.URL(url) else { throw ValidationError("\(url) is not an http://HOST:PORT/PATH URL") }
+        guard var target = HTTPClient.URL(url) else { throw ValidationError("\(url) is not an http://HOST:PORT/PATH or https://… URL") }
         let v: Verb
         var body: Element?
         if let power = ["poweroff": "Poweroff", "reboot": "Reboot"][verb.lowercased()] {
@@ -124,7 +125,7 @@ struct Ctl: AsyncParsableCommand {
         let onChunk: (@Sendable ([UInt8]) async throws -> Void)? = v == .subscribe ? { @Sendable chunk in await splitter.feed(chunk) } : nil
         let response: HTTPClient.Response
         do {
-            response = try await HTTPClient.send(.POST, target, headers: headers, body: SOAP.encode(message), onBodyChunk: onChunk)
+            response = try await HTTPClient.send(.POST, target, headers: headers, body: SOAP.encode(message), cacert: cacert, onBodyChunk: onChunk)
         } catch {
             fail("\(error)", code: 2)
         }

@@ -63,7 +63,7 @@ enum NodeRunner {
     static func readyLine(_ node: Node) -> String {
         var line = "decos: node \(node.kernel.node) ready with \(node.kernel.uris.entries.count) services"
         if let a = node.clusterAddress { line += "; cluster on \(hostPort(a))" }
-        if let a = node.httpAddress { line += "; serving http://\(hostPort(a))/" }
+        if let a = node.httpAddress { line += "; serving \(node.manifest.gateway?.tls == true ? "https" : "http")://\(hostPort(a))/" }
         if node.httpAddress == nil && node.clusterAddress == nil { line += "; local only (no network binding)" }
         return line
     }

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import ServiceKernel
 import Synchronization
 
@@ -31,6 +32,7 @@ public final class Gateway: Sendable {
     /// Binds the listening socket and returns the address it got (the port, if 0 was asked).
     public func bind() async throws -> SocketAddress {
         let idle = TimeAmount.seconds(Int64(binding.idleTimeout))
+        let tls = try binding.certificate.map { try TLS.serverContext(certificate: $0, key: binding.key ?? "") }
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -38,6 +40,7 @@ public final class Gateway: Sendable {
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let ops = channel.pipeline.syncOperations
+                    if let tls { try ops.addHandler(NIOSSLServerHandler(context: tls)) }
                     // Its events reach `Connection`, which closes only a connection with nothing asked of the node.
                     try ops.addHandler(IdleStateHandler(readTimeout: idle), name: "idle")
                     try ops.configureHTTPServerPipeline(withErrorHandling: true)

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// A small HTTP/1.1 client for `decos ctl` and the tests: one request per connection.
 public enum HTTPClient {
@@ -8,24 +9,28 @@ public enum HTTPClient {
         public var host: String
         public var port: Int
         public var path: String
+        /// `https://`: TLS to the server.
+        public var secure: Bool
 
-        /// Parses `http://host[:port]/path`; the port defaults to 80.
+        /// Parses `http://host[:port]/path` or `https://…`; the port defaults to 80 or 443.
         public init?(_ text: String) {
-            guard text.hasPrefix("http://") else { return nil }
-            let rest = text.dropFirst(7)
+            secure = text.hasPrefix("https://")
+            guard secure || text.hasPrefix("http://") else { return nil }
+            let rest = text.dropFirst(secure ? 8 : 7)
+            let defaultPort = secure ? 443 : 80
             let slash = rest.firstIndex(of: "/") ?? rest.endIndex
             let authority = rest[..<slash]
             path = slash == rest.endIndex ? "/" : String(rest[slash...])
             if authority.hasPrefix("["), let close = authority.firstIndex(of: "]") {
                 host = String(authority[authority.index(after: authority.startIndex)..<close])
                 let after = authority[authority.index(after: close)...]
-                port = after.hasPrefix(":") ? Int(after.dropFirst()) ?? -1 : 80
+                port = after.hasPrefix(":") ? Int(after.dropFirst()) ?? -1 : defaultPort
             } else if let colon = authority.lastIndex(of: ":") {
                 host = String(authority[..<colon])
                 port = Int(authority[authority.index(after: colon)...]) ?? -1
             } else {
                 host = String(authority)
-                port = 80
+                port = defaultPort
             }
             guard !host.isEmpty, (1...65535).contains(port) else { return nil }
         }
@@ -46,15 +51,20 @@ public enum HTTPClient {
     }
 
     /// Sends one request. `onBodyChunk`, when given, sees the body as it arrives (a subscription stream)
-    /// and the returned body is left empty.
-    public static func send(_ method: HTTPMethod, _ url: URL, headers: [(String, String)] = [], body: [UInt8] = [],
+    /// and the returned body is left empty. An `https://` URL's server is checked against `cacert`
+    /// (a PEM file), or the system's CAs without one.
+    public static func send(_ method: HTTPMethod, _ url: URL, headers: [(String, String)] = [], body: [UInt8] = [], cacert: String? = nil,
                             onBodyChunk: (@Sendable ([UInt8]) async throws -> Void)? = nil) async throws -> Response {
+        let tls = url.secure ? try TLS.clientContext(cacert: cacert) : nil
         let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.seconds(10))
                 .connect(host: url.host, port: url.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        // An address is checked against the certificate's IP names (and sent no SNI).
+                        let name = (try? SocketAddress(ipAddress: url.host, port: 0)) == nil ? url.host : nil
+                        if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name)) }
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
                         return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
                     }
@@ -62,7 +72,19 @@ public enum HTTPClient {
         } catch {
             throw Failure(description: "cannot connect to \(url.host):\(url.port): \(error)")
         }
-        return try await channel.executeThenClose { inbound, outbound in
+        do {
+            return try await exchange(on: channel, method, url, headers: headers, body: body, onBodyChunk: onBodyChunk)
+        } catch let e as NIOSSLError {
+            throw Failure(description: "TLS with \(url.host):\(url.port) failed: \(TLS.explain(e))")
+        } catch let e as NIOSSLExtraError {
+            throw Failure(description: "TLS with \(url.host):\(url.port) failed: \(e)")
+        }
+    }
+
+    private static func exchange(on channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>, _ method: HTTPMethod, _ url: URL,
+                                 headers: [(String, String)], body: [UInt8],
+                                 onBodyChunk: (@Sendable ([UInt8]) async throws -> Void)?) async throws -> Response {
+        try await channel.executeThenClose { inbound, outbound in
             var h = HTTPHeaders()
             h.add(name: "Host", value: "\(url.host):\(url.port)")
             h.add(name: "Content-Length", value: String(body.count))

@@ -105,14 +105,13 @@ public final class Kernel: Sendable {
     /// request sent after that), if it goes to one.
     public func send(_ m: Message, as principal: Principal, entered: (@Sendable () -> Void)? = nil) async -> Message {
         guard let path = uris.localPath(m.to) else { return await sendRemote(m, as: principal) }
-        let started = ContinuousClock.now
+        let started = metrics.enabled ? ContinuousClock.now : nil
         let found = uris.lookup(path)
         // Lines logged while it is handled name the service and the request (or the request
         // that led to this one, when this one has no MessageID of its own).
         let context = RequestContext(service: found?.path, messageID: m.messageID ?? RequestContext.current?.messageID)
         let reply = await RequestContext.$current.withValue(context) { await deliver(m, to: found, as: principal, entered: entered) }
-        // Labelled by registered paths only: a path nothing has is a client's, of any number.
-        metrics.dispatched(found?.path ?? "(unknown)", m.verb, faulted: reply.kind == .fault, took: ContinuousClock.now - started)
+        if let started { metrics.dispatched(found, m.verb, faulted: reply.kind == .fault, took: ContinuousClock.now - started) }
         return reply
     }
 

@@ -79,6 +79,11 @@ public struct GatewayBinding: Sendable, Hashable {
     /// Whether the node counts requests, calls and the rest for `GET /metrics` (`metrics="off"`:
     /// nothing counted, and /metrics is not served).
     public var metrics = true
+    /// PEM files of the certificate (chain) and its private key: when named, the gateway serves
+    /// HTTPS only.
+    public var certificate: String?
+    public var key: String?
+    public var tls: Bool { certificate != nil }
 
     public init(host: String = "127.0.0.1", port: Int = 7480, maxRequestBytes: Int = 1 << 20, requestTimeout: Int = 30,
                 idleTimeout: Int = 30) {
@@ -297,7 +302,7 @@ struct ManifestReader {
     }
 
     mutating func gateway(_ g: Element) -> GatewayBinding {
-        attributes(g, allowed: ["listen", "maxRequestBytes", "requestTimeout", "idleTimeout", "metrics"])
+        attributes(g, allowed: ["listen", "maxRequestBytes", "requestTimeout", "idleTimeout", "metrics", "certificate", "key"])
         var b = GatewayBinding()
         if let listen = g.attribute("listen") {
             if let (host, port) = parseHostPort(listen) { b.host = host; b.port = port }
@@ -309,6 +314,9 @@ struct ManifestReader {
         b.requestTimeout = positive(g, "requestTimeout") ?? b.requestTimeout
         b.idleTimeout = positive(g, "idleTimeout") ?? b.idleTimeout
         b.metrics = onOff(g, "metrics") ?? b.metrics
+        b.certificate = g.attribute("certificate")
+        b.key = g.attribute("key")
+        if (b.certificate == nil) != (b.key == nil) { fail(g, "certificate= and key= go together: HTTPS needs both PEM files") }
         return b
     }
 

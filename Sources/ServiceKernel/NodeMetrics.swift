@@ -94,10 +94,13 @@ public final class NodeMetrics: Sendable {
         }
     }
 
-    /// A request to the local service at `path` (`(unknown)` where there is none) ended after `took`.
-    func dispatched(_ path: String, _ verb: Verb, faulted: Bool, took: Duration) {
+    /// A request to the local service `reg` (nil where there is none: counted under `(unknown)`)
+    /// ended after `took`. The registration keeps its instruments, so most requests find theirs
+    /// without hashing the path.
+    func dispatched(_ reg: Registration?, _ verb: Verb, faulted: Bool, took: Duration) {
         guard enabled else { return }
-        meters(.service(path, verb)).count(faulted: faulted, took: took)
+        let m = reg.map { r in r.meters.get(verb) { meters(.service(r.path, verb)) } } ?? meters(.service("(unknown)", verb))
+        m.count(faulted: faulted, took: took)
     }
 
     /// A call to the member `peer` ended after `took`, answered or faulted.
@@ -147,4 +150,20 @@ public final class NodeMetrics: Sendable {
     }
 
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+}
+
+/// A service's instruments by verb, kept by its registration and made on first use.
+final class VerbMeters: Sendable {
+    private static let verbs = Verb.allCases
+    private let slots = Mutex<[NodeMetrics.CallMeters?]>(Array(repeating: nil, count: VerbMeters.verbs.count))
+
+    func get(_ verb: Verb, make: () -> NodeMetrics.CallMeters) -> NodeMetrics.CallMeters {
+        let i = Self.verbs.firstIndex(of: verb)!
+        return slots.withLock { s in
+            if let m = s[i] { return m }
+            let m = make()
+            s[i] = m
+            return m
+        }
+    }
 }

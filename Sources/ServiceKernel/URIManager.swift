@@ -32,6 +32,8 @@ public final class Registration: Sendable {
     /// System services cannot be dropped; a Drop sent to one is handed to the service itself.
     public let essential: Bool
     let subscriptions = Mutex<[Subscription]>([])
+    /// Its requests' counters and latency histogram, by verb (NodeMetrics).
+    let meters = VerbMeters()
 
     init(path: String, uri: String, contract: String, service: any Service, partners: [String: String], essential: Bool) {
         self.path = path

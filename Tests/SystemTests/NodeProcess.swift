@@ -17,7 +17,9 @@ final class NodeProcess: @unchecked Sendable {
     let output = Pipe()
     let errors = Pipe()
     var port = 0
-    var base: String { "http://127.0.0.1:\(port)" }
+    /// `https` when the gateway serves TLS.
+    var scheme = "http"
+    var base: String { "\(scheme)://127.0.0.1:\(port)" }
     private(set) var lines: [String] = []
 
     /// `wrapper` runs the node under another program, e.g. `ip netns exec NS`.
@@ -38,8 +40,9 @@ final class NodeProcess: @unchecked Sendable {
             if chunk.isEmpty { throw Failure("decos run exited before ready: \(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))") }
             buffer += chunk
             let text = String(decoding: buffer, as: UTF8.self)
-            if let r = text.range(of: #"serving http://[0-9.]+:(\d+)/"#, options: .regularExpression) {
+            if let r = text.range(of: #"serving https?://[0-9.]+:(\d+)/"#, options: .regularExpression) {
                 port = Int(text[r].split(separator: ":").last!.dropLast())!
+                scheme = text[r].contains("https:") ? "https" : "http"
                 lines = text.split(separator: "\n").map(String.init)
             }
         }

@@ -29,18 +29,6 @@ func buildImage(_ manifest: String) throws -> String {
     return dir
 }
 
-func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-    return Int(UInt16(bigEndian: addr.sin_port))
-}
-
 /// A QEMU VM booting an image through boot/qemu.sh, its serial console collected.
 final class VirtualMachine: @unchecked Sendable {
     let process = Process()
@@ -59,7 +47,7 @@ final class VirtualMachine: @unchecked Sendable {
     init(image: String, netboot: Bool = false, environment: [String] = [], ownsImage: Bool = true) throws {
         self.image = image
         self.ownsImage = ownsImage
-        port = try freePort()
+        port = freeLoopbackPort(SOCK_STREAM)
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["OUT=\(image)", "HTTP_PORT=\(port)", "NO_REBOOT=1"] + environment + ["boot/qemu.sh"] + (netboot ? ["--netboot"] : [])
         process.currentDirectoryURL = packageRoot
@@ -234,7 +222,7 @@ extension VMTests {
     @Test func twoVMsOnOneLANFormAClusterAndCallEachOther() async throws {
         let image = try buildImage("Tests/SystemTests/Fixtures/appliance.xml")
         defer { try? FileManager.default.removeItem(atPath: image) }
-        let lan = "230.0.0.1:\(try freePort())"
+        let lan = "230.0.0.1:\(freeLoopbackPort(SOCK_STREAM))"
         func node(_ i: Int) throws -> VirtualMachine {
             try VirtualMachine(image: image, environment: [
                 "MAC=52:54:00:12:34:0\(i)", "LAN=\(lan)", "LAN_MAC=52:54:00:77:01:0\(i)",
@@ -291,7 +279,7 @@ extension VMTests {
     @Test func buffersBetweenVMsWithSoftRoCEMoveByRDMAReadAndFallBackToTCP() async throws {
         let image = try buildImage("Tests/SystemTests/Fixtures/rdma.xml")
         defer { try? FileManager.default.removeItem(atPath: image) }
-        let lan = "230.0.0.1:\(try freePort())"
+        let lan = "230.0.0.1:\(freeLoopbackPort(SOCK_STREAM))"
         let gib = ProcessInfo.processInfo.environment["DECOS_RDMA_TEST_MIB"].flatMap(Int.init).map { $0 << 20 } ?? 1 << 30
         func node(_ i: Int, rxe: Bool) throws -> VirtualMachine {
             try VirtualMachine(image: image, environment: [

@@ -16,8 +16,7 @@ DURATION=${DURATION:-10} rounds=${ROUNDS:-3}
 swift build -c release --product decos >/dev/null
 bin=.build/release/decos
 work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() { [ -f "$work/pid" ] && kill "$(cat "$work/pid")" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
 sed 's|<Gateway |<Gateway metrics="off" |' examples/node.xml > "$work/off.xml"
@@ -30,18 +29,19 @@ wrk.headers["Content-Type"] = "application/soap+xml"
 wrk.body = '<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope" xmlns:wsa="http://www.w3.org/2005/08/addressing"><env:Header><wsa:Action>urn:decos:verb:Get</wsa:Action></env:Header><env:Body/></env:Envelope>'
 LUA
 
-# Starts the node on a manifest; prints its port once it serves.
+# Starts the node on a manifest; prints its port once it serves (run as $(start …): its pid goes
+# to a file, as a subshell's variables do not come back).
 start() {
   local log=$work/node.log
   taskset -c 0 $bin run "$1" --http 127.0.0.1:0 >"$log" 2>&1 &
-  pids+=($!)
+  echo $! > "$work/pid"
   for _ in $(seq 1 200); do
     if grep -qo 'https\?://127.0.0.1:[0-9]*' "$log"; then grep -o 'https\?://127.0.0.1:[0-9]*' "$log" | head -1 | sed 's/.*://'; return; fi
     sleep 0.05
   done
   echo "gateway: node did not start on $1" >&2; cat "$log" >&2; exit 1
 }
-stop() { kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'; }
+stop() { local pid; pid=$(cat "$work/pid"); kill "$pid"; while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done; rm -f "$work/pid"; }
 
 load() {  # load URL [script]: "req/s p99"
   local script=()

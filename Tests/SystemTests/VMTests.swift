@@ -11,13 +11,14 @@ let vmSkipReason: String? = {
     return nil
 }()
 
-/// A node image built for a test from a fixture manifest, in a directory of its own.
-func buildImage(_ manifest: String) throws -> String {
+/// A node image built for a test from a fixture manifest, in a directory of its own; `tls`
+/// builds it as `make image TLS=1` does.
+func buildImage(_ manifest: String, tls: Bool = false) throws -> String {
     let dir = NSTemporaryDirectory() + "decos-image-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["OUT=\(dir)", "ZSTD_LEVEL=3", "boot/mkimage.sh", manifest, staticBinary]
+    p.arguments = ["OUT=\(dir)", "ZSTD_LEVEL=3"] + (tls ? ["TLS=1"] : []) + ["boot/mkimage.sh", manifest, staticBinary]
     p.currentDirectoryURL = packageRoot
     let out = Pipe()
     p.standardOutput = out
@@ -192,13 +193,16 @@ struct VMTests {
         #expect(try await vm.waitForExit() == 0)
     }
 
-    @Test func theSameImageNetworkBootsThroughIPXE() async throws {
-        let vm = try VirtualMachine(image: try buildImage("Tests/SystemTests/Fixtures/appliance.xml"), netboot: true)
-        _ = try await vm.waitFor("ready with", seconds: 600)
+    /// Built with TLS=1 too: the appliance serves HTTPS with the image's certificate.
+    @Test func anImageWithTLSNetworkBootsThroughIPXEAndServesHTTPS() async throws {
+        let vm = try VirtualMachine(image: try buildImage("Tests/SystemTests/Fixtures/appliance.xml", tls: true), netboot: true)
+        let ready = try await vm.waitFor("ready with", seconds: 600)
         #expect(vm.output.contains("iPXE"))
-        #expect(try run("/usr/bin/curl", ["-sS", "-m", "30", "\(vm.base)/counter"]).out.contains("<Value>41</Value>"))
-        let off = try run(decosBinary, ["ctl", "poweroff", vm.base, "--token", "@\(vm.image)/operator.token"])
-        #expect(off.status == 0)
+        #expect(ready.contains("serving https://0.0.0.0:7480/"), "\(ready.suffix(300))")
+        let https = vm.base.replacingOccurrences(of: "http://", with: "https://"), cert = vm.image + "/tls.crt"
+        #expect(try run("/usr/bin/curl", ["-sS", "-m", "30", "--cacert", cert, "\(https)/counter"]).out.contains("<Value>41</Value>"))
+        let off = try run(decosBinary, ["ctl", "poweroff", https, "--cacert", cert, "--token", "@\(vm.image)/operator.token"])
+        #expect(off.status == 0, "\(off.out)\(off.err)")
         #expect(try await vm.waitForExit() == 0)
     }
 }

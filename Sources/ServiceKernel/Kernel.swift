@@ -333,6 +333,10 @@ public struct ServiceContext: Sendable {
         do { return try DataBuffer(count: count, pool: kernel.pool, fill: fill) } catch { throw Fault.exhausted(error) }
     }
 
+    /// Whether anything subscribes to this service now: a publisher whose notifications cost
+    /// something to make can skip making them.
+    public var hasSubscribers: Bool { kernel.uris.lookup(path)?.hasSubscribers ?? false }
+
     /// Notifies this service's subscribers of a change that did not arrive as a verb.
     public func publish(_ verb: Verb, body: Element?) {
         kernel.publish(Message(verb, to: "", body: body), from: path)

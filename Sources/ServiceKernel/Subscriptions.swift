@@ -73,6 +73,8 @@ extension Registration {
 
     /// Queues `message` as a notification to every subscriber; a subscriber whose queue is full
     /// is dropped (its queue ends after what it holds, and the drop is logged).
+    var hasSubscribers: Bool { subscriptions.withLock { !$0.isEmpty } }
+
     func publish(_ message: Message) {
         let dropped = subscriptions.withLock { subs -> [Subscription] in
             guard !subs.isEmpty else { return [] }

@@ -22,7 +22,7 @@ public actor LogService: Service {
         // Publishing only queues the line for each subscriber (bounded, docs/reliability.md):
         // it never waits, whichever thread is logging.
         watcher = LogBook.shared.watch { line in
-            guard let body = try? InfosetEncoder().encode(line, as: "Line") else { return }
+            guard context.hasSubscribers, let body = try? InfosetEncoder().encode(line, as: "Line") else { return }
             context.publish(.insert, body: body)
         }
     }

@@ -29,10 +29,10 @@ extension NetworkManager {
         guard let route else {
             return .faulted(.unreachable("node \(target) is not in the cluster (or is dead)"), replyingTo: m)
         }
-        let started = ContinuousClock.now
+        let started = kernel.metrics.enabled ? ContinuousClock.now : nil
         let reply = await call(m, to: target, route: route)
         // Labelled by members only: a node nobody knows is a client's name, of any number.
-        kernel.metrics.remoteCall(peer: target, m.verb, faulted: reply.kind == .fault, took: ContinuousClock.now - started)
+        if let started { kernel.metrics.remoteCall(peer: target, m.verb, faulted: reply.kind == .fault, took: ContinuousClock.now - started) }
         return reply
     }
 

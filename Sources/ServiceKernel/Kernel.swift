@@ -276,7 +276,7 @@ public final class Kernel: Sendable {
             for s in other.removeSubscriptions(of: path) { s.queue.finish() }
         }
         await reg.service.stop()
-        metrics.forget(service: path)
+        metrics.forget(reg)
         logger.info("dropped \(reg.uri)")
     }
 

@@ -16,8 +16,9 @@ public final class NodeMetrics: Sendable {
     /// Off (`<Gateway metrics="off"/>`): nothing is counted as it happens, nothing is served.
     public let enabled: Bool
     private let collectors = Mutex<[@Sendable (NodeMetrics) -> Void]>([])
-    /// The instruments of each service or peer and verb, made on first use (a registry lookup per
-    /// request would render the labels every time); a service's are forgotten when it is dropped.
+    /// The instruments of each peer and verb, and of `(unknown)`, made on first use (a registry
+    /// lookup per call would render the labels every time). A service's are kept by its
+    /// registration (`VerbMeters`) and go with it.
     private let calls = Mutex<[Calls: CallMeters]>([:])
     /// What `mirror` last added to each counter, by name and labels.
     private let mirrored = Mutex<[String: Int64]>([:])
@@ -84,11 +85,15 @@ public final class NodeMetrics: Sendable {
         }
     }
 
+    private func make(_ c: Calls) -> CallMeters {
+        let (n, l) = (c.names, c.labels)
+        return CallMeters(calls: counter(n.calls, l), faults: counter(n.faults, l), duration: timer(n.duration, l))
+    }
+
     private func meters(_ c: Calls) -> CallMeters {
         calls.withLock { made in
             if let m = made[c] { return m }
-            let (n, l) = (c.names, c.labels)
-            let m = CallMeters(calls: counter(n.calls, l), faults: counter(n.faults, l), duration: timer(n.duration, l))
+            let m = make(c)
             made[c] = m
             return m
         }
@@ -99,7 +104,7 @@ public final class NodeMetrics: Sendable {
     /// without hashing the path.
     func dispatched(_ reg: Registration?, _ verb: Verb, faulted: Bool, took: Duration) {
         guard enabled else { return }
-        let m = reg.map { r in r.meters.get(verb) { meters(.service(r.path, verb)) } } ?? meters(.service("(unknown)", verb))
+        let m = reg.map { r in r.meters.get(verb) { make(.service(r.path, verb)) } } ?? meters(.service("(unknown)", verb))
         m.count(faulted: faulted, took: took)
     }
 
@@ -109,11 +114,10 @@ public final class NodeMetrics: Sendable {
         meters(.peer(peer, verb)).count(faulted: faulted, took: took)
     }
 
-    /// The service at `path` was dropped: its series go (a service made again starts from 0,
-    /// which Prometheus reads as a counter reset).
-    func forget(service path: String) {
-        let gone = calls.withLock { made in Verb.allCases.compactMap { made.removeValue(forKey: .service(path, $0)) } }
-        for m in gone {
+    /// The service `reg` was dropped: its series go (a service made again starts from 0, which
+    /// Prometheus reads as a counter reset).
+    func forget(_ reg: Registration) {
+        for m in reg.meters.made {
             m.calls.destroy()
             m.faults.destroy()
             m.duration.destroy()
@@ -156,6 +160,9 @@ public final class NodeMetrics: Sendable {
 final class VerbMeters: Sendable {
     private static let verbs = Verb.allCases
     private let slots = Mutex<[NodeMetrics.CallMeters?]>(Array(repeating: nil, count: VerbMeters.verbs.count))
+
+    /// Those made so far.
+    var made: [NodeMetrics.CallMeters] { slots.withLock { $0.compactMap { $0 } } }
 
     func get(_ verb: Verb, make: () -> NodeMetrics.CallMeters) -> NodeMetrics.CallMeters {
         let i = Self.verbs.firstIndex(of: verb)!

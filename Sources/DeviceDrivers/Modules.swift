@@ -9,7 +9,7 @@ import Musl
 
 /// What was done with one kernel module, for `/os/modules`.
 public struct ModuleRecord: Sendable, Equatable, Codable {
-    public enum State: String, Sendable, Codable {
+    public enum State: String, Sendable, Codable, CaseIterable {
         case loaded, alreadyLoaded = "already-loaded", builtin, failed, missing
     }
     public var name: String

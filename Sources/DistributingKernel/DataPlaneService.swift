@@ -13,6 +13,8 @@ import ServiceKernel
 /// `<Buffers>n</Buffers>` (1 to 256) splits the bytes into that many buffers of one message.
 public actor DataPlaneService: Service {
     public static let contract = "urn:decos:os:dataplane"
+    /// Submit takes a `<SendTest>` (from a client) or a `<Check>` (from the sending node): either body.
+    public static let operations = [ServiceOperation(.get, returns: DataPlanes.self), ServiceOperation(.submit, takes: .any, returns: .any)]
 
     /// `<DataPlanes><Offered>tcp</Offered><Peer><Node>b</Node><Plane>tcp</Plane><BytesSent>…</Peer>…
     /// <Choice><Node>b</Node><Offers>tcp</Offers><Chosen>tcp</Chosen></Choice>…</DataPlanes>`

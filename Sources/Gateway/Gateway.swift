@@ -115,6 +115,7 @@ public final class Gateway: Sendable {
         case .GET, .HEAD:
             if path == "/" { return .reply(await directoryPage(principal)) }
             if path == "/metrics" { return .reply(metricsPage(principal)) }
+            if Gateway.query(h.uri).lowercased() == "wsdl" { return .reply(await wsdlPage(h, path, as: principal)) }
             let reply = await kernel.send(Message(.get, to: path), as: principal)
             if let f = reply.fault {
                 if f.subcode?.local == "UnknownService" { return .reply(.fault(f, status: .notFound)) }
@@ -131,7 +132,7 @@ public final class Gateway: Sendable {
             }
             var request: Message
             do throws(Fault) {
-                request = try SOAP.decode(Array(buffer: body))
+                request = try SOAP.decode(Array(buffer: body), action: Gateway.parameter("action", of: h.headers.first(name: "content-type") ?? ""))
             } catch {
                 return .reply(.fault(error))
             }
@@ -154,6 +155,23 @@ public final class Gateway: Sendable {
         }
     }
 
+    /// The query of a request target, without its fragment: `wsdl` of `/counter?wsdl`.
+    static func query(_ uri: String) -> Substring {
+        guard let q = uri.firstIndex(of: "?") else { return "" }
+        return uri[uri.index(after: q)...].prefix { $0 != "#" }
+    }
+
+    /// A media type's parameter, unquoted: `action` of `application/soap+xml; action="urn:…"`.
+    static func parameter(_ name: String, of mediaType: String) -> String? {
+        for p in mediaType.split(separator: ";").dropFirst() {
+            let pair = p.split(separator: "=", maxSplits: 1)
+            guard pair.count == 2, String(pair[0]).trimmingXMLSpace().lowercased() == name else { continue }
+            let value = String(pair[1]).trimmingXMLSpace()
+            return value.count >= 2 && value.hasPrefix("\"") && value.hasSuffix("\"") ? String(value.dropFirst().dropLast()) : String(value)
+        }
+        return nil
+    }
+
     /// `/@b/counter` names `decos://b/counter`: the gateway of any node reaches every node's services.
     static func destination(_ path: String) -> String {
         guard path.hasPrefix("/@") else { return path }
@@ -171,6 +189,20 @@ public final class Gateway: Sendable {
         }
         if let denial = kernel.security.authorize(principal, .get, path: "/os/node") { return .fault(denial) }
         return Response(status: .ok, contentType: NodeMetrics.contentType, body: kernel.metrics.exposition())
+    }
+
+    /// The service's WSDL (docs/services.md): its contract comes from a Lookup, which also checks
+    /// the client may see the service; its operations from the type this binary has for the contract.
+    func wsdlPage(_ h: HTTPRequestHead, _ path: String, as principal: Principal) async -> Response {
+        let reply = await kernel.send(Message(.lookup, to: path), as: principal)
+        if let f = reply.fault { return .fault(f, status: f.subcode?.local == "UnknownService" ? .notFound : nil) }
+        guard let contract = reply.body?.child("Contract")?.text.trimmingXMLSpace() else {
+            return .fault(Fault(.receiver, "NoContract", "Lookup of \(path) named no contract"))
+        }
+        let host = h.headers.first(name: "host") ?? "\(binding.host):\(binding.port)"
+        let address = "\(binding.certificate == nil ? "http" : "https")://\(host)\(h.uri.prefix { $0 != "?" && $0 != "#" })"
+        let document = WSDL.document(contract: contract, operations: kernel.contracts.operations[contract], address: address)
+        return Response(status: .ok, contentType: WSDL.contentType, body: Array(("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" + XMLWriter.pretty(document)).utf8))
     }
 
     func directoryPage(_ principal: Principal) async -> Response {

@@ -9,6 +9,10 @@ public enum XMLWriter {
         "http://www.w3.org/2005/08/addressing": "wsa",
         "urn:decos:soap": "d",
         "http://www.w3.org/XML/1998/namespace": "xml",
+        "http://schemas.xmlsoap.org/wsdl/": "wsdl",
+        "http://schemas.xmlsoap.org/wsdl/soap12/": "soap12",
+        "http://www.w3.org/2001/XMLSchema": "xsd",
+        "http://www.w3.org/2007/05/addressing/metadata": "wsam",
     ]
 
     public static func string(_ element: Element, declaration: Bool = false) -> String {

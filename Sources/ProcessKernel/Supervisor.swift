@@ -34,7 +34,7 @@ public struct ProcessSpec: Sendable, Equatable {
 
 /// What `/os/processes` shows of one supervised process.
 public struct ProcessStatus: Sendable, Equatable, Codable {
-    public enum State: String, Sendable, Codable {
+    public enum State: String, Sendable, Codable, CaseIterable {
         case running, restarting, exited, failed, stopped
     }
 

@@ -69,17 +69,19 @@ public enum SOAP {
                                          maxNameLength: 128, maxDocumentSize: 64 << 20)
 
     /// Reads an envelope from bytes. Every failure is a Sender fault whose reason says what was wrong.
-    public static func decode(_ bytes: [UInt8], limits: XMLLimits = SOAP.limits) throws(Fault) -> Message {
+    /// `action` is the one the transport gave (the `action` parameter of `application/soap+xml`,
+    /// RFC 3902), for an envelope without a `wsa:Action` header.
+    public static func decode(_ bytes: [UInt8], limits: XMLLimits = SOAP.limits, action: String? = nil) throws(Fault) -> Message {
         let root: Element
         do {
             root = try XMLReader.parse(bytes, limits: limits)
         } catch {
             throw Fault.malformed("malformed XML at \(error)")
         }
-        return try decode(root)
+        return try decode(root, action: action)
     }
 
-    public static func decode(_ root: Element) throws(Fault) -> Message {
+    public static func decode(_ root: Element, action transportAction: String? = nil) throws(Fault) -> Message {
         guard root.name == env("Envelope") else {
             if root.name == QName(soap11Namespace, "Envelope") {
                 throw Fault(.versionMismatch, nil, "SOAP 1.1 envelopes are not supported; use SOAP 1.2 (\(envelopeNamespace))")
@@ -123,8 +125,9 @@ public enum SOAP {
                 }
             }
         }
-        guard let action else {
-            throw Fault(code: .sender, subcode: wsa("MessageAddressingHeaderRequired"), reason: "missing wsa:Action header")
+        guard let action = action ?? transportAction else {
+            throw Fault(code: .sender, subcode: wsa("MessageAddressingHeaderRequired"),
+                        reason: "missing wsa:Action header (or an action parameter on the Content-Type)")
         }
 
         let payload = bodyElements.first

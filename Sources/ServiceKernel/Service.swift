@@ -8,6 +8,9 @@ import Infoset
 public protocol Service: Actor {
     /// The contract URI this type implements, e.g. `urn:decos:examples:counter`.
     static var contract: String { get }
+    /// The verbs it answers, with their bodies, for clients that generate code from a description
+    /// (`GET /path?wsdl`). Empty, the default, says nothing: every verb is described with any body.
+    static var operations: [ServiceOperation] { get }
     /// Builds the service from its manifest entry (initial state, partners, configuration).
     init(config: ServiceConfig) throws
     /// Called once after registration, before any message; the context reaches other services.
@@ -33,6 +36,7 @@ extension Service {
         return body
     }
 
+    public static var operations: [ServiceOperation] { [] }
     public func start(_ context: ServiceContext) async throws {}
     public func notify(_ notification: Message) async {}
     public func stop() async {}

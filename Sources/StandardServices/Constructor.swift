@@ -7,6 +7,7 @@ import ServiceKernel
 /// `<CreateResponse><Uri>decos://node/x</Uri></CreateResponse>`; Drop `<Drop><Service>/x</Service></Drop>`.
 public actor Constructor: Service {
     public static let contract = "urn:decos:constructor"
+    public static let operations = [ServiceOperation(.create, takes: Create.self, returns: CreateResponse.self), ServiceOperation(.drop, takes: .of(Drop.self))]
 
     public struct Create: Codable, Sendable {
         public var contract: String

@@ -5,6 +5,7 @@ import ServiceKernel
 /// path; subscribers are told of each registration (Insert) and removal (Delete) as it happens.
 public actor Directory: Service {
     public static let contract = "urn:decos:directory"
+    public static let operations = [ServiceOperation(.get, returns: DirectoryList.self), ServiceOperation(.query, takes: DirectoryQuery.self, returns: DirectoryList.self)]
 
     public struct DirectoryList: Codable, Sendable {
         public var entry: [DirectoryEntry]

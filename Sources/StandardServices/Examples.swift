@@ -5,6 +5,11 @@ import ServiceKernel
 /// Update `<Increment><By>n</By></Increment>` adds n; Replace sets the whole state.
 public actor Counter: Service {
     public static let contract = "urn:decos:examples:counter"
+    public static let operations = [
+        ServiceOperation(.get, returns: CounterState.self),
+        ServiceOperation(.update, takes: Increment.self, returns: CounterState.self),
+        ServiceOperation(.replace, takes: CounterState.self, returns: CounterState.self),
+    ]
 
     public struct CounterState: Codable, Sendable {
         public var value: Int
@@ -44,6 +49,15 @@ public actor Counter: Service {
 /// `<KVQuery><Prefix>p</Prefix></KVQuery>`; Get returns `<KVState>` with every entry, by key.
 public actor KeyValueStore: Service {
     public static let contract = "urn:decos:examples:kv"
+    public static let operations = [
+        ServiceOperation(.get, returns: KVState.self),
+        ServiceOperation(.query, takes: KVQuery.self, returns: KVState.self),
+        ServiceOperation(.insert, takes: Entry.self, returns: Entry.self),
+        ServiceOperation(.update, takes: Entry.self, returns: Entry.self),
+        ServiceOperation(.upsert, takes: Entry.self, returns: Entry.self),
+        ServiceOperation(.delete, takes: Entry.self, returns: Entry.self),
+        ServiceOperation(.replace, takes: KVState.self, returns: KVState.self),
+    ]
 
     public struct Entry: Codable, Sendable, Hashable {
         public var key: String
@@ -97,6 +111,7 @@ public actor KeyValueStore: Service {
 /// `/echo` (`urn:decos:examples:echo`): Submit returns its body.
 public actor Echo: Service {
     public static let contract = "urn:decos:examples:echo"
+    public static let operations = [ServiceOperation(.submit, takes: .any, returns: .any)]
 
     public init(config: ServiceConfig) {}
 

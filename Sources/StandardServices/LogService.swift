@@ -6,6 +6,7 @@ import ServiceKernel
 /// is sent each new line as it is logged: an `Insert` notification whose body is the `<Line>`.
 public actor LogService: Service {
     public static let contract = "urn:decos:os:log"
+    public static let operations = [ServiceOperation(.get, returns: Log.self)]
 
     /// `<Log><Syslog><Destination>udp://…</Destination><Sent>…</Sent><Dropped>…</Dropped></Syslog>
     /// <Line><Time>…</Time><Level>info</Level><Label>…</Label><Message>…</Message></Line>…</Log>`

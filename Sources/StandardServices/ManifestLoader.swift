@@ -9,6 +9,7 @@ import ServiceKernel
 /// manifest only, so loading cannot widen what the node allows.
 public actor ManifestLoader: Service {
     public static let contract = "urn:decos:manifestloader"
+    public static let operations = [ServiceOperation(.submit, takes: .any, returns: .of(LoadManifestResponse.self)), ServiceOperation(.insert, takes: .any, returns: .of(LoadManifestResponse.self))]
 
     public struct LoadManifest: Codable, Sendable {
         public var path: String

@@ -6,6 +6,7 @@ import ServiceKernel
 /// for reuse, requests refused, and bytes found placed on the node (or blocks that were not).
 public actor MemoryService: Service {
     public static let contract = "urn:decos:os:memory"
+    public static let operations = [ServiceOperation(.get, returns: Memory.self)]
 
     /// `<Memory><Pool><Node>0</Node><Limit>…</Limit>…</Pool></Memory>`
     public struct Memory: Codable, Sendable {

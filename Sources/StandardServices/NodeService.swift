@@ -15,6 +15,7 @@ import Darwin
 /// recovery path (under PID 1 the node is started again; hosted, the process dies).
 public actor NodeService: Service {
     public static let contract = "urn:decos:os:node"
+    public static let operations = [ServiceOperation(.get, returns: NodeState.self), ServiceOperation(.submit, takes: .any, returns: .any)]
 
     public struct NodeState: Codable, Sendable {
         public var name: String

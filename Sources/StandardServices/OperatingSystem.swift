@@ -48,6 +48,7 @@ public final class OperatingSystem: Sendable {
 /// `/os/processes`: the manifest's processes, their state, pid, restarts and last exit.
 public actor ProcessesService: Service {
     public static let contract = "urn:decos:os:processes"
+    public static let operations = [ServiceOperation(.get, returns: ProcessList.self)]
 
     public struct ProcessList: Codable, Sendable { public var process: [ProcessStatus] }
 
@@ -64,6 +65,7 @@ public actor ProcessesService: Service {
 /// `/os/devices`: the PCI and virtio devices sysfs shows, with their drivers.
 public actor DevicesService: Service {
     public static let contract = "urn:decos:os:devices"
+    public static let operations = [ServiceOperation(.get, returns: DeviceList.self)]
 
     public struct DeviceList: Codable, Sendable { public var device: [DeviceEntry] }
     public struct DeviceEntry: Codable, Sendable {
@@ -95,6 +97,7 @@ public actor DevicesService: Service {
 /// `/os/links`: network interfaces with their state and addresses, and what setting them up did.
 public actor LinksService: Service {
     public static let contract = "urn:decos:os:links"
+    public static let operations = [ServiceOperation(.get, returns: LinkList.self)]
 
     public struct LinkList: Codable, Sendable { public var link: [LinkEntry] }
     public struct LinkEntry: Codable, Sendable {
@@ -126,6 +129,7 @@ public actor LinksService: Service {
 /// `/os/modules`: the kernel modules the node loaded, why, and what failed.
 public actor ModulesService: Service {
     public static let contract = "urn:decos:os:modules"
+    public static let operations = [ServiceOperation(.get, returns: ModuleList.self)]
 
     public struct ModuleList: Codable, Sendable {
         /// Where modules come from: the image's module tree, or "host" in hosted mode.
@@ -150,6 +154,7 @@ public actor ModulesService: Service {
 /// says what a READ after that met (`AfterLease`: it must be refused).
 public actor RDMAService: Service {
     public static let contract = "urn:decos:os:rdma"
+    public static let operations = [ServiceOperation(.get, returns: RDMADevices.self), ServiceOperation(.submit, takes: ReadTest.self, returns: ReadTestResult.self)]
 
     public struct RDMADevices: Codable, Sendable { public var device: [RDMADeviceEntry] }
     public struct RDMADeviceEntry: Codable, Sendable {

@@ -21,7 +21,7 @@ struct Served {
           \(extra)
         </Manifest>
         """)
-        node = try await Node.boot(m, extra: Contracts([Sleeper.self]))
+        node = try await Node.boot(m, extra: Contracts([Sleeper.self, OrderDesk.self]))
         base = "http://127.0.0.1:\(node.httpAddress!.port!)"
         let n = node
         task = Task { try await n.run() }

@@ -9,6 +9,11 @@ actor Greeter: Service {
     struct GreeterState: Codable { var greeting: String; var greeted: Int }
     struct Greet: Codable { var name: String }
     struct Greeting: Codable { var text: String }
+    // What `GET /greeter?wsdl` describes to generated clients.
+    static let operations = [
+        ServiceOperation(.get, returns: GreeterState.self),
+        ServiceOperation(.submit, takes: Greet.self, returns: Greeting.self),
+    ]
 
     @ServiceState var state: GreeterState
     var context: ServiceContext?

@@ -23,8 +23,9 @@ public enum DecosVersion {
 public enum SystemServices {
     public static let all: [(type: any Service.Type, path: String)] = StandardContracts.system + [
         (DataPlaneService.self, "/os/dataplane"),
+        (ClusterService.self, "/os/cluster"),
     ]
-    public static var contracts: Contracts { StandardContracts.all.merging(Contracts([DataPlaneService.self])) }
+    public static var contracts: Contracts { StandardContracts.all.merging(Contracts([DataPlaneService.self, ClusterService.self])) }
 }
 
 /// A running node: the service kernel with its system services, the gateway when the manifest

@@ -260,7 +260,7 @@ extension NetworkManager {
         }
         ordered(OrderKey(lane: .notificationsIn, peer: peer, to: incoming.message.to)) { [self] in
             var m = incoming.message
-            let subscribed = kernel.uris.localPath(m.to).flatMap(kernel.uris.lookup) != nil
+            let subscribed = kernel.takesNotifications(to: m.to)
             if subscribed, !incoming.buffers.isEmpty {
                 // Pulled in the lane: a subscriber sees notifications in order, each whole.
                 if let problem = bufferProblem(incoming) { return logger.warning("notification from \(peer) refused: \(problem.reason)") }

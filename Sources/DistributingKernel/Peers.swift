@@ -94,6 +94,7 @@ extension NetworkManager {
     func memberChanged(_ m: Membership.Member) {
         logger.info("member \(m.name) at \(m.address) is \(m.status) (incarnation \(m.incarnation))")
         countChange(m)
+        kernel.publish(Message(.update, to: "", body: try? infoset(MemberEntry(m))), from: "/os/cluster")
         switch m.status {
         case .alive:
             // A new or returning member gets our table now rather than at the next exchange.

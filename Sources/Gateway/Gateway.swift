@@ -141,7 +141,7 @@ public final class Gateway: Sendable {
             if !request.to.hasPrefix("decos://") || path != "/" { request.to = path }
             if request.verb == .subscribe, request.from == nil, request.replyTo == nil {
                 do throws(Fault) {
-                    return .stream(request, try kernel.subscribe(path, as: principal))
+                    return .stream(request, try await kernel.subscribe(anywhere: path, as: principal))
                 } catch {
                     return .reply(.fault(error))
                 }

@@ -46,6 +46,8 @@ public struct ProcessStatus: Sendable, Equatable, Codable {
     public var lastExit: String?
     /// Why the last start failed (no such program, not executable).
     public var error: String?
+    /// The last line it wrote to stdout or stderr, when the node reads them.
+    public var lastOutput: String?
 }
 
 /// Starts the manifest's processes, restarts them by their policy with a growing delay, and
@@ -55,8 +57,15 @@ public final class Supervisor: Sendable {
         var spec: ProcessSpec
         var status: ProcessStatus
         var task: Task<Void, Never>?
+        /// Whether its supervising loop runs (a process that exited under its policy has none).
+        var supervised = false
+        /// Stopped by an operator: not started again until restarted.
+        var held = false
+        /// Asked to restart while running: started again at once when it exits.
+        var restartNow = false
     }
     private let entries = Mutex<[Entry]>([])
+    private let observers = Mutex<[@Sendable (ProcessStatus) -> Void]>([])
     private let stopping = Atomic<Bool>(false)
     private let reaper: Reaper
     /// Delays before a restart grow from `minimumBackoff`, doubling, up to `maximumBackoff`; a process
@@ -79,26 +88,78 @@ public final class Supervisor: Sendable {
 
     public var statuses: [ProcessStatus] { entries.withLock { $0.map(\.status) } }
 
+    /// Calls `changed` with a process's status each time it changes (state, pid, output line).
+    public func observe(_ changed: @escaping @Sendable (ProcessStatus) -> Void) { observers.withLock { $0.append(changed) } }
+
     /// Starts supervising `spec`; its first start happens at once.
     public func start(_ spec: ProcessSpec) {
         let index = entries.withLock { e -> Int in
             e.append(Entry(spec: spec, status: ProcessStatus(name: spec.name, path: spec.path, state: .restarting, restarts: 0), task: nil))
             return e.count - 1
         }
-        let task = Task { await self.supervise(index) }
-        entries.withLock { $0[index].task = task }
+        supervise(index)
+    }
+
+    /// Runs the supervising loop of entry `i`, unless one runs already.
+    private func supervise(_ i: Int) {
+        guard entries.withLock({ e -> Bool in
+            guard !e[i].supervised else { return false }
+            e[i].supervised = true
+            return true
+        }) else { return }
+        let task = Task { await self.loop(i) }
+        entries.withLock { $0[i].task = task }
     }
 
     private func update(_ i: Int, _ change: (inout ProcessStatus) -> Void) {
-        entries.withLock { change(&$0[i].status) }
+        let status = entries.withLock { e -> ProcessStatus in
+            change(&e[i].status)
+            return e[i].status
+        }
+        for changed in observers.withLock({ $0 }) { changed(status) }
     }
 
-    private func supervise(_ i: Int) async {
+    /// An operator's restart: a running process is stopped (SIGTERM) and started again as soon as
+    /// it exits, not counted as a failure; one that is stopped, exited or failed starts now.
+    /// False if no process has that name.
+    public func restart(_ name: String) -> Bool {
+        guard let i = entries.withLock({ e -> Int? in
+            guard let i = e.firstIndex(where: { $0.spec.name == name }) else { return nil }
+            e[i].held = false
+            if e[i].status.pid != nil { e[i].restartNow = true }
+            return i
+        }) else { return false }
+        if let pid = entries.withLock({ $0[i].status.pid }) { kill(pid, SIGTERM) } else { supervise(i) }
+        return true
+    }
+
+    /// An operator's stop: SIGTERM, SIGKILL if it still runs after `grace`; it stays stopped, whatever
+    /// its restart policy, until restarted. False if no process has that name.
+    public func stop(_ name: String, grace: Duration = .seconds(5)) async -> Bool {
+        guard let pid = entries.withLock({ e -> pid_t?? in
+            guard let i = e.firstIndex(where: { $0.spec.name == name }) else { return nil }
+            e[i].held = true
+            e[i].restartNow = false
+            return .some(e[i].status.pid)
+        }) else { return false }
+        guard let pid else { return true }
+        kill(pid, SIGTERM)
+        let deadline = ContinuousClock.now + grace
+        while ContinuousClock.now < deadline, entries.withLock({ $0.contains { $0.status.pid == pid } }) {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        if entries.withLock({ $0.contains { $0.status.pid == pid } }) { kill(pid, SIGKILL) }
+        return true
+    }
+
+    private func loop(_ i: Int) async {
+        defer { entries.withLock { $0[i].supervised = false } }
         let spec = entries.withLock { $0[i].spec }
         var backoff = minimumBackoff
         while !stopping.load(ordering: .acquiring) {
+            if entries.withLock({ $0[i].held }) { break }
             let started = ContinuousClock.now
-            switch spawn(spec) {
+            switch spawn(spec, i) {
             case .failure(let why):
                 update(i) { $0.state = .failed; $0.error = why.message; $0.pid = nil }
                 log("process \(spec.name): cannot start \(spec.path): \(why)")
@@ -108,7 +169,17 @@ public final class Supervisor: Sendable {
                 let status = await reaper.wait(for: pid)
                 let stopped = stopping.load(ordering: .acquiring)
                 update(i) { $0.lastExit = status.description; $0.pid = nil }
-                if stopped { update(i) { $0.state = .stopped }; return }
+                let (held, restartNow) = entries.withLock { e in
+                    defer { e[i].restartNow = false }
+                    return (e[i].held, e[i].restartNow)
+                }
+                if stopped || held { update(i) { $0.state = .stopped }; return }
+                if restartNow {
+                    update(i) { $0.state = .restarting; $0.restarts += 1 }
+                    log("process \(spec.name) \(status); restarted by an operator")
+                    backoff = minimumBackoff
+                    continue
+                }
                 let again = spec.restart == .always || (spec.restart == .onFailure && !status.success)
                 guard again else {
                     update(i) { $0.state = status.success ? .exited : .failed }
@@ -125,7 +196,7 @@ public final class Supervisor: Sendable {
         update(i) { $0.state = .stopped }
     }
 
-    private func spawn(_ spec: ProcessSpec) -> Result<pid_t, SpawnError> {
+    private func spawn(_ spec: ProcessSpec, _ i: Int) -> Result<pid_t, SpawnError> {
         guard access(spec.path, X_OK) == 0 else { return .failure(SpawnError(message: String(cString: strerror(errno)))) }
         let argv = ([spec.path] + spec.arguments).map { strdup($0) } + [nil]
         let envp = (spec.environment.isEmpty ? ["PATH=/bin:/sbin:/usr/bin:/usr/sbin"] : spec.environment).map { strdup($0) } + [nil]
@@ -162,7 +233,10 @@ public final class Supervisor: Sendable {
         for p in pipes {
             close(p.write)
             if case .success = spawned, let output {
-                OutputReader.start(fd: p.read, process: spec.name, stream: p.stream, to: output)
+                OutputReader.start(fd: p.read, process: spec.name, stream: p.stream) { [self] line in
+                    update(i) { $0.lastOutput = String(line.line.prefix(512)) }
+                    output(line)
+                }
             } else {
                 close(p.read)
             }

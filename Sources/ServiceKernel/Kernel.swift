@@ -70,6 +70,9 @@ public final class Kernel: Sendable {
     /// the rest by the parts that know it.
     public let metrics: NodeMetrics
     private let nextSubscription = Atomic<UInt64>(1)
+    /// In-process consumers of other nodes' services, by the sink path their notifications are
+    /// addressed to (`/.stream/N`: in no directory, reachable only as a subscriber).
+    let sinks = Mutex<[String: AsyncStream<Message>.Continuation]>([:])
     private let remoteDispatcher = Mutex<(any RemoteDispatcher)?>(nil)
 
     /// The distributing kernel, once the network manager is loaded; nil keeps messages local.
@@ -219,6 +222,26 @@ public final class Kernel: Sendable {
         let (stream, queue) = Subscription.makeQueue()
         queue.onTermination = { [weak reg] _ in _ = reg?.remove(subscription: id) }
         reg.add(Subscription(id: id, subscriber: .stream, queue: queue))
+        return stream
+    }
+
+    /// Subscribes an in-process consumer to a service on this node or another (`decos://b/kv`).
+    /// For another node's, the Subscribe names a sink of this node as its subscriber; when the
+    /// consumer stops iterating the sink goes, and the next notification to it tells the
+    /// publisher to drop the subscription (the distributing kernel's unsubscribe). The stream
+    /// does not end if the other node dies: watch `/os/cluster` for that.
+    public func subscribe(anywhere to: String, as principal: Principal) async throws(Fault) -> AsyncStream<Message> {
+        if uris.localPath(to) != nil { return try subscribe(to, as: principal) }
+        let path = "/.stream/\(nextSubscription.wrappingAdd(1, ordering: .relaxed).oldValue)"
+        let (stream, sink) = Subscription.makeQueue()
+        sinks.withLock { $0[path] = sink }
+        sink.onTermination = { [weak self] _ in _ = self?.sinks.withLock { $0.removeValue(forKey: path) } }
+        var request = Message(.subscribe, to: to)
+        request.from = uris.authority + path
+        if let fault = await send(request, as: principal).fault {
+            sink.finish()
+            throw fault
+        }
         return stream
     }
 

@@ -60,9 +60,23 @@ extension Kernel {
     /// Delivers a notification from another node; false if its subscriber is gone, so the sender
     /// can end the subscription.
     public func deliver(remoteNotification m: Message) async -> Bool {
-        guard let path = uris.localPath(m.to), let target = uris.lookup(path) else { return false }
+        guard let path = uris.localPath(m.to) else { return false }
+        if let sink = sinks.withLock({ $0[path] }) {
+            // A full sink (its consumer 10,000 behind) ends, as a local subscriber's queue does.
+            // A Drop is the publisher's last word: it is gone.
+            if case .dropped = sink.yield(m) { sink.finish() } else if m.verb == .drop { sink.finish() }
+            return true
+        }
+        guard let target = uris.lookup(path) else { return false }
         await target.service.notify(m)
         return true
+    }
+
+    /// Whether a notification to `uri` has anyone here to take it: a service, or a sink of
+    /// `subscribe(anywhere:as:)`.
+    public func takesNotifications(to uri: String) -> Bool {
+        guard let path = uris.localPath(uri) else { return false }
+        return uris.lookup(path) != nil || sinks.withLock { $0[path] != nil }
     }
 
     /// The cluster's directory: this node's services, then every other node's.

@@ -45,20 +45,65 @@ public final class OperatingSystem: Sendable {
     }
 }
 
-/// `/os/processes`: the manifest's processes, their state, pid, restarts and last exit.
+/// `/os/processes`: the manifest's processes, their state, pid, restarts, last exit and last line
+/// of output. Submit `<Restart><Name>p</Name></Restart>` or `<Stop><Name>p</Name></Stop>` for an
+/// operator's restart or stop. Subscribers are told of changes as an Update with the whole list,
+/// at most ten times a second however chatty the processes are.
 public actor ProcessesService: Service {
     public static let contract = "urn:decos:os:processes"
-    public static let operations = [ServiceOperation(.get, returns: ProcessList.self)]
+    public static let operations = [
+        ServiceOperation(.get, returns: ProcessList.self),
+        ServiceOperation(.submit, takes: .any, returns: .of(ProcessList.self)),
+    ]
 
     public struct ProcessList: Codable, Sendable { public var process: [ProcessStatus] }
 
     let os: OperatingSystem
+    private var context: ServiceContext?
+    private var flushScheduled = false
+
     init(os: OperatingSystem) { self.os = os }
     public init(config: ServiceConfig) { os = OperatingSystem() }
 
-    public func handle(_ request: Request) throws -> Element? {
-        guard request.verb == .get else { throw Fault.actionNotSupported(request.verb, "/os/processes") }
-        return try infoset(ProcessList(process: os.supervisor.statuses))
+    public func start(_ context: ServiceContext) async throws {
+        self.context = context
+        os.supervisor.observe { [weak self] _ in
+            guard let self else { return }
+            Task { await self.changed() }
+        }
+    }
+
+    /// Coalesces changes: the first schedules one notification 100 ms on, carrying the list as it
+    /// is then; changes until it goes ride along.
+    private func changed() {
+        guard !flushScheduled, context?.hasSubscribers == true else { return }
+        flushScheduled = true
+        Task {
+            try? await Task.sleep(for: .milliseconds(100))
+            await self.flush()
+        }
+    }
+
+    private func flush() {
+        flushScheduled = false
+        context?.publish(.update, body: try? infoset(ProcessList(process: os.supervisor.statuses)))
+    }
+
+    public func handle(_ request: Request) async throws -> Element? {
+        switch request.verb {
+        case .get:
+            return try infoset(ProcessList(process: os.supervisor.statuses))
+        case .submit:
+            guard let body = request.body, ["Restart", "Stop"].contains(body.name.local),
+                  let name = body.child("Name")?.text.trimmingXMLSpace(), !name.isEmpty else {
+                throw Fault.invalidBody("Submit to /os/processes takes <Restart><Name>p</Name></Restart> or <Stop><Name>p</Name></Stop>")
+            }
+            let known = body.name.local == "Restart" ? os.supervisor.restart(name) : await os.supervisor.stop(name)
+            guard known else { throw Fault(.sender, "NotFound", "no process named \"\(name)\"") }
+            return try infoset(ProcessList(process: os.supervisor.statuses))
+        default:
+            throw Fault.actionNotSupported(request.verb, "/os/processes")
+        }
     }
 }
 

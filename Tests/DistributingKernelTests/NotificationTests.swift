@@ -25,6 +25,30 @@ import Testing
         for n in [a, b] { await n.network?.stop() }
     }
 
+    @Test func anInProcessConsumerFollowsAnotherNodesServiceUntilItStops() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        try await waitUntil(a, lists: "decos://b/counter")
+        // What the gateway does for a browser watching node b's counter through node a: a consumer
+        // that takes the first notification and stops.
+        let consumer = Task { () async throws -> Message? in
+            for await n in try await a.kernel.subscribe(anywhere: "decos://b/counter", as: .system) { return n }
+            return nil
+        }
+        try await waitUntil { b.kernel.subscribers(of: "/counter").count == 1 }
+        let inc = try XMLReader.parse("<Increment><By>3</By></Increment>")
+        _ = try await b.kernel.call(.update, "/counter", body: inc)
+        let first = try await consumer.value
+        #expect(first?.verb == .update && first?.body?.child("By")?.text == "3")
+        // It stopped: its sink is gone, the next change finds none at a, and b drops the subscription.
+        try await waitUntil { a.kernel.sinks.withLock { $0.isEmpty } }
+        _ = try await b.kernel.call(.update, "/counter", body: inc)
+        try await waitUntil { b.kernel.subscribers(of: "/counter").isEmpty }
+        // A service that does not exist there is a fault, not a silent stream.
+        await #expect(throws: Fault.self) { _ = try await a.kernel.subscribe(anywhere: "decos://b/nothing", as: .system) }
+        for n in [a, b] { await n.network?.stop() }
+    }
+
     @Test func aSubscriberThatFallsTooFarBehindIsDropped() async throws {
         let a = try await bootNode("a")
         // A consumer that never reads its stream.

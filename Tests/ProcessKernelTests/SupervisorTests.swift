@@ -47,6 +47,36 @@ import Glibc
         #expect(s.statuses[0].pid == nil)
     }
 
+    @Test func anOperatorStopsAProcessItsPolicyWouldRestartAndRestartsItAgain() async throws {
+        let s = Supervisor(minimumBackoff: .milliseconds(10))
+        s.start(ProcessSpec(name: "server", path: "/bin/sleep", arguments: ["1000"], restart: .always))
+        try await waitUntil("running") { s.statuses[0].state == .running }
+        let first = try #require(s.statuses[0].pid)
+        // Restart while running: a new process at once, counted, not left to the backoff.
+        #expect(s.restart("server"))
+        try await waitUntil("running again") { s.statuses[0].state == .running && s.statuses[0].pid != first }
+        #expect(s.statuses[0].restarts == 1 && s.statuses[0].lastExit == "killed by signal 15")
+        // Stop: it stays stopped although its policy is `always`.
+        #expect(await s.stop("server", grace: .seconds(2)))
+        try await waitUntil("stopped") { s.statuses[0].state == .stopped }
+        #expect(s.statuses[0].pid == nil)
+        // Restart of a stopped process starts it.
+        #expect(s.restart("server"))
+        try await waitUntil("started") { s.statuses[0].state == .running }
+        #expect(s.restart("nobody") == false)
+        #expect(await s.stop("nobody") == false)
+        await s.stopAll(grace: .seconds(2))
+    }
+
+    @Test func theLastLineAProcessWroteIsInItsStatusAndObserversHearOfChanges() async throws {
+        let changes = Mutex(0)
+        let s = Supervisor(output: { _ in })
+        s.observe { _ in changes.withLock { $0 += 1 } }
+        s.start(ProcessSpec(name: "talker", path: "/bin/sh", arguments: ["-c", "echo first >&2; echo second >&2; exit 0"], restart: .never))
+        try await waitUntil("exited and said its last") { s.statuses[0].state == .exited && s.statuses[0].lastOutput == "second" }
+        #expect(changes.withLock { $0 } >= 3)
+    }
+
     @Test func stopAllKillsWhatIgnoresSIGTERM() async throws {
         let s = Supervisor()
         s.start(ProcessSpec(name: "stubborn", path: "/bin/sh", arguments: ["-c", "trap '' TERM; while true; do sleep 0.05; done"], restart: .always))

@@ -15,9 +15,11 @@ set -euo pipefail
 # openssl makes a node's self-signed HTTPS certificate (boot/tls-cert.sh; the HTTPS tests check it with s_client);
 # prometheus scrapes a local cluster's /metrics in the metrics test (started by the test; the package's
 # own service is not started here: there is no init system to run it, and the test wants its own);
-# python3-zeep is the generated SOAP client the WSDL test calls services through (/usr/bin/python3's).
+# python3-zeep is the generated SOAP client the WSDL test calls services through (/usr/bin/python3's);
+# chromium, chromium-driver and python3-selenium are the real browser the console's test drives.
 packages=(curl file iproute2 nftables procps wrk qemu-system-x86 ipxe-qemu linux-image-amd64 cpio zstd libibverbs-dev libnl-3-dev libnl-route-3-dev libssl-dev
-          libpci-dev pciutils libnuma-dev perftest iputils-ping rsyslog prometheus openssl python3-zeep)
+          libpci-dev pciutils libnuma-dev perftest iputils-ping rsyslog prometheus openssl python3-zeep
+          chromium chromium-driver python3-selenium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

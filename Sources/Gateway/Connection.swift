@@ -78,6 +78,7 @@ final class Connection: ChannelInboundHandler {
         switch outcome {
         case .reply(let r): Connection.write(r, on: channel, keepAlive: h.isKeepAlive)
         case .stream(let m, let notifications): startStream(m, notifications, channel)
+        case .events(let sources, let refused): startEvents(sources, refused: refused, channel)
         }
     }
 

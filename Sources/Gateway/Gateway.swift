@@ -98,6 +98,8 @@ public final class Gateway: Sendable {
         case reply(Response)
         /// A Subscribe from an HTTP client: the connection becomes a stream of notifications.
         case stream(Message, AsyncStream<Message>)
+        /// The console's stream of which services changed (EventStream.swift).
+        case events([(path: String, stream: AsyncStream<Message>)], refused: [(path: String, reason: String)])
     }
 
     func respond(to h: HTTPRequestHead, body: ByteBuffer) async -> Outcome {
@@ -113,9 +115,19 @@ public final class Gateway: Sendable {
         let path = Gateway.destination(String(h.uri.prefix { $0 != "?" && $0 != "#" }))
         switch h.method {
         case .GET, .HEAD:
-            if path == "/" { return .reply(await directoryPage(principal)) }
+            let query = Gateway.queryItems(h.uri).map { $0.name.lowercased() }
+            if path == "/" {
+                if query.contains("events") { return await eventSources(h, as: principal) }
+                if query.contains("nodes") { return .reply(fragment(nodesTable(await nodeRows(principal)))) }
+                return .reply(await consolePage(principal))
+            }
             if path == "/metrics" { return .reply(metricsPage(principal)) }
-            if Gateway.query(h.uri).lowercased() == "wsdl" { return .reply(await wsdlPage(h, path, as: principal)) }
+            if query.contains("wsdl") { return .reply(await wsdlPage(h, path, as: principal)) }
+            let link = String(h.uri.prefix { $0 != "?" && $0 != "#" })
+            if query.contains("view") { return .reply(await viewPage(path, link, as: principal)) }
+            if query.contains("fragment") {
+                return .reply(fragment(stateFragment(await kernel.send(Message(.get, to: path), as: principal), path: link)))
+            }
             let reply = await kernel.send(Message(.get, to: path), as: principal)
             if let f = reply.fault {
                 if f.subcode?.local == "UnknownService" { return .reply(.fault(f, status: .notFound)) }
@@ -124,6 +136,7 @@ public final class Gateway: Sendable {
             return .reply(Response(status: .ok, contentType: "application/xml; charset=utf-8",
                                    body: reply.body.map { XMLWriter.bytes($0, declaration: true) } ?? []))
         case .POST:
+            if Gateway.queryItems(h.uri).contains(where: { $0.name == "form" }) { return .reply(await formReply(h, path, body: body, as: principal)) }
             let type = h.headers.first(name: "content-type")?.lowercased() ?? ""
             guard type.hasPrefix("application/soap+xml") else {
                 return .reply(.fault(Fault(.sender, "UnsupportedMediaType",
@@ -153,6 +166,11 @@ public final class Gateway: Sendable {
             return .reply(Response(status: .methodNotAllowed, contentType: "text/plain; charset=utf-8",
                                    body: Array("use POST (SOAP 1.2) or GET\n".utf8), extraHeaders: [("Allow", "GET, HEAD, POST")]))
         }
+    }
+
+    /// An HTML fragment for the console's script to put in place.
+    func fragment(_ html: String) -> Response {
+        Response(status: .ok, contentType: "text/html; charset=utf-8", body: Array(html.utf8), extraHeaders: [("Cache-Control", "no-store")])
     }
 
     /// The query of a request target, without its fragment: `wsdl` of `/counter?wsdl`.
@@ -203,32 +221,6 @@ public final class Gateway: Sendable {
         let address = "\(binding.certificate == nil ? "http" : "https")://\(host)\(h.uri.prefix { $0 != "?" && $0 != "#" })"
         let document = WSDL.document(contract: contract, operations: kernel.contracts.operations[contract], address: address)
         return Response(status: .ok, contentType: WSDL.contentType, body: Array(("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" + XMLWriter.pretty(document)).utf8))
-    }
-
-    func directoryPage(_ principal: Principal) async -> Response {
-        let reply = await kernel.send(Message(.get, to: "/directory"), as: principal)
-        if let f = reply.fault { return .fault(f) }
-        let entries = (reply.body?.elements ?? []).map { e in
-            let node = e.child("Node")?.text ?? kernel.node
-            let path = e.child("Path")?.text ?? ""
-            return (path: node == kernel.node ? path : "/@\(node)\(path)", uri: e.child("Uri")?.text ?? "",
-                    contract: e.child("Contract")?.text ?? "")
-        }
-        var html = """
-        <!DOCTYPE html>
-        <html><head><meta charset="utf-8"><title>decos: \(escapeHTML(kernel.node))</title>
-        <style>body{font:15px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:.3em 1em;text-align:left;border-bottom:1px solid #ddd}code{font-size:13px}</style>
-        </head><body>
-        <h1>Node \(escapeHTML(kernel.node))</h1>
-        <p><code>\(escapeHTML(kernel.uris.authority))/</code> — \(entries.count) services. Each link shows the service's state as XML.</p>
-        <table><tr><th>Service</th><th>URI</th><th>Contract</th></tr>
-
-        """
-        for e in entries {
-            html += "<tr><td><a href=\"\(escapeHTML(e.path))\">\(escapeHTML(e.path))</a></td><td><code>\(escapeHTML(e.uri))</code></td><td><code>\(escapeHTML(e.contract))</code></td></tr>\n"
-        }
-        html += "</table></body></html>\n"
-        return Response(status: .ok, contentType: "text/html; charset=utf-8", body: Array(html.utf8))
     }
 }
 

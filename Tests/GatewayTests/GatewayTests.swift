@@ -62,7 +62,7 @@ struct Served {
         #expect(try SOAP.decode(garbage.body).fault?.reason.contains("malformed XML") == true)
     }
 
-    @Test func getReturnsStateAndTheDirectoryPage() async throws {
+    @Test func getReturnsStateAndTheConsolePage() async throws {
         let s = try await Served()
         defer { s.stop() }
         let state = try await HTTPClient.send(.GET, s.url("/counter"))
@@ -72,8 +72,8 @@ struct Served {
         let page = try await HTTPClient.send(.GET, s.url("/"))
         let html = String(decoding: page.body, as: UTF8.self)
         #expect(page.header("content-type")?.hasPrefix("text/html") == true)
-        #expect(html.contains("<a href=\"/counter\">/counter</a>"))
-        #expect(html.contains("decos://gw/directory"))
+        #expect(html.contains("data-path=\"/@gw/counter\""))
+        #expect(html.contains("urn:decos:examples:counter"))
         #expect(try await HTTPClient.send(.GET, s.url("/nothing")).status == 404)
     }
 
@@ -194,6 +194,8 @@ actor LineCollector {
     var count: Int { lines.count }
     func end() { ended = true }
     func all() -> [[UInt8]] { lines }
+    /// Everything read so far, lines joined again.
+    var text: String { String(decoding: lines.joined(separator: [0x0A]) + [0x0A] + pending, as: UTF8.self) }
     func feed(_ chunk: [UInt8]) {
         pending += chunk
         while let nl = pending.firstIndex(of: 0x0A) {

@@ -12,7 +12,7 @@ let clusterKey: String = {
 let fastTimings = #"probeInterval="300" probeTimeout="150" suspicionTimeout="1200""#
 
 func clusterManifest(listen: String = "127.0.0.1:0", seeds: [String] = [], timings: String = fastTimings, gateway: String = "",
-                     network: String = "") throws -> String {
+                     network: String = "", extra: String = "") throws -> String {
     let path = NSTemporaryDirectory() + "decos-cluster-\(UUID().uuidString).xml"
     try """
     <Manifest xmlns="urn:decos:manifest">
@@ -24,6 +24,7 @@ func clusterManifest(listen: String = "127.0.0.1:0", seeds: [String] = [], timin
         \(network)
       </Network>
       <Service contract="urn:decos:examples:counter" name="/counter"/>
+      \(extra)
     </Manifest>
     """.write(toFile: path, atomically: true, encoding: .utf8)
     return path

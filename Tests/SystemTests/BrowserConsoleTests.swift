@@ -1,0 +1,37 @@
+import Foundation
+import Testing
+
+/// The console in a real headless browser (Debian's chromium, driven by selenium through
+/// chromedriver: Fixtures/console_browser.py) against a local cluster of three node processes.
+/// `DECOS_SCREENSHOTS=DIR` keeps the browser's screenshots there (docs/console.md shows them).
+@Suite(.serialized) struct BrowserConsoleTests {
+    @Test func thePageListsTheClusterShowsChangesLiveAndSendsVerbsWithAndWithoutJavaScript() throws {
+        // Node a supervises a process that says something now and then, for its row and buttons.
+        let ticker = #"<Process name="ticker" path="/bin/sh" restart="always"><Arg>-c</Arg><Arg>while true; do echo tick; sleep 1; done</Arg></Process>"#
+        let a = try NodeProcess(manifest: try clusterManifest(extra: ticker), extra: ["--node", "a"])
+        let b = try NodeProcess(manifest: try clusterManifest(seeds: [a.clusterAddress]), extra: ["--node", "b"])
+        let c = try NodeProcess(manifest: try clusterManifest(seeds: [a.clusterAddress]), extra: ["--node", "c"])
+        let all: Set = ["decos://a/counter", "decos://b/counter", "decos://c/counter"]
+        try waitFor { try a.counters() == all && b.counters() == all && c.counters() == all }
+        let script = packageRoot.appendingPathComponent("Tests/SystemTests/Fixtures/console_browser.py").path
+        let shots = ProcessInfo.processInfo.environment["DECOS_SCREENSHOTS"].map { [$0] } ?? []
+        // Bounded, so a browser that hangs fails the test instead of holding up CI.
+        let r = try run("/usr/bin/timeout", ["180", "/usr/bin/python3", script, a.base, b.base, c.base] + shots)
+        #expect(r.status == 0, "the browser run failed: \(r.err)")
+        let found = Dictionary(r.out.split(separator: "\n").map { line in
+            (String(line.prefix { $0 != " " }), String(line.drop { $0 != " " }.dropFirst()))
+        }) { first, _ in first }
+        #expect(found["nodes"] == "a,b,c", "\(r.out)")
+        #expect(found["nojs-nodes"] == "a,b,c")
+        // The Update made through c's gateway shows on a's page within a second.
+        let seconds = try #require(found["live-update-seconds"].flatMap(Double.init), "\(r.out)\(r.err)")
+        #expect(seconds < 1.0)
+        // The form's Update reached c's counter; the page without JavaScript reached a's.
+        #expect(found["form-state"] == "5")
+        #expect(found["nojs-form-state"] == "2")
+        // The process shows its last line, and its Restart button restarted it.
+        #expect(found["process-output"] == "tick")
+        #expect(found["process-restarts"] == "1")
+        print("console: first contentful paint \(found["first-contentful-paint-ms"] ?? "?") ms, page \(found["page-bytes"] ?? "?") bytes, live update \(seconds) s")
+    }
+}

@@ -49,6 +49,18 @@ import Testing
         for n in [a, b] { await n.network?.stop() }
     }
 
+    @Test func theClusterServiceListsMembersAndTellsOfEachChange() async throws {
+        let a = try await bootNode("a")
+        let changes = try a.kernel.subscribe("/os/cluster", as: .system)
+        let b = try await bootNode("b", seed: address(a))
+        var notes = changes.makeAsyncIterator()
+        let joined = await notes.next()
+        #expect(joined?.verb == .update && joined?.body?.child("Name")?.text == "b" && joined?.body?.child("Status")?.text == "alive")
+        let view = try #require(try await a.kernel.call(.get, "/os/cluster"))
+        #expect(view.elements.filter { $0.name.local == "Member" }.map { [$0.child("Name")?.text, $0.child("Status")?.text] } == [["a", "alive"], ["b", "alive"]])
+        for n in [a, b] { await n.network?.stop() }
+    }
+
     @Test func aSubscriberThatFallsTooFarBehindIsDropped() async throws {
         let a = try await bootNode("a")
         // A consumer that never reads its stream.

@@ -81,6 +81,15 @@ func run(_ executable: String, _ arguments: [String], input: String? = nil) thro
     return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
 
+/// Runs blocking work (processes, their pipes, waits) on a thread of its own: a test that holds a
+/// thread of the concurrency pool for long starves the in-process nodes of tests beside it (two
+/// cores: two threads), whose clients then time out.
+func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { done in
+        DispatchQueue.global().async { done.resume(with: Result { try work() }) }
+    }
+}
+
 func decos(_ args: String...) throws -> (status: Int32, out: String, err: String) { try run(decosBinary, args) }
 
 func curl(_ args: String...) throws -> (status: Int32, out: String, err: String) { try run("/usr/bin/curl", ["-sS"] + args) }

@@ -15,8 +15,8 @@ func envelope(_ verb: String, _ body: String = "") -> String {
     @Test func servesTheExampleManifestToRealClients() throws {
         let node = try NodeProcess()
         let page = try curl(node.base + "/")
-        #expect(page.out.contains("<a href=\"/counter\">/counter</a>"))
-        #expect(page.out.contains("<a href=\"/kv\">/kv</a>"))
+        #expect(page.out.contains("data-path=\"/@example/counter\""))
+        #expect(page.out.contains("data-path=\"/@example/kv\""))
         let post = try curl("-X", "POST", "-H", soapHeader, "--data-binary", envelope("Update", "<Increment><By>2</By></Increment>"), node.base + "/counter")
         #expect(post.out.contains("<Value>2</Value>"))
         #expect(post.out.contains("<wsa:RelatesTo>urn:uuid:7</wsa:RelatesTo>"))

@@ -92,6 +92,8 @@ struct Ctl: AsyncParsableCommand {
     @Option(help: "The body as XML, or @FILE to read it from a file.") var body: String?
     @Option(help: "A bearer token for the gateway, or @FILE to read it from a file.") var token: String?
     @Option(help: "For https://: the PEM file of the CA (or the node's own self-signed certificate) the server's certificate must be signed by; the system's CAs without it.") var cacert: String?
+    @Option(name: .customLong("buffer"), help: "A buffer to send beside the body (as MTOM): @FILE, or ID=@FILE; the id is the file's name unless given. Repeat for more.") var buffers: [String] = []
+    @Option(help: "Where buffers that come back are written, each to a file named by its id.") var bufferDir = "."
 
     func run() async throws {
         setvbuf(stdout, nil, _IOLBF, 0)
@@ -110,9 +112,19 @@ struct Ctl: AsyncParsableCommand {
             v = parsed
             body = try parsedBody()
         }
-        var message = Message(v, to: target.path, body: body)
+        var message = Message(v, to: target.path, body: body, buffers: try buffers.map(bufferArgument))
         message.messageID = "urn:uuid:" + uuid()
-        var headers = [("Content-Type", SOAP.contentType)]
+        // Buffers that come back do so as MTOM parts, not Base64 in the envelope.
+        var headers = [("Accept", "multipart/related, application/soap+xml")]
+        let payload: [UInt8]
+        if message.buffers.isEmpty {
+            headers.append(("Content-Type", SOAP.contentType))
+            payload = SOAP.encode(message)
+        } else {
+            let mtom = MTOM.encode(message)
+            headers.append(("Content-Type", mtom.contentType))
+            payload = mtom.body
+        }
         if var token {
             if token.hasPrefix("@") {
                 let path = String(token.dropFirst())
@@ -125,12 +137,28 @@ struct Ctl: AsyncParsableCommand {
         let onChunk: (@Sendable ([UInt8]) async throws -> Void)? = v == .subscribe ? { @Sendable chunk in await splitter.feed(chunk) } : nil
         let response: HTTPClient.Response
         do {
-            response = try await HTTPClient.send(.POST, target, headers: headers, body: SOAP.encode(message), cacert: cacert, onBodyChunk: onChunk)
+            response = try await HTTPClient.send(.POST, target, headers: headers, body: payload, cacert: cacert, onBodyChunk: onChunk)
         } catch {
             fail("\(error)", code: 2)
         }
         if v == .subscribe { return }
-        try show(response.body, status: response.status)
+        try show(response.body, type: response.header("content-type") ?? "", status: response.status)
+    }
+
+    /// `@FILE` or `ID=@FILE`: the file's bytes as a buffer.
+    func bufferArgument(_ argument: String) throws -> BufferRef {
+        let (id, file): (String, Substring)
+        if argument.hasPrefix("@") {
+            file = argument.dropFirst()
+            id = String(file.split(separator: "/").last ?? file)
+        } else if let eq = argument.firstIndex(of: "="), argument[argument.index(after: eq)...].hasPrefix("@") {
+            id = String(argument[..<eq])
+            file = argument[argument.index(eq, offsetBy: 2)...]
+        } else {
+            throw ValidationError("--buffer takes @FILE or ID=@FILE (got \(argument))")
+        }
+        guard let bytes = readFile(String(file)) else { fail("cannot read \(file)", code: 2) }
+        return BufferRef(id: id, buffer: DataBuffer(bytes))
     }
 
     func parsedBody() throws -> Element? {
@@ -146,10 +174,12 @@ struct Ctl: AsyncParsableCommand {
         do { return try XMLReader.parse(text) } catch { fail("\(source):\(error.line):\(error.column): \(error.message)", code: 2) }
     }
 
-    func show(_ bytes: [UInt8], status: Int) throws {
+    func show(_ bytes: [UInt8], type: String, status: Int) throws {
         let reply: Message
         do {
-            reply = try SOAP.decode(bytes)
+            reply = type.lowercased().hasPrefix("multipart/related")
+                ? try MTOM.decode(contentType: type, body: bytes, pool: BufferPool(keepFree: 0))
+                : try SOAP.decode(bytes)
         } catch {
             fail("HTTP \(status): \(String(decoding: bytes, as: UTF8.self))")
         }
@@ -157,6 +187,29 @@ struct Ctl: AsyncParsableCommand {
             fail("fault (HTTP \(status)): \(f.code.rawValue)\(f.subcode.map { " \($0.local)" } ?? ""): \(f.reason)")
         }
         if let b = reply.body { print(XMLWriter.pretty(b), terminator: "") }
+        for b in reply.buffers { save(b) }
+    }
+
+    /// Writes a returned buffer to `bufferDir`/ID, the id made a plain file name.
+    func save(_ b: BufferRef) {
+        var name = String(b.id.map { $0 == "/" || $0 == "\0" ? "_" : $0 })
+        if name.isEmpty || name.hasPrefix(".") { name = "_" + name }
+        let path = bufferDir + "/" + name
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { fail("cannot write buffer \(b.id) to \(path): \(String(cString: strerror(errno)))", code: 2) }
+        defer { close(fd) }
+        let written = b.buffer.withUnsafeBytes { p -> Int in
+            var done = 0
+            while done < p.count {
+                let n = write(fd, p.baseAddress! + done, p.count - done)
+                if n <= 0 { return -1 }
+                done += n
+            }
+            return done
+        }
+        guard written == b.length else { fail("cannot write buffer \(b.id) to \(path): \(String(cString: strerror(errno)))", code: 2) }
+        var stderr = StandardError()
+        print("buffer \(b.id): \(b.length) bytes written to \(path)", to: &stderr)
     }
 }
 

@@ -222,6 +222,14 @@ extension NetworkManager {
     func answer(_ reply: Message, correlation: UInt64, on channel: any Channel) {
         var reply = reply
         reply.from = kernel.absolute(reply.from)
+        if !reply.buffers.isEmpty {
+            // Not dropped in silence: the caller learns its reply had buffers it cannot have.
+            let ids = reply.buffers.map(\.id).joined(separator: ", ")
+            reply.kind = .fault
+            reply.body = nil
+            reply.buffers = []
+            reply.fault = Fault(.receiver, "BuffersNotSent", "\(reply.from ?? "the service") replied with buffers (\(ids)); a reply's buffers do not cross nodes: call it on its own node, or through its node's gateway")
+        }
         guard let refused = channel.send(.reply, encode: { Wire.encode(reply, correlation: correlation, offers: [], into: &$0) }) else { return }
         // The caller still gets an answer: a fault saying why the reply could not go.
         logger.warning("a reply to \(reply.to) was not sent: \(refused)")

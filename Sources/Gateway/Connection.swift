@@ -13,6 +13,8 @@ final class Connection: ChannelInboundHandler {
     let gateway: Gateway
     var head: HTTPRequestHead?
     var body = ByteBuffer()
+    /// An MTOM request's body being read part by part.
+    var multipart: MultipartReader?
     var refused = false
     /// A subscription stream this connection carries, ended when the client goes away.
     var stream: Task<Void, Never>?
@@ -29,12 +31,38 @@ final class Connection: ChannelInboundHandler {
         case .head(let h):
             head = h
             body.clear()
-            if let length = h.headers.first(name: "content-length").flatMap(Int.init), length > gateway.binding.maxRequestBytes {
-                refuseTooLarge(context)
+            multipart = nil
+            let binding = gateway.binding
+            var limit = binding.maxRequestBytes
+            let type = h.headers.first(name: "content-type") ?? ""
+            if h.method == .POST, type.lowercased().hasPrefix("multipart/related"), !Gateway.queryItems(h.uri).contains(where: { $0.name == "form" }) {
+                // MTOM: the parts are read as they come, the buffers into pool memory.
+                guard let boundary = Gateway.parameter("boundary", of: type) else {
+                    return refuse(context, Fault.malformed("multipart/related without a boundary parameter"), status: .badRequest)
+                }
+                do throws(Fault) {
+                    multipart = try MultipartReader(boundary: boundary, start: Gateway.parameter("start", of: type),
+                                                    limits: .init(rootBytes: binding.maxRequestBytes, bufferBytes: binding.maxBufferBytes),
+                                                    pool: gateway.kernel.pool)
+                } catch {
+                    return refuse(context, error, status: .badRequest)
+                }
+                // The envelope, the buffers, and room for the parts' own headers and delimiters.
+                limit = binding.maxRequestBytes + binding.maxBufferBytes + 64 * 1024
+            }
+            if let length = h.headers.first(name: "content-length").flatMap(Int.init), length > limit {
+                refuse(context, Fault(.sender, "TooLarge", "request body exceeds the gateway's limit of \(limit) bytes"), status: .payloadTooLarge)
             }
         case .body(var chunk):
-            if body.readableBytes + chunk.readableBytes > gateway.binding.maxRequestBytes {
-                refuseTooLarge(context)
+            if var reader = multipart {
+                multipart = nil
+                do throws(Fault) { try reader.feed(chunk) } catch {
+                    return refuse(context, error, status: error.subcode?.local == "TooLarge" ? .payloadTooLarge : Gateway.status(for: error))
+                }
+                multipart = reader
+            } else if body.readableBytes + chunk.readableBytes > gateway.binding.maxRequestBytes {
+                refuse(context, Fault(.sender, "TooLarge", "request body exceeds the gateway's limit of \(gateway.binding.maxRequestBytes) bytes"),
+                       status: .payloadTooLarge)
             } else {
                 body.writeBuffer(&chunk)
             }
@@ -43,6 +71,11 @@ final class Connection: ChannelInboundHandler {
             head = nil
             let request = body
             body = ByteBuffer()
+            var parts: MultipartReader.Parts?
+            if var reader = multipart {
+                multipart = nil
+                do throws(Fault) { parts = try reader.finish() } catch { return refuse(context, error, status: .badRequest) }
+            }
             let channel = context.channel
             let gateway = self.gateway
             let loop = context.eventLoop
@@ -56,7 +89,7 @@ final class Connection: ChannelInboundHandler {
             }
             inFlight = (id, deadline)
             Task {
-                let outcome = await gateway.respond(to: h, body: request)
+                let outcome = await gateway.respond(to: h, body: request, parts: parts)
                 loop.execute { connection.value.finish(id, outcome, h, channel) }
             }
         }
@@ -82,11 +115,12 @@ final class Connection: ChannelInboundHandler {
         }
     }
 
-    /// Answers 413 at once and closes: the rest of an oversized body is never read.
-    func refuseTooLarge(_ context: ChannelHandlerContext) {
+    /// Answers at once with `fault` and closes: the rest of a body that is too large or malformed
+    /// is never read.
+    func refuse(_ context: ChannelHandlerContext, _ fault: Fault, status: HTTPResponseStatus) {
         refused = true
-        let fault = Fault(.sender, "TooLarge", "request body exceeds the gateway's limit of \(gateway.binding.maxRequestBytes) bytes")
-        Connection.write(.fault(fault, status: .payloadTooLarge), on: context.channel, keepAlive: false)
+        multipart = nil
+        Connection.write(.fault(fault, status: status), on: context.channel, keepAlive: false)
     }
 
     static func write(_ r: Gateway.Response, on channel: any Channel, keepAlive: Bool) {

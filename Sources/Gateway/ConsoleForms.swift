@@ -70,8 +70,8 @@ extension Gateway {
         }
     }
 
-    /// `+` is a space and `%XX` a byte; a `%` without two hex digits stays as it is.
-    static func percentDecoded<C: Collection<UInt8>>(_ bytes: C) -> String {
+    /// `%XX` is a byte (and `+` a space, in forms and queries); a `%` without two hex digits stays as it is.
+    static func percentDecoded<C: Collection<UInt8>>(_ bytes: C, plusIsSpace: Bool = true) -> String {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)
         var i = bytes.startIndex
@@ -85,7 +85,7 @@ extension Gateway {
         }
         while i != bytes.endIndex {
             let b = bytes[i]
-            if b == UInt8(ascii: "+") {
+            if plusIsSpace, b == UInt8(ascii: "+") {
                 out.append(UInt8(ascii: " "))
             } else if b == UInt8(ascii: "%"), bytes.distance(from: i, to: bytes.endIndex) >= 3,
                       let hi = hex(bytes[bytes.index(i, offsetBy: 1)]), let lo = hex(bytes[bytes.index(i, offsetBy: 2)]) {

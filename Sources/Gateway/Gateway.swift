@@ -102,16 +102,17 @@ public final class Gateway: Sendable {
         case events([(path: String, stream: AsyncStream<Message>)], refused: [(path: String, reason: String)])
     }
 
-    func respond(to h: HTTPRequestHead, body: ByteBuffer) async -> Outcome {
+    /// `parts`: the body of an MTOM request, read by the connection as it came (Multipart.swift).
+    func respond(to h: HTTPRequestHead, body: ByteBuffer, parts: MultipartReader.Parts? = nil) async -> Outcome {
         let principal: Principal
         switch self.principal(h) {
         case .success(let p): principal = p
         case .failure(let f): return .reply(.fault(f, status: .unauthorized))
         }
-        return await respond(to: h, body: body, as: principal)
+        return await respond(to: h, body: body, parts: parts, as: principal)
     }
 
-    func respond(to h: HTTPRequestHead, body: ByteBuffer, as principal: Principal) async -> Outcome {
+    func respond(to h: HTTPRequestHead, body: ByteBuffer, parts: MultipartReader.Parts? = nil, as principal: Principal) async -> Outcome {
         let path = Gateway.destination(String(h.uri.prefix { $0 != "?" && $0 != "#" }))
         switch h.method {
         case .GET, .HEAD:
@@ -137,15 +138,20 @@ public final class Gateway: Sendable {
                                    body: reply.body.map { XMLWriter.bytes($0, declaration: true) } ?? []))
         case .POST:
             if Gateway.queryItems(h.uri).contains(where: { $0.name == "form" }) { return .reply(await formReply(h, path, body: body, as: principal)) }
-            let type = h.headers.first(name: "content-type")?.lowercased() ?? ""
-            guard type.hasPrefix("application/soap+xml") else {
+            let rawType = h.headers.first(name: "content-type") ?? ""
+            let type = rawType.lowercased()
+            guard parts != nil || type.hasPrefix("application/soap+xml") else {
                 return .reply(.fault(Fault(.sender, "UnsupportedMediaType",
-                                           "POST a SOAP 1.2 envelope as application/soap+xml (got \(type.isEmpty ? "no Content-Type" : type))"),
+                                           "POST a SOAP 1.2 envelope as application/soap+xml, or with buffers as MTOM (multipart/related) (got \(type.isEmpty ? "no Content-Type" : type))"),
                                      status: .unsupportedMediaType))
             }
             var request: Message
             do throws(Fault) {
-                request = try SOAP.decode(Array(buffer: body), action: Gateway.parameter("action", of: h.headers.first(name: "content-type") ?? ""))
+                if let parts {
+                    request = try MTOM.message(parts, action: Gateway.parameter("action", of: rawType))
+                } else {
+                    request = try SOAP.decode(Array(buffer: body), action: Gateway.parameter("action", of: rawType))
+                }
             } catch {
                 return .reply(.fault(error))
             }
@@ -161,7 +167,12 @@ public final class Gateway: Sendable {
             }
             var reply = await kernel.send(request, as: principal)
             reply.to = request.replyTo ?? request.from ?? ""
-            return .reply(Response(status: reply.fault.map(Gateway.status) ?? .ok, contentType: SOAP.contentType, body: SOAP.encode(reply)))
+            let status = reply.fault.map(Gateway.status) ?? .ok
+            // Buffers go back as MTOM parts to a client that sent MTOM or accepts it, else inline.
+            if !reply.buffers.isEmpty, parts != nil || (h.headers.first(name: "accept")?.lowercased().contains("multipart/related") ?? false) {
+                return .reply(MTOM.response(reply, status: status))
+            }
+            return .reply(Response(status: status, contentType: SOAP.contentType, body: SOAP.encode(reply)))
         default:
             return .reply(Response(status: .methodNotAllowed, contentType: "text/plain; charset=utf-8",
                                    body: Array("use POST (SOAP 1.2) or GET\n".utf8), extraHeaders: [("Allow", "GET, HEAD, POST")]))

@@ -13,6 +13,7 @@ public enum XMLWriter {
         "http://schemas.xmlsoap.org/wsdl/soap12/": "soap12",
         "http://www.w3.org/2001/XMLSchema": "xsd",
         "http://www.w3.org/2007/05/addressing/metadata": "wsam",
+        "http://www.w3.org/2004/08/xop/include": "xop",
     ]
 
     public static func string(_ element: Element, declaration: Bool = false) -> String {

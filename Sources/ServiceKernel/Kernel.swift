@@ -161,7 +161,9 @@ public final class Kernel: Sendable {
             do {
                 let request = Request(message: m, principal: principal)
                 let body = try await reg.service.handle(request, publishingTo: m.verb.changesState ? reg : nil, entered: entered)
-                return .response(to: m, body: body)
+                var reply = Message.response(to: m, body: body)
+                reply.buffers = request.replyBuffers.list.withLock { $0 }
+                return reply
             } catch let fault as Fault {
                 return .faulted(fault, replyingTo: m)
             } catch {

@@ -72,6 +72,9 @@ public struct GatewayBinding: Sendable, Hashable {
     public var host: String
     public var port: Int
     public var maxRequestBytes: Int
+    /// The most bytes of buffers one request may carry as MTOM parts (each part, and all together);
+    /// the envelope itself stays within `maxRequestBytes`.
+    public var maxBufferBytes = 64 << 20
     /// Seconds a request may wait for its service before it ends in a timeout fault.
     public var requestTimeout: Int
     /// Seconds a connection may stay silent (between requests, or mid-request) before it is closed.
@@ -302,7 +305,7 @@ struct ManifestReader {
     }
 
     mutating func gateway(_ g: Element) -> GatewayBinding {
-        attributes(g, allowed: ["listen", "maxRequestBytes", "requestTimeout", "idleTimeout", "metrics", "certificate", "key"])
+        attributes(g, allowed: ["listen", "maxRequestBytes", "maxBufferBytes", "requestTimeout", "idleTimeout", "metrics", "certificate", "key"])
         var b = GatewayBinding()
         if let listen = g.attribute("listen") {
             if let (host, port) = parseHostPort(listen) { b.host = host; b.port = port }
@@ -310,6 +313,9 @@ struct ManifestReader {
         }
         if let v = g.attribute("maxRequestBytes") {
             if let n = Int(v), n >= 1024 { b.maxRequestBytes = n } else { fail(g, "maxRequestBytes=\"\(v)\" must be a number of bytes ≥ 1024") }
+        }
+        if let v = g.attribute("maxBufferBytes") {
+            if let n = Int(v), n >= 0 { b.maxBufferBytes = n } else { fail(g, "maxBufferBytes=\"\(v)\" must be a number of bytes (0: no buffers)") }
         }
         b.requestTimeout = positive(g, "requestTimeout") ?? b.requestTimeout
         b.idleTimeout = positive(g, "idleTimeout") ?? b.idleTimeout

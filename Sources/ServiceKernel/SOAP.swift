@@ -17,7 +17,12 @@ public enum SOAP {
 
     // MARK: encoding
 
-    public static func envelope(_ m: Message) -> Element {
+    /// XOP's namespace: an `xop:Include` stands for bytes carried in another MIME part (MTOM).
+    public static let xopNamespace = "http://www.w3.org/2004/08/xop/include"
+
+    /// The envelope of `m`. Its buffers are `<d:Buffer id length>` header blocks holding the bytes
+    /// in Base64 — or, with `xop`, an `xop:Include` of the MIME part `cid:ID` that carries them.
+    public static func envelope(_ m: Message, xop: Bool = false) -> Element {
         var header = Element(env("Header"))
         if !m.to.isEmpty { header.append(Element(wsa("To"), text: m.to)) }
         header.append(Element(wsa("Action"), text: m.action))
@@ -25,11 +30,14 @@ public enum SOAP {
         if let r = m.relatesTo { header.append(Element(wsa("RelatesTo"), text: r)) }
         if let r = m.replyTo { header.append(Element(wsa("ReplyTo"), children: [.element(Element(wsa("Address"), text: r))])) }
         if let f = m.from { header.append(Element(wsa("From"), children: [.element(Element(wsa("Address"), text: f))])) }
-        for b in m.buffers {
+        for (i, b) in m.buffers.enumerated() {
             // The text binding carries buffer bytes inline; between nodes the data plane moves them.
+            let content: Content = xop
+                ? .element(Element(QName(xopNamespace, "Include"), attributes: [Attribute(QName("href"), "cid:" + xopContentID(i))]))
+                : .text(Base64.encode(b.buffer.bytes))
             header.append(Element(QName(decosNamespace, "Buffer"),
                                   attributes: [Attribute(QName("id"), b.id), Attribute(QName("length"), String(b.length))],
-                                  children: [.text(Base64.encode(b.buffer.bytes))]))
+                                  children: [content]))
         }
         var body = Element(env("Body"))
         if let fault = m.fault {
@@ -46,6 +54,10 @@ public enum SOAP {
     public static func encode(_ m: Message) -> [UInt8] {
         XMLWriter.bytes(envelope(m), declaration: true)
     }
+
+    /// The Content-ID of the MIME part that carries a message's buffer number `index` (the buffer's
+    /// own id is on its `d:Buffer` header, so any id goes, whatever characters it holds).
+    public static func xopContentID(_ index: Int) -> String { "\(index).buffer@decos" }
 
     static func faultElement(_ f: Fault) -> Element {
         var code = Element(env("Code"), children: [.element(Element(env("Value"), text: "env:" + f.code.rawValue))])

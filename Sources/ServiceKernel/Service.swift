@@ -1,4 +1,5 @@
 import Infoset
+import Synchronization
 
 /// A service: an actor with a contract, reached at a URI, that answers verbs.
 ///
@@ -70,6 +71,8 @@ public enum Principal: Sendable, Hashable, CustomStringConvertible {
 public struct Request: Sendable {
     public let message: Message
     public let principal: Principal
+    /// Buffers the handler sends back with its reply (`attach`).
+    let replyBuffers = ReplyBuffers()
 
     public init(message: Message, principal: Principal) {
         self.message = message
@@ -78,6 +81,14 @@ public struct Request: Sendable {
 
     public var verb: Verb { message.verb }
     public var body: Element? { message.body }
+    /// The request's buffers, by id (`message.buffers`).
+    public func buffer(_ id: String) -> DataBuffer? { message.buffers.first { $0.id == id }?.buffer }
+
+    /// Sends `buffer` back with the reply, beside its body: a client of the gateway gets it as an
+    /// MTOM part (or inline in the envelope). Replies carry buffers to callers on this node and
+    /// through the gateway; a caller on another node gets a fault instead (replies do not offer
+    /// buffers on the data plane yet).
+    public func attach(_ buffer: BufferRef) { replyBuffers.list.withLock { $0.append(buffer) } }
 
     /// The body as a typed value; a missing or mismatched body is a Sender fault naming what is wrong.
     public func decode<T: Decodable>(_ type: T.Type) throws(Fault) -> T {
@@ -104,6 +115,11 @@ public struct Request: Sendable {
             throw Fault.invalidBody("body does not match <\(expected)>: \(error)")
         }
     }
+}
+
+/// What a handler attached to its reply; read by the kernel once the handler returns.
+final class ReplyBuffers: Sendable {
+    let list = Mutex<[BufferRef]>([])
 }
 
 /// Encodes a typed value as a body element named after its type.

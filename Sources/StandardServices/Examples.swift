@@ -108,7 +108,7 @@ public actor KeyValueStore: Service {
     }
 }
 
-/// `/echo` (`urn:decos:examples:echo`): Submit returns its body.
+/// `/echo` (`urn:decos:examples:echo`): Submit returns its body and its buffers.
 public actor Echo: Service {
     public static let contract = "urn:decos:examples:echo"
     public static let operations = [ServiceOperation(.submit, takes: .any, returns: .any)]
@@ -117,6 +117,7 @@ public actor Echo: Service {
 
     public func handle(_ request: Request) throws -> Element? {
         guard request.verb == .submit else { throw Fault.actionNotSupported(request.verb, "/echo") }
+        for b in request.message.buffers { request.attach(b) }
         return request.body
     }
 }

@@ -111,6 +111,7 @@ func bootNode(_ name: String, seed: String? = nil, key: String = keyPath, reques
       <Service contract="urn:decos:examples:kv" name="/kv"/>
       <Service contract="urn:test:bouncer" name="/bouncer"/>
       <Service contract="urn:test:sleepy" name="/sleepy"/>
+      <Service contract="urn:decos:examples:echo" name="/echo"/>
     </Manifest>
     """)
     return try await Node.boot(m, extra: Contracts([Sink.self, Silent.self, Log.self, Bouncer.self, Sleepy.self]))

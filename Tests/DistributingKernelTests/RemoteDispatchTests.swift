@@ -20,6 +20,20 @@ import Testing
         for n in [a, b] { await n.network?.stop() }
     }
 
+    @Test func aReplysBuffersReachALocalCallerAndAreAFaultForARemoteOne() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        try await waitUntil(a, lists: "decos://b/echo")
+        let blob = BufferRef(id: "blob", buffer: DataBuffer([1, 2, 3]))
+        // On its own node the echo's reply carries the buffer back.
+        let local = await b.kernel.send(Message(.submit, to: "/echo", buffers: [blob]), as: .system)
+        #expect(local.buffers.first?.buffer.bytes == [1, 2, 3])
+        // From another node the reply's buffers cannot come along: a fault says so, not silence.
+        let remote = await a.kernel.send(Message(.submit, to: "decos://b/echo", buffers: [blob]), as: .system)
+        #expect(remote.fault?.subcode?.local == "BuffersNotSent")
+        for n in [a, b] { await n.network?.stop() }
+    }
+
     @Test func aSlowCallDoesNotHoldUpTheNextFromTheSameSender() async throws {
         // Every gateway client of a node is the same sender to the other node: one slow call
         // must not stall the rest.

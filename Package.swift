@@ -11,7 +11,7 @@ let package = Package(
         .executable(name: "decos", targets: ["decos"]),
         .executable(name: "decos-bench", targets: ["DecosBenchmarks"]),
         // Every decoder of outside input, for the fuzz package in Fuzz/ (built with libFuzzer there).
-        .library(name: "DecosDecoders", targets: ["Infoset", "ProcessKernel", "DeviceDrivers", "ServiceKernel", "DistributingKernel"]),
+        .library(name: "DecosDecoders", targets: ["Infoset", "ProcessKernel", "DeviceDrivers", "ServiceKernel", "DistributingKernel", "Gateway"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

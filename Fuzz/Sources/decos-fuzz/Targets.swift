@@ -1,5 +1,6 @@
 @testable import DeviceDrivers
 @testable import DistributingKernel
+@testable import Gateway
 @testable import Infoset
 import NIOCore
 @testable import ProcessKernel
@@ -74,6 +75,19 @@ let targets: [String: @Sendable ([UInt8]) -> Void] = [
         _ = try? NetlinkSocket.take(b, count: b.count, seq: 1, what: "fuzz", into: &out)
         for m in out { _ = m.attributes(after: min(16, m.payload.count)) }
     },
+    "mtom": { b in
+        // An MTOM body as the gateway reads it — cut into two reads where its first byte says —
+        // then the message its parts make; and the console's form fields from the same bytes.
+        _ = Gateway.formFields(b)
+        guard var reader = try? MultipartReader(boundary: "fuzz", start: nil, limits: .init(rootBytes: 1 << 16, bufferBytes: 1 << 20),
+                                                pool: fuzzPool) else { return }
+        let cut = b.isEmpty ? 0 : Int(b[0]) % (b.count + 1)
+        do throws(Fault) {
+            try reader.feed(ByteBuffer(bytes: b[..<cut]))
+            try reader.feed(ByteBuffer(bytes: b[cut...]))
+            _ = try MTOM.message(reader.finish(), action: "urn:decos:verb:Submit")
+        } catch {}
+    },
     "modules": { b in
         // Three index files from one input, split at 0xFF bytes: modules.dep, .alias, .softdep.
         let parts = b.split(separator: 0xFF, maxSplits: 2, omittingEmptySubsequences: false)
@@ -88,6 +102,9 @@ let targets: [String: @Sendable ([UInt8]) -> Void] = [
         _ = loader.knows("virtio_net")
     },
 ]
+
+/// Pool memory for the MTOM target's parts: small, so a runaway would show as refusals.
+let fuzzPool = BufferPool(limit: 64 << 20, keepFree: 0)
 
 let fuzzKey = ClusterKey(Array("decos-fuzz-cluster-key-0123456789".utf8))
 
@@ -201,6 +218,11 @@ func writeSeeds(to directory: String) {
     nl.attribute(4, u32: 1500)                                              // IFLA_MTU
     nl.u32(20); nl.u16(2); nl.u16(0); nl.u32(1); nl.u32(0); nl.u32(0)      // NLMSG_ERROR 0: the ack
     put("netlink", "dump", nl.bytes)
+    put("mtom", "echo", Array(("--fuzz\r\nContent-Type: application/xop+xml\r\n\r\n"
+        + "<e:Envelope xmlns:e=\"http://www.w3.org/2003/05/soap-envelope\" xmlns:a=\"http://www.w3.org/2005/08/addressing\" xmlns:d=\"urn:decos:soap\" "
+        + "xmlns:xop=\"http://www.w3.org/2004/08/xop/include\"><e:Header><a:Action>urn:decos:verb:Submit</a:Action><d:Buffer id=\"b\">"
+        + "<xop:Include href=\"cid:b@x\"/></d:Buffer></e:Header><e:Body><N><xop:Include href=\"cid:c%40x\"/></N></e:Body></e:Envelope>"
+        + "\r\n--fuzz\r\nContent-ID: <b@x>\r\nContent-Length: 3\r\n\r\nabc\r\n--fuzz\r\nContent-ID: <c@x>\r\n\r\n\r\n--fuzz--\r\n").utf8))
     put("modules", "index", Array("kernel/drivers/net/virtio_net.ko: kernel/net/core/failover.ko\nkernel/net/core/failover.ko:\n".utf8) + [0xFF]
         + Array("alias virtio:d00000001v* virtio_net\nalias pci:v00008086d*sv*sd*bc02sc00i* e1000\n".utf8) + [0xFF]
         + Array("softdep virtio_net pre: failover post: x\n".utf8))

@@ -96,12 +96,12 @@ let package = Package(
         .testTarget(name: "DeviceDriversTests", dependencies: ["DeviceDrivers", "ProcessKernel", "ServiceKernel"]),
         .testTarget(name: "ServiceKernelTests", dependencies: ["ServiceKernel", "StandardServices", "Infoset", "ProcessKernel"]),
         .testTarget(name: "StandardServicesTests", dependencies: ["StandardServices", "ServiceKernel", "Decos"]),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Decos"]),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Decos"], exclude: ["Fixtures"]),
         .testTarget(name: "DistributingKernelTests", dependencies: [
             "DistributingKernel", "ServiceKernel", "Infoset", "Decos", "CVerbs",
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
-        .testTarget(name: "SystemTests", dependencies: ["Gateway", "Infoset"]),
+        .testTarget(name: "SystemTests", dependencies: ["Gateway", "Infoset"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

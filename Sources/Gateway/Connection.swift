@@ -52,6 +52,9 @@ final class Connection: ChannelInboundHandler {
             }
             if let length = h.headers.first(name: "content-length").flatMap(Int.init), length > limit {
                 refuse(context, Fault(.sender, "TooLarge", "request body exceeds the gateway's limit of \(limit) bytes"), status: .payloadTooLarge)
+            } else if h.headers.first(name: "expect")?.lowercased() == "100-continue" {
+                // The client waits for this before a large body (curl does, up to a second).
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: .continue))), promise: nil)
             }
         case .body(var chunk):
             if var reader = multipart {

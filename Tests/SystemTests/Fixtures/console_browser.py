@@ -30,6 +30,18 @@ def state(d, path):
     return d.find_element(By.CSS_SELECTOR, '[data-path="%s"] .state' % path).text
 
 
+def send_form(d, path, body_text):
+    """Opens the "send a verb" form of the block for `path`, picks Update, types the body, sends it."""
+    block = d.find_element(By.CSS_SELECTOR, '[data-path="%s"]' % path)
+    block.find_element(By.CSS_SELECTOR, "details.send > summary").click()
+    Select(block.find_element(By.NAME, "verb")).select_by_value("Update")
+    body = block.find_element(By.NAME, "body")
+    body.clear()
+    body.send_keys(body_text)
+    block.find_element(By.CSS_SELECTOR, "form.send button").click()
+    return block
+
+
 def counter(base):
     with urllib.request.urlopen(base + "/counter", timeout=10) as r:
         text = r.read().decode()
@@ -60,13 +72,7 @@ try:
     print("live-update-seconds", round(time.monotonic() - updated, 3))
 
     # A verb sent from the form on node c's counter: the reply under it, the state changed.
-    block = d.find_element(By.CSS_SELECTOR, '[data-path="/@c/counter"]')
-    block.find_element(By.CSS_SELECTOR, "details.send > summary").click()
-    Select(block.find_element(By.NAME, "verb")).select_by_value("Update")
-    body = block.find_element(By.NAME, "body")
-    body.clear()
-    body.send_keys("<Increment><By>5</By></Increment>")
-    block.find_element(By.CSS_SELECTOR, "form.send button").click()
+    block = send_form(d, "/@c/counter", "<Increment><By>5</By></Increment>")
     WebDriverWait(d, 5).until(lambda d: "UpdateResponse" in block.find_element(By.CSS_SELECTOR, "output.result").text)
     WebDriverWait(d, 5).until(lambda d: state(d, "/@c/counter").split()[-1] == "5")
     print("form-state", counter(c))
@@ -96,13 +102,7 @@ try:
     d.get(a + "/")
     rows = d.find_elements(By.CSS_SELECTOR, "#nodes tr td:first-child")
     print("nojs-nodes", ",".join(sorted(r.text for r in rows)))
-    block = d.find_element(By.CSS_SELECTOR, '[data-path="/@a/counter"]')
-    block.find_element(By.CSS_SELECTOR, "details.send > summary").click()
-    Select(block.find_element(By.NAME, "verb")).select_by_value("Update")
-    body = block.find_element(By.NAME, "body")
-    body.clear()
-    body.send_keys("<Increment><By>2</By></Increment>")
-    block.find_element(By.CSS_SELECTOR, "form.send button").click()
+    send_form(d, "/@a/counter", "<Increment><By>2</By></Increment>")
     WebDriverWait(d, 10).until(lambda d: "UpdateResponse" in d.page_source)  # the reply is a page of its own
     print("nojs-form-state", counter(a))
 finally:

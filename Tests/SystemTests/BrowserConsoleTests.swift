@@ -37,6 +37,9 @@ import Testing
         // The process shows its last line, and its Restart button restarted it.
         #expect(found["process-output"] == "tick")
         #expect(found["process-restarts"] == "1")
+        // The Power off button, confirmed, ended node c.
+        #expect(found["poweroff"] == "sent")
+        _ = try waitFor("node c ended by the Power off button", within: 30) { !c.process.isRunning }
         print("console: first contentful paint \(found["first-contentful-paint-ms"] ?? "?") ms, page \(found["page-bytes"] ?? "?") bytes, live update \(seconds) s")
     }
 }

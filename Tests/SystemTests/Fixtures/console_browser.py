@@ -107,3 +107,13 @@ try:
     print("nojs-form-state", counter(a))
 finally:
     d.quit()
+
+# Last, as it ends a node: Power off on node c's section, confirmed in the browser's dialog.
+d = browser()
+try:
+    d.get(a + "/")
+    d.find_element(By.CSS_SELECTOR, "#node-c form.power:last-of-type button").click()
+    WebDriverWait(d, 5).until(lambda d: d.switch_to.alert).accept()
+    print("poweroff", "sent")
+finally:
+    d.quit()

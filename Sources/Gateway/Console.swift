@@ -31,6 +31,9 @@ extension Gateway {
 
     /// Lists shown in the page and its live fragments; a service's `?view` page shows more.
     static let pageRows = 20
+    /// Up to this many nodes, `/` shows every node's services; past it, this node's, and each
+    /// other node's are a page of their own (`/?node=b`), so a fleet's page stays small.
+    static let wholeClusterNodes = 8
 
     func nodeRows(_ principal: Principal) async -> [NodeRow] {
         let cluster = await kernel.send(Message(.get, to: "/os/cluster"), as: principal)
@@ -47,11 +50,12 @@ extension Gateway {
         }
     }
 
-    func serviceBlocks(_ principal: Principal) async -> [ServiceBlock] {
+    /// The services of the nodes in `only` (every node's without it), each with its state.
+    func serviceBlocks(_ principal: Principal, only: Set<String>?) async -> [ServiceBlock] {
         let directory = await kernel.send(Message(.get, to: "/directory"), as: principal)
         let entries = (directory.body?.elements ?? []).map { e in
             (node: e.child("Node")?.text ?? kernel.node, path: e.child("Path")?.text ?? "", contract: e.child("Contract")?.text ?? "")
-        }
+        }.filter { only?.contains($0.node) ?? true }
         return await withTaskGroup(of: (Int, Message).self) { group in
             for (i, e) in entries.enumerated() where answersGet(e.contract) {
                 group.addTask { [kernel] in (i, await kernel.send(Message(.get, to: "decos://\(e.node)\(e.path)"), as: principal)) }
@@ -70,24 +74,31 @@ extension Gateway {
 
     // MARK: pages
 
-    func consolePage(_ principal: Principal) async -> Response {
-        async let rows = nodeRows(principal)
-        async let blocks = serviceBlocks(principal)
-        let (nodes, services) = await (rows, blocks)
-        var html = ""
-        html += "<section id=\"nodes\" data-path=\"/os/cluster\" data-fragment=\"/?nodes\">\(nodesTable(nodes))</section>\n"
-        for node in nodes {
-            html += nodeSection(node, services.filter { $0.node == node.name })
+    /// `node`: one node's services (`/?node=b`); without it every node's, or this node's alone in
+    /// a cluster of more than `wholeClusterNodes`.
+    func consolePage(_ principal: Principal, node: String? = nil) async -> Response {
+        let nodes = await nodeRows(principal)
+        let only: Set<String>? = node.map { [$0] } ?? (nodes.count > Gateway.wholeClusterNodes ? [kernel.node] : nil)
+        let services = await serviceBlocks(principal, only: only)
+        let pages = only != nil
+        var html = "<section id=\"nodes\" data-path=\"/os/cluster\" data-fragment=\"/?nodes\(pages ? "&pages" : "")\">\(nodesTable(nodes, pages: pages))</section>\n"
+        if pages, node == nil {
+            html += "<p class=\"note\">\(nodes.count) nodes: this node's services are below; each other node's are a page of its own (its name in the table).</p>\n"
         }
-        let title = "cluster seen from \(kernel.node) · \(nodes.count) node\(nodes.count == 1 ? "" : "s")"
+        for n in nodes where only?.contains(n.name) ?? true {
+            html += nodeSection(n, services.filter { $0.node == n.name })
+        }
+        let title = (node.map { "node \($0) of the " } ?? "") + "cluster seen from \(kernel.node) · \(nodes.count) node\(nodes.count == 1 ? "" : "s")"
         return ConsoleAssets.page(title: title, node: kernel.node, body: html)
     }
 
-    func nodesTable(_ nodes: [NodeRow]) -> String {
+    /// The members with their state; each name links to its section, or with `pages` to its page.
+    func nodesTable(_ nodes: [NodeRow], pages: Bool) -> String {
         var html = "<table class=\"list nodes\"><tr><th>Node</th><th>Status</th><th>Uptime</th><th>Memory</th><th>Version</th><th>Mode</th><th>Services</th><th>Address</th></tr>"
         for n in nodes {
             let name = escapeHTML(n.name)
-            html += "<tr><td><a href=\"#node-\(name)\">\(name)</a></td><td><span class=\"status \(escapeHTML(n.status))\">\(escapeHTML(n.status))</span></td>"
+            let link = pages ? "/?node=\(Gateway.queryEscaped(n.name))#node-\(name)" : "#node-\(name)"
+            html += "<tr><td><a href=\"\(link)\">\(name)</a></td><td><span class=\"status \(escapeHTML(n.status))\">\(escapeHTML(n.status))</span></td>"
             html += "<td>\(n.field("UptimeSeconds").flatMap(Double.init).map(Self.duration) ?? "")</td>"
             html += "<td>\(n.field("ResidentBytes").flatMap(Int.init).map(Self.bytes) ?? "")</td>"
             html += "<td>\(escapeHTML(n.field("Version") ?? ""))</td><td>\(escapeHTML(n.field("Mode") ?? ""))</td>"

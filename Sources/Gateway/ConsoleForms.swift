@@ -70,6 +70,19 @@ extension Gateway {
         }
     }
 
+    /// A value for a query: what is not a letter, digit or `-._~` as `%XX`.
+    static func queryEscaped(_ s: String) -> String {
+        var out = ""
+        for b in s.utf8 {
+            if (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "-._~".utf8.contains(b) {
+                out.append(Character(UnicodeScalar(b)))
+            } else {
+                out += "%" + (b < 16 ? "0" : "") + String(b, radix: 16, uppercase: true)
+            }
+        }
+        return out
+    }
+
     /// `%XX` is a byte (and `+` a space, in forms and queries); a `%` without two hex digits stays as it is.
     static func percentDecoded<C: Collection<UInt8>>(_ bytes: C, plusIsSpace: Bool = true) -> String {
         var out: [UInt8] = []

@@ -116,11 +116,12 @@ public final class Gateway: Sendable {
         let path = Gateway.destination(String(h.uri.prefix { $0 != "?" && $0 != "#" }))
         switch h.method {
         case .GET, .HEAD:
-            let query = Gateway.queryItems(h.uri).map { $0.name.lowercased() }
+            let items = Gateway.queryItems(h.uri)
+            let query = items.map { $0.name.lowercased() }
             if path == "/" {
                 if query.contains("events") { return await eventSources(h, as: principal) }
-                if query.contains("nodes") { return .reply(fragment(nodesTable(await nodeRows(principal)))) }
-                return .reply(await consolePage(principal))
+                if query.contains("nodes") { return .reply(fragment(nodesTable(await nodeRows(principal), pages: query.contains("pages")))) }
+                return .reply(await consolePage(principal, node: items.first { $0.name == "node" }?.value))
             }
             if path == "/metrics" { return .reply(metricsPage(principal)) }
             if query.contains("wsdl") { return .reply(await wsdlPage(h, path, as: principal)) }

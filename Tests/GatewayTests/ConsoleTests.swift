@@ -66,6 +66,17 @@ import Testing
         #expect(nodes.contains(##"<a href="#node-gw">gw</a>"##) && nodes.contains("alive"))
     }
 
+    @Test func oneNodesServicesArePageOfTheirOwn() async throws {
+        let s = try await Served()
+        defer { s.stop() }
+        let own = String(decoding: try await HTTPClient.send(.GET, s.url("/?node=gw")).body, as: UTF8.self)
+        #expect(own.contains(#"id="node-gw""#) && own.contains(#"data-path="/@gw/counter""#) && own.contains("node gw of the cluster"))
+        // Its table links to each node's page; a node that is not there has no section.
+        #expect(own.contains(#"<a href="/?node=gw#node-gw">gw</a>"#))
+        let none = String(decoding: try await HTTPClient.send(.GET, s.url("/?node=elsewhere")).body, as: UTF8.self)
+        #expect(none.contains(#"id="nodes""#) && !none.contains(#"data-path="/@gw/counter""#))
+    }
+
     @Test func stateIsRenderedAsTablesAndHostileTextAsText() throws {
         let e = try XMLReader.parse("<S><Name>&lt;script&gt;alert(1)&lt;/script&gt;</Name><Item><A>1</A></Item><Item><A>2</A><B>3</B></Item><Empty/></S>")
         let html = StateView.html(e)

@@ -57,12 +57,12 @@ final class Connection: ChannelInboundHandler {
                 context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: .continue))), promise: nil)
             }
         case .body(var chunk):
-            if var reader = multipart {
-                multipart = nil
-                do throws(Fault) { try reader.feed(chunk) } catch {
+            if multipart != nil {
+                // Fed in place; a refusal drops the reader, and the pool has its blocks back,
+                // before the answer is written.
+                do throws(Fault) { try multipart?.feed(chunk) } catch {
                     return refuse(context, error, status: error.subcode?.local == "TooLarge" ? .payloadTooLarge : Gateway.status(for: error))
                 }
-                multipart = reader
             } else if body.readableBytes + chunk.readableBytes > gateway.binding.maxRequestBytes {
                 refuse(context, Fault(.sender, "TooLarge", "request body exceeds the gateway's limit of \(gateway.binding.maxRequestBytes) bytes"),
                        status: .payloadTooLarge)
@@ -75,9 +75,9 @@ final class Connection: ChannelInboundHandler {
             let request = body
             body = ByteBuffer()
             var parts: MultipartReader.Parts?
-            if var reader = multipart {
+            if multipart != nil {
+                do throws(Fault) { parts = try multipart?.finish() } catch { return refuse(context, error, status: .badRequest) }
                 multipart = nil
-                do throws(Fault) { parts = try reader.finish() } catch { return refuse(context, error, status: .badRequest) }
             }
             let channel = context.channel
             let gateway = self.gateway

@@ -15,11 +15,11 @@ import Testing
             try await HTTPClient.send(.GET, s.url("/?events&path=%2F%40gw%2Fcounter&path=/kv&path=/nothing")) { chunk in await events.feed(chunk) }
         }
         // `ready` once every subscription is in place; the unknown service is refused first.
-        try await waitUntil { await events.text.contains("event: ready\ndata: 2") }
+        try await events.wait(untilItHolds: "event: ready\ndata: 2")
         #expect(await events.text.contains("event: refused\ndata: /nothing "))
         _ = try await s.post("/counter", Message(.update, to: "", body: Element("Increment", children: [.element(Element("By", text: "2"))])))
         _ = try await s.post("/kv", Message(.upsert, to: "", body: try XMLReader.parse("<Entry><Key>k</Key><Value>v</Value></Entry>")))
-        try await waitUntil { await events.text.contains("event: change\ndata: /kv Upsert") }
+        try await events.wait(untilItHolds: "event: change\ndata: /kv Upsert")
         #expect(await events.text.contains("event: change\ndata: /@gw/counter Update"))
         reader.cancel()
         let none = try await HTTPClient.send(.GET, s.url("/?events"))
@@ -103,16 +103,4 @@ extension String {
         return out
     }
     var leftPadded: String { count < 2 ? "0" + self : self }
-}
-
-/// Waits for `condition`, failing the test if it does not hold within 30 s.
-func waitUntil(_ condition: () async -> Bool, sourceLocation: Testing.SourceLocation = #_sourceLocation) async throws {
-    let deadline = ContinuousClock.now + .seconds(30)
-    while await !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("the awaited condition did not hold within 30 s", sourceLocation: sourceLocation)
-            throw CancellationError()
-        }
-        try await Task.sleep(for: .milliseconds(10))
-    }
 }

@@ -196,11 +196,50 @@ actor LineCollector {
     func all() -> [[UInt8]] { lines }
     /// Everything read so far, lines joined again.
     var text: String { String(decoding: lines.joined(separator: [0x0A]) + [0x0A] + pending, as: UTF8.self) }
+    /// Those waiting for the stream to hold a text, woken by the chunk that brings it.
+    private var waiters: [(id: Int, text: String, wake: CheckedContinuation<Void, Never>)] = []
+    private var nextWaiter = 0
+
+    /// Returns once the stream holds `expected`; fails the test if it has not within 30 s.
+    func wait(untilItHolds expected: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await self.arrival(of: expected) }
+            group.addTask {
+                // The deadline, not a wait for the text: the text wakes the other task.
+                try await Task.sleep(for: .seconds(30))
+                Issue.record("the stream did not hold \"\(expected)\" within 30 s", sourceLocation: sourceLocation)
+                throw CancellationError()
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// Returns when the text arrives, or when the deadline cancels the wait.
+    private func arrival(of expected: String) async {
+        if text.contains(expected) { return }
+        nextWaiter += 1
+        let id = nextWaiter
+        await withTaskCancellationHandler {
+            // Cancelled before it got here, the handler found nothing to release: go at once.
+            await withCheckedContinuation { if Task.isCancelled { $0.resume() } else { waiters.append((id, expected, $0)) } }
+        } onCancel: {
+            Task { await self.release(id) }
+        }
+    }
+
+    private func release(_ id: Int) {
+        for w in waiters where w.id == id { w.wake.resume() }
+        waiters.removeAll { $0.id == id }
+    }
     func feed(_ chunk: [UInt8]) {
         pending += chunk
         while let nl = pending.firstIndex(of: 0x0A) {
             lines.append(Array(pending[..<nl]))
             pending.removeSubrange(...nl)
         }
+        let now = text
+        for w in waiters where now.contains(w.text) { w.wake.resume() }
+        waiters.removeAll { now.contains($0.text) }
     }
 }

@@ -75,8 +75,9 @@ import Testing
         #expect(try SOAP.decode(r.body).fault?.reason.contains("100000") == true)
         let noBoundary = try await HTTPClient.send(.POST, s.url("/echo"), headers: [("Content-Type", "multipart/related")], body: body)
         #expect(noBoundary.status == 400)
-        // Nothing of it stays in the pool, and the next request is served.
-        try await waitUntil { s.node.kernel.pool.usage.inUse == 0 }
+        // Nothing of it stays in the pool (given back before the 413 was written), and the next
+        // request is served.
+        #expect(s.node.kernel.pool.usage.inUse == 0)
         #expect(try await HTTPClient.send(.GET, s.url("/counter")).status == 200)
     }
 }

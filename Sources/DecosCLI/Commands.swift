@@ -51,7 +51,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
     @Option(help: "Forward log lines to a syslog server, udp://HOST:PORT (overrides the manifest's <Logging syslog>).") var syslog: String?
 
-    @Option(help: "File holding the operator's bearer token, allowed every verb (docs/security.md).") var operatorToken: String?
+    @Option(help: "File holding the operator's bearer token, allowed every verb (docs/security.md). Without it the node makes a fresh one and says where it wrote it.") var operatorToken: String?
 
     func run() async throws {
         setvbuf(stdout, nil, _IOLBF, 0)
@@ -61,16 +61,26 @@ struct Run: AsyncParsableCommand {
         do { m = try Node.loadManifest(manifest) } catch { fail(error.description) }
         let overrides = Overrides(http: http, node: node, listen: listen, seeds: seed, clusterKey: clusterKey, dataPlanes: dataplane, syslog: syslog)
         for problem in overrides.apply(to: &m) { throw ValidationError(problem) }
-        var secret: String?
+        let secret: String
         if let operatorToken {
             guard let s = readSecret(operatorToken) else { fail("cannot read the operator token \(operatorToken), or it is shorter than 16 characters") }
             secret = s
+        } else {
+            secret = OperatorToken.fresh()
         }
         let os = OperatingSystem(supervisor: nodeSupervisor())
         let booted: Node
         do { booted = try await Node.boot(m, extra: DecosCLI.extra, os: os, operatorSecret: secret) } catch { fail(String(describing: error)) }
+        // A fresh token goes where `decos ctl` finds it for this gateway's port.
+        let tokenPort = operatorToken == nil ? booted.httpAddress?.port : nil
+        if let port = tokenPort {
+            if let problem = OperatorToken.write(secret, port: port) { fail("decos: \(problem)") }
+            print("decos: operator token in \(OperatorToken.path(port: port)) (decos ctl sends it to this node; the console asks for it)")
+        }
         print(NodeRunner.readyLine(booted))
-        guard let action = await NodeRunner.serve(booted) else { Glibc.exit(1) }
+        let action = await NodeRunner.serve(booted)
+        if let port = tokenPort { OperatorToken.remove(port: port) }
+        guard let action else { Glibc.exit(1) }
         print("decos: node \(booted.kernel.node) stopped")
         if action == .reboot {
             // Hosted, a reboot is the same command started afresh in this process's place.
@@ -90,7 +100,8 @@ struct Ctl: AsyncParsableCommand {
     @Argument(help: "The verb: \(Verb.allCases.map(\.rawValue).joined(separator: ", ")); or poweroff, reboot (to the node's /os/node).") var verb: String
     @Argument(help: "The service's URL, e.g. http://127.0.0.1:7480/counter (https:// for a gateway serving TLS).") var url: String
     @Option(help: "The body as XML, or @FILE to read it from a file.") var body: String?
-    @Option(help: "A bearer token for the gateway, or @FILE to read it from a file.") var token: String?
+    @Option(help: "A bearer token for the gateway, or @FILE to read it from a file. Without it, a node on this machine's loopback gets the operator token its `decos run` wrote.") var token: String?
+    @Flag(help: "Send no token, not even a loopback node's operator token.") var anonymous = false
     @Option(help: "For https://: the PEM file of the CA (or the node's own self-signed certificate) the server's certificate must be signed by; the system's CAs without it.") var cacert: String?
     @Option(name: .customLong("buffer"), help: "A buffer to send beside the body (as MTOM): @FILE, or ID=@FILE; the id is the file's name unless given. Repeat for more.") var buffers: [String] = []
     @Option(help: "Where buffers that come back are written, each to a file named by its id.") var bufferDir = "."
@@ -125,7 +136,7 @@ struct Ctl: AsyncParsableCommand {
             headers.append(("Content-Type", mtom.contentType))
             payload = mtom.body
         }
-        if var token {
+        if var token = token ?? (anonymous ? nil : OperatorToken.forNode(host: target.host, port: target.port)) {
             if token.hasPrefix("@") {
                 let path = String(token.dropFirst())
                 guard let secret = readSecret(path) else { fail("cannot read a token of 16 characters or more from \(path)", code: 2) }

@@ -5,7 +5,9 @@ import ServiceKernel
 
 /// One HTTP connection, on its event loop. Requests are collected here and answered by a task
 /// that calls the kernel; NIO's server pipeline holds back a pipelined request until the answer
-/// to the one before it is written, so replies keep their order.
+/// to the one before it is written, so replies keep their order. A request is refused on its head
+/// — a foreign `Host` or origin (RequestGuard.swift), an unknown token, a body over the limits —
+/// before its body is read, and an MTOM request's envelope is checked before its buffers are.
 final class Connection: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -15,13 +17,22 @@ final class Connection: ChannelInboundHandler {
     var body = ByteBuffer()
     /// An MTOM request's body being read part by part.
     var multipart: MultipartReader?
+    /// The request's principal, from its `Authorization` header.
+    var principal = Principal.anonymous
+    /// An MTOM request's envelope, checked as soon as it was read.
+    var envelope: MTOM.Envelope?
     var refused = false
     /// A subscription stream this connection carries, ended when the client goes away.
     var stream: Task<Void, Never>?
-    /// The request being answered, and its deadline: whichever of the reply and the deadline
-    /// comes first is written, the other dropped.
-    var inFlight: (id: UInt64, deadline: Scheduled<Void>)?
+    /// The request being answered, the task answering it, and its deadline: whichever of the
+    /// reply and the deadline comes first is written, the other dropped. The task is cancelled
+    /// when the client goes away.
+    var inFlight: (id: UInt64, task: Task<Void, Never>, deadline: Scheduled<Void>)?
     var nextID: UInt64 = 0
+    /// The client's address, once its connection is admitted (and counted).
+    var client: String?
+    /// Why the connection was not admitted: a cap was reached.
+    var overCap: String?
 
     init(gateway: Gateway) { self.gateway = gateway }
 
@@ -32,6 +43,16 @@ final class Connection: ChannelInboundHandler {
             head = h
             body.clear()
             multipart = nil
+            envelope = nil
+            if let overCap {
+                refused = true
+                return Connection.write(Admission.busy(overCap), on: context.channel, keepAlive: false)
+            }
+            if let (fault, status) = gateway.guardRefusal(h) { return refuse(context, fault, status: status) }
+            switch gateway.principal(h) {
+            case .success(let p): principal = p
+            case .failure(let f): return refuse(context, f, status: .unauthorized)
+            }
             let binding = gateway.binding
             var limit = binding.maxRequestBytes
             let type = h.headers.first(name: "content-type") ?? ""
@@ -40,10 +61,18 @@ final class Connection: ChannelInboundHandler {
                 guard let boundary = Gateway.parameter("boundary", of: type) else {
                     return refuse(context, Fault.malformed("multipart/related without a boundary parameter"), status: .badRequest)
                 }
+                // The envelope, and the client's right to send it there, before any buffer is taken.
+                let (gateway, principal, path) = (gateway, principal, Gateway.destination(String(h.uri.prefix { $0 != "?" && $0 != "#" })))
+                let admit = { [unowned self] (root: MultipartReader.Part) throws(Fault) in
+                    var e = try MTOM.envelope(root, action: Gateway.parameter("action", of: type))
+                    Gateway.address(&e.message, path: path)
+                    if let denial = gateway.refusal(e.message, as: principal) { throw denial }
+                    self.envelope = e
+                }
                 do throws(Fault) {
                     multipart = try MultipartReader(boundary: boundary, start: Gateway.parameter("start", of: type),
                                                     limits: .init(rootBytes: binding.maxRequestBytes, bufferBytes: binding.maxBufferBytes),
-                                                    pool: gateway.kernel.pool)
+                                                    pool: gateway.kernel.pool, admit: admit)
                 } catch {
                     return refuse(context, error, status: .badRequest)
                 }
@@ -61,7 +90,7 @@ final class Connection: ChannelInboundHandler {
                 // Fed in place; a refusal drops the reader, and the pool has its blocks back,
                 // before the answer is written.
                 do throws(Fault) { try multipart?.feed(chunk) } catch {
-                    return refuse(context, error, status: error.subcode?.local == "TooLarge" ? .payloadTooLarge : Gateway.status(for: error))
+                    return refuse(context, error, status: Connection.status(for: error))
                 }
             } else if body.readableBytes + chunk.readableBytes > gateway.binding.maxRequestBytes {
                 refuse(context, Fault(.sender, "TooLarge", "request body exceeds the gateway's limit of \(gateway.binding.maxRequestBytes) bytes"),
@@ -74,27 +103,49 @@ final class Connection: ChannelInboundHandler {
             head = nil
             let request = body
             body = ByteBuffer()
-            var parts: MultipartReader.Parts?
+            var mtom: Message?
             if multipart != nil {
-                do throws(Fault) { parts = try multipart?.finish() } catch { return refuse(context, error, status: .badRequest) }
+                do throws(Fault) {
+                    let parts = try multipart!.finish()
+                    guard let envelope else { throw Fault.malformed("the MTOM request has no envelope") }
+                    mtom = try MTOM.message(envelope, parts: parts.others)
+                } catch {
+                    return refuse(context, error, status: .badRequest)
+                }
                 multipart = nil
+                envelope = nil
             }
             let channel = context.channel
             let gateway = self.gateway
+            if let busy = gateway.admission.take(.request) {
+                return Connection.write(Admission.busy(busy), on: channel, keepAlive: h.isKeepAlive)
+            }
             let loop = context.eventLoop
             let connection = NIOLoopBound(self, eventLoop: loop)
             nextID += 1
             let id = nextID
             let timeout = gateway.binding.requestTimeout
+            let principal = self.principal
+            let task = Task {
+                defer { gateway.admission.release(.request) }
+                let outcome = await gateway.respond(to: h, body: request, mtom: mtom, as: principal)
+                loop.execute { connection.value.finish(id, outcome, h, channel) }
+            }
             let deadline = loop.scheduleTask(in: .seconds(Int64(timeout))) {
                 let fault = Fault.timeout("\(h.uri) did not answer within \(timeout) s")
                 connection.value.finish(id, .reply(.fault(fault)), h, channel)
             }
-            inFlight = (id, deadline)
-            Task {
-                let outcome = await gateway.respond(to: h, body: request, parts: parts)
-                loop.execute { connection.value.finish(id, outcome, h, channel) }
-            }
+            inFlight = (id, task, deadline)
+        }
+    }
+
+    /// A refusal's HTTP status: 413 for what is too large, 401/403 for what is not allowed.
+    static func status(for f: Fault) -> HTTPResponseStatus {
+        switch f.subcode?.local {
+        case "TooLarge": .payloadTooLarge
+        case "Unauthorized": .unauthorized
+        case "Denied": .forbidden
+        default: Gateway.status(for: f)
         }
     }
 
@@ -110,11 +161,17 @@ final class Connection: ChannelInboundHandler {
     func finish(_ id: UInt64, _ outcome: Gateway.Outcome, _ h: HTTPRequestHead, _ channel: any Channel) {
         guard let current = inFlight, current.id == id else { return }
         current.deadline.cancel()
+        // Answered by its deadline: the work goes no further.
+        current.task.cancel()
         inFlight = nil
         switch outcome {
         case .reply(let r): Connection.write(r, on: channel, keepAlive: h.isKeepAlive)
-        case .stream(let m, let notifications): startStream(m, notifications, channel)
-        case .events(let sources, let refused): startEvents(sources, refused: refused, channel)
+        case .stream, .events:
+            if let busy = gateway.admission.take(.stream) { return Connection.write(Admission.busy(busy), on: channel, keepAlive: false) }
+            let admission = gateway.admission
+            channel.closeFuture.whenComplete { _ in admission.release(.stream) }
+            if case .stream(let m, let notifications) = outcome { startStream(m, notifications, channel) }
+            if case .events(let sources, let refused) = outcome { startEvents(sources, refused: refused, channel) }
         }
     }
 
@@ -140,6 +197,12 @@ final class Connection: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        let address = context.remoteAddress?.ipAddress ?? "?"
+        // Past a cap the connection is answered 503 when its request's head arrives (a response
+        // cannot go ahead of a request through NIO's HTTP pipeline) and closed; it holds no slot.
+        overCap = gateway.admission.openConnection(from: address)
+        guard overCap == nil else { return context.fireChannelActive() }
+        client = address
         if gateway.kernel.metrics.enabled {
             gateway.connectionsOpen.increment()
             gateway.connectionsOpened.increment()
@@ -148,9 +211,13 @@ final class Connection: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        guard let client else { return context.fireChannelInactive() }
+        gateway.admission.closeConnection(from: client)
         if gateway.kernel.metrics.enabled { gateway.connectionsOpen.decrement() }
         stream?.cancel()
         inFlight?.deadline.cancel()
+        // The client is gone: nobody will read the answer.
+        inFlight?.task.cancel()
         inFlight = nil
         context.fireChannelInactive()
     }

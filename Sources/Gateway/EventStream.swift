@@ -52,25 +52,31 @@ extension Connection {
         headers.add(name: "Transfer-Encoding", value: "chunked")
         headers.add(name: "Server", value: "decos")
         channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)), promise: nil)
-        @Sendable func send(_ event: String, _ data: String) {
-            channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(channel.allocator.buffer(string: "event: \(event)\ndata: \(data)\n\n"))), promise: nil)
+        // A page that stops reading is cut off with a last event saying so (StreamWriter.swift).
+        let writer = StreamWriter(channel)
+        @Sendable func write(_ text: String) {
+            writer.write(Array(text.utf8), farewell: Array("event: cut\ndata: the page read more slowly than its services changed: load it again\n\n".utf8))
         }
+        @Sendable func send(_ event: String, _ data: String) { write("event: \(event)\ndata: \(data)\n\n") }
         for r in refused { send("refused", "\(r.path) \(r.reason.split(whereSeparator: \.isNewline).joined(separator: " "))") }
         send("ready", "\(sources.count)")
         let heartbeat = channel.eventLoop.scheduleRepeatedTask(initialDelay: Connection.heartbeat, delay: Connection.heartbeat) { _ in
-            channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(channel.allocator.buffer(string: ":\n\n"))), promise: nil)
+            write(":\n\n")
         }
         stream = Task {
             await withTaskGroup(of: Void.self) { group in
                 for source in sources {
                     group.addTask {
-                        for await n in source.stream { send("change", "\(source.path) \(n.verb.rawValue)") }
+                        for await n in source.stream {
+                            send("change", "\(source.path) \(n.verb.rawValue)")
+                            if writer.wasCut { return }
+                        }
                     }
                 }
             }
             heartbeat.cancel()
             // Every service it followed is gone: the stream ends.
-            channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in channel.close(promise: nil) }
+            if !writer.wasCut { writer.end() }
         }
         channel.closeFuture.whenComplete { _ in heartbeat.cancel() }
     }

@@ -14,6 +14,8 @@ public final class Gateway: Sendable {
     public let kernel: Kernel
     public let binding: GatewayBinding
     let logger: Logger
+    /// What clients hold of the node now: connections, requests, streams (Admission.swift).
+    let admission: Admission
 
     /// Connections open now, and opened since the node started.
     let connectionsOpen: Meter
@@ -23,6 +25,7 @@ public final class Gateway: Sendable {
         self.kernel = kernel
         self.binding = binding
         self.logger = logger
+        admission = Admission(binding: binding)
         connectionsOpen = kernel.metrics.gauge("decos_gateway_connections")
         connectionsOpened = kernel.metrics.counter("decos_gateway_connections_total")
     }
@@ -102,17 +105,9 @@ public final class Gateway: Sendable {
         case events([(path: String, stream: AsyncStream<Message>)], refused: [(path: String, reason: String)])
     }
 
-    /// `parts`: the body of an MTOM request, read by the connection as it came (Multipart.swift).
-    func respond(to h: HTTPRequestHead, body: ByteBuffer, parts: MultipartReader.Parts? = nil) async -> Outcome {
-        let principal: Principal
-        switch self.principal(h) {
-        case .success(let p): principal = p
-        case .failure(let f): return .reply(.fault(f, status: .unauthorized))
-        }
-        return await respond(to: h, body: body, parts: parts, as: principal)
-    }
-
-    func respond(to h: HTTPRequestHead, body: ByteBuffer, parts: MultipartReader.Parts? = nil, as principal: Principal) async -> Outcome {
+    /// `mtom`: an MTOM request, its envelope and buffers read by the connection as they came
+    /// (Multipart.swift); `body` is empty then.
+    func respond(to h: HTTPRequestHead, body: ByteBuffer, mtom: Message? = nil, as principal: Principal) async -> Outcome {
         let path = Gateway.destination(String(h.uri.prefix { $0 != "?" && $0 != "#" }))
         switch h.method {
         case .GET, .HEAD:
@@ -141,24 +136,21 @@ public final class Gateway: Sendable {
             if Gateway.queryItems(h.uri).contains(where: { $0.name == "form" }) { return .reply(await formReply(h, path, body: body, as: principal)) }
             let rawType = h.headers.first(name: "content-type") ?? ""
             let type = rawType.lowercased()
-            guard parts != nil || type.hasPrefix("application/soap+xml") else {
+            guard mtom != nil || type.hasPrefix("application/soap+xml") else {
                 return .reply(.fault(Fault(.sender, "UnsupportedMediaType",
                                            "POST a SOAP 1.2 envelope as application/soap+xml, or with buffers as MTOM (multipart/related) (got \(type.isEmpty ? "no Content-Type" : type))"),
                                      status: .unsupportedMediaType))
             }
             var request: Message
-            do throws(Fault) {
-                if let parts {
-                    request = try MTOM.message(parts, action: Gateway.parameter("action", of: rawType))
-                } else {
-                    request = try SOAP.decode(Array(buffer: body), action: Gateway.parameter("action", of: rawType))
+            if let mtom {
+                request = mtom
+            } else {
+                do throws(Fault) { request = try SOAP.decode(Array(buffer: body), action: Gateway.parameter("action", of: rawType)) } catch {
+                    return .reply(.fault(error))
                 }
-            } catch {
-                return .reply(.fault(error))
+                Gateway.address(&request, path: path)
             }
             guard request.kind == .request else { return .reply(.fault(.malformed("the gateway accepts requests, not \(request.kind)s"))) }
-            // An envelope addressed to another node's URI goes there; otherwise the URL names the service.
-            if !request.to.hasPrefix("decos://") || path != "/" { request.to = path }
             if request.verb == .subscribe, request.from == nil, request.replyTo == nil {
                 do throws(Fault) {
                     return .stream(request, try await kernel.subscribe(anywhere: path, as: principal))
@@ -170,7 +162,7 @@ public final class Gateway: Sendable {
             reply.to = request.replyTo ?? request.from ?? ""
             let status = reply.fault.map(Gateway.status) ?? .ok
             // Buffers go back as MTOM parts to a client that sent MTOM or accepts it, else inline.
-            if !reply.buffers.isEmpty, parts != nil || (h.headers.first(name: "accept")?.lowercased().contains("multipart/related") ?? false) {
+            if !reply.buffers.isEmpty, mtom != nil || (h.headers.first(name: "accept")?.lowercased().contains("multipart/related") ?? false) {
                 return .reply(MTOM.response(reply, status: status))
             }
             return .reply(Response(status: status, contentType: SOAP.contentType, body: SOAP.encode(reply)))
@@ -178,6 +170,16 @@ public final class Gateway: Sendable {
             return .reply(Response(status: .methodNotAllowed, contentType: "text/plain; charset=utf-8",
                                    body: Array("use POST (SOAP 1.2) or GET\n".utf8), extraHeaders: [("Allow", "GET, HEAD, POST")]))
         }
+    }
+
+    /// An envelope addressed to another node's URI goes there; otherwise the URL's path names the service.
+    static func address(_ m: inout Message, path: String) {
+        if !m.to.hasPrefix("decos://") || path != "/" { m.to = path }
+    }
+
+    /// Why `principal` may not send `m` (to this node's service or, through it, another's); nil if it may.
+    func refusal(_ m: Message, as principal: Principal) -> Fault? {
+        kernel.uris.localPath(m.to) == nil ? kernel.security.authorize(principal, m.verb, path: m.to) : kernel.refusal(m, as: principal)
     }
 
     /// An HTML fragment for the console's script to put in place.

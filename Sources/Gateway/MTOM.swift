@@ -18,29 +18,47 @@ public enum MTOM {
 
     /// The message in `parts`, with `action` from the Content-Type for an envelope without wsa:Action.
     static func message(_ parts: MultipartReader.Parts, action: String?) throws(Fault) -> Message {
-        if let type = parts.root.header("content-type")?.lowercased(), !type.hasPrefix("application/xop+xml"), !type.hasPrefix("application/soap+xml") {
+        try message(envelope(parts.root, action: action), parts: parts.others)
+    }
+
+    /// The root part's message, and the parts its header and body include, which are not read yet.
+    struct Envelope {
+        var message: Message
+        var headerIncludes: [(id: String, cid: String)] = []
+        var bodyIncludes: [String] = []
+    }
+
+    /// The envelope alone: the gateway checks it (and the client's right to send it) before it
+    /// takes any of the other parts into pool memory.
+    static func envelope(_ root: MultipartReader.Part, action: String?) throws(Fault) -> Envelope {
+        if let type = root.header("content-type")?.lowercased(), !type.hasPrefix("application/xop+xml"), !type.hasPrefix("application/soap+xml") {
             throw Fault(.sender, "UnsupportedMediaType", "the root part of an MTOM request is application/xop+xml (got \(type))")
         }
-        var root: Element
-        do { root = try XMLReader.parse(parts.root.bytes, limits: SOAP.limits) } catch { throw Fault.malformed("malformed XML at \(error)") }
+        var tree: Element
+        do { tree = try XMLReader.parse(root.bytes, limits: SOAP.limits) } catch { throw Fault.malformed("malformed XML at \(error)") }
+        var headerIncludes: [(id: String, cid: String)] = []
+        var bodyIncludes: [String] = []
+        tree = try resolve(tree, header: &headerIncludes, body: &bodyIncludes)
+        return Envelope(message: try SOAP.decode(tree, action: action), headerIncludes: headerIncludes, bodyIncludes: bodyIncludes)
+    }
+
+    /// The envelope's message with the parts it includes as its buffers.
+    static func message(_ envelope: Envelope, parts others: [MultipartReader.Part]) throws(Fault) -> Message {
+        var m = envelope.message
         // Parts by Content-ID; the same id twice would make an Include ambiguous.
         var byID: [String: DataBuffer] = [:]
-        for p in parts.others {
+        for p in others {
             guard let id = p.contentID, !id.isEmpty else { throw Fault.malformed("an MTOM part has no Content-ID") }
             guard byID[id] == nil else { throw Fault.malformed("two MTOM parts have the Content-ID <\(id)>") }
             byID[id] = p.buffer ?? DataBuffer([])
         }
-        var headerIncludes: [(id: String, cid: String)] = []
-        var bodyIncludes: [String] = []
-        root = try resolve(root, header: &headerIncludes, body: &bodyIncludes)
-        var m = try SOAP.decode(root, action: action)
         var used = Set<String>()
-        for i in headerIncludes {
+        for i in envelope.headerIncludes {
             guard let buffer = byID[i.cid] else { throw Fault.malformed("xop:Include of cid:\(i.cid) names no part of the request") }
             guard used.insert(i.cid).inserted else { throw Fault.malformed("the part <\(i.cid)> is included twice") }
             m.buffers.append(BufferRef(id: i.id, buffer: buffer))
         }
-        for cid in bodyIncludes where !used.contains(cid) {
+        for cid in envelope.bodyIncludes where !used.contains(cid) {
             guard let buffer = byID[cid] else { throw Fault.malformed("xop:Include of cid:\(cid) names no part of the request") }
             used.insert(cid)
             m.buffers.append(BufferRef(id: cid, buffer: buffer))

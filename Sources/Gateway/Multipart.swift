@@ -4,7 +4,9 @@ import ServiceKernel
 /// A `multipart/related` body (RFC 2387, as MTOM sends it) read as it arrives: the root part —
 /// the envelope — into memory, every other part straight into buffer-pool memory, so a buffer is
 /// never held whole in a socket buffer and again in the pool. Every count and size from the client
-/// is checked before anything is allocated for it.
+/// is checked before anything is allocated for it: a part's declared Content-Length counts against
+/// the limit before its block is taken, and the root must come first, so the envelope (and the
+/// client's right to send it) is checked by `admit` before any buffer takes pool memory.
 struct MultipartReader {
     struct Limits {
         /// The root part (the envelope): the gateway's `maxRequestBytes`.
@@ -33,6 +35,8 @@ struct MultipartReader {
     let start: String?
     let limits: Limits
     let pool: BufferPool
+    /// Called with the root part as soon as it is whole; a fault ends the request before any buffer is read.
+    let admit: ((Part) throws(Fault) -> Void)?
     private(set) var state = State.preamble
     private(set) var parts: [Part] = []
     /// Bytes not yet taken: at most a chunk and the tail of the one before, where a delimiter may begin.
@@ -40,16 +44,22 @@ struct MultipartReader {
     private var current: Part?
     private var root = false
     private var sink: PoolSink?
+    /// Buffer bytes the parts so far have declared or brought, whichever is more, each counted once.
     private var bufferTotal = 0
+    /// The current part's Content-Length, and its bytes so far.
+    private var declared: Int?
+    private var received = 0
+    private var rootSeen = false
 
     /// `boundary` from the Content-Type; `start` the root's Content-ID (the first part without it).
-    init(boundary: String, start: String?, limits: Limits, pool: BufferPool) throws(Fault) {
+    init(boundary: String, start: String?, limits: Limits, pool: BufferPool, admit: ((Part) throws(Fault) -> Void)? = nil) throws(Fault) {
         guard (1...70).contains(boundary.utf8.count) else { throw Fault.malformed("a multipart boundary is 1 to 70 characters (RFC 2046)") }
         // The body starts with "--boundary": the CRLF in front of `pending` makes it match as every later one does.
         delimiter = Array("\r\n--\(boundary)".utf8)
         self.start = start.map(Self.unbracketed)
         self.limits = limits
         self.pool = pool
+        self.admit = admit
     }
 
     static func unbracketed(_ s: String) -> String {
@@ -139,11 +149,21 @@ struct MultipartReader {
             throw Fault.malformed("Content-Transfer-Encoding \(encoding) is not taken: MTOM parts are binary")
         }
         root = start == nil ? parts.isEmpty : part.contentID == start
+        declared = nil
+        received = 0
         if !root {
-            // Sized by the part's own Content-Length when it gives one (checked first), else grown as it comes.
-            let declared = part.header("content-length").flatMap(Int.init)
-            if let declared, declared < 0 || declared > limits.bufferBytes - bufferTotal {
-                throw Fault.tooLarge("a part of \(declared) bytes exceeds the gateway's buffer limit of \(limits.bufferBytes) bytes per request")
+            guard rootSeen else {
+                throw Fault.malformed("the envelope (the root part) must come first: it is checked before any buffer is taken")
+            }
+            // Sized by the part's own Content-Length when it gives one (counted against the limit
+            // before the block is taken), else grown as it comes.
+            if let length = part.header("content-length") {
+                guard let n = Int(length), n >= 0 else { throw Fault.malformed("a part's Content-Length \(length) is not a number of bytes") }
+                guard n <= limits.bufferBytes - bufferTotal else {
+                    throw Fault.tooLarge("a part of \(n) bytes takes the request past the gateway's buffer limit of \(limits.bufferBytes) bytes")
+                }
+                declared = n
+                bufferTotal += n
             }
             sink = try PoolSink(pool: pool, expected: declared ?? 64 << 10)
         }
@@ -159,9 +179,14 @@ struct MultipartReader {
             }
             current!.bytes += bytes
         } else {
-            bufferTotal += bytes.count
-            guard bufferTotal <= limits.bufferBytes else {
-                throw Fault.tooLarge("the parts exceed the gateway's buffer limit of \(limits.bufferBytes) bytes per request")
+            received += bytes.count
+            if let declared {
+                guard received <= declared else { throw Fault.malformed("a part is longer than its Content-Length of \(declared) bytes") }
+            } else {
+                bufferTotal += bytes.count
+                guard bufferTotal <= limits.bufferBytes else {
+                    throw Fault.tooLarge("the parts exceed the gateway's buffer limit of \(limits.bufferBytes) bytes per request")
+                }
             }
             try sink!.write(bytes)
         }
@@ -169,6 +194,13 @@ struct MultipartReader {
 
     private mutating func end() throws(Fault) {
         guard var part = current else { return }
+        if let declared, received != declared {
+            throw Fault.malformed("a part is \(received) bytes, not the \(declared) its Content-Length says")
+        }
+        if root {
+            rootSeen = true
+            try admit?(part)
+        }
         if let s = sink { part.buffer = s.finish() }
         sink = nil
         current = nil

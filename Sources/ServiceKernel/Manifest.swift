@@ -87,6 +87,16 @@ public struct GatewayBinding: Sendable, Hashable {
     public var certificate: String?
     public var key: String?
     public var tls: Bool { certificate != nil }
+    /// DNS names clients may reach the gateway by, besides IP addresses and `localhost`
+    /// (`hosts="node-a.lan decos.example.com"`): a request whose `Host` is another name is refused,
+    /// which is what stops a DNS-rebinding page from acting on the node.
+    public var hosts: [String] = []
+    /// Connections open at once (503 past it), and those from one client address.
+    public var maxConnections = 1024
+    public var maxConnectionsPerClient = 512
+    /// Requests being answered at once, node-wide, and event streams or SOAP subscriptions open at once.
+    public var maxRequestsInFlight = 1024
+    public var maxStreams = 256
 
     public init(host: String = "127.0.0.1", port: Int = 7480, maxRequestBytes: Int = 1 << 20, requestTimeout: Int = 30,
                 idleTimeout: Int = 30) {
@@ -305,7 +315,8 @@ struct ManifestReader {
     }
 
     mutating func gateway(_ g: Element) -> GatewayBinding {
-        attributes(g, allowed: ["listen", "maxRequestBytes", "maxBufferBytes", "requestTimeout", "idleTimeout", "metrics", "certificate", "key"])
+        attributes(g, allowed: ["listen", "maxRequestBytes", "maxBufferBytes", "requestTimeout", "idleTimeout", "metrics", "certificate", "key", "hosts",
+                                "maxConnections", "maxConnectionsPerClient", "maxRequestsInFlight", "maxStreams"])
         var b = GatewayBinding()
         if let listen = g.attribute("listen") {
             if let (host, port) = parseHostPort(listen) { b.host = host; b.port = port }
@@ -319,6 +330,16 @@ struct ManifestReader {
         }
         b.requestTimeout = positive(g, "requestTimeout") ?? b.requestTimeout
         b.idleTimeout = positive(g, "idleTimeout") ?? b.idleTimeout
+        b.maxConnections = positive(g, "maxConnections") ?? b.maxConnections
+        b.maxConnectionsPerClient = positive(g, "maxConnectionsPerClient") ?? b.maxConnectionsPerClient
+        b.maxRequestsInFlight = positive(g, "maxRequestsInFlight") ?? b.maxRequestsInFlight
+        b.maxStreams = positive(g, "maxStreams") ?? b.maxStreams
+        if let v = g.attribute("hosts") {
+            b.hosts = v.split(whereSeparator: { $0 == " " || $0 == "," }).map { $0.lowercased() }
+            for h in b.hosts where h.isEmpty || !h.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }) {
+                fail(g, "hosts=\"\(v)\": \(h) is not a DNS name (letters, digits, - and .)")
+            }
+        }
         b.metrics = onOff(g, "metrics") ?? b.metrics
         b.certificate = g.attribute("certificate")
         b.key = g.attribute("key")

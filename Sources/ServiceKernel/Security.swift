@@ -133,6 +133,14 @@ public final class SecurityManager: Sendable {
     public func authorize(_ principal: Principal, _ verb: Verb, path: String) -> Fault? {
         if case .system = principal { return nil }
         if operatorSecret != nil, case .token("operator") = principal { return nil }
+        if !verb.isReadOnly, SecurityManager.controlsNode(verb, path: path) {
+            switch principal {
+            // Code of this binary, and peers, which checked their own client against this same rule.
+            case .service, .peer: break
+            default:
+                return .denied("\(verb.rawValue) on \(path) changes the node itself: only the operator token may (Authorization: Bearer; `decos run` says where it wrote the token)")
+            }
+        }
         guard let policy else {
             if exposed, principal == .anonymous, !verb.isReadOnly {
                 return .denied("anonymous clients may only read (Get, Query, Lookup): the gateway listens beyond loopback and the manifest has no <Security> rules (default policy 'exposed-read-only')")
@@ -144,6 +152,21 @@ public final class SecurityManager: Sendable {
             return .denied("\(principal) may not \(verb.rawValue) \(path): denied by rule '\(rule.id)'\(rule.location.map { " at \($0)" } ?? "")")
         }
         return .denied("\(principal) may not \(verb.rawValue) \(path): no rule allows it (rules deny by default)")
+    }
+}
+
+extension SecurityManager {
+    /// Whether `verb` on `path` (`/os/node`, or `decos://b/os/node` through another node) changes
+    /// the node itself — power, processes, its manifest, its system services — and so needs the
+    /// operator whatever the rules say. Subscribe only listens.
+    public static func controlsNode(_ verb: Verb, path: String) -> Bool {
+        guard !verb.isReadOnly, verb != .subscribe else { return false }
+        var local = Substring(path)
+        if local.hasPrefix("decos://") {
+            local = local.dropFirst(8)
+            local = local[(local.firstIndex(of: "/") ?? local.endIndex)...]
+        }
+        return local.hasPrefix("/os/") || local == "/manifestloader"
     }
 }
 

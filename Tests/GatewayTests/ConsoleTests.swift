@@ -29,7 +29,8 @@ import Testing
     @Test func aFormSendsAVerbAndAnswersWithTheReplyAsHTML() async throws {
         let s = try await Served(maxRequestBytes: 65536)
         defer { s.stop() }
-        let form = [("Content-Type", "application/x-www-form-urlencoded")]
+        // The console's own page sends its Origin, as every browser does with a POST.
+        let form = [("Content-Type", "application/x-www-form-urlencoded"), ("Origin", s.base)]
         let body = "verb=Update&body=" + "<Increment><By>4</By></Increment>".formEncoded + "&token="
         let r = try await HTTPClient.send(.POST, s.url("/@gw/counter?form&fragment"), headers: form, body: Array(body.utf8))
         let html = String(decoding: r.body, as: UTF8.self)
@@ -48,7 +49,7 @@ import Testing
         let token = try await HTTPClient.send(.POST, s.url("/counter?form&fragment"), headers: form, body: Array("verb=Get&token=guess".utf8))
         #expect(token.status == 401)
         // Another site's page cannot post to the node's console.
-        let forged = try await HTTPClient.send(.POST, s.url("/counter?form&fragment"), headers: form + [("Origin", "http://evil.example")],
+        let forged = try await HTTPClient.send(.POST, s.url("/counter?form&fragment"), headers: [form[0], ("Origin", "http://evil.example")],
                                                body: Array(body.utf8))
         #expect(forged.status == 403)
         // The two forms that were sent added 4 each; the forged one nothing.

@@ -13,7 +13,7 @@ struct Served {
     let base: String
     let task: Task<Void, any Error>
 
-    init(_ extra: String = "", maxRequestBytes: Int = 4096, gateway: String = "") async throws {
+    init(_ extra: String = "", maxRequestBytes: Int = 4096, gateway: String = "", operatorSecret: String? = nil) async throws {
         let m = try Manifest.parse("""
         <Manifest xmlns="urn:decos:manifest" node="gw">
           <Network><Gateway listen="127.0.0.1:0" maxRequestBytes="\(maxRequestBytes)" \(gateway)/></Network>
@@ -21,7 +21,7 @@ struct Served {
           \(extra)
         </Manifest>
         """)
-        node = try await Node.boot(m, extra: Contracts([Sleeper.self, OrderDesk.self]))
+        node = try await Node.boot(m, extra: Contracts([Sleeper.self, OrderDesk.self, Waiter.self]), operatorSecret: operatorSecret)
         base = "http://127.0.0.1:\(node.httpAddress!.port!)"
         let n = node
         task = Task { try await n.run() }

@@ -80,4 +80,45 @@ import Testing
         #expect(s.node.kernel.pool.usage.inUse == 0)
         #expect(try await HTTPClient.send(.GET, s.url("/counter")).status == 200)
     }
+
+    @Test func partsCountWhatTheyDeclareSoEmptyOnesCannotReserveThePool() async throws {
+        let s = try await served()
+        defer { s.stop() }
+        let before = s.node.kernel.pool.usage.mapped
+        // Eight parts, each declaring 60,000 bytes: 480,000 declared against a limit of 100,000 —
+        // empty (as the attack sent them: a lie, refused as one) or holding what they declare.
+        for (bytes, status) in [(0, 400), (60_000, 413)] {
+            var body = Array("--xyz\r\nContent-Type: application/xop+xml\r\n\r\n".utf8) + envelope()
+            for i in 0..<8 { body += Array("\r\n--xyz\r\nContent-ID: <p\(i)>\r\nContent-Length: 60000\r\n\r\n".utf8) + [UInt8](repeating: 1, count: bytes) }
+            body += Array("\r\n--xyz--\r\n".utf8)
+            let r = try await HTTPClient.send(.POST, s.url("/echo"), headers: [("Content-Type", "multipart/related; boundary=xyz")], body: body)
+            #expect(r.status == status, "\((try? SOAP.decode(r.body))?.fault?.reason ?? "")")
+            // At most the one part that fit was ever given memory, never the eight.
+            #expect(s.node.kernel.pool.usage.mapped - before <= 100_000)
+            #expect(s.node.kernel.pool.usage.inUse == 0)
+        }
+    }
+
+    @Test func anEnvelopeTheClientMayNotSendIsRefusedBeforeItsBuffersTakeMemory() async throws {
+        let s = try await served()
+        defer { s.stop() }
+        let before = s.node.kernel.pool.usage.mapped
+        // Power off, with a buffer, from a client without the operator token.
+        let (type, body) = multipart(envelope(#"<d:Buffer id="a"><xop:Include href="cid:big"/></d:Buffer>"#, body: "<Poweroff/>"),
+                                     [("big", [UInt8](repeating: 1, count: 90_000))])
+        let r = try await HTTPClient.send(.POST, s.url("/os/node"), headers: [("Content-Type", type)], body: body)
+        #expect(r.status == 403)
+        #expect(try SOAP.decode(r.body).fault?.subcode?.local == "Denied")
+        #expect(s.node.kernel.pool.usage.mapped == before)
+        // An unknown token is refused on the request's head, before its body.
+        let guess = try await HTTPClient.send(.POST, s.url("/echo"), headers: [("Content-Type", type), ("Authorization", "Bearer guess-guess-guess-guess")], body: body)
+        #expect(guess.status == 401)
+        #expect(s.node.kernel.pool.usage.mapped == before)
+        // And a root that does not come first cannot make room for the parts ahead of it.
+        var late = Array("--xyz\r\nContent-ID: <big>\r\n\r\n".utf8) + [UInt8](repeating: 1, count: 90_000)
+        late += Array("\r\n--xyz\r\nContent-ID: <root>\r\nContent-Type: application/xop+xml\r\n\r\n".utf8) + envelope() + Array("\r\n--xyz--\r\n".utf8)
+        let reordered = try await HTTPClient.send(.POST, s.url("/echo"), headers: [("Content-Type", "multipart/related; start=\"<root>\"; boundary=xyz")], body: late)
+        #expect(reordered.status == 400)
+        #expect(s.node.kernel.pool.usage.mapped == before)
+    }
 }

@@ -60,6 +60,22 @@ import Testing
         #expect(pool.usage.inUse == before)
     }
 
+    @Test func theEnvelopeIsAdmittedBeforeAnyPartTakesMemory() throws {
+        let whole = body([("", Array("<e/>".utf8)), ("Content-ID: <b>\r\nContent-Length: 3\r\n", [1, 2, 3])])
+        var seen: [UInt8] = []
+        var reader = try MultipartReader(boundary: "b0und", start: nil, limits: limits, pool: pool) { root throws(Fault) in
+            seen = root.bytes
+            throw Fault.denied("not this client")
+        }
+        #expect(throws: Fault.self) { try reader.feed(ByteBuffer(bytes: whole)) }
+        #expect(seen == Array("<e/>".utf8))
+        #expect(pool.usage.mapped == 0)
+        // A part whose bytes are not what it declared is malformed, either way.
+        #expect(throws: Fault.self) { _ = try read(body([("\r\n", []), ("Content-ID: <b>\r\nContent-Length: 4\r\n", [1, 2, 3])]), cut: 5) }
+        #expect(throws: Fault.self) { _ = try read(body([("\r\n", []), ("Content-ID: <b>\r\nContent-Length: 2\r\n", [1, 2, 3])]), cut: 5) }
+        #expect(pool.usage.inUse == 0)
+    }
+
     @Test func malformedBodiesAreFaultsThatSayWhatIsWrong() throws {
         let good = body([("\r\n", Array("<e/>".utf8))])
         #expect(throws: Fault.self) { _ = try read(Array(good.dropLast(4)), cut: 10) }  // no closing delimiter

@@ -21,7 +21,8 @@ import Testing
         let script = packageRoot.appendingPathComponent("Tests/SystemTests/Fixtures/console_browser.py").path
         let shots = ProcessInfo.processInfo.environment["DECOS_SCREENSHOTS"].map { [$0] } ?? []
         // Bounded, so a browser that hangs fails the test instead of holding up CI.
-        let r = try run("/usr/bin/timeout", ["180", "/usr/bin/python3", script, a.base, b.base, c.base] + shots)
+        let r = try run("/usr/bin/timeout", ["180", "/usr/bin/python3", script, a.base, b.base, c.base] + shots,
+                        environment: ["DECOS_OPERATOR_TOKEN": try a.operatorToken()])
         #expect(r.status == 0, "the browser run failed: \(r.err)")
         let found = Dictionary(r.out.split(separator: "\n").map { line in
             (String(line.prefix { $0 != " " }), String(line.drop { $0 != " " }.dropFirst()))

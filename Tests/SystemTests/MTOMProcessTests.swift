@@ -52,7 +52,7 @@ import Testing
             let node = try NodeProcess()
             let c = try RawConnection(port: node.port)
             let envelope = #"<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://www.w3.org/2005/08/addressing"><e:Header><a:Action>urn:decos:verb:Get</a:Action></e:Header><e:Body/></e:Envelope>"#
-            c.send("POST /counter HTTP/1.1\r\nHost: node\r\nContent-Type: application/soap+xml\r\nContent-Length: \(envelope.utf8.count)\r\nExpect: 100-continue\r\n\r\n")
+            c.send("POST /counter HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/soap+xml\r\nContent-Length: \(envelope.utf8.count)\r\nExpect: 100-continue\r\n\r\n")
             // curl waits up to a second for this before each large body; without it every buffer paid that second.
             let interim = c.read { $0.contains("\r\n\r\n") }
             #expect(interim?.hasPrefix("HTTP/1.1 100 Continue\r\n") == true, "\(interim ?? "closed")")

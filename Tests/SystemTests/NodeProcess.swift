@@ -22,6 +22,15 @@ final class NodeProcess: @unchecked Sendable {
     var base: String { "\(scheme)://127.0.0.1:\(port)" }
     private(set) var lines: [String] = []
 
+    /// The operator token `decos run` made and wrote to the file it names when it starts.
+    func operatorToken() throws -> String {
+        guard let line = lines.first(where: { $0.hasPrefix("decos: operator token in ") }),
+              let path = line.dropFirst("decos: operator token in ".count).split(separator: " ").first else {
+            throw Failure("the node did not say where its operator token is: \(lines)")
+        }
+        return try String(contentsOfFile: String(path), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     /// `wrapper` runs the node under another program, e.g. `ip netns exec NS`.
     init(manifest: String = "examples/node.xml", extra: [String] = [], binary: String = decosBinary, wrapper: [String] = [],
          http: String = "127.0.0.1:0") throws {
@@ -66,10 +75,11 @@ struct Failure: Error, CustomStringConvertible {
 
 /// Runs a program to completion: its status, standard output and standard error.
 @discardableResult
-func run(_ executable: String, _ arguments: [String], input: String? = nil) throws -> (status: Int32, out: String, err: String) {
+func run(_ executable: String, _ arguments: [String], input: String? = nil, environment: [String: String] = [:]) throws -> (status: Int32, out: String, err: String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = arguments
+    if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     p.currentDirectoryURL = packageRoot
     let out = Pipe(), err = Pipe()
     p.standardOutput = out

@@ -66,17 +66,17 @@ func envelope(_ verb: String, _ body: String = "") -> String {
         let node = try NodeProcess(manifest: manifest)
         // Keep-alive: two requests, two responses, one connection.
         let keep = try RawConnection(port: node.port)
-        keep.send("GET /counter HTTP/1.1\r\nHost: x\r\n\r\nGET /kv HTTP/1.1\r\nHost: x\r\n\r\n")
+        keep.send("GET /counter HTTP/1.1\r\nHost: localhost\r\n\r\nGET /kv HTTP/1.1\r\nHost: localhost\r\n\r\n")
         let both = keep.read { $0.contains("</KVState>") }
         #expect(both?.components(separatedBy: "HTTP/1.1 200 OK").count == 3)
         // A client that vanishes mid-request.
         let dropped = try RawConnection(port: node.port)
-        dropped.send("POST /counter HTTP/1.1\r\nHost: x\r\nContent-Type: application/soap+xml\r\nContent-Length: 5000\r\n\r\n<env:Env")
+        dropped.send("POST /counter HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/soap+xml\r\nContent-Length: 5000\r\n\r\n<env:Env")
         _ = consume dropped
         // A client that stops halfway through its headers is cut off once idle (idleTimeout, 2 s
         // here), while others are served meanwhile.
         let slow = try RawConnection(port: node.port)
-        slow.send("GET /counter HTTP/1.1\r\nHost: x\r\n")
+        slow.send("GET /counter HTTP/1.1\r\nHost: localhost\r\n")
         #expect(try curl(node.base + "/counter").out.contains("<CounterState>"))
         #expect(slow.waitForClose())
         #expect(try curl(node.base + "/counter").out.contains("<CounterState>"))
@@ -114,11 +114,22 @@ func envelope(_ verb: String, _ body: String = "") -> String {
 
     @Test func poweroffEndsAHostedNodeInOrder() throws {
         let node = try NodeProcess(extra: ["--node", "p1"])
+        // Powering off needs the operator token even on loopback: `decos run` made one in a file
+        // only its user may read, and `decos ctl` sends it to this node by default.
+        let path = try #require(node.lines.first { $0.hasPrefix("decos: operator token in ") }?.split(separator: " ")[4])
+        let mode = try #require(try FileManager.default.attributesOfItem(atPath: String(path))[.posixPermissions] as? Int)
+        #expect(mode == 0o600)
+        let anonymous = try decos("ctl", "poweroff", node.base, "--anonymous")
+        #expect(anonymous.status != 0 && (anonymous.out + anonymous.err).contains("operator token"), "\(anonymous)")
+        #expect(try curl("-H", soapHeader, "--data-binary", envelope("Submit", "<Poweroff/>"), node.base + "/os/node").out.contains("Denied"))
+        #expect(node.process.isRunning)
         let off = try decos("ctl", "poweroff", node.base)
         #expect(off.out.contains("<Action>poweroff</Action>"))
         node.process.waitUntilExit()
         #expect(node.process.terminationStatus == 0)
         #expect(node.process.terminationReason == .exit)
+        // The token goes with the node.
+        #expect(!FileManager.default.fileExists(atPath: String(path)))
     }
 
     @Test func rebootRestartsAHostedNodeInPlace() throws {

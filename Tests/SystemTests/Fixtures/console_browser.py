@@ -1,7 +1,9 @@
 """Drives the console in a real browser (Debian's chromium, through selenium and chromedriver).
 
 argv: the gateways of nodes a, b and c; then, optionally, a directory for screenshots.
+$DECOS_OPERATOR_TOKEN: node a's operator token, typed into the page for the buttons that need it.
 Prints one `name value` line per finding for BrowserConsoleTests to check."""
+import os
 import sys
 import time
 import urllib.request
@@ -13,6 +15,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 a, b, c = sys.argv[1:4]
 shots = sys.argv[4] if len(sys.argv) > 4 else ""
+token = os.environ["DECOS_OPERATOR_TOKEN"]
 
 
 def browser(javascript=True):
@@ -84,6 +87,8 @@ try:
     processes = '[data-path="/@a/os/processes"] .state'
     WebDriverWait(d, 10).until(lambda d: "tick" in d.find_element(By.CSS_SELECTOR, processes).text)
     print("process-output", "tick")
+    # Restart changes the node: it needs the operator token, typed in the page's header.
+    d.find_element(By.ID, "token").send_keys(token)
     # The block is fetched again at each line the process writes: click what is there now.
     WebDriverWait(d, 10, ignored_exceptions=[StaleElementReferenceException]).until(
         lambda d: d.find_element(By.CSS_SELECTOR, processes + " form.process button").click() or True)
@@ -112,6 +117,7 @@ finally:
 d = browser()
 try:
     d.get(a + "/")
+    d.find_element(By.ID, "token").send_keys(token)
     d.find_element(By.CSS_SELECTOR, "#node-c form.power:last-of-type button").click()
     WebDriverWait(d, 5).until(lambda d: d.switch_to.alert).accept()
     print("poweroff", "sent")

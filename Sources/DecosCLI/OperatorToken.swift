@@ -1,0 +1,63 @@
+import ProcessKernel
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The operator token of a hosted node (docs/security.md): `decos run` makes a fresh one unless it
+/// is given `--operator-token`, and writes it to a file only its user can read, named for the
+/// gateway's port; `decos ctl` sends it by default to a node on a loopback address with that port.
+/// So the verbs that change the node itself (power, processes, manifests) need a secret that only
+/// this machine's user holds, even on loopback, where any web page in that user's browser can
+/// reach the gateway.
+enum OperatorToken {
+    /// `$XDG_RUNTIME_DIR/decos` (a tmpfs only the user can enter), else `$HOME/.decos`.
+    static var directory: String {
+        if let run = getenv("XDG_RUNTIME_DIR").map({ String(cString: $0) }), !run.isEmpty { return run + "/decos" }
+        if let home = getenv("HOME").map({ String(cString: $0) }), !home.isEmpty { return home + "/.decos" }
+        return "/tmp/decos-\(getuid())"
+    }
+
+    /// Named for the port and the network namespace: a loopback address means a different node
+    /// in each namespace, and tests run nodes on the same port in several.
+    static func path(port: Int) -> String {
+        var ns = stat()
+        let namespace = stat("/proc/self/ns/net", &ns) == 0 ? "\(ns.st_ino)-" : ""
+        return "\(directory)/operator-\(namespace)\(port).token"
+    }
+
+    /// 32 random bytes as hex: 256 bits, from the kernel's random source.
+    static func fresh() -> String {
+        var g = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in
+            let b = UInt8.random(in: 0...255, using: &g)
+            return (b < 16 ? "0" : "") + String(b, radix: 16)
+        }.joined()
+    }
+
+    /// Writes `secret` for the gateway on `port`, readable by this user alone; the error says what failed.
+    static func write(_ secret: String, port: Int) -> String? {
+        let dir = directory
+        if mkdir(dir, 0o700) != 0, errno != EEXIST { return "cannot make \(dir): \(String(cString: strerror(errno)))" }
+        let file = path(port: port)
+        // A new file each time (a stale one of another user's is not written through).
+        unlink(file)
+        let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { return "cannot write \(file): \(String(cString: strerror(errno)))" }
+        defer { close(fd) }
+        let bytes = Array((secret + "\n").utf8)
+        guard Glibc.write(fd, bytes, bytes.count) == bytes.count else { return "cannot write \(file): \(String(cString: strerror(errno)))" }
+        return nil
+    }
+
+    /// Removes the file when the node that wrote it stops.
+    static func remove(port: Int) { unlink(path(port: port)) }
+
+    /// The token `decos ctl` sends to `host:port` when it is given none: a loopback node's own.
+    static func forNode(host: String, port: Int) -> String? {
+        let h = host.lowercased()
+        guard h == "localhost" || h.hasPrefix("127.") || h == "::1" || h == "[::1]" else { return nil }
+        return readSecret(path(port: port))
+    }
+}

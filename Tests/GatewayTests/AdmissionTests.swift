@@ -1,0 +1,161 @@
+@testable import Gateway
+import Infoset
+import ServiceKernel
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What one client, or many, can hold of a node through its gateway: each cap answered with 503
+/// and `Retry-After`, a request's work ended when its client leaves, a reader that stops reading
+/// cut off before what waits for it grows without bound.
+@Suite struct AdmissionTests {
+    /// A waiter of its own for each test (tests run at once, and every test node is called gw).
+    func waiter(_ name: String) -> String { #"<Service contract="urn:test:waiter" name="/\#(name)"/>"# }
+
+    func wait(_ s: Served, _ name: String) -> Task<HTTPClient.Response, any Error> {
+        Task { try await HTTPClient.send(.POST, s.url("/" + name), headers: [("Content-Type", SOAP.contentType)], body: SOAP.encode(Message(.submit, to: ""))) }
+    }
+
+    @Test func requestsPastTheCapAreAskedToComeBackAndAClientThatLeavesEndsItsWork() async throws {
+        let s = try await Served(waiter("cap"), gateway: #"maxRequestsInFlight="1""#)
+        defer { s.stop() }
+        let signals = try #require(Waiter.signals(for: "/cap"))
+        let first = wait(s, "cap")
+        try await signals.next("entered")
+        let second = try await HTTPClient.send(.GET, s.url("/counter"))
+        #expect(second.status == 503 && second.header("retry-after") == "1")
+        #expect(try SOAP.decode(second.body).fault?.subcode?.local == "Busy")
+        // The first client goes: its request's task is cancelled, and its slot is free again.
+        first.cancel()
+        try await signals.next("cancelled")
+        try await until("the slot is free") { s.node.gateway!.admission.current.requests == 0 }
+        #expect(try await HTTPClient.send(.GET, s.url("/counter")).status == 200)
+    }
+
+    @Test func oneClientMayOpenOnlySoManyConnections() async throws {
+        let s = try await Served(waiter("held"), gateway: #"maxConnectionsPerClient="2""#)
+        defer { s.stop() }
+        let signals = try #require(Waiter.signals(for: "/held"))
+        let held = [wait(s, "held"), wait(s, "held")]
+        try await signals.next("entered")
+        try await signals.next("entered")
+        let third = try await HTTPClient.send(.GET, s.url("/counter"))
+        #expect(third.status == 503 && third.header("retry-after") == "1")
+        for h in held { h.cancel() }
+        try await until("the connections are closed") { s.node.gateway!.admission.current.connections == 0 }
+        #expect(try await HTTPClient.send(.GET, s.url("/counter")).status == 200)
+    }
+
+    @Test func aSubscriberThatStopsReadingIsCutOffWithALastWord() async throws {
+        let s = try await Served(#"<Service contract="urn:decos:examples:kv" name="/kv"/>"#)
+        defer { s.stop() }
+        // A client that subscribes, then reads nothing (its receive buffer as small as it gets).
+        let client = try RawClient(port: s.url("/").port, receiveBuffer: 4096)
+        let subscribe = SOAP.encode(Message(.subscribe, to: ""))
+        client.send(Array("POST /kv HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/soap+xml\r\nContent-Length: \(subscribe.count)\r\n\r\n".utf8) + subscribe)
+        try await until("subscribed") { s.node.kernel.uris.lookup("/kv")?.hasSubscribers == true }
+        // 12 MiB of notifications: far past what the sockets hold and the stream's bound of 1 MiB.
+        let value = String(repeating: "v", count: 8192)
+        for i in 0..<1536 {
+            _ = try await s.node.kernel.call(.upsert, "/kv", body: try XMLReader.parse("<Entry><Key>k\(i % 8)</Key><Value>\(value)</Value></Entry>"))
+        }
+        // It was cut off: what it can still read ends with the fault that says why, then the end.
+        let text = String(decoding: try client.readToEnd(), as: UTF8.self)
+        #expect(text.count < 8 << 20, "everything was kept for a reader that did not read")
+        #expect(text.contains("TooSlow"))
+        try await until("the subscription has ended") { s.node.kernel.uris.lookup("/kv")?.hasSubscribers == false }
+    }
+}
+
+/// Waits for `condition`, yielding between looks; fails the test past `seconds`.
+func until(_ what: String, within seconds: Int = 30, _ condition: () throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while try !condition() {
+        guard ContinuousClock.now < deadline else { throw Failure("\(what): not within \(seconds) s") }
+        await Task.yield()
+    }
+}
+
+struct Failure: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+/// A service that holds each request until its task is cancelled, saying when it was entered and when cancelled.
+actor Waiter: Service {
+    static let contract = "urn:test:waiter"
+    /// Each waiter's signals, by its name.
+    static let byName = Mutex<[String: Signals]>([:])
+    let signals = Signals()
+
+    init(config: ServiceConfig) {
+        let name = config.name ?? ""
+        Waiter.byName.withLock { [signals] in $0[name] = signals }
+    }
+
+    static func signals(for name: String) -> Signals? { byName.withLock { $0[name] } }
+
+    func handle(_ request: Request) async throws -> Element? {
+        signals.send("entered")
+        do { try await Task.sleep(for: .seconds(3600)) } catch {
+            signals.send("cancelled")
+            throw error
+        }
+        return nil
+    }
+
+    final class Signals: Sendable {
+        let stream: AsyncStream<String>
+        let continuation: AsyncStream<String>.Continuation
+        init() { (stream, continuation) = AsyncStream.makeStream() }
+        func send(_ s: String) { continuation.yield(s) }
+        /// The next signal, which must be `expected`; fails past 30 s.
+        func next(_ expected: String) async throws {
+            let got = try await withThrowingTaskGroup(of: String?.self) { group in
+                group.addTask { [stream] in for await s in stream { return s }; return nil }
+                group.addTask { try await Task.sleep(for: .seconds(30)); return nil }
+                defer { group.cancelAll() }
+                return try await group.next() ?? nil
+            }
+            guard got == expected else { throw Failure("waited for \(expected), got \(got ?? "nothing within 30 s")") }
+        }
+    }
+}
+
+/// A plain TCP client for what a well-behaved one does not do: stop reading.
+final class RawClient {
+    let fd: Int32
+
+    init(port: Int, receiveBuffer: Int32) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var size = receiveBuffer
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        // Reads give up after 30 s rather than hang the test.
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let r = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard r == 0 else { close(fd); throw Failure("cannot connect to port \(port)") }
+    }
+
+    func send(_ bytes: [UInt8]) { _ = Glibc.send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) }
+
+    /// Everything until the server closes (or 30 s pass without a byte).
+    func readToEnd() throws -> [UInt8] {
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(fd, &chunk, chunk.count, 0)
+            if n > 0 { out += chunk[0..<n]; continue }
+            if n == 0 { return out }
+            throw Failure("read failed (errno \(errno)) after \(out.count) bytes")
+        }
+    }
+
+    deinit { close(fd) }
+}

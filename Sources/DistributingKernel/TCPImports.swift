@@ -93,7 +93,9 @@ extension TCPPlane {
                     return false
                 }
                 if ended { return c.resume(returning: .failure(lost)) }
-                if !link.pull(transfer) { failImport(key) }
+                // Written by the link's own thread: this may be an event loop. A pull that cannot
+                // be written ends the link, which fails this import with the others on it.
+                link.pull(transfer)
             }
         }
         return .failure(lost)

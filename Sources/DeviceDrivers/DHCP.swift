@@ -57,6 +57,12 @@ enum DHCPMessage {
         return (t, IPv4Address(bytes: b[16..<20])!, options)  // four bytes: b.count >= 240
     }
 
+    /// The shortest lease and time to renew taken from a server: the client sleeps for the time
+    /// to renew between exchanges, so a 0 (or 1) from any host on the LAN would have it renew in
+    /// a loop, at once, for as long as the node runs.
+    static let minimumLeaseSeconds: UInt32 = 60
+    static let minimumRenewSeconds: UInt32 = 30
+
     /// The lease an ACK grants; nil if it lacks a server identifier or its subnet mask is not one
     /// (four bytes, ones then zeros): a LAN host may send anything.
     static func lease(_ reply: (type: UInt8, yiaddr: IPv4Address, options: [UInt8: [UInt8]])) -> DHCPLease? {
@@ -67,10 +73,17 @@ enum DHCPMessage {
             mask = prefix
         }
         func u32(_ o: [UInt8]?) -> UInt32? { o.flatMap { $0.count == 4 ? UInt32($0[0]) << 24 | UInt32($0[1]) << 16 | UInt32($0[2]) << 8 | UInt32($0[3]) : nil } }
-        let leaseTime = u32(reply.options[51]) ?? 3600
+        let leaseTime = max(u32(reply.options[51]) ?? 3600, minimumLeaseSeconds)
         return DHCPLease(address: IPv4CIDR(address: reply.yiaddr, prefix: mask),
                          router: reply.options[3].flatMap { IPv4Address(bytes: $0.prefix(4)) },
-                         server: server, leaseSeconds: leaseTime, renewSeconds: u32(reply.options[58]) ?? leaseTime / 2)
+                         server: server, leaseSeconds: leaseTime, renewSeconds: renewSeconds(u32(reply.options[58]), lease: leaseTime))
+    }
+
+    /// When to renew a lease of `lease` seconds: the server's T1, or half the lease if it gave
+    /// none or one that is not before the lease ends; never sooner than `minimumRenewSeconds`.
+    static func renewSeconds(_ t1: UInt32?, lease: UInt32) -> UInt32 {
+        let renew = t1.flatMap { $0 < lease ? $0 : nil } ?? lease / 2
+        return max(renew, minimumRenewSeconds)
     }
 }
 

@@ -34,6 +34,10 @@ final class DataLink: @unchecked Sendable {
     private var receiving: FrameCipher?
     private weak var plane: TCPPlane?
     private let active = Atomic<UInt64>(0)
+    /// Writes the DATA_PULLs, in order. Whoever pulls may be on an event loop (the node runs its
+    /// tasks there, Executors.swift), and a write blocks — for up to the send timeout — once a
+    /// peer that stopped reading has filled the socket's buffers: that wait is this queue's.
+    private let writer: DispatchQueue
 
     /// When a buffer last started or finished arriving here, in the manager's milliseconds.
     var lastActive: UInt64 { active.load(ordering: .relaxed) }
@@ -44,6 +48,7 @@ final class DataLink: @unchecked Sendable {
         self.generation = generation
         self.fd = fd
         self.plane = plane
+        writer = DispatchQueue(label: "decos.datalink.\(peer).pulls")
     }
 
     /// Connects to `peer` at `address` and proves this node holds the cluster key; nil if either fails.
@@ -68,7 +73,9 @@ final class DataLink: @unchecked Sendable {
         defer { freeaddrinfo(list) }
         let fd = socket(ai.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return nil }
-        // Connecting and the handshake are bounded by the handshake timeout; reading chunks is not.
+        // Connecting and the handshake are bounded by the handshake timeout, and so is each write of
+        // a pull after it (the send timeout stays: a peer that stops reading ends the link); reading
+        // chunks is not.
         let limit = plane.config.handshakeTimeout.nanoseconds
         var t = timeval(tv_sec: Int(limit / 1_000_000_000), tv_usec: Int(limit % 1_000_000_000 / 1000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &t, socklen_t(MemoryLayout<timeval>.size))
@@ -112,11 +119,17 @@ final class DataLink: @unchecked Sendable {
         return true
     }
 
-    /// Asks the peer for one exported buffer; its chunks arrive on this link.
-    func pull(_ transfer: UInt64) -> Bool {
+    /// Asks the peer for one exported buffer; its chunks arrive on this link. Returns at once: the
+    /// pull is written by `writer`. One that cannot be written (whole) ends the link — the stream
+    /// is unreadable after part of a frame — and its reader then fails every import pulled over
+    /// it, this one too.
+    func pull(_ transfer: UInt64) {
         var w = ByteWriter()
         w.u64(transfer)
-        return send(Wire.Frame(.dataPull, w.bytes))
+        let frame = Wire.Frame(.dataPull, w.bytes)
+        writer.async { [self] in
+            if !send(frame) { close() }
+        }
     }
 
     /// Ends the link: the reader sees the end, fails what was still arriving, and exits.

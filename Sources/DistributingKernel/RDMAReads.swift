@@ -16,8 +16,9 @@ extension RDMAPlane {
     static let progressInterval = Duration.milliseconds(500)
 
     func fetch(_ offer: Wire.Offer, length: Int, from peer: String) async -> Result<DataBuffer, Fault> {
-        guard let d = try? RDMAWire.descriptor(offer.descriptor) else {
-            return .failure(.malformed("an RDMA buffer descriptor is a transfer number, an address and a key"))
+        let d: RDMAWire.Descriptor
+        do { d = try RDMAWire.descriptor(offer.descriptor, length: length) } catch {
+            return .failure(.malformed("an RDMA buffer descriptor is a transfer number, an address and a key, of a buffer that fits in memory: \(error)"))
         }
         let (transfer, address, rkey) = (d.transfer, d.address, d.rkey)
         let (result, bytes) = length == 0 ? (.success(DataBuffer([])), 0) : await read(length, at: address, rkey: rkey, transfer: transfer, from: peer)
@@ -120,6 +121,7 @@ final class RDMARead: Sendable {
             return (s.next, n)
         }) {
             completions.post(on: qp, { [self] id throws(VerbsError) in
+                // Cannot overflow: `fetch` took the descriptor only if address + length does not.
                 try qp.read(into: region, offset: offset, length: n, remoteAddress: address + UInt64(offset), rkey: rkey, id: id)
             }, then: { [self] failure in completed(n, failure) })
         }

@@ -34,6 +34,17 @@ enum RDMAWire {
         return d
     }
 
+    /// The descriptor of a buffer of `length` bytes (never negative: the message's decoder checks
+    /// it), checked against it: the buffer must end within the address space, or the address of
+    /// one of its chunks (address + offset, `RDMARead`) would overflow and trap the reader.
+    static func descriptor(_ bytes: [UInt8], length: Int) throws(ByteReader.Failure) -> Descriptor {
+        let d = try descriptor(bytes)
+        guard !d.address.addingReportingOverflow(UInt64(length)).overflow else {
+            throw ByteReader(bytes).fail("a buffer of \(length) bytes at \(d.address) runs past the end of the address space")
+        }
+        return d
+    }
+
     /// RDMA_CONNECT: `endpoint`.
     static func connect(_ e: dv_endpoint) -> [UInt8] {
         var w = ByteWriter()

@@ -66,15 +66,24 @@ extension TCPPlane {
             let key = ImportKey(peer: peer, transfer: transfer)
             let imp = Import(block: block, pool: pool, length: length)
             imp.link = link
-            let current = state.withLock { s -> Bool in
+            enum Registered { case yes, linkRetired, twice }
+            let registered = state.withLock { s -> Registered in
                 // Registered under the same lock the retirement takes: a link with an import is not idle.
-                guard s.links[peer]?.generation == link.generation else { return false }
+                guard s.links[peer]?.generation == link.generation else { return .linkRetired }
+                // A message that names one transfer twice: a second import would take the first's
+                // place here, and the first's block and caller would never be seen again.
+                guard s.imports[key] == nil else { return .twice }
                 s.imports[key] = imp
-                return true
+                return .yes
             }
-            guard current else {
+            switch registered {
+            case .yes: break
+            case .linkRetired:
                 pool.give(block)
                 continue
+            case .twice:
+                pool.give(block)
+                return .failure(.malformed("transfer \(transfer) from \(peer) is already being brought: a message names it twice"))
             }
             link.touch(now)
             return await withCheckedContinuation { c in
@@ -84,7 +93,9 @@ extension TCPPlane {
                     return false
                 }
                 if ended { return c.resume(returning: .failure(lost)) }
-                if !link.pull(transfer) { failImport(key) }
+                // Written by the link's own thread: this may be an event loop. A pull that cannot
+                // be written ends the link, which fails this import with the others on it.
+                link.pull(transfer)
             }
         }
         return .failure(lost)

@@ -144,13 +144,23 @@ extension XDPPlane {
         if outcome.whole { finish(i, nil) }
     }
 
-    /// A REFUSE: the import fails with the sender's reason (marked unauthenticated when it does
-    /// not open: the sender could not seal it, or someone else sent it).
+    /// A REFUSE: the import fails with the sender's reason. On a sealed plane only a REFUSE that
+    /// opens under the transfer's key counts; one that does not is dropped (counted, logged at
+    /// debug), since any host on the segment can send it. (A sender that does not know the
+    /// transfer has no key to seal its REFUSE with: that import faults when it stalls instead.)
     func refused(_ h: XDPWire.Header, _ frame: UnsafeRawBufferPointer, flow: Flow) {
         guard let i = state.withLock({ $0.imports[flow] }) else { return }
-        let reason = i.state.withLock { _ in open(h, frame, cipher: i.cipher) }.flatMap { try? XDPWire.refusal($0) }
-            ?? "\(String(decoding: XDPWire.body(frame, h, sealed: sealed).body.prefix(255), as: UTF8.self)) (unauthenticated)"
+        guard let reason = i.state.withLock({ _ in Self.refusal(h, frame, sealed: sealed, cipher: i.cipher) }) else {
+            state.withLock { $0.dropped += 1 }
+            return logger.debug("a REFUSE of transfer \(flow.transfer) from \(MAC.text(flow.address)) does not open: ignored")
+        }
         finish(i, .unreachable("\(i.peer) will not send the buffer by AF_XDP: \(reason)"))
+    }
+
+    /// The reason a REFUSE frame gives, or nil if it does not count: on a sealed plane, one that
+    /// does not open under the transfer's key; on any, one whose reason is malformed.
+    static func refusal(_ h: XDPWire.Header, _ frame: UnsafeRawBufferPointer, sealed: Bool, cipher: XDPCipher?) -> String? {
+        open(h, frame, sealed: sealed, cipher: cipher).flatMap { try? XDPWire.refusal($0) }
     }
 
     /// On the import's port, after each batch: the PULL or ACK it owes, a stall, its end.

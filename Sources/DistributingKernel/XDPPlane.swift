@@ -228,6 +228,11 @@ final class XDPPlane: DataPlane {
     /// Opens a control frame's body (in place, in the receive frame): its bytes, or nil if it
     /// does not open. Unsealed planes take bodies as they come.
     func open(_ h: XDPWire.Header, _ frame: UnsafeRawBufferPointer, cipher: XDPCipher?) -> [UInt8]? {
+        Self.open(h, frame, sealed: sealed, cipher: cipher)
+    }
+
+    /// `open`, for a plane that seals its frames or not.
+    static func open(_ h: XDPWire.Header, _ frame: UnsafeRawBufferPointer, sealed: Bool, cipher: XDPCipher?) -> [UInt8]? {
         let (body, tag) = XDPWire.body(frame, h, sealed: sealed)
         guard sealed else { return Array(body) }
         guard let cipher else { return nil }

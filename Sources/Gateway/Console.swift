@@ -192,8 +192,11 @@ extension Gateway {
         return ConsoleAssets.page(title: link, node: kernel.node, body: html)
     }
 
+    /// A member's uptime as the table shows it. The number comes from another node, so it may be
+    /// anything: one no clock gives (not a number, negative, past `Int`) shows as "?", where
+    /// `Int(Double)` would trap.
     static func duration(_ seconds: Double) -> String {
-        let s = Int(seconds)
+        guard seconds >= 0, let s = Int(exactly: seconds.rounded(.down)) else { return "?" }
         if s < 60 { return "\(s) s" }
         if s < 3600 { return "\(s / 60) min \(s % 60) s" }
         if s < 86400 { return "\(s / 3600) h \(s % 3600 / 60) min" }

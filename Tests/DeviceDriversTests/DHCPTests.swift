@@ -50,3 +50,23 @@ import Testing
         #expect(DHCPMessage.parse(Array(reply([(53, [5])]).prefix(100)), xid: 7) == nil)
     }
 }
+
+extension DHCPTests {
+    /// The client sleeps for the time to renew between exchanges: a lease or T1 of 0 (or one
+    /// past the lease) from a LAN host must not have it renew at once, in a loop, forever.
+    @Test func leaseAndRenewalTimesOfZeroAreRaisedSoRenewingNeverSpins() throws {
+        let server: (UInt8, [UInt8]) = (54, [10, 0, 0, 1])
+        let zeroLease = try #require(lease([(53, [5]), server, (51, [0, 0, 0, 0])]))
+        #expect(zeroLease.leaseSeconds >= 60)
+        #expect(zeroLease.renewSeconds >= 30)
+        let zeroRenew = try #require(lease([(53, [5]), server, (51, [0, 0, 0x0e, 0x10]), (58, [0, 0, 0, 0])]))
+        #expect(zeroRenew.leaseSeconds == 3600)
+        #expect(zeroRenew.renewSeconds >= 30)
+        // A T1 at or past the end of the lease would renew too late: half the lease instead.
+        let lateRenew = try #require(lease([(53, [5]), server, (51, [0, 0, 0x0e, 0x10]), (58, [0xFF, 0xFF, 0xFF, 0xFF])]))
+        #expect(lateRenew.renewSeconds == 1800)
+        // What a sane server says is kept as it is.
+        let sane = try #require(lease([(53, [5]), server, (51, [0, 0, 0x0e, 0x10]), (58, [0, 0, 0x03, 0x84])]))
+        #expect(sane.leaseSeconds == 3600 && sane.renewSeconds == 900)
+    }
+}

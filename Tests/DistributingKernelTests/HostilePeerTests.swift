@@ -3,6 +3,7 @@
 import Dispatch
 import Infoset
 import ServiceKernel
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -64,6 +65,44 @@ import Testing
         let got = await b.network!.tcp.fetch(transfer: 7, length: 2 << 20, from: "evil")
         #expect(!arrived(got))
         await b.network?.stop()
+    }
+}
+
+extension HostilePeerTests {
+    /// A message may name one transfer in two of its buffers; both are fetched at once. The second
+    /// import took the first one's place in the table, and the first's block never went back to
+    /// the pool (nor did its caller ever hear back). Now the second is refused and the first
+    /// goes on as before.
+    @Test func aTransferNamedTwiceIsRefusedAndLeaksNoBlock() async throws {
+        let b = try await bootNode("b")
+        let (pulled, pulls) = AsyncStream.makeStream(of: UInt64.self)
+        let count = Mutex(0)
+        let evil = try EvilDataPeer(name: "evil", key: clusterKey, chunks: { transfer in
+            pulls.yield(transfer)
+            // The first pull gets nothing yet: its import stays in the table. A second pull (the
+            // old code sent one) gets the whole buffer, so the second fetch ends either way.
+            let n = count.withLock { $0 += 1; return $0 }
+            return n == 1 ? [] : [(transfer, UInt64(0), [UInt8](repeating: 0xEE, count: 4096))]
+        })
+        b.network!.state.withLock { $0.helloAddresses["evil"] = "127.0.0.1:\(evil.port)" }
+        let tcp = b.network!.tcp
+        let first = Task { await tcp.fetch(transfer: 7, length: 4096, from: "evil") }
+        var pulledNext = pulled.makeAsyncIterator()
+        #expect(await pulledNext.next() == 7)  // the first import is in the table and pulled
+        let refusal: Fault? = switch await tcp.fetch(transfer: 7, length: 4096, from: "evil") {
+        case .success: nil  // the buffer goes back to the pool here
+        case .failure(let fault): fault
+        }
+        guard let fault = refusal else {
+            // The old code: the second import took the first one's place; the first's block is out for good.
+            Issue.record("the second import of transfer 7 was taken; bytes still in use: \(tcp.pools.usage.map(\.inUse))")
+            return
+        }
+        #expect(fault.reason.contains("transfer 7"))
+        // The first import is still awaited: it ends, its block back, when the link ends.
+        await b.network?.stop()
+        #expect(!arrived(await first.value))
+        #expect(tcp.pools.usage.map(\.inUse).allSatisfy { $0 == 0 }, "blocks in use: \(tcp.pools.usage.map(\.inUse))")
     }
 }
 

@@ -47,4 +47,16 @@ import Testing
         #expect(throws: ByteReader.Failure.self) { try RDMAWire.progress(Array(progress.dropLast()) + [2]) }
         #expect(throws: ByteReader.Failure.self) { try RDMAWire.descriptor([1, 2, 3]) }
     }
+
+    /// The receiver READs chunk by chunk at address + offset: a buffer said to run past the top
+    /// of the address space is refused before anything is read, where the sum trapped.
+    @Test func aBufferPastTheTopOfTheAddressSpaceIsRefused() throws {
+        let length = 4 << 20
+        func descriptor(at address: UInt64) -> [UInt8] { RDMAWire.encode(RDMAWire.Descriptor(transfer: 3, address: address, rkey: 1)) }
+        for address in [UInt64.max, UInt64.max - UInt64(length) + 1, UInt64.max - 1 << 20] {
+            #expect(throws: ByteReader.Failure.self, "at \(address)") { try RDMAWire.descriptor(descriptor(at: address), length: length) }
+        }
+        #expect(try RDMAWire.descriptor(descriptor(at: UInt64.max - UInt64(length)), length: length).address == UInt64.max - UInt64(length))
+        #expect(try RDMAWire.descriptor(descriptor(at: UInt64.max), length: 0).address == UInt64.max)
+    }
 }

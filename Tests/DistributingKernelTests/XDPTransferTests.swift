@@ -110,3 +110,34 @@ struct XDPTransferTests {
         #expect(try XDPWire.ack(XDPWire.encode(a)) == a)
     }
 }
+
+/// A REFUSE ends an import: on a sealed plane only one sealed under the transfer's key (which
+/// only the sender and the receiver hold) may; any host on the segment can send the rest.
+struct XDPRefusalTests {
+    /// A REFUSE frame of transfer 9 saying `reason`, sealed under `key` when given, else with a tag of zeros.
+    func frame(_ reason: String, sealedUnder key: [UInt8]?, tagged: Bool = true) -> (XDPWire.Header, [UInt8]) {
+        let body = XDPWire.encode(refusal: reason)
+        let h = XDPWire.Header(kind: .refuse, transfer: 9, sequence: 1, length: body.count)
+        var frame = [UInt8](repeating: 0, count: XDPWire.ethernetBytes + XDPWire.headerBytes + body.count + (tagged ? XDPWire.tagBytes : 0))
+        frame.withUnsafeMutableBytes { f in
+            XDPWire.writeHeaders(f, to: [2, 0, 0, 0, 0, 1], from: [2, 0, 0, 0, 0, 2], h)
+            UnsafeMutableRawBufferPointer(rebasing: f[(XDPWire.ethernetBytes + XDPWire.headerBytes)...]).copyBytes(from: body)
+            if let key { XDPCipher(key: key)!.seal(f, h) }
+        }
+        return (h, frame)
+    }
+
+    func refusal(_ f: (XDPWire.Header, [UInt8]), sealed: Bool, key: [UInt8]?) -> String? {
+        var bytes = f.1
+        return bytes.withUnsafeMutableBytes { XDPPlane.refusal(f.0, UnsafeRawBufferPointer($0), sealed: sealed, cipher: key.flatMap(XDPCipher.init)) }
+    }
+
+    @Test func anUnauthenticatedRefusalOnASealedPlaneIsIgnored() {
+        let key = XDPCipher.key(), other = XDPCipher.key()
+        #expect(refusal(frame("no such transfer", sealedUnder: key), sealed: true, key: key) == "no such transfer")
+        #expect(refusal(frame("forged", sealedUnder: nil), sealed: true, key: key) == nil)
+        #expect(refusal(frame("forged", sealedUnder: other), sealed: true, key: key) == nil)
+        // Unsealed, no frame is authenticated: a refusal is taken as it comes.
+        #expect(refusal(frame("too large", sealedUnder: nil, tagged: false), sealed: false, key: nil) == "too large")
+    }
+}

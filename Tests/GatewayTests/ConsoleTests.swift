@@ -105,3 +105,23 @@ extension String {
     }
     var leftPadded: String { count < 2 ? "0" + self : self }
 }
+
+extension ConsoleTests {
+    /// A member's state comes from another node: an uptime no clock gives (huge, not a number,
+    /// below zero) shows as "?" and the page is still made, where `Int(Double)` trapped.
+    @Test func anUptimeNoClockGivesRendersAsAQuestionMark() async throws {
+        for hostile in [1e300, .infinity, -.infinity, .nan, -1, Double(Int.max)] {
+            #expect(Gateway.duration(hostile) == "?", "uptime \(hostile)")
+        }
+        #expect(Gateway.duration(59.9) == "59 s")
+        #expect(Gateway.duration(90_061) == "1 d 1 h")
+        let s = try await Served()
+        defer { s.stop() }
+        let member = try XMLReader.parse("<Member><Name>far</Name><Status>alive</Status></Member>")
+        for text in ["1e300", "nan", "-5"] {
+            let state = try XMLReader.parse("<Node><UptimeSeconds>\(text)</UptimeSeconds></Node>")
+            let html = try #require(s.node.gateway).nodesTable([Gateway.NodeRow(member: member, state: state)], pages: false)
+            #expect(html.contains("<td>?</td>"), "uptime \(text)")
+        }
+    }
+}

@@ -328,8 +328,9 @@ struct ManifestReader {
         if let v = g.attribute("maxBufferBytes") {
             if let n = Int(v), n >= 0 { b.maxBufferBytes = n } else { fail(g, "maxBufferBytes=\"\(v)\" must be a number of bytes (0: no buffers)") }
         }
-        b.requestTimeout = positive(g, "requestTimeout") ?? b.requestTimeout
-        b.idleTimeout = positive(g, "idleTimeout") ?? b.idleTimeout
+        // A day at most: seconds become NIO time amounts in nanoseconds, which overflow past ~292 years.
+        b.requestTimeout = positive(g, "requestTimeout", atMost: 86400) ?? b.requestTimeout
+        b.idleTimeout = positive(g, "idleTimeout", atMost: 86400) ?? b.idleTimeout
         b.maxConnections = positive(g, "maxConnections") ?? b.maxConnections
         b.maxConnectionsPerClient = positive(g, "maxConnectionsPerClient") ?? b.maxConnectionsPerClient
         b.maxRequestsInFlight = positive(g, "maxRequestsInFlight") ?? b.maxRequestsInFlight
@@ -371,14 +372,14 @@ struct ManifestReader {
             if parseHostPort(a) != nil { b.advertise = a } else { fail(c, "advertise=\"\(a)\" is not HOST:PORT") }
         }
         b.keyFile = c.attribute("keyFile")
-        b.probeInterval = positive(c, "probeInterval").map(UInt64.init) ?? b.probeInterval
-        b.probeTimeout = positive(c, "probeTimeout").map(UInt64.init) ?? b.probeTimeout
-        b.suspicionTimeout = positive(c, "suspicionTimeout").map(UInt64.init) ?? b.suspicionTimeout
-        b.suspicionMaxTimeout = positive(c, "suspicionMaxTimeout").map(UInt64.init)
-        b.reconnectInterval = positive(c, "reconnectInterval").map(UInt64.init) ?? b.reconnectInterval
+        b.probeInterval = positive(c, "probeInterval", atMost: 3_600_000).map(UInt64.init) ?? b.probeInterval
+        b.probeTimeout = positive(c, "probeTimeout", atMost: 3_600_000).map(UInt64.init) ?? b.probeTimeout
+        b.suspicionTimeout = positive(c, "suspicionTimeout", atMost: 3_600_000).map(UInt64.init) ?? b.suspicionTimeout
+        b.suspicionMaxTimeout = positive(c, "suspicionMaxTimeout", atMost: 3_600_000).map(UInt64.init)
+        b.reconnectInterval = positive(c, "reconnectInterval", atMost: 3_600_000).map(UInt64.init) ?? b.reconnectInterval
         if let max = b.suspicionMaxTimeout, max < b.suspicionTimeout { fail(c, "suspicionMaxTimeout must be at least suspicionTimeout") }
-        b.requestTimeout = positive(c, "requestTimeout") ?? b.requestTimeout
-        b.dataLinkIdle = positive(c, "dataLinkIdle") ?? b.dataLinkIdle
+        b.requestTimeout = positive(c, "requestTimeout", atMost: 86400) ?? b.requestTimeout
+        b.dataLinkIdle = positive(c, "dataLinkIdle", atMost: 86400) ?? b.dataLinkIdle
         b.encrypt = onOff(c, "encryption") ?? b.encrypt
         if b.probeTimeout >= b.probeInterval { fail(c, "probeTimeout must be shorter than probeInterval") }
         for s in c.elements {
@@ -412,9 +413,12 @@ struct ManifestReader {
         return Int(t).flatMap { $0 >= 0 ? $0 : nil }
     }
 
-    mutating func positive(_ e: Element, _ name: String) -> Int? {
+    mutating func positive(_ e: Element, _ name: String, atMost limit: Int = .max) -> Int? {
         guard let v = e.attribute(name) else { return nil }
-        guard let n = Int(v), n > 0 else { fail(e, "\(name)=\"\(v)\" must be a positive number"); return nil }
+        guard let n = Int(v), n > 0, n <= limit else {
+            fail(e, "\(name)=\"\(v)\" must be a positive number" + (limit < .max ? " up to \(limit)" : ""))
+            return nil
+        }
         return n
     }
 

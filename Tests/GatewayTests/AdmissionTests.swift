@@ -1,6 +1,6 @@
 @testable import Gateway
 import Infoset
-import ServiceKernel
+@testable import ServiceKernel
 import Synchronization
 import Testing
 #if canImport(Glibc)

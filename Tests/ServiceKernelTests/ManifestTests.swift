@@ -125,6 +125,17 @@ import ProcessKernel
         }
     }
 
+    @Test func gatewayNamesAndCapsParseAndTimesAreBounded() throws {
+        let m = try Manifest.parse(#"<Manifest xmlns="urn:decos:manifest"><Network><Gateway hosts="Node-A.lan, decos.example" maxConnections="10" maxConnectionsPerClient="3" maxRequestsInFlight="5" maxStreams="2"/></Network></Manifest>"#)
+        #expect(m.gateway?.hosts == ["node-a.lan", "decos.example"])
+        #expect(m.gateway.map { [$0.maxConnections, $0.maxConnectionsPerClient, $0.maxRequestsInFlight, $0.maxStreams] } == [10, 3, 5, 2])
+        // Times past what the event loop's clock can hold were a trap at the first request.
+        for bad in [#"<Gateway requestTimeout="9300000000"/>"#, #"<Gateway idleTimeout="86401"/>"#, #"<Gateway hosts="evil/.example"/>"#,
+                    #"<Cluster keyFile="/k" probeInterval="99999999999"/>"#] {
+            #expect(throws: ManifestErrors.self, "\(bad)") { try Manifest.parse(#"<Manifest xmlns="urn:decos:manifest"><Network>\#(bad)</Network></Manifest>"#) }
+        }
+    }
+
     @Test func wrongRootIsNamed() {
         #expect(throws: ManifestErrors.self) { try Manifest.parse("<Manifest/>") }
     }

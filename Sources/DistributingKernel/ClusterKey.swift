@@ -40,17 +40,18 @@ public struct ClusterKey: Sendable {
 
     // MARK: the handshake
 
-    /// The AUTH MAC this node sends: HMAC-SHA256 under the key in use over the role, both nonces
-    /// and both names.
-    func mac(role: Handshake.Role, fromNonce: [UInt8], toNonce: [UInt8], from: String, to: String) -> [UInt8] {
-        Self.mac(keys[0], role: role, fromNonce: fromNonce, toNonce: toNonce, from: from, to: to)
+    /// The AUTH MAC this node sends: HMAC-SHA256 under the key in use over both HELLOs as they
+    /// were sent — role, names, fresh nonces, and what each side says of itself (listen address,
+    /// data planes, boot epoch), so none of it can be changed on the way.
+    func mac(fromHello: [UInt8], toHello: [UInt8]) -> [UInt8] {
+        Self.mac(keys[0], fromHello: fromHello, toHello: toHello)
     }
 
     /// Which key of the ring `mac`, an AUTH MAC, was made with; nil if none. Every key is tried
     /// and compared in constant time, so the time taken says nothing of which matched.
-    func keyIndex(accepting mac: [UInt8], role: Handshake.Role, fromNonce: [UInt8], toNonce: [UInt8], from: String, to: String) -> Int? {
+    func keyIndex(accepting mac: [UInt8], fromHello: [UInt8], toHello: [UInt8]) -> Int? {
         var found: Int?
-        for (i, k) in keys.enumerated() where constantTimeEqual(mac, Self.mac(k, role: role, fromNonce: fromNonce, toNonce: toNonce, from: from, to: to)) {
+        for (i, k) in keys.enumerated() where constantTimeEqual(mac, Self.mac(k, fromHello: fromHello, toHello: toHello)) {
             found = found ?? i
         }
         return found
@@ -75,14 +76,11 @@ public struct ClusterKey: Sendable {
         return HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: key), salt: fromNonce + toNonce, info: info.bytes, outputByteCount: 32)
     }
 
-    private static func mac(_ key: [UInt8], role: Handshake.Role, fromNonce: [UInt8], toNonce: [UInt8], from: String, to: String) -> [UInt8] {
+    private static func mac(_ key: [UInt8], fromHello: [UInt8], toHello: [UInt8]) -> [UInt8] {
         var w = ByteWriter()
-        w.string("decos-auth-v1")
-        w.byte(role.rawValue)
-        w.data(fromNonce)
-        w.data(toNonce)
-        w.string(from)
-        w.string(to)
+        w.string("decos-auth-v2")
+        w.data(fromHello)
+        w.data(toHello)
         return Array(HMAC<SHA256>.authenticationCode(for: w.bytes, using: SymmetricKey(data: key)))
     }
 

@@ -9,6 +9,8 @@ extension NetworkManager {
         for status in [Membership.Status.alive, .suspect, .dead, .left] {
             m.gauge("decos_members", [("status", "\(status)")]).set(members.count { $0 == status })
         }
+        m.mirror("decos_membership_datagrams_dropped_total", [("reason", "unsealed")], total: droppedDatagrams.unsealed.load(ordering: .relaxed))
+        m.mirror("decos_membership_datagrams_dropped_total", [("reason", "replayed")], total: droppedDatagrams.replayed.load(ordering: .relaxed))
         for t in dataTraffic {
             let labels = [("plane", t.plane), ("peer", t.node)]
             m.mirror("decos_dataplane_bytes_total", labels + [("direction", "sent")], total: Int(clamping: t.bytesSent))

@@ -99,8 +99,8 @@ final class DataLink: @unchecked Sendable {
         let config = plane.config
         let nonce = Handshake.nonce()
         let encrypt = config.encrypt
-        let hello = Handshake.Hello(role: .data, node: config.node, address: advertised, nonce: nonce, sealed: encrypt)
-        guard send(Wire.Frame(.hello, hello.encoded())),
+        let hello = Handshake.Hello(role: .data, node: config.node, address: advertised, nonce: nonce, sealed: encrypt, epoch: config.epoch).encoded()
+        guard send(Wire.Frame(.hello, hello)),
               let (type, payload) = readFrame(), type == Wire.FrameType.hello.rawValue,
               let theirs = try? Handshake.Hello.decode(payload), theirs.node == peer, theirs.role == .data else { return false }
         if let problem = Handshake.sealingProblem(mine: encrypt, theirs: theirs) {
@@ -108,9 +108,9 @@ final class DataLink: @unchecked Sendable {
             return false
         }
         let key = config.key
-        guard send(Wire.Frame(.auth, key.mac(role: .data, fromNonce: nonce, toNonce: theirs.nonce, from: config.node, to: peer))),
+        guard send(Wire.Frame(.auth, key.mac(fromHello: hello, toHello: payload))),
               let (authType, mac) = readFrame(), authType == Wire.FrameType.auth.rawValue,
-              let peerKey = key.keyIndex(accepting: mac, role: .data, fromNonce: theirs.nonce, toNonce: nonce, from: peer, to: config.node) else { return false }
+              let peerKey = key.keyIndex(accepting: mac, fromHello: payload, toHello: hello) else { return false }
         if encrypt {
             let session = key.ciphers(role: .data, myNonce: nonce, theirNonce: theirs.nonce, me: config.node, peer: peer, peerKey: peerKey)
             sending.withLock { $0 = session.sending }

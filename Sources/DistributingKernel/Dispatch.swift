@@ -117,8 +117,16 @@ extension NetworkManager {
     }
 
     /// Ends a pending call exactly once: by its reply, its deadline, or its peer's death.
-    func complete(_ correlation: UInt64, with reply: Message) {
-        guard let p = state.withLock({ $0.pending.removeValue(forKey: correlation) }) else { return }
+    /// Ends a pending call with `reply`. `from`: the node a reply came from, which must be the one
+    /// the call went to — any member can name any correlation, but only the callee answers it.
+    func complete(_ correlation: UInt64, with reply: Message, from peer: String? = nil) {
+        guard let p = state.withLock({ s -> Pending? in
+            guard let p = s.pending[correlation], peer.map({ $0 == p.node }) ?? true else { return nil }
+            return s.pending.removeValue(forKey: correlation)
+        }) else {
+            if let peer { logger.debug("dropped a reply from \(peer) to no call of ours to it (correlation \(correlation))") }
+            return
+        }
         for (kind, leases) in Dictionary(grouping: p.exports, by: \.plane) { planes[kind]?.release(leases.map(\.transfer)) }
         p.continuation.resume(returning: reply)
     }
@@ -258,7 +266,7 @@ extension NetworkManager {
             logger.warning("malformed reply from \(peer)")
             return
         }
-        complete(incoming.correlation, with: incoming.message)
+        complete(incoming.correlation, with: incoming.message, from: peer)
     }
 
     func handleNotify(_ payload: ByteReader, from peer: String, on channel: any Channel) {

@@ -15,23 +15,51 @@ enum FailureDetector {
     static let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1).next()
     /// A membership message larger than this (a full view for a join) goes on the control connection.
     static let maxDatagram = 1400
+
+    /// A membership datagram as it goes on the wire: `u64 sequence | SWIM message`, sealed.
+    static func datagram(_ swim: [UInt8], sequence: UInt64, key: ClusterKey) -> [UInt8] {
+        var w = ByteWriter(capacity: swim.count + 8)
+        w.u64(sequence)
+        w.bytes += swim
+        return key.seal(w.bytes)
+    }
 }
 
-/// Hands authentic membership datagrams to the manager; drops the rest without a word to the sender.
-final class DatagramHandler: ChannelInboundHandler, Sendable {
+/// Counts of the datagrams `DatagramHandler` drops, by why.
+final class DroppedDatagrams: Sendable {
+    let unsealed = Atomic<Int>(0)
+    let replayed = Atomic<Int>(0)
+}
+
+/// Hands authentic, fresh membership datagrams to the manager; drops the rest without a word to
+/// the sender. A datagram is `u64 sequence | SWIM message`, sealed: the sequence and the sender's
+/// epoch (in its incarnation) name it, and each is taken once (`ReplayWindows`), so a host on the
+/// path that recorded "X is dead" cannot say it again after X came back or restarted.
+final class DatagramHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     weak let manager: NetworkManager?
+    /// Touched only on the failure detector's loop, where this handler runs.
+    var windows = ReplayWindows()
 
     init(manager: NetworkManager) { self.manager = manager }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let manager else { return }
         let envelope = unwrapInboundIn(data)
-        guard let payload = manager.key.open(Array(envelope.data.readableBytesView)) else {
+        guard let opened = manager.key.open(Array(envelope.data.readableBytesView)) else {
             manager.logger.debug("dropped a membership datagram from \(envelope.remoteAddress) that is not sealed with this cluster's key")
+            manager.droppedDatagrams.unsealed.add(1, ordering: .relaxed)
             return
         }
-        manager.handleSWIM(payload, from: nil)
+        var r = ByteReader(opened)
+        guard let sequence = try? r.u64(), let (from, message) = try? Wire.decodeSWIM(Array(opened.dropFirst(8))) else {
+            return manager.logger.warning("malformed membership datagram from \(envelope.remoteAddress)")
+        }
+        guard windows.accept(from: from.name, epoch: from.epoch, sequence: sequence) else {
+            manager.droppedDatagrams.replayed.add(1, ordering: .relaxed)
+            return manager.logger.debug("dropped a replayed or stale membership datagram from \(from.name) (\(envelope.remoteAddress))")
+        }
+        manager.handleSWIM(from: from, message)
     }
 }
 
@@ -50,10 +78,10 @@ extension NetworkManager {
     /// Sends a membership message as a datagram; false if it must go another way (too large, no socket,
     /// an address that does not resolve).
     func sendDatagram(_ payload: [UInt8], to address: String) -> Bool {
-        guard payload.count + 18 <= FailureDetector.maxDatagram,
+        guard payload.count + 8 + 30 <= FailureDetector.maxDatagram,
               let channel = state.withLock({ $0.datagrams }),
               let target = resolve(address) else { return false }
-        let sealed = key.seal(payload)
+        let sealed = FailureDetector.datagram(payload, sequence: datagramSequence.wrappingAdd(1, ordering: .relaxed).newValue, key: key)
         channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: channel.allocator.buffer(bytes: sealed)), promise: nil)
         return true
     }

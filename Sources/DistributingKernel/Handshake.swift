@@ -4,8 +4,8 @@ import Infoset
 /// Mutual authentication of two nodes holding the same cluster key (docs/wire.md).
 ///
 /// Each side sends HELLO (role, node name, listen address, a fresh 32-byte nonce, whether it seals
-/// frames), then AUTH: an HMAC-SHA256 under the cluster key over both nonces and both names
-/// (`ClusterKey.mac`). A side that cannot produce the MAC never gets past the handshake: none of
+/// frames, its data planes, its boot epoch), then AUTH: an HMAC-SHA256 under the cluster key over
+/// both HELLOs as sent (`ClusterKey.mac`). A side that cannot produce the MAC never gets past the handshake: none of
 /// its other frames reaches the dispatcher. After AUTH, each side seals every frame it sends
 /// (`FrameCipher`) unless the cluster runs with encryption off — which both sides must agree on.
 public enum Handshake {
@@ -23,14 +23,18 @@ public enum Handshake {
         public var sealed = true
         /// The data planes the sender takes buffers on, a bit each (`PlaneKind`).
         public var planes: UInt8 = PlaneKind.tcp.rawValue
+        /// The sender's boot epoch (`Epoch`): a peer that knew an older one knows it restarted.
+        public var epoch: UInt64 = 0
 
-        public init(role: Role, node: String, address: String, nonce: [UInt8], sealed: Bool = true, planes: UInt8 = PlaneKind.tcp.rawValue) {
+        public init(role: Role, node: String, address: String, nonce: [UInt8], sealed: Bool = true, planes: UInt8 = PlaneKind.tcp.rawValue,
+                    epoch: UInt64 = 0) {
             self.role = role
             self.node = node
             self.address = address
             self.nonce = nonce
             self.sealed = sealed
             self.planes = planes
+            self.epoch = epoch
         }
 
         public func encoded() -> [UInt8] {
@@ -41,6 +45,7 @@ public enum Handshake {
             w.data(nonce)
             w.byte(sealed ? 1 : 0)  // flags: bit 0 sealed; other bits are for later versions and ignored
             w.byte(planes)
+            w.u64(epoch)
             return w.bytes
         }
 
@@ -51,6 +56,7 @@ public enum Handshake {
             guard hello.nonce.count == 32 else { throw r.fail("nonce must be 32 bytes") }
             hello.sealed = try r.byte() & 1 == 1
             hello.planes = try r.byte()
+            hello.epoch = try r.u64()
             return hello
         }
     }

@@ -32,6 +32,9 @@ public struct Membership: Sendable {
         /// SWIM's precedence: a higher incarnation wins; at the same incarnation, the worse status wins.
         /// A departure is final for its incarnation: only the member itself, alive again at a higher
         /// incarnation (a restart that refuted it), brings it back.
+        /// The life of the member this belief is about (`Epoch`): its restarts raise it.
+        public var epoch: UInt64 { Epoch.of(incarnation: incarnation) }
+
         func overrides(_ old: Member) -> Bool {
             if old.status == .left { return status == .alive && incarnation > old.incarnation }
             if status == .left { return incarnation >= old.incarnation }
@@ -116,11 +119,14 @@ public struct Membership: Sendable {
         case send(to: String, address: String, Message)
         /// A member's status changed (joined, suspected, died, left, came back).
         case changed(Member)
+        /// A member was heard of in a new life (a higher epoch): it restarted, and whatever was
+        /// held for its old self — calls, subscriptions, transfers — is over.
+        case restarted(Member)
     }
 
     public let name: String
     public let address: String
-    public private(set) var incarnation: UInt64 = 0
+    public private(set) var incarnation: UInt64
     public let config: Config
     public private(set) var members: [String: Member] = [:]
 
@@ -154,9 +160,11 @@ public struct Membership: Sendable {
     private var broadcasts: [String: (member: Member, remaining: Int)] = [:]
     private var buckets: [[String]] = []
 
-    public init(name: String, address: String, config: Config = Config(), seed: UInt64) {
+    /// `incarnation`: where this life starts (`Epoch.firstIncarnation`), above every earlier life's.
+    public init(name: String, address: String, config: Config = Config(), seed: UInt64, incarnation: UInt64 = 0) {
         self.name = name
         self.address = address
+        self.incarnation = incarnation
         self.config = config
         self.rng = SplitMix(seed: seed)
         var numbering = SplitMix(seed: ~seed)  // its own stream: the protocol's draws stay as they were
@@ -398,6 +406,7 @@ public struct Membership: Sendable {
         let old = members[m.name]
         members[m.name] = m
         track(m, name: m.name)
+        let restarted: [Effect] = old.map { m.epoch > $0.epoch } == true ? [.restarted(m)] : []
         if m.status == .suspect {
             if old?.status != .suspect || old?.incarnation != m.incarnation {
                 // Confirmations can come only from members other than the suspect and the first suspector.
@@ -411,7 +420,7 @@ public struct Membership: Sendable {
         if m.status >= .dead, probing?.target == m.name { probing = nil }
         noteFailure(m, now: now)
         queue(m)
-        return old?.status == m.status && old?.address == m.address ? [] : [.changed(m)]
+        return restarted + (old?.status == m.status && old?.address == m.address ? [] : [.changed(m)])
     }
 
     /// Keeps the reconnect list: a dead member joins it, one alive again or departed leaves it.

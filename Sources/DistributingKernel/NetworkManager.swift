@@ -31,6 +31,8 @@ public struct ClusterConfig: Sendable {
     public var encrypt = true
     /// Milliseconds between anti-entropy exchanges of the directory with a random peer.
     public var syncInterval: UInt64 = 2000
+    /// This life of the node (`Epoch`): the clock at boot unless a test sets it.
+    public var epoch = Epoch.now()
 
     /// The address of the interface the cluster uses: the listen host, or where it listens on
     /// all interfaces, the advertised one.
@@ -63,6 +65,10 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     let state: Mutex<State>
     /// Numbers requests so their replies can be matched (RelatesTo on the wire).
     let correlations = Atomic<UInt64>(1)
+    /// Numbers this life's membership datagrams, for receivers' replay windows.
+    let datagramSequence = Atomic<UInt64>(0)
+    /// Membership datagrams dropped: not sealed with the cluster's key, or taken before (a replay).
+    let droppedDatagrams = DroppedDatagrams()
     /// `now` at the last tick of the protocol's clock: deadlines are enforced by a sweep each
     /// tick, so a call reads this instead of the system clock.
     let lastTick = Atomic<UInt64>(0)
@@ -95,7 +101,10 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var helloPlanes: [String: UInt8] = [:]
         var pending = PendingCalls()
         var tables: [String: Table] = [:]
-        var localVersion: UInt64 = 1
+        /// This node's directory version: from `Epoch.firstVersion`, so a restart's table outranks the old one's.
+        var localVersion: UInt64
+        /// The latest epoch heard from each peer (its HELLO, or membership): a higher one is a restart.
+        var epochs: [String: UInt64] = [:]
         /// Work waiting behind the running job of each key; a key is present only while its job runs.
         var queues: [OrderKey: [@Sendable () async -> Void]] = [:]
         var server: (any Channel)?
@@ -123,7 +132,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         for b in config.node.utf8 { seed = seed &* 31 &+ UInt64(b) }
         seed ^= UInt64(UInt(bitPattern: ObjectIdentifier(kernel).hashValue))
         state = Mutex(State(membership: Membership(name: config.node, address: "\(config.host):\(config.port)",
-                                                   config: config.membership, seed: seed)))
+                                                   config: config.membership, seed: seed, incarnation: Epoch.firstIncarnation(config.epoch)),
+                            localVersion: Epoch.firstVersion(config.epoch)))
         tcp.attach(to: self)
         rdma?.attach(to: self)
         xdp?.attach(to: self)
@@ -158,7 +168,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         state.withLock { s in
             s.server = server
             s.membership = Membership(name: config.node, address: advertise, config: config.membership,
-                                      seed: UInt64(truncatingIfNeeded: advertise.hashValue))
+                                      seed: UInt64(truncatingIfNeeded: advertise.hashValue), incarnation: Epoch.firstIncarnation(config.epoch))
         }
         return address
     }

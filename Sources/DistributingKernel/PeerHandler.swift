@@ -17,6 +17,9 @@ final class PeerHandler: ChannelInboundHandler {
     let outboundRole: Handshake.Role?
     let nonce = Handshake.nonce()
     var peer: Handshake.Hello?
+    /// Both HELLOs as they went on the wire: each AUTH is a MAC over the two.
+    var myHello: [UInt8] = []
+    var theirHello: [UInt8] = []
     var role: Handshake.Role?
     var authenticated = false
     var sentHello = false
@@ -54,8 +57,9 @@ final class PeerHandler: ChannelInboundHandler {
         sentHello = true
         self.role = role
         let hello = Handshake.Hello(role: role, node: manager.node, address: manager.advertised, nonce: nonce, sealed: manager.config.encrypt,
-                                    planes: PlaneKind.bits(manager.offered))
-        writeNow(Wire.Frame(.hello, hello.encoded()), on: channel)
+                                    planes: PlaneKind.bits(manager.offered), epoch: manager.config.epoch)
+        myHello = hello.encoded()
+        writeNow(Wire.Frame(.hello, myHello), on: channel)
     }
 
     /// Writes a handshake frame at once, on the event loop, ahead of anything queued: frames
@@ -113,12 +117,14 @@ final class PeerHandler: ChannelInboundHandler {
             if let outboundRole, hello.role != outboundRole { return refuse(channel, "role mismatch") }
             if let problem = Handshake.sealingProblem(mine: manager.config.encrypt, theirs: hello) { return refuse(channel, problem) }
             peer = hello
+            theirHello = frame.payload
             if !sentHello { sendHello(channel, hello.role) }
-            let mac = manager.key.mac(role: hello.role, fromNonce: nonce, toNonce: hello.nonce, from: manager.node, to: hello.node)
-            writeNow(Wire.Frame(.auth, mac), on: channel)
+            writeNow(Wire.Frame(.auth, manager.key.mac(fromHello: myHello, toHello: theirHello)), on: channel)
         case .auth:
             guard let peer, let role else { return refuse(channel, "auth before hello") }
-            guard let peerKey = manager.key.keyIndex(accepting: frame.payload, role: role, fromNonce: peer.nonce, toNonce: nonce, from: peer.node, to: manager.node) else { return refuse(channel, "authentication failed: the peer does not hold this cluster's key") }
+            guard let peerKey = manager.key.keyIndex(accepting: frame.payload, fromHello: theirHello, toHello: myHello) else {
+                return refuse(channel, "authentication failed: the peer does not hold this cluster's key, or its HELLO was changed on the way")
+            }
             // Our AUTH went out before this point, unsealed; everything after it is sealed, and
             // everything the peer sends after its AUTH is too.
             if manager.config.encrypt {

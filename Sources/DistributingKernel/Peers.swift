@@ -11,6 +11,9 @@ extension NetworkManager {
             s.helloAddresses[peer.node] = peer.address
             if role == .control { s.helloPlanes[peer.node] = peer.planes }
         }
+        // A peer that says it is in a newer life restarted: before anything it sends on this
+        // connection is taken, what was held for its old self ends.
+        peerRestarted(peer.node, epoch: peer.epoch)
         guard outbound else { return }
         let ready = state.withLock { s -> Ready? in
             // A connection opened by address (a seed) is known by name from now on.
@@ -62,11 +65,15 @@ extension NetworkManager {
     // MARK: membership
 
     /// A membership message from a peer's connection (`peer` is its name) or from a datagram (nil).
-    func handleSWIM(_ payload: [UInt8], from peer: String?) {
-        guard let (from, message) = try? Wire.decodeSWIM(payload), from.name == peer ?? from.name else {
-            logger.warning("malformed membership message from \(peer ?? "a datagram")")
+    func handleSWIM(_ payload: [UInt8], from peer: String) {
+        guard let (from, message) = try? Wire.decodeSWIM(payload), from.name == peer else {
+            logger.warning("malformed membership message from \(peer)")
             return
         }
+        handleSWIM(from: from, message)
+    }
+
+    func handleSWIM(from: Membership.Member, _ message: Membership.Message) {
         let now = self.now
         perform(state.withLock { $0.membership.receive(message, from: from.name, address: from.address, now: now) })
     }
@@ -87,8 +94,32 @@ extension NetworkManager {
                 }
             case .changed(let m):
                 memberChanged(m)
+            case .restarted(let m):
+                peerRestarted(m.name, epoch: m.epoch, certain: true)
             }
         }
+    }
+
+    /// Notes the epoch `node` is in; when it is newer than one heard before, the node restarted:
+    /// its old self's calls fail, the subscriptions it held here end (its new self subscribes
+    /// again, and must not get each notification twice), its transfers end, and it is asked for
+    /// its new table, which outranks the old at once (`Epoch`). Each restart is handled once,
+    /// however it is heard of first (a HELLO, or membership, which is `certain` it is a restart
+    /// even when no HELLO of the old life was seen here).
+    func peerRestarted(_ node: String, epoch: UInt64, certain: Bool = false) {
+        let restarted = state.withLock { s -> Bool in
+            let known = s.epochs[node]
+            guard known.map({ epoch > $0 }) ?? true else { return false }
+            if known == nil, s.epochs.count >= 4096 { s.epochs = [:] }
+            s.epochs[node] = epoch
+            return known != nil || certain
+        }
+        guard restarted else { return }
+        logger.notice("node \(node) restarted (epoch \(epoch)): ending what was held for its previous life")
+        failPending(on: node, reason: "node \(node) restarted")
+        kernel.dropSubscriptions(ofNode: node)
+        for p in planes.values { p.peerEnded(node) }
+        if let address = address(of: node) { sendDigest(to: node, address: address, reply: true) }
     }
 
     func memberChanged(_ m: Membership.Member) {
@@ -106,6 +137,7 @@ extension NetworkManager {
                 let t = s.tables.removeValue(forKey: m.name)
                 s.helloAddresses[m.name] = nil
                 s.helloPlanes[m.name] = nil
+                s.epochs[m.name] = nil
                 return (t, s.links.removeValue(forKey: m.name))
             }
             // Callers waiting for a connection being opened to it get none.
@@ -136,7 +168,9 @@ extension NetworkManager {
 
     /// Every sync interval: a summary (a hash of every table's version) to one random peer. Equal
     /// summaries, the usual case, end the exchange in 17 bytes; a peer whose summary differs answers
-    /// with its full digest, and the two send each other what either lacks.
+    /// with its full digest. Each side then sends its own table if the other's is older, and asks
+    /// the owner of any other table the peer has newer: a node's table is taken from that node
+    /// alone, so no member can speak for another (or freeze another's table with a huge version).
     func antiEntropy() {
         guard let peer = state.withLock({ s -> Membership.Member? in s.membership.live.filter { $0.status == .alive }.randomElement() }) else { return }
         let (count, hash) = Self.summary(digest())
@@ -201,15 +235,14 @@ extension NetworkManager {
                 let n = try r.count()
                 var theirs: [String: UInt64] = [:]
                 for _ in 0..<n { theirs[try r.string()] = try r.u64() }
-                // Send what they lack; ask for what we lack by answering with our digest.
-                let (mine, tables) = state.withLock { s in (s.localVersion, s.tables) }
+                // Send ours if they lack it; ask each owner whose table they have newer for it.
+                let (mine, versions, members) = state.withLock { s in (s.localVersion, s.tables.mapValues(\.version), s.membership.members) }
                 if (theirs[node] ?? 0) < mine { channel.send(tableFrame(node: node, version: mine, entries: kernel.uris.entries)) }
-                for (n, t) in tables where n != peer && (theirs[n] ?? 0) < t.version {
-                    channel.send(tableFrame(node: n, version: t.version, entries: t.entries))
-                }
-                let behind = theirs.contains { n, v in n != node && v > (n == node ? mine : tables[n]?.version ?? 0) }
-                if reply && behind, let member = state.withLock({ $0.membership.members[peer] }) {
-                    sendDigest(to: peer, address: member.address, reply: false)
+                for (n, v) in theirs where n != node && v > versions[n] ?? 0 {
+                    guard let member = members[n], member.status <= .suspect else { continue }
+                    // Our digest shows the owner our older copy, and it answers with its table. (A
+                    // digest that was itself an answer is not answered again: the peer sent its table.)
+                    if n != peer || reply { sendDigest(to: n, address: member.address, reply: false) }
                 }
             case 2:
                 let count = try r.count(), hash = try r.u64()
@@ -225,6 +258,9 @@ extension NetworkManager {
                 for _ in 0..<n {
                     let path = try r.string(), contract = try r.string()
                     entries.append(DirectoryEntry(uri: "decos://\(owner)\(path)", path: path, contract: contract, node: owner))
+                }
+                guard owner == peer else {
+                    return logger.warning("node \(peer) sent a directory table for \(owner): a node's table is taken from that node alone")
                 }
                 applyTable(owner, version: version, entries: entries)
             case let k:

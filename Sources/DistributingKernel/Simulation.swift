@@ -198,6 +198,8 @@ public struct SimulatedCluster {
             switch e {
             case .changed(let m):
                 events.append((now, name, m))
+            case .restarted:
+                break
             case .send(let to, let address, let message):
                 let target = to.isEmpty ? (addresses[address] ?? "") : to
                 transmit(.swim(message), from: name, to: target, bytes: Wire.encode(message, from: me).count + 6)

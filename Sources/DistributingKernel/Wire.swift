@@ -7,7 +7,7 @@ import ServiceKernel
 ///
 ///     frame := u32 length | u8 version | u8 type | payload      (length counts version, type, payload)
 public enum Wire {
-    public static let version: UInt8 = 5
+    public static let version: UInt8 = 6
     /// The largest control frame a node accepts; buffers never ride in control frames.
     public static let maxFrame = 16 << 20
     /// The largest payload a frame carries: the frame's limit less its header, and less the

@@ -1,5 +1,5 @@
 import Decos
-import DistributingKernel
+@testable import DistributingKernel
 import Foundation
 import Infoset
 import NIOPosix
@@ -155,8 +155,12 @@ func waitUntil(_ node: Node, drops uris: String..., sourceLocation: Testing.Sour
 }
 
 /// Sends gossip that `member` is as it says, as one UDP datagram from it to a node's cluster port.
-func announce(_ member: Membership.Member, toPort port: Int, key: ClusterKey = clusterKey) {
-    let datagram = key.seal(Wire.encode(.gossip(members: [member]), from: member))
+func announce(_ member: Membership.Member, toPort port: Int, key: ClusterKey = clusterKey, sequence: UInt64 = 1) {
+    send(datagram: FailureDetector.datagram(Wire.encode(.gossip(members: [member]), from: member), sequence: sequence, key: key), toPort: port)
+}
+
+/// One UDP datagram to a node's cluster port on loopback.
+func send(datagram: [UInt8], toPort port: Int) {
     let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
     var to = sockaddr_in()
     to.sin_family = sa_family_t(AF_INET)

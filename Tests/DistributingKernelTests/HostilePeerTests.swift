@@ -134,9 +134,10 @@ final class EvilDataPeer: @unchecked Sendable {  // set up once, then used by it
             }
             guard let (_, hello) = readFrame(), let theirs = try? Handshake.Hello.decode(hello) else { return }
             let nonce = Handshake.nonce()
-            send(Wire.Frame(.hello, Handshake.Hello(role: .data, node: name, address: "127.0.0.1:\(self.port)", nonce: nonce).encoded()))
+            let mine = Handshake.Hello(role: .data, node: name, address: "127.0.0.1:\(self.port)", nonce: nonce).encoded()
+            send(Wire.Frame(.hello, mine))
             guard readFrame() != nil else { return }
-            send(Wire.Frame(.auth, key.mac(role: .data, fromNonce: nonce, toNonce: theirs.nonce, from: name, to: theirs.node)))
+            send(Wire.Frame(.auth, key.mac(fromHello: mine, toHello: hello)))
             // It holds the key, so it seals as a node does: what it sends is hostile, not forged.
             session = key.ciphers(role: .data, myNonce: nonce, theirNonce: theirs.nonce, me: name, peer: theirs.node, peerKey: 0)
             while let (type, sealed) = readFrame() {

@@ -69,6 +69,31 @@ func waitFor(_ condition: () throws -> Bool) throws {
         #expect(call.status == 1 && call.err.contains("Unreachable"))
     }
 
+    @Test func aNodeRestartedAtOnceIsItsNewSelfEverywhere() throws {
+        let a = try NodeProcess(manifest: try clusterManifest(), extra: ["--node", "a"])
+        let b = try NodeProcess(manifest: try clusterManifest(seeds: [a.clusterAddress]), extra: ["--node", "b"])
+        try waitFor { try a.counters() == ["decos://a/counter", "decos://b/counter"] }
+        // Killed and started again at once, on the same address, with one more service: before
+        // anyone could notice it was gone. Its directory version, restarting with it, used to be
+        // below the old one's, so its peers kept listing its old self.
+        let listen = b.clusterAddress
+        kill(b.process.processIdentifier, SIGKILL)
+        b.process.waitUntilExit()
+        let again = try NodeProcess(manifest: try clusterManifest(listen: listen, seeds: [a.clusterAddress],
+                                                                  extra: #"<Service contract="urn:decos:examples:kv" name="/fresh"/>"#),
+                                    extra: ["--node", "b"])
+        let ready = Date()
+        let seconds = try waitFor("a lists b's new service", within: 60) { try curl(a.base + "/directory").out.contains("decos://b/fresh") }
+        // Pushed on connect, or at the latest by the next anti-entropy exchange (every 2 s).
+        #expect(seconds < 10, "took \(seconds) s")
+        print("restarted node's new service listed after \(Date().timeIntervalSince(ready)) s")
+        // One b, alive, listed once.
+        let cluster = try curl(a.base + "/os/cluster").out
+        #expect(cluster.components(separatedBy: "<Name>b</Name>").count == 2, "\(cluster)")
+        #expect(try a.counters() == ["decos://a/counter", "decos://b/counter"])
+        _ = again
+    }
+
     @Test func garbageOnThePeerPortIsRefusedWithoutHarm() throws {
         let a = try NodeProcess(manifest: try clusterManifest(), extra: ["--node", "a"])
         let port = Int(a.clusterAddress.split(separator: ":").last!)!

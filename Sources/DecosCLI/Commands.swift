@@ -144,7 +144,12 @@ struct Ctl: AsyncParsableCommand {
             }
             headers.append(("Authorization", "Bearer \(token)"))
         }
-        let splitter = LineSplitter()
+        // A gap (notifications the node could not deliver) is followed by the state as it is now.
+        let (stateURL, stateHeaders, cacert) = (target, headers.filter { $0.0 == "Authorization" }, self.cacert)
+        let splitter = LineSplitter {
+            guard let r = try? await HTTPClient.send(.GET, stateURL, headers: stateHeaders, cacert: cacert) else { return }
+            print("state now:\n" + ((try? XMLReader.parse(r.body)).map(XMLWriter.pretty) ?? String(decoding: r.body, as: UTF8.self)), terminator: "")
+        }
         let onChunk: (@Sendable ([UInt8]) async throws -> Void)? = v == .subscribe ? { @Sendable chunk in await splitter.feed(chunk) } : nil
         let response: HTTPClient.Response
         do {
@@ -227,13 +232,22 @@ struct Ctl: AsyncParsableCommand {
 /// Prints each envelope of a subscription stream (one per line) as it arrives.
 actor LineSplitter {
     var pending: [UInt8] = []
+    /// Called after a gap is printed: the caller shows the state afresh.
+    let onGap: @Sendable () async -> Void
 
-    func feed(_ chunk: [UInt8]) {
+    init(onGap: @escaping @Sendable () async -> Void) { self.onGap = onGap }
+
+    func feed(_ chunk: [UInt8]) async {
         pending += chunk
         while let nl = pending.firstIndex(of: 0x0A) {
             let line = Array(pending[..<nl])
             pending.removeSubrange(...nl)
             guard let m = try? SOAP.decode(line) else { print(String(decoding: line, as: UTF8.self)); continue }
+            if m.isGap {
+                print("gap: notifications from \(m.from ?? "?") may have been missed (a node was cut off or restarted)")
+                await onGap()
+                continue
+            }
             switch m.kind {
             case .response: print("subscribed to \(m.body?.child("Publisher")?.text ?? "?")")
             case .notification, .request: print("\(m.verb.rawValue) from \(m.from ?? "?"):\n" + (m.body.map(XMLWriter.pretty) ?? ""), terminator: "")

@@ -89,7 +89,8 @@ extension NetworkManager {
                 }
             }
             var w = ByteWriter()
-            Wire.encode(m, correlation: 0, offers: offers, into: &w)
+            // A notification answers no call: its correlation field carries its number in its subscription.
+            Wire.encode(m, correlation: m.sequence, offers: offers, into: &w)
             let frame = Wire.Frame(.notify, w.bytes)
             guard let channel = await connection(to: target, address: member.address) else { return }
             if let refused = channel.send(frame) { logger.warning("a notification to \(m.to) was not sent: \(refused)") }
@@ -276,13 +277,14 @@ extension NetworkManager {
         }
         ordered(OrderKey(lane: .notificationsIn, peer: peer, to: incoming.message.to)) { [self] in
             var m = incoming.message
+            m.sequence = incoming.correlation
             let subscribed = kernel.takesNotifications(to: m.to)
             if subscribed, !incoming.buffers.isEmpty {
                 // Pulled in the lane: a subscriber sees notifications in order, each whole.
                 if let problem = bufferProblem(incoming) { return logger.warning("notification from \(peer) refused: \(problem.reason)") }
                 if let fault = await fetchBuffers(incoming, from: peer, into: &m) { return logger.warning("notification from \(peer) lost: \(fault.reason)") }
             }
-            let delivered = subscribed ? await kernel.deliver(remoteNotification: m) : false
+            let delivered = subscribed ? await kernel.deliver(remoteNotification: m, from: peer) : false
             if !delivered {
                 var w = ByteWriter()
                 w.string(kernel.absolute(incoming.message.to) ?? incoming.message.to)

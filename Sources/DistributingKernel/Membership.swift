@@ -122,6 +122,9 @@ public struct Membership: Sendable {
         /// A member was heard of in a new life (a higher epoch): it restarted, and whatever was
         /// held for its old self — calls, subscriptions, transfers — is over.
         case restarted(Member)
+        /// This node refuted a suspicion or death of itself: members that believed it may have
+        /// dropped what it held with them (its subscriptions, say).
+        case refuted
     }
 
     public let name: String
@@ -379,6 +382,7 @@ public struct Membership: Sendable {
                     incarnation = u.incarnation + 1
                     health.refuted()
                     queue(me)
+                    if u.status >= .dead { out.append(.refuted) }
                 }
                 continue
             }

@@ -113,6 +113,9 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var resolved: [String: SocketAddress] = [:]
         var ticker: RepeatedTask?
         var lastSync: UInt64 = 0
+        /// When leases were last swept and subscriptions on other nodes last renewed.
+        var lastLeaseSweep: UInt64 = 0
+        var lastRenewal: UInt64 = 0
         var handshakes: [ObjectIdentifier: Ready] = [:]
     }
 
@@ -198,8 +201,23 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
                 return true
             }
             if sync { self.antiEntropy() }
+            self.keepSubscriptions(now: now)
         }
         state.withLock { $0.ticker = ticker }
+    }
+
+    /// Each second, ends remote subscriptions to this node whose lease ran out; each
+    /// `Follows.renewInterval`, renews those this node holds on others.
+    func keepSubscriptions(now: UInt64) {
+        let (sweep, renew) = state.withLock { s -> (Bool, Bool) in
+            let sweep = now >= s.lastLeaseSweep + 1000
+            if sweep { s.lastLeaseSweep = now }
+            let renew = now >= s.lastRenewal + Follows.renewInterval
+            if renew { s.lastRenewal = now }
+            return (sweep, renew)
+        }
+        if sweep { kernel.expireLeases() }
+        if renew { kernel.renewFollows() }
     }
 
     /// Leaves the cluster (peers drop this node at once) and closes every connection.

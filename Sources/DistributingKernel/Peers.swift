@@ -96,6 +96,9 @@ extension NetworkManager {
                 memberChanged(m)
             case .restarted(let m):
                 peerRestarted(m.name, epoch: m.epoch, certain: true)
+            case .refuted:
+                // Declared dead somewhere: our subscriptions there may be gone. Renewing finds out.
+                kernel.renewFollows()
             }
         }
     }
@@ -120,6 +123,8 @@ extension NetworkManager {
         kernel.dropSubscriptions(ofNode: node)
         for p in planes.values { p.peerEnded(node) }
         if let address = address(of: node) { sendDigest(to: node, address: address, reply: true) }
+        // Its new life knows none of the subscriptions we held with its old one.
+        kernel.renewFollows(on: node)
     }
 
     func memberChanged(_ m: Membership.Member) {
@@ -128,8 +133,11 @@ extension NetworkManager {
         kernel.publish(Message(.update, to: "", body: try? infoset(MemberEntry(m))), from: "/os/cluster")
         switch m.status {
         case .alive:
-            // A new or returning member gets our table now rather than at the next exchange.
+            // A new or returning member gets our table now rather than at the next exchange,
+            // and our subscriptions there are renewed (back from a false death or a partition,
+            // it may have dropped them).
             sendDigest(to: m.name, address: m.address, reply: true)
+            kernel.renewFollows(on: m.name)
         case .suspect:
             break
         case .dead, .left:

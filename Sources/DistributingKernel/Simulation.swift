@@ -198,7 +198,7 @@ public struct SimulatedCluster {
             switch e {
             case .changed(let m):
                 events.append((now, name, m))
-            case .restarted:
+            case .restarted, .refuted:
                 break
             case .send(let to, let address, let message):
                 let target = to.isEmpty ? (addresses[address] ?? "") : to

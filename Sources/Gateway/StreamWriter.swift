@@ -43,9 +43,14 @@ final class StreamWriter: Sendable {
     /// Whether the stream was cut off for a slow reader.
     var wasCut: Bool { cut.load(ordering: .relaxed) }
 
-    /// Ends the response and closes the connection.
+    /// How long a reader that was cut off has to take what was written before the connection
+    /// closes (and drops it): what waits for a reader that never reads is freed in the end.
+    static let grace = TimeAmount.seconds(30)
+
+    /// Ends the response and closes the connection once the client has it, or after the grace.
     func end() {
         let channel = channel
         channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in channel.close(promise: nil) }
+        channel.eventLoop.scheduleTask(in: StreamWriter.grace) { channel.close(promise: nil) }
     }
 }

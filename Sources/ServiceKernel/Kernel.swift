@@ -73,6 +73,8 @@ public final class Kernel: Sendable {
     /// In-process consumers of other nodes' services, by the sink path their notifications are
     /// addressed to (`/.stream/N`: in no directory, reachable only as a subscriber).
     let sinks = Mutex<[String: AsyncStream<Message>.Continuation]>([:])
+    /// The subscriptions this node's services and consumers hold on other nodes (Follows.swift).
+    public let follows = Follows()
     private let remoteDispatcher = Mutex<(any RemoteDispatcher)?>(nil)
 
     /// The distributing kernel, once the network manager is loaded; nil keeps messages local.
@@ -142,9 +144,16 @@ public final class Kernel: Sendable {
                     return true
                 }
             } else if let uri = named, uri.hasPrefix("decos://"), let remote {
-                id = subscribe(reg, .remote(uri)) { n in
-                    remote.notify(n)
-                    return true
+                // Idempotent: a subscriber renewing its lease, or subscribing again after a false
+                // death or its own restart, keeps one subscription (never two, each told twice).
+                if let held = reg.subscription(heldBy: uri) {
+                    held.renew()
+                    id = held.id
+                } else {
+                    id = subscribe(reg, .remote(uri)) { n in
+                        remote.notify(n)
+                        return true
+                    }
                 }
             } else {
                 return .faulted(.invalidBody("Subscribe needs wsa:From (or ReplyTo) naming a service; HTTP clients subscribe with `decos ctl subscribe`"), replyingTo: m)
@@ -237,7 +246,10 @@ public final class Kernel: Sendable {
         let path = "/.stream/\(nextSubscription.wrappingAdd(1, ordering: .relaxed).oldValue)"
         let (stream, sink) = Subscription.makeQueue()
         sinks.withLock { $0[path] = sink }
-        sink.onTermination = { [weak self] _ in _ = self?.sinks.withLock { $0.removeValue(forKey: path) } }
+        sink.onTermination = { [weak self] _ in
+            _ = self?.sinks.withLock { $0.removeValue(forKey: path) }
+            self?.follows.end(subscriber: path)
+        }
         var request = Message(.subscribe, to: to)
         request.from = uris.authority + path
         if let fault = await send(request, as: principal).fault {
@@ -305,6 +317,7 @@ public final class Kernel: Sendable {
         for other in uris.registrations {
             for s in other.removeSubscriptions(of: path) { s.queue.finish() }
         }
+        follows.end(subscriber: path)
         await reg.service.stop()
         metrics.forget(reg)
         logger.info("dropped \(reg.uri)")

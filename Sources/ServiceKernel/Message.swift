@@ -110,6 +110,7 @@ public struct Message: Sendable {
         var replyTo: String?
         var from: String?
         var fault: Fault?
+        var sequence: UInt64 = 0
 
         init() {}
 
@@ -120,6 +121,7 @@ public struct Message: Sendable {
             e.replyTo = replyTo
             e.from = from
             e.fault = fault
+            e.sequence = sequence
             return e
         }
     }
@@ -139,6 +141,13 @@ public struct Message: Sendable {
             extra = extra!.copy()
         }
         extra![keyPath: path] = value
+    }
+
+    /// A notification's number in its subscription, from 1 (0: not numbered): a subscriber that
+    /// sees one missing knows it missed a change (docs/services.md, "Subscriptions").
+    public var sequence: UInt64 {
+        get { extra?.sequence ?? 0 }
+        set { set(\.sequence, newValue) }
     }
 
     public var messageID: String? {

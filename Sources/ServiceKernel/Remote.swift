@@ -32,7 +32,45 @@ extension Kernel {
         var out = m
         out.from = absolute(m.from)
         out.replyTo = absolute(m.replyTo)
-        return await remote.send(out, as: principal)
+        guard m.verb == .subscribe, let subscriber = (m.from ?? m.replyTo).flatMap(uris.localPath) else {
+            return await remote.send(out, as: principal)
+        }
+        // A subscription on another node is followed from here (Follows.swift).
+        follows.begin(subscriber: subscriber, publisher: m.to, as: principal)
+        let reply = await remote.send(out, as: principal)
+        if reply.fault != nil {
+            follows.refused(subscriber: subscriber, publisher: m.to)
+        } else if let id = reply.body?.child("Subscription").flatMap({ UInt64($0.text.trimmingXMLSpace()) }),
+                  follows.established(subscriber: subscriber, publisher: m.to, id: id) {
+            // The subscription was lost and made anew: what it would have told is missed.
+            _ = await hand(.gap(to: uris.authority + subscriber, publisher: m.to), to: subscriber)
+        }
+        return reply
+    }
+
+    /// Renews the subscriptions held on other nodes (on `node`'s services alone, if named): each
+    /// Subscribe again, as it was first sent. One whose publisher lost it is made anew, and its
+    /// subscriber told of the gap.
+    public func renewFollows(on node: String? = nil) {
+        for f in node.map(follows.on(node:)) ?? follows.all {
+            Task {
+                var m = Message(.subscribe, to: f.publisher)
+                m.from = f.subscriber
+                _ = await send(m, as: f.principal)
+            }
+        }
+    }
+
+    /// Ends the remote subscriptions to this node's services whose lease ran out: their
+    /// subscribers' nodes stopped renewing them (gone, or no longer interested).
+    public func expireLeases() {
+        let now = Subscription.clock()
+        for r in uris.registrations {
+            for s in r.removeLapsed(at: now) {
+                s.queue.finish()
+                logger.info("ended \(s.subscriberPath ?? "?")'s subscription to \(r.uri): not renewed within \(Subscription.lease / 1000) s")
+            }
+        }
     }
 
     /// Ends the subscriptions held by services of a node that died or left.
@@ -57,10 +95,21 @@ extension Kernel {
         uris.lookup(path)?.subscriptions.withLock { $0.compactMap(\.subscriberPath) } ?? []
     }
 
-    /// Delivers a notification from another node; false if its subscriber is gone, so the sender
-    /// can end the subscription.
-    public func deliver(remoteNotification m: Message) async -> Bool {
+    /// Delivers a notification from `node`; false if nothing here subscribed to it there (its
+    /// subscriber is gone, or never asked), so the sender can end the subscription. Notifications
+    /// missed before it are told first, as a gap.
+    public func deliver(remoteNotification m: Message, from node: String) async -> Bool {
         guard let path = uris.localPath(m.to) else { return false }
+        guard case .taken(let gap) = follows.arrival(of: m, to: path, from: node) else {
+            logger.debug("refused a notification from \(node) to \(m.to): nothing here subscribed to \(m.from ?? "?") there")
+            return false
+        }
+        if gap, !(await hand(.gap(to: m.to, publisher: m.from ?? ""), to: path)) { return false }
+        return await hand(m, to: path)
+    }
+
+    /// Hands a notification to the local service or sink at `path`; false if there is none.
+    func hand(_ m: Message, to path: String) async -> Bool {
         if let sink = sinks.withLock({ $0[path] }) {
             // A full sink (its consumer 10,000 behind) ends, as a local subscriber's queue does.
             // A Drop is the publisher's last word: it is gone.

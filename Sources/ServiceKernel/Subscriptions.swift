@@ -17,6 +17,30 @@ final class Subscription: Sendable {
     let id: UInt64
     let subscriber: Subscriber
     let queue: AsyncStream<Message>.Continuation
+    /// The number of the last notification queued for it (`Message.sequence`).
+    private let numbered = Atomic<UInt64>(0)
+    /// When a remote subscriber last renewed it, in `Subscription.clock` milliseconds.
+    private let renewedAt = Atomic<UInt64>(Subscription.clock())
+
+    /// How long a remote subscription lives without a renewal (`Follows.renewInterval` × 3).
+    public static let lease: UInt64 = Follows.renewInterval * 3
+
+    private static let started = ContinuousClock.now
+    /// Milliseconds since the process started.
+    static func clock() -> UInt64 {
+        let d = ContinuousClock.now - started
+        return UInt64(d.components.seconds) * 1000 + UInt64(d.components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    func renew() { renewedAt.store(Subscription.clock(), ordering: .relaxed) }
+
+    /// A remote subscription not renewed within its lease: its subscriber's node let it go.
+    func lapsed(at now: UInt64) -> Bool {
+        guard case .remote = subscriber else { return false }
+        return now > renewedAt.load(ordering: .relaxed) + Subscription.lease
+    }
+
+    func nextNumber() -> UInt64 { numbered.add(1, ordering: .relaxed).newValue }
 
     /// The most notifications waiting for one subscriber. One that falls this far behind is
     /// dropped, with a log line, rather than allowed to grow the publisher's memory.
@@ -64,6 +88,20 @@ extension Registration {
         }
     }
 
+    /// The subscription `uri` (a remote subscriber) holds here, if any.
+    func subscription(heldBy uri: String) -> Subscription? {
+        subscriptions.withLock { subs in subs.first { if case .remote(let held) = $0.subscriber { held == uri } else { false } } }
+    }
+
+    /// Removes, and returns, the remote subscriptions whose lease ran out.
+    func removeLapsed(at now: UInt64) -> [Subscription] {
+        subscriptions.withLock { subs in
+            let gone = subs.filter { $0.lapsed(at: now) }
+            if !gone.isEmpty { subs.removeAll { $0.lapsed(at: now) } }
+            return gone
+        }
+    }
+
     func removeAllSubscriptions() -> [Subscription] {
         subscriptions.withLock { subs in
             defer { subs.removeAll() }
@@ -84,6 +122,7 @@ extension Registration {
             var full: [Subscription] = []
             for s in subs {
                 n.to = s.subscriberPath ?? ""
+                n.sequence = s.nextNumber()
                 if case .dropped = s.queue.yield(n) { full.append(s) }
             }
             subs.removeAll { s in full.contains { $0 === s } }

@@ -102,3 +102,40 @@ import Testing
         await a.network?.stop()
     }
 }
+
+/// Subscriptions across nodes outlive what the cluster outlives: a false death, a restart.
+@Suite(.serialized) struct SubscriptionResumeTests {
+    @Test func aSubscriptionResumesAfterAFalseDeathAndTellsOfTheGap() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        try await waitUntil(a, lists: "decos://b/log")
+        // b's log follows a's counter.
+        var sub = Message(.subscribe, to: "decos://a/counter")
+        sub.from = "/log"
+        _ = try await b.kernel.send(sub, as: .system).result()
+        let inc = try XMLReader.parse("<Increment><By>1</By></Increment>")
+        let log = try #require(b.kernel.uris.lookup("/log")?.service as? Log)
+        _ = try await a.kernel.call(.update, "/counter", body: inc)
+        try await waitUntil { await log.seen().count == 1 }
+        // A rumour, sealed with the cluster's key, that b is dead: a believes it and drops b's
+        // subscription; b hears of it, refutes, and is alive again.
+        let me = try #require(b.network?.members.first { $0.name == "b" })
+        var dead = me
+        dead.status = .dead
+        let rumour = Membership.Member(name: "rumour", address: "127.0.0.1:9", incarnation: 1, status: .alive)
+        send(datagram: FailureDetector.datagram(Wire.encode(.gossip(members: [dead]), from: rumour), sequence: 1, key: clusterKey),
+             toPort: a.clusterAddress!.port!)
+        try await waitUntil { a.kernel.subscribers(of: "/counter").isEmpty }
+        try await waitUntil { a.network?.members.first { $0.name == "b" }?.status == .alive && !a.kernel.subscribers(of: "/counter").isEmpty }
+        // b was told what it missed may be lost; the next change reaches it again.
+        try await waitUntil { await log.seen().contains { $0.isGap } }
+        _ = try await a.kernel.call(.update, "/counter", body: inc)
+        try await waitUntil { await log.seen().count == 3 }
+        let seen = await log.seen()
+        #expect(seen.map(\.isGap) == [false, true, false])
+        #expect(seen.last?.verb == .update)
+        // One subscription, not two: each change told once.
+        #expect(a.kernel.subscribers(of: "/counter") == ["decos://b/log"])
+        for n in [a, b] { await n.network?.stop() }
+    }
+}

@@ -67,8 +67,9 @@ import Glibc
             await Task.yield()
         }
         // It was cut off: what it can still read ends with the fault that says why, then the end.
+        // Cut once the socket buffers (4 MiB at most here) and the stream's 1 MiB were full.
+        #expect(published < 16 << 20, "cut only after \(published) bytes")
         let text = String(decoding: try client.readToEnd(), as: UTF8.self)
-        #expect(text.utf8.count < published, "everything was kept for a reader that did not read")
         #expect(text.contains("TooSlow"))
     }
 }

@@ -173,7 +173,9 @@ extension NetworkManager {
         }
     }
 
-    func handleRequest(_ payload: ByteReader, from peer: String, on channel: any Channel) {
+    /// `backlog`: the connection's requests not yet answered; past its bound the connection stops
+    /// reading until they drain (RequestBacklog.swift).
+    func handleRequest(_ payload: ByteReader, from peer: String, on channel: any Channel, backlog: RequestBacklog) {
         let incoming: Wire.Incoming
         do { incoming = try Wire.decodeMessage(payload) } catch {
             logger.warning("malformed request from \(peer): \(error)")
@@ -184,16 +186,18 @@ extension NetworkManager {
         if !incoming.buffers.isEmpty, let fault = kernel.refusal(incoming.message, as: .peer(peer)) ?? bufferProblem(incoming) {
             return answer(.faulted(fault, replyingTo: incoming.message), correlation: incoming.correlation, on: channel)
         }
-        guard !incoming.buffers.isEmpty else { return deliver(incoming.message, correlation: incoming.correlation, from: peer, on: channel) }
+        backlog.began()
+        guard !incoming.buffers.isEmpty else { return deliver(incoming.message, correlation: incoming.correlation, from: peer, on: channel, backlog: backlog) }
         // Buffers are pulled off the lane: a request waits for its own bytes, not for another's.
         // It joins its lane once they are in, so requests with buffers are handed over in the
         // order their buffers arrived.
         Task {
             var m = incoming.message
             if let fault = await fetchBuffers(incoming, from: peer, into: &m) {
-                return answer(.faulted(fault, replyingTo: m), correlation: incoming.correlation, on: channel)
+                answer(.faulted(fault, replyingTo: m), correlation: incoming.correlation, on: channel)
+                return backlog.ended()
             }
-            deliver(m, correlation: incoming.correlation, from: peer, on: channel)
+            deliver(m, correlation: incoming.correlation, from: peer, on: channel, backlog: backlog)
         }
     }
 
@@ -207,11 +211,14 @@ extension NetworkManager {
     /// request could overtake, so there the lane waits until each request has its place on the
     /// actor (`entered`) before starting the next — correct everywhere, but about 0.4 of the
     /// pipelined rate, which is why the binary does not pay it.
-    func deliver(_ m: Message, correlation: UInt64, from peer: String, on channel: any Channel) {
+    func deliver(_ m: Message, correlation: UInt64, from peer: String, on channel: any Channel, backlog: RequestBacklog) {
         // A lane per service: a request waiting for a busy service's actor holds up no other service's.
         ordered(OrderKey(lane: .requests, peer: peer, to: m.to)) { [self] in
             guard !Self.tasksRunInOrder.load(ordering: .relaxed) else {
-                Task { answer(await kernel.send(m, as: .peer(peer)), correlation: correlation, on: channel) }
+                Task {
+                    answer(await kernel.send(m, as: .peer(peer)), correlation: correlation, on: channel)
+                    backlog.ended()
+                }
                 return
             }
             let placed = OneShot<Void>()
@@ -219,6 +226,7 @@ extension NetworkManager {
                 let reply = await kernel.send(m, as: .peer(peer), entered: { placed.finish(()) })
                 placed.finish(())  // a request that never reached an actor (refused, or answered by the kernel)
                 answer(reply, correlation: correlation, on: channel)
+                backlog.ended()
             }
             await placed.wait()
         }

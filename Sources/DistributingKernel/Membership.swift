@@ -92,6 +92,9 @@ public struct Membership: Sendable {
     public static let maxIncarnation: UInt64 = 1 << 62
     /// Dead members kept for reconnecting, at most; the oldest goes first.
     static let maxFailed = 1024
+    /// Members known at most: gossip naming more new ones is not taken (a member that invents
+    /// names cannot grow every node's table, and each table kept per peer, without bound).
+    public static let maxMembers = 10_000
 
     /// A suspicion under way: since when, how many confirmations would shorten it fully, and the
     /// members that have suspected it so far (the first one included).
@@ -391,6 +394,8 @@ public struct Membership: Sendable {
                     confirm(u.name, by: u.suspector)
                 }
                 guard u.overrides(old) else { continue }
+            } else if members.count >= Self.maxMembers {
+                continue
             }
             out += apply(u, by: sender, now: now)
         }

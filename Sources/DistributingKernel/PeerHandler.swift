@@ -27,6 +27,8 @@ final class PeerHandler: ChannelInboundHandler {
     var reader = FrameReader(maxFrame: Wire.maxFrame)
     let sealer: FrameSealer
     var opener: FrameCipher?
+    /// The peer's requests not yet answered (set once the connection is active).
+    var backlog: RequestBacklog?
 
     init(manager: NetworkManager, outboundRole: Handshake.Role?, sealer: FrameSealer) {
         self.manager = manager
@@ -41,6 +43,7 @@ final class PeerHandler: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        backlog = RequestBacklog(context.channel)
         if let outboundRole { sendHello(context.channel, outboundRole) }
         // A peer that has not authenticated within the deadline is cut off.
         let channel = context.channel
@@ -95,9 +98,9 @@ final class PeerHandler: ChannelInboundHandler {
 
     func handle(_ frame: Wire.Frame, on channel: any Channel) {
         if authenticated, let peer, let role {
-            guard let opener else { return manager.received(frame, from: peer.node, role: role, on: channel) }
+            guard let opener else { return manager.received(frame, from: peer.node, role: role, on: channel, backlog: backlog) }
             if let frames = opener.open(frame) {
-                for f in frames where !refused { manager.received(f, from: peer.node, role: role, on: channel) }
+                for f in frames where !refused { manager.received(f, from: peer.node, role: role, on: channel, backlog: backlog) }
                 return
             }
             // An error frame that does not open is the peer refusing us before it sealed anything

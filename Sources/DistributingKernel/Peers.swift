@@ -34,9 +34,9 @@ extension NetworkManager {
         if wasOurs && role == .control { failPending(on: peer, reason: "connection to node \(peer) lost") }
     }
 
-    func received(_ frame: Wire.Frame, from peer: String, role: Handshake.Role, on channel: any Channel) {
+    func received(_ frame: Wire.Frame, from peer: String, role: Handshake.Role, on channel: any Channel, backlog: RequestBacklog? = nil) {
         switch frame.known {
-        case .request: handleRequest(frame.reader, from: peer, on: channel)
+        case .request: handleRequest(frame.reader, from: peer, on: channel, backlog: backlog ?? RequestBacklog(channel))
         case .reply: handleReply(frame.reader, from: peer)
         case .notify: handleNotify(frame.reader, from: peer, on: channel)
         case .unsubscribe: handleUnsubscribe(frame.payload, from: peer)
@@ -262,6 +262,7 @@ extension NetworkManager {
                 let owner = try r.string()
                 let version = try r.u64()
                 let n = try r.count()
+                guard n <= Self.maxTableEntries else { throw r.fail("a table of \(n) entries (at most \(Self.maxTableEntries) are kept per node)") }
                 var entries: [DirectoryEntry] = []
                 for _ in 0..<n {
                     let path = try r.string(), contract = try r.string()
@@ -278,6 +279,9 @@ extension NetworkManager {
             logger.warning("malformed directory message from \(peer): \(error)")
         }
     }
+
+    /// The most services one node's table may list here.
+    static let maxTableEntries = 65_536
 
     /// Takes a node's table if it is newer than ours, and tells directory subscribers what changed.
     func applyTable(_ owner: String, version: UInt64, entries: [DirectoryEntry]) {

@@ -2,6 +2,7 @@ import Decos
 @testable import DistributingKernel
 import Foundation
 import Infoset
+import Synchronization
 import ServiceKernel
 import Testing
 #if canImport(Glibc)
@@ -141,4 +142,22 @@ final class FakeMember {
     }
 
     deinit { close(fd) }
+}
+
+/// A peer that sends requests faster than they are answered: its connection stops being read.
+@Suite struct RequestBacklogTests {
+    @Test func aConnectionStopsReadingPastItsBoundAndReadsAgainOnceHalfAreAnswered() {
+        let switched = Mutex<[Bool]>([])
+        let backlog = RequestBacklog { on in switched.withLock { $0.append(on) } }
+        for _ in 0..<(RequestBacklog.limit - 1) { backlog.began() }
+        #expect(switched.withLock { $0 }.isEmpty)
+        backlog.began()
+        backlog.began()
+        #expect(switched.withLock { $0 } == [false])
+        for _ in 0..<(RequestBacklog.limit / 2) { backlog.ended() }
+        #expect(switched.withLock { $0 } == [false])
+        backlog.ended()
+        #expect(switched.withLock { $0 } == [false, true])
+        #expect(backlog.waiting == RequestBacklog.limit / 2)
+    }
 }

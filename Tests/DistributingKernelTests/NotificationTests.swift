@@ -109,6 +109,7 @@ import Testing
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
         try await waitUntil(a, lists: "decos://b/log")
+        try await waitUntil(b, lists: "decos://a/counter")
         // b's log follows a's counter.
         var sub = Message(.subscribe, to: "decos://a/counter")
         sub.from = "/log"

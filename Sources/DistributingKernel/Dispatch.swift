@@ -122,8 +122,10 @@ extension NetworkManager {
     /// the call went to — any member can name any correlation, but only the callee answers it.
     func complete(_ correlation: UInt64, with reply: Message, from peer: String? = nil) {
         guard let p = state.withLock({ s -> Pending? in
-            guard let p = s.pending[correlation], peer.map({ $0 == p.node }) ?? true else { return nil }
-            return s.pending.removeValue(forKey: correlation)
+            guard let p = s.pending.removeValue(forKey: correlation) else { return nil }
+            // Another node naming our call: it stays pending for its callee (rare: one lookup more).
+            if let peer, peer != p.node { s.pending[correlation] = p; return nil }
+            return p
         }) else {
             if let peer { logger.debug("dropped a reply from \(peer) to no call of ours to it (correlation \(correlation))") }
             return

@@ -133,11 +133,12 @@ public final class SecurityManager: Sendable {
     public func authorize(_ principal: Principal, _ verb: Verb, path: String) -> Fault? {
         if case .system = principal { return nil }
         if operatorSecret != nil, case .token("operator") = principal { return nil }
-        if !verb.isReadOnly, SecurityManager.controlsNode(verb, path: path) {
-            switch principal {
-            // Code of this binary, and peers, which checked their own client against this same rule.
-            case .service, .peer: break
-            default:
+        switch principal {
+        // Code of this binary, and peers, which checked their own client against this same rule:
+        // the remote and local call paths pay nothing for it.
+        case .service, .peer: break
+        default:
+            if SecurityManager.controlsNode(verb, path: path) {
                 return .denied("\(verb.rawValue) on \(path) changes the node itself: only the operator token may (Authorization: Bearer; `decos run` says where it wrote the token)")
             }
         }

@@ -40,6 +40,11 @@ enum OperatorToken {
     static func write(_ secret: String, port: Int) -> String? {
         let dir = directory
         if mkdir(dir, 0o700) != 0, errno != EEXIST { return "cannot make \(dir): \(String(cString: strerror(errno)))" }
+        // Another user may have made it first (a shared /tmp): it must be ours, and ours alone.
+        var st = stat()
+        guard lstat(dir, &st) == 0, st.st_mode & S_IFMT == S_IFDIR, st.st_uid == getuid(), st.st_mode & 0o077 == 0 else {
+            return "\(dir) is not a directory of this user's that only it may use: remove it, or set XDG_RUNTIME_DIR"
+        }
         let file = path(port: port)
         // A new file each time (a stale one of another user's is not written through).
         unlink(file)
@@ -55,9 +60,22 @@ enum OperatorToken {
     static func remove(port: Int) { unlink(path(port: port)) }
 
     /// The token `decos ctl` sends to `host:port` when it is given none: a loopback node's own.
+    /// Only to a loopback address (never a name that merely starts with "127."), and only from a
+    /// file this user owns that no one else may read (not through a link another user planted).
     static func forNode(host: String, port: Int) -> String? {
-        let h = host.lowercased()
-        guard h == "localhost" || h.hasPrefix("127.") || h == "::1" || h == "[::1]" else { return nil }
-        return readSecret(path(port: port))
+        guard isLoopback(host) else { return nil }
+        let file = path(port: port)
+        var st = stat()
+        guard lstat(file, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_uid == getuid(), st.st_mode & 0o077 == 0 else { return nil }
+        return readSecret(file)
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        let h = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        if h.lowercased() == "localhost" { return true }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, h, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        return inet_pton(AF_INET6, h, &v6) == 1 && withUnsafeBytes(of: &v6) { $0.elementsEqual([UInt8](repeating: 0, count: 15) + [1]) }
     }
 }

@@ -288,7 +288,8 @@ extension NetworkManager {
         ordered(OrderKey(lane: .notificationsIn, peer: peer, to: incoming.message.to)) { [self] in
             var m = incoming.message
             m.sequence = incoming.correlation
-            let subscribed = kernel.takesNotifications(to: m.to)
+            // Nothing is fetched for a notification nobody here subscribed to on that node.
+            let subscribed = kernel.expectsNotification(m, from: peer)
             if subscribed, !incoming.buffers.isEmpty {
                 // Pulled in the lane: a subscriber sees notifications in order, each whole.
                 if let problem = bufferProblem(incoming) { return logger.warning("notification from \(peer) refused: \(problem.reason)") }

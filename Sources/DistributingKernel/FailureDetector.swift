@@ -16,12 +16,23 @@ enum FailureDetector {
     /// A membership message larger than this (a full view for a join) goes on the control connection.
     static let maxDatagram = 1400
 
-    /// A membership datagram as it goes on the wire: `u64 sequence | SWIM message`, sealed.
-    static func datagram(_ swim: [UInt8], sequence: UInt64, key: ClusterKey) -> [UInt8] {
-        var w = ByteWriter(capacity: swim.count + 8)
+    /// A membership datagram as it goes on the wire, sealed: `u64 epoch | u64 sequence | string
+    /// to | SWIM message` — the sender's life, the datagram's number in it, and the node it is for.
+    static func datagram(_ swim: [UInt8], epoch: UInt64, sequence: UInt64, to: String, key: ClusterKey) -> [UInt8] {
+        var w = ByteWriter(capacity: swim.count + 24 + to.utf8.count)
+        w.u64(epoch)
         w.u64(sequence)
+        w.string(to)
         w.bytes += swim
         return key.seal(w.bytes)
+    }
+
+    /// An opened datagram's parts; nil when malformed.
+    static func parse(_ opened: [UInt8]) -> (epoch: UInt64, sequence: UInt64, to: String, from: Membership.Member, message: Membership.Message)? {
+        var r = ByteReader(opened)
+        guard let epoch = try? r.u64(), let sequence = try? r.u64(), let to = try? r.string(),
+              let (from, message) = try? Wire.decodeSWIM(Array(opened[r.offset...])) else { return nil }
+        return (epoch, sequence, to, from, message)
     }
 }
 
@@ -38,8 +49,6 @@ final class DroppedDatagrams: Sendable {
 final class DatagramHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     weak let manager: NetworkManager?
-    /// Touched only on the failure detector's loop, where this handler runs.
-    var windows = ReplayWindows()
 
     init(manager: NetworkManager) { self.manager = manager }
 
@@ -51,11 +60,12 @@ final class DatagramHandler: ChannelInboundHandler {
             manager.droppedDatagrams.unsealed.add(1, ordering: .relaxed)
             return
         }
-        var r = ByteReader(opened)
-        guard let sequence = try? r.u64(), let (from, message) = try? Wire.decodeSWIM(Array(opened.dropFirst(8))) else {
+        guard let d = FailureDetector.parse(opened) else {
             return manager.logger.warning("malformed membership datagram from \(envelope.remoteAddress)")
         }
-        guard windows.accept(from: from.name, epoch: from.epoch, sequence: sequence) else {
+        let (from, message) = (d.from, d.message)
+        // A datagram for another node, sent here again, is a replay too.
+        guard d.to == manager.node, manager.replayWindows.withLock({ $0.accept(from: from.name, epoch: d.epoch, sequence: d.sequence) }) else {
             manager.droppedDatagrams.replayed.add(1, ordering: .relaxed)
             return manager.logger.debug("dropped a replayed or stale membership datagram from \(from.name) (\(envelope.remoteAddress))")
         }
@@ -75,13 +85,14 @@ extension NetworkManager {
         state.withLock { $0.datagrams = channel }
     }
 
-    /// Sends a membership message as a datagram; false if it must go another way (too large, no socket,
-    /// an address that does not resolve).
-    func sendDatagram(_ payload: [UInt8], to address: String) -> Bool {
-        guard payload.count + 8 + 30 <= FailureDetector.maxDatagram,
+    /// Sends a membership message as a datagram to `node` at `address`; false if it must go another
+    /// way (too large, no socket, an address that does not resolve, a member not known by name).
+    func sendDatagram(_ payload: [UInt8], to node: String, address: String) -> Bool {
+        guard !node.isEmpty, payload.count + 24 + node.utf8.count + 30 <= FailureDetector.maxDatagram,
               let channel = state.withLock({ $0.datagrams }),
               let target = resolve(address) else { return false }
-        let sealed = FailureDetector.datagram(payload, sequence: datagramSequence.wrappingAdd(1, ordering: .relaxed).newValue, key: key)
+        let sealed = FailureDetector.datagram(payload, epoch: config.epoch, sequence: datagramSequence.wrappingAdd(1, ordering: .relaxed).newValue,
+                                              to: node, key: key)
         channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: channel.allocator.buffer(bytes: sealed)), promise: nil)
         return true
     }

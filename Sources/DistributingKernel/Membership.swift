@@ -147,7 +147,7 @@ public struct Membership: Sendable {
     private var nextSeq: UInt64
     private var probeOrder: [String] = []
     /// The direct probe under way: who, since when, how many relays were asked, how many nacked.
-    private var probing: (seq: UInt64, target: String, started: UInt64, relays: Int, nacks: Int, indirect: Bool)?
+    private var probing: (seq: UInt64, target: String, started: UInt64, relays: Int, nacks: Int, indirect: Bool, asked: [String])?
     private var lastProbe: UInt64 = 0
     private var health: LocalHealth
     /// Suspects, by name.
@@ -239,6 +239,7 @@ public struct Membership: Sendable {
                 probing?.indirect = true
                 let helpers = pick(config.indirectProbes, excluding: [p.target])
                 probing?.relays = helpers.count
+                probing?.asked = helpers.map(\.name)
                 if let target = members[p.target] {
                     for h in helpers {
                         out.append(.send(to: h.name, address: h.address,
@@ -290,7 +291,7 @@ public struct Membership: Sendable {
             lastProbe = now
             let seq = nextSeq
             nextSeq += 1
-            probing = (seq, target.name, now, 0, 0, false)
+            probing = (seq, target.name, now, 0, 0, false, [])
             // A suspect is told so by the one probing it, so it can refute at once (Lifeguard's buddy system).
             out.append(.send(to: target.name, address: target.address, .ping(seq: seq, gossip: gossip(about: target))))
         }
@@ -358,7 +359,8 @@ public struct Membership: Sendable {
             out.append(.send(to: target, address: targetAddress, .ping(seq: mine, gossip: gossip(about: members[target]))))
         case .ack(let seq, let g):
             out += merge(g, from: sender, now: now)
-            if let p = probing, p.seq == seq {
+            // Only the member probed, or a member asked to probe it, answers the probe.
+            if let p = probing, p.seq == seq, sender == p.target || p.asked.contains(sender) {
                 probing = nil
                 health.probeSucceeded()
             } else if let r = relays.removeValue(forKey: seq) {

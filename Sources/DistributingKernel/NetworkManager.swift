@@ -69,6 +69,9 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     let datagramSequence = Atomic<UInt64>(0)
     /// Membership datagrams dropped: not sealed with the cluster's key, or taken before (a replay).
     let droppedDatagrams = DroppedDatagrams()
+    /// Which datagrams of each sender were taken (`ReplayWindow`): the failure detector's loop
+    /// takes the lock per datagram; a HELLO, when a peer restarts.
+    let replayWindows = Mutex(ReplayWindows())
     /// `now` at the last tick of the protocol's clock: deadlines are enforced by a sweep each
     /// tick, so a call reads this instead of the system clock.
     let lastTick = Atomic<UInt64>(0)
@@ -157,7 +160,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers(PeerHandler.pipeline(manager: self, outboundRole: nil))
+                    try channel.pipeline.syncOperations.addHandlers(PeerHandler.pipeline(manager: self, outboundRole: nil, channel: channel))
                 }
             }
             .bind(host: config.host, port: config.port).get()
@@ -300,7 +303,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
                         _ = self?.state.withLock { $0.handshakes.removeValue(forKey: ObjectIdentifier(channel)) }
                     }
                     return channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandlers(PeerHandler.pipeline(manager: self, outboundRole: .control))
+                        try channel.pipeline.syncOperations.addHandlers(PeerHandler.pipeline(manager: self, outboundRole: .control, channel: channel))
                     }
                 }
                 .connect(host: host, port: port).get()

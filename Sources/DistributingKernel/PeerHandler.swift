@@ -27,23 +27,23 @@ final class PeerHandler: ChannelInboundHandler {
     var reader = FrameReader(maxFrame: Wire.maxFrame)
     let sealer: FrameSealer
     var opener: FrameCipher?
-    /// The peer's requests not yet answered (set once the connection is active).
-    var backlog: RequestBacklog?
+    /// The peer's requests not yet answered.
+    let backlog: RequestBacklog
 
-    init(manager: NetworkManager, outboundRole: Handshake.Role?, sealer: FrameSealer) {
+    init(manager: NetworkManager, outboundRole: Handshake.Role?, sealer: FrameSealer, backlog: RequestBacklog) {
         self.manager = manager
         self.outboundRole = outboundRole
         self.sealer = sealer
+        self.backlog = backlog
     }
 
     /// The handlers of a peer connection, outermost first.
-    static func pipeline(manager: NetworkManager, outboundRole: Handshake.Role?) -> [any ChannelHandler] {
+    static func pipeline(manager: NetworkManager, outboundRole: Handshake.Role?, channel: any Channel) -> [any ChannelHandler] {
         let sealer = FrameSealer()
-        return [sealer, PeerHandler(manager: manager, outboundRole: outboundRole, sealer: sealer)]
+        return [sealer, PeerHandler(manager: manager, outboundRole: outboundRole, sealer: sealer, backlog: RequestBacklog(channel))]
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        backlog = RequestBacklog(context.channel)
         if let outboundRole { sendHello(context.channel, outboundRole) }
         // A peer that has not authenticated within the deadline is cut off.
         let channel = context.channel

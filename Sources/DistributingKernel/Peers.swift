@@ -13,7 +13,7 @@ extension NetworkManager {
         }
         // A peer that says it is in a newer life restarted: before anything it sends on this
         // connection is taken, what was held for its old self ends.
-        peerRestarted(peer.node, epoch: peer.epoch)
+        peerRestarted(peer.node, epoch: peer.epoch, fromHello: true)
         guard outbound else { return }
         let ready = state.withLock { s -> Ready? in
             // A connection opened by address (a seed) is known by name from now on.
@@ -34,9 +34,9 @@ extension NetworkManager {
         if wasOurs && role == .control { failPending(on: peer, reason: "connection to node \(peer) lost") }
     }
 
-    func received(_ frame: Wire.Frame, from peer: String, role: Handshake.Role, on channel: any Channel, backlog: RequestBacklog? = nil) {
+    func received(_ frame: Wire.Frame, from peer: String, role: Handshake.Role, on channel: any Channel, backlog: RequestBacklog) {
         switch frame.known {
-        case .request: handleRequest(frame.reader, from: peer, on: channel, backlog: backlog ?? RequestBacklog(channel))
+        case .request: handleRequest(frame.reader, from: peer, on: channel, backlog: backlog)
         case .reply: handleReply(frame.reader, from: peer)
         case .notify: handleNotify(frame.reader, from: peer, on: channel)
         case .unsubscribe: handleUnsubscribe(frame.payload, from: peer)
@@ -86,7 +86,7 @@ extension NetworkManager {
                 let me = state.withLock { $0.membership.me }
                 let payload = Wire.encode(message, from: me)
                 // Probes, acks and gossip are datagrams; a full view (a join's sync) is too large for one.
-                if case .sync = message {} else if sendDatagram(payload, to: address) { continue }
+                if case .sync = message {} else if sendDatagram(payload, to: to, address: address) { continue }
                 let frame = Wire.Frame(.swim, payload)
                 Task { [weak self] in
                     guard let self, let channel = await self.connection(to: to, address: address) else { return }
@@ -108,15 +108,23 @@ extension NetworkManager {
     /// again, and must not get each notification twice), its transfers end, and it is asked for
     /// its new table, which outranks the old at once (`Epoch`). Each restart is handled once,
     /// however it is heard of first (a HELLO, or membership, which is `certain` it is a restart
-    /// even when no HELLO of the old life was seen here).
-    func peerRestarted(_ node: String, epoch: UInt64, certain: Bool = false) {
-        let restarted = state.withLock { s -> Bool in
+    /// even when no HELLO of the old life was seen here). A HELLO is authenticated and fresh, so
+    /// one with an *older* epoch is a restart too — a node whose clock went back — and then its
+    /// old table is dropped (its new one, numbered lower, would never outrank it) and its
+    /// datagrams' replay window starts again from the new epoch.
+    func peerRestarted(_ node: String, epoch: UInt64, certain: Bool = false, fromHello: Bool = false) {
+        let (restarted, backwards) = state.withLock { s -> (Bool, Bool) in
             let known = s.epochs[node]
-            guard known.map({ epoch > $0 }) ?? true else { return false }
-            if known == nil, s.epochs.count >= 4096 { s.epochs = [:] }
+            guard known.map({ epoch > $0 || (fromHello && epoch != $0) }) ?? true else { return (false, false) }
+            if known == nil, s.epochs.count >= 16_384 { s.epochs = [:] }
             s.epochs[node] = epoch
-            return known != nil || certain
+            let backwards = known.map { epoch < $0 } ?? false
+            if backwards { s.tables[node] = nil }
+            return (known != nil || certain, backwards)
         }
+        if backwards { logger.warning("node \(node) restarted with an older epoch than it had (its clock went back)") }
+        // Its datagrams are of the life its HELLO names, whichever way the clock moved.
+        if fromHello { replayWindows.withLock { $0.restart(node, epoch: epoch) } }
         guard restarted else { return }
         logger.notice("node \(node) restarted (epoch \(epoch)): ending what was held for its previous life")
         failPending(on: node, reason: "node \(node) restarted")
@@ -155,6 +163,9 @@ extension NetworkManager {
             kernel.dropSubscriptions(ofNode: m.name)
             link?.channel?.close(promise: nil)
             for p in planes.values { p.peerEnded(m.name) }
+            // A node that left is not coming back under this life: what we followed there ends,
+            // and each subscriber is told. (A dead one may be a false death: renewals go on.)
+            if m.status == .left { Task { await kernel.endFollows(on: m.name) } }
         }
     }
 

@@ -1,8 +1,9 @@
 /// Which membership datagrams of one sender were taken already, so that a recorded one sent again
 /// changes nothing (the anti-replay window of IPsec, RFC 4303 §3.4.3). A datagram is named by its
-/// sender's epoch (`Epoch`: a restart raises it) and its sequence number in that life: a later
-/// epoch starts the window afresh, an earlier one is refused, and within one epoch each number is
-/// taken once and those more than `width` behind the highest are refused as too old to tell.
+/// sender's boot epoch (`Epoch`: a restart raises it) and its sequence number in that life: a later
+/// epoch starts the window afresh and retires the one before, a retired or earlier one is refused,
+/// and within one epoch each number is taken once and those more than `width` behind the highest
+/// are refused as too old to tell.
 struct ReplayWindow: Sendable, Equatable {
     static let width: UInt64 = 64
 
@@ -10,6 +11,8 @@ struct ReplayWindow: Sendable, Equatable {
     private(set) var highest: UInt64
     /// Bit i: sequence `highest - i` was taken.
     private var seen: UInt64 = 1
+    /// The highest epoch no longer taken: the lives this sender has left behind.
+    private(set) var retired: UInt64 = 0
 
     /// The window after the first datagram heard from a sender.
     init(epoch: UInt64, sequence: UInt64) {
@@ -20,8 +23,10 @@ struct ReplayWindow: Sendable, Equatable {
     /// Takes the datagram if it is new; false for a replay, or one too old to know.
     mutating func accept(epoch e: UInt64, sequence s: UInt64) -> Bool {
         if e != epoch {
-            guard e > epoch else { return false }
+            guard e > epoch, e > retired else { return false }
+            let left = epoch
             self = ReplayWindow(epoch: e, sequence: s)
+            retired = max(retired, left)
             return true
         }
         if s > highest {
@@ -35,6 +40,16 @@ struct ReplayWindow: Sendable, Equatable {
         seen |= 1 << behind
         return true
     }
+
+    /// The sender is in life `epoch` now, on the word of its authenticated HELLO, even if that is
+    /// older than the one it had (its clock went back): every other life of it is retired.
+    mutating func restart(epoch e: UInt64) {
+        guard e != epoch else { return }
+        retired = max(retired, epoch)
+        epoch = e
+        highest = 0
+        seen = 0
+    }
 }
 
 /// The windows of every sender a node hears datagrams from, bounded: past `limit` senders the
@@ -43,6 +58,17 @@ struct ReplayWindow: Sendable, Equatable {
 struct ReplayWindows: Sendable {
     static let limit = 8192
     private var windows: [String: ReplayWindow] = [:]
+
+    /// The sender restarted, as its HELLO says (`ReplayWindow.restart`).
+    mutating func restart(_ sender: String, epoch: UInt64) {
+        if windows[sender] == nil {
+            if windows.count >= Self.limit { windows = [:] }
+            var w = ReplayWindow(epoch: epoch, sequence: 0)
+            w.restart(epoch: epoch)
+            windows[sender] = w
+        }
+        windows[sender]!.restart(epoch: epoch)
+    }
 
     mutating func accept(from sender: String, epoch: UInt64, sequence: UInt64) -> Bool {
         if var w = windows[sender] {

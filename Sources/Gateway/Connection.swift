@@ -33,6 +33,18 @@ final class Connection: ChannelInboundHandler {
     var client: String?
     /// Why the connection was not admitted: a cap was reached.
     var overCap: String?
+    /// When a request's head must have arrived by (from the connection's start, or the last
+    /// answer): a client that trickles a header byte at a time holds no connection for long.
+    var headDeadline: Scheduled<Void>?
+    /// Seconds an over-cap connection has to send the head its 503 answers.
+    static let overCapGrace: Int64 = 2
+
+    /// Closes the connection unless a request's head arrives within `seconds`.
+    func awaitHead(_ context: ChannelHandlerContext, within seconds: Int64) {
+        headDeadline?.cancel()
+        let channel = context.channel
+        headDeadline = context.eventLoop.scheduleTask(in: .seconds(seconds)) { channel.close(promise: nil) }
+    }
 
     init(gateway: Gateway) { self.gateway = gateway }
 
@@ -40,6 +52,8 @@ final class Connection: ChannelInboundHandler {
         guard !refused else { return }
         switch unwrapInboundIn(data) {
         case .head(let h):
+            headDeadline?.cancel()
+            headDeadline = nil
             head = h
             body.clear()
             multipart = nil
@@ -63,6 +77,8 @@ final class Connection: ChannelInboundHandler {
                 }
                 // The envelope, and the client's right to send it there, before any buffer is taken.
                 let (gateway, principal, path) = (gateway, principal, Gateway.destination(String(h.uri.prefix { $0 != "?" && $0 != "#" })))
+                // Unowned: the reader, and so this closure, belongs to this connection and is
+                // called only from its channelRead, on its event loop.
                 let admit = { [unowned self] (root: MultipartReader.Part) throws(Fault) in
                     var e = try MTOM.envelope(root, action: Gateway.parameter("action", of: type))
                     Gateway.address(&e.message, path: path)
@@ -117,7 +133,8 @@ final class Connection: ChannelInboundHandler {
             }
             let channel = context.channel
             let gateway = self.gateway
-            if let busy = gateway.admission.take(.request) {
+            if let busy = gateway.admission.take(.request, from: client ?? "?") {
+                awaitHead(context, within: Int64(gateway.binding.requestTimeout))
                 return Connection.write(Admission.busy(busy), on: channel, keepAlive: h.isKeepAlive)
             }
             let loop = context.eventLoop
@@ -126,8 +143,9 @@ final class Connection: ChannelInboundHandler {
             let id = nextID
             let timeout = gateway.binding.requestTimeout
             let principal = self.principal
+            let client = self.client ?? "?"
             let task = Task {
-                defer { gateway.admission.release(.request) }
+                defer { gateway.admission.release(.request, from: client) }
                 let outcome = await gateway.respond(to: h, body: request, mtom: mtom, as: principal)
                 loop.execute { connection.value.finish(id, outcome, h, channel) }
             }
@@ -165,11 +183,17 @@ final class Connection: ChannelInboundHandler {
         current.task.cancel()
         inFlight = nil
         switch outcome {
-        case .reply(let r): Connection.write(r, on: channel, keepAlive: h.isKeepAlive)
+        case .reply(let r):
+            Connection.write(r, on: channel, keepAlive: h.isKeepAlive)
+            // The next request's head has the same time to arrive as the first's.
+            if h.isKeepAlive, let context = try? channel.pipeline.syncOperations.context(handler: self) {
+                awaitHead(context, within: Int64(gateway.binding.requestTimeout))
+            }
         case .stream, .events:
-            if let busy = gateway.admission.take(.stream) { return Connection.write(Admission.busy(busy), on: channel, keepAlive: false) }
+            let client = self.client ?? "?"
+            if let busy = gateway.admission.take(.stream, from: client) { return Connection.write(Admission.busy(busy), on: channel, keepAlive: false) }
             let admission = gateway.admission
-            channel.closeFuture.whenComplete { _ in admission.release(.stream) }
+            channel.closeFuture.whenComplete { _ in admission.release(.stream, from: client) }
             if case .stream(let m, let notifications) = outcome { startStream(m, notifications, channel) }
             if case .events(let sources, let refused) = outcome { startEvents(sources, refused: refused, channel) }
         }
@@ -199,9 +223,14 @@ final class Connection: ChannelInboundHandler {
     func channelActive(context: ChannelHandlerContext) {
         let address = context.remoteAddress?.ipAddress ?? "?"
         // Past a cap the connection is answered 503 when its request's head arrives (a response
-        // cannot go ahead of a request through NIO's HTTP pipeline) and closed; it holds no slot.
+        // cannot go ahead of a request through NIO's HTTP pipeline), or closed if it has none
+        // within seconds; it holds no slot.
         overCap = gateway.admission.openConnection(from: address)
-        guard overCap == nil else { return context.fireChannelActive() }
+        guard overCap == nil else {
+            awaitHead(context, within: Connection.overCapGrace)
+            return context.fireChannelActive()
+        }
+        awaitHead(context, within: Int64(gateway.binding.requestTimeout))
         client = address
         if gateway.kernel.metrics.enabled {
             gateway.connectionsOpen.increment()
@@ -211,6 +240,7 @@ final class Connection: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        headDeadline?.cancel()
         guard let client else { return context.fireChannelInactive() }
         gateway.admission.closeConnection(from: client)
         if gateway.kernel.metrics.enabled { gateway.connectionsOpen.decrement() }

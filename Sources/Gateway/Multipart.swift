@@ -149,6 +149,7 @@ struct MultipartReader {
             throw Fault.malformed("Content-Transfer-Encoding \(encoding) is not taken: MTOM parts are binary")
         }
         root = start == nil ? parts.isEmpty : part.contentID == start
+        if root, rootSeen { throw Fault.malformed("two parts are the root (Content-ID <\(start ?? "")>)") }
         declared = nil
         received = 0
         if !root {
@@ -165,7 +166,10 @@ struct MultipartReader {
                 declared = n
                 bufferTotal += n
             }
-            sink = try PoolSink(pool: pool, expected: declared ?? 64 << 10)
+            // A declared length is counted, not yet taken: the first block is at most 1 MiB, and
+            // blocks double as bytes arrive (up to the declared length), so what a client holds of
+            // the pool is at most twice what it has sent.
+            sink = try PoolSink(pool: pool, expected: min(declared ?? 64 << 10, 1 << 20), atMost: declared)
         }
         part.bytes = []
         current = part
@@ -241,8 +245,12 @@ final class PoolSink {
     private var block: BufferPool.Block?
     private var count = 0
 
-    init(pool: BufferPool, expected: Int) throws(Fault) {
+    /// The part's declared length, which no block grows past.
+    let atMost: Int?
+
+    init(pool: BufferPool, expected: Int, atMost: Int? = nil) throws(Fault) {
         self.pool = pool
+        self.atMost = atMost
         do { block = try pool.block(for: max(expected, 1)) } catch { throw Fault.exhausted(error) }
     }
 
@@ -250,7 +258,8 @@ final class PoolSink {
         guard let current = block else { return }
         if count + bytes.count > current.size {
             let bigger: BufferPool.Block
-            do { bigger = try pool.block(for: max(current.size * 2, count + bytes.count)) } catch { throw Fault.exhausted(error) }
+            let size = max(min(current.size * 2, atMost ?? .max), count + bytes.count)
+            do { bigger = try pool.block(for: size) } catch { throw Fault.exhausted(error) }
             bigger.base.copyMemory(from: current.base, byteCount: count)
             pool.give(current)
             block = bigger

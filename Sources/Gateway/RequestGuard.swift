@@ -42,7 +42,7 @@ extension Gateway {
     /// Whether `host` (a `Host` header: `name`, `name:port`, `[v6]:port`) names this node.
     func answers(toHost host: String) -> Bool {
         let name = Gateway.hostName(host)
-        return name == "localhost" || Gateway.isIPLiteral(name) || binding.hosts.contains(name)
+        return name == "localhost" || Gateway.isIPLiteral(name) || binding.hosts.contains { Gateway.hostName($0) == name }
     }
 
     /// The host of a `Host` header or an origin's authority, lower-cased, without port, brackets or a final dot.

@@ -26,7 +26,9 @@ final class StreamWriter: Sendable {
     @discardableResult
     func write(_ bytes: [UInt8], farewell: @autoclosure () -> [UInt8]) -> Bool {
         guard !cut.load(ordering: .relaxed) else { return false }
-        if pending.add(bytes.count, ordering: .relaxed).newValue > limit {
+        // One message larger than the bound goes whole when nothing waits before it.
+        let waiting = pending.add(bytes.count, ordering: .relaxed).newValue
+        if waiting > limit, waiting > bytes.count {
             pending.subtract(bytes.count, ordering: .relaxed)
             guard cut.exchange(true, ordering: .relaxed) == false else { return false }
             channel.write(HTTPServerResponsePart.body(.byteBuffer(channel.allocator.buffer(bytes: farewell()))), promise: nil)

@@ -82,8 +82,13 @@ public final class Follows: Sendable {
         follows.withLock { f in f = f.filter { $0.key.subscriber != subscriber } }
     }
 
-    func end(subscriber: String, publisher: String) {
-        _ = follows.withLock { $0.removeValue(forKey: Key(subscriber: subscriber, publisher: publisher)) }
+    @discardableResult
+    func end(subscriber: String, publisher: String) -> Follow? {
+        follows.withLock { $0.removeValue(forKey: Key(subscriber: subscriber, publisher: publisher)) }
+    }
+
+    func holds(subscriber: String, publisher: String) -> Bool {
+        follows.withLock { $0[Key(subscriber: subscriber, publisher: publisher)] != nil }
     }
 
     enum Arrival: Equatable {

@@ -146,13 +146,14 @@ public final class Kernel: Sendable {
             } else if let uri = named, uri.hasPrefix("decos://"), let remote {
                 // Idempotent: a subscriber renewing its lease, or subscribing again after a false
                 // death or its own restart, keeps one subscription (never two, each told twice).
-                if let held = reg.subscription(heldBy: uri) {
-                    held.renew()
-                    id = held.id
-                } else {
-                    id = subscribe(reg, .remote(uri)) { n in
-                        remote.notify(n)
-                        return true
+                let (stream, queue) = Subscription.makeQueue()
+                let (held, added) = reg.subscription(heldBy: uri) {
+                    Subscription(id: nextSubscription.wrappingAdd(1, ordering: .relaxed).oldValue, subscriber: .remote(uri), queue: queue)
+                }
+                id = held.id
+                if added {
+                    Task {
+                        for await n in stream { remote.notify(n) }
                     }
                 }
             } else {

@@ -35,29 +35,57 @@ extension Kernel {
         guard m.verb == .subscribe, let subscriber = (m.from ?? m.replyTo).flatMap(uris.localPath) else {
             return await remote.send(out, as: principal)
         }
-        // A subscription on another node is followed from here (Follows.swift).
+        // A subscription on another node is followed from here (Follows.swift), for a subscriber
+        // that is here: a Subscribe naming no service or sink of this node is refused.
+        guard takesNotifications(to: subscriber) else {
+            return .faulted(.invalidBody("Subscribe names \(subscriber) as its subscriber, and this node has no such service"), replyingTo: m)
+        }
         follows.begin(subscriber: subscriber, publisher: m.to, as: principal)
         let reply = await remote.send(out, as: principal)
-        if reply.fault != nil {
-            follows.refused(subscriber: subscriber, publisher: m.to)
-        } else if let id = reply.body?.child("Subscription").flatMap({ UInt64($0.text.trimmingXMLSpace()) }),
-                  follows.established(subscriber: subscriber, publisher: m.to, id: id) {
-            // The subscription was lost and made anew: what it would have told is missed.
-            _ = await hand(.gap(to: uris.authority + subscriber, publisher: m.to), to: subscriber)
-        }
+        await established(reply, subscriber: subscriber, publisher: m.to)
         return reply
+    }
+
+    /// Notes the publisher's answer to a Subscribe or its renewal. A subscription made anew tells
+    /// its subscriber of the gap; one whose publisher says the service is gone ends, and its
+    /// subscriber is told so (a Drop), as it would have been had the Drop arrived.
+    private func established(_ reply: Message, subscriber: String, publisher: String) async {
+        if let fault = reply.fault {
+            guard fault.subcode?.local == "UnknownService" else { return follows.refused(subscriber: subscriber, publisher: publisher) }
+            guard follows.end(subscriber: subscriber, publisher: publisher) != nil else { return }
+            var dropped = Message(.drop, to: uris.authority + subscriber, kind: .notification)
+            dropped.from = publisher
+            _ = await hand(dropped, to: subscriber)
+        } else if let id = reply.body?.child("Subscription").flatMap({ UInt64($0.text.trimmingXMLSpace()) }),
+                  follows.established(subscriber: subscriber, publisher: publisher, id: id) {
+            // The subscription was lost and made anew: what it would have told is missed.
+            _ = await hand(.gap(to: uris.authority + subscriber, publisher: publisher), to: subscriber)
+        }
     }
 
     /// Renews the subscriptions held on other nodes (on `node`'s services alone, if named): each
     /// Subscribe again, as it was first sent. One whose publisher lost it is made anew, and its
-    /// subscriber told of the gap.
+    /// subscriber told of the gap. A subscription ended meanwhile is not renewed.
     public func renewFollows(on node: String? = nil) {
+        guard let remote else { return }
         for f in node.map(follows.on(node:)) ?? follows.all {
             Task {
+                guard follows.holds(subscriber: f.subscriber, publisher: f.publisher),
+                      security.authorize(f.principal, .subscribe, path: f.publisher) == nil else { return }
                 var m = Message(.subscribe, to: f.publisher)
-                m.from = f.subscriber
-                _ = await send(m, as: f.principal)
+                m.from = uris.authority + f.subscriber
+                await established(await remote.send(m, as: f.principal), subscriber: f.subscriber, publisher: f.publisher)
             }
+        }
+    }
+
+    /// Ends the subscriptions held on `node`, which left the cluster: each subscriber is told, as
+    /// by the publisher's own Drop.
+    public func endFollows(on node: String) async {
+        for f in follows.on(node: node) where follows.end(subscriber: f.subscriber, publisher: f.publisher) != nil {
+            var dropped = Message(.drop, to: uris.authority + f.subscriber, kind: .notification)
+            dropped.from = f.publisher
+            _ = await hand(dropped, to: f.subscriber)
         }
     }
 
@@ -104,8 +132,22 @@ extension Kernel {
             logger.debug("refused a notification from \(node) to \(m.to): nothing here subscribed to \(m.from ?? "?") there")
             return false
         }
-        if gap, !(await hand(.gap(to: m.to, publisher: m.from ?? ""), to: path)) { return false }
-        return await hand(m, to: path)
+        if gap, !(await hand(.gap(to: m.to, publisher: m.from ?? ""), to: path)) {
+            follows.end(subscriber: path)
+            return false
+        }
+        guard await hand(m, to: path) else {
+            // Its subscriber is gone: nothing renews it any more.
+            follows.end(subscriber: path)
+            return false
+        }
+        return true
+    }
+
+    /// Whether a notification from `node` would be taken here: asked before its buffers are fetched.
+    public func expectsNotification(_ m: Message, from node: String) -> Bool {
+        guard let path = uris.localPath(m.to), let publisher = m.from, URIManager.host(of: publisher) == node else { return false }
+        return follows.holds(subscriber: path, publisher: publisher)
     }
 
     /// Hands a notification to the local service or sink at `path`; false if there is none.

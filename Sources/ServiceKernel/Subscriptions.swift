@@ -88,9 +88,18 @@ extension Registration {
         }
     }
 
-    /// The subscription `uri` (a remote subscriber) holds here, if any.
-    func subscription(heldBy uri: String) -> Subscription? {
-        subscriptions.withLock { subs in subs.first { if case .remote(let held) = $0.subscriber { held == uri } else { false } } }
+    /// The subscription `uri` (a remote subscriber) holds here, renewed; or the one `make` makes,
+    /// added — one step under the lock, so two Subscribes at once still make one subscription.
+    func subscription(heldBy uri: String, orAdd make: () -> Subscription) -> (Subscription, added: Bool) {
+        subscriptions.withLock { subs in
+            if let held = subs.first(where: { if case .remote(let held) = $0.subscriber { held == uri } else { false } }) {
+                held.renew()
+                return (held, false)
+            }
+            let s = make()
+            subs.append(s)
+            return (s, true)
+        }
     }
 
     /// Removes, and returns, the remote subscriptions whose lease ran out.
@@ -122,7 +131,8 @@ extension Registration {
             var full: [Subscription] = []
             for s in subs {
                 n.to = s.subscriberPath ?? ""
-                n.sequence = s.nextNumber()
+                // Numbered where it can go missing: on its way to another node.
+                if case .remote = s.subscriber { n.sequence = s.nextNumber() } else if n.sequence != 0 { n.sequence = 0 }
                 if case .dropped = s.queue.yield(n) { full.append(s) }
             }
             subs.removeAll { s in full.contains { $0 === s } }

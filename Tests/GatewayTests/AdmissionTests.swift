@@ -74,12 +74,13 @@ import Glibc
     }
 }
 
-/// Waits for `condition`, yielding between looks; fails the test past `seconds`.
+/// Waits for `condition` on state that announces no change (the gateway's counts), looking every
+/// 10 ms; fails the test past `seconds`.
 func until(_ what: String, within seconds: Int = 30, _ condition: () throws -> Bool) async throws {
     let deadline = ContinuousClock.now + .seconds(seconds)
     while try !condition() {
         guard ContinuousClock.now < deadline else { throw Failure("\(what): not within \(seconds) s") }
-        await Task.yield()
+        try await Task.sleep(for: .milliseconds(10))
     }
 }
 

@@ -82,10 +82,13 @@ import Testing
             let (status, reply) = try await s.post(path, m, headers: node)
             #expect(status == 400 && reply.fault?.subcode?.local == "Denied" && reply.fault!.reason.contains("operator token"), "\(path): \(reply.fault?.reason ?? "")")
         }
-        // A form with the token field is the operator's.
-        let viaForm = try await HTTPClient.send(.POST, s.url("/os/processes?form&fragment"), headers: [form, ("Origin", s.base)],
-                                                body: Array("verb=Submit&body=\("<Stop><Name>none</Name></Stop>".formEncoded)".utf8))
+        // A form without the token is refused; with it in the token field, it is the operator's.
+        let stopForm = "verb=Submit&body=\("<Stop><Name>none</Name></Stop>".formEncoded)"
+        let viaForm = try await HTTPClient.send(.POST, s.url("/os/processes?form&fragment"), headers: [form, ("Origin", s.base)], body: Array(stopForm.utf8))
         #expect(viaForm.status == 400 && String(decoding: viaForm.body, as: UTF8.self).contains("operator token"))
+        let withToken = try await HTTPClient.send(.POST, s.url("/os/processes?form&fragment"), headers: [form, ("Origin", s.base)],
+                                                  body: Array((stopForm + "&token=" + secret.formEncoded).utf8))
+        #expect(!String(decoding: withToken.body, as: UTF8.self).contains("Denied"))
         // The operator is obeyed (here: no process of that name, no power handler — but not Denied).
         let (_, stopped) = try await s.post("/os/processes", stop, headers: asOperator)
         #expect(stopped.fault?.subcode?.local != "Denied")

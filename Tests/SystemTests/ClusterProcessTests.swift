@@ -83,9 +83,9 @@ func waitFor(_ condition: () throws -> Bool) throws {
                                                                   extra: #"<Service contract="urn:decos:examples:kv" name="/fresh"/>"#),
                                     extra: ["--node", "b"])
         let ready = Date()
-        let seconds = try waitFor("a lists b's new service", within: 60) { try curl(a.base + "/directory").out.contains("decos://b/fresh") }
-        // Pushed on connect, or at the latest by the next anti-entropy exchange (every 2 s).
-        #expect(seconds < 10, "took \(seconds) s")
+        // Pushed on connect, or at the latest by the next anti-entropy exchange (every 2 s); before,
+        // never. The wait's own bound fails the test; the figure goes in docs/reliability.md.
+        _ = try waitFor("a lists b's new service", within: 60) { try curl(a.base + "/directory").out.contains("decos://b/fresh") }
         print("restarted node's new service listed after \(Date().timeIntervalSince(ready)) s")
         // One b, alive, listed once.
         let cluster = try curl(a.base + "/os/cluster").out

@@ -63,9 +63,15 @@ let targets: [String: @Sendable ([UInt8]) -> Void] = [
         }
     },
     "datagram": { b in
-        // A datagram as the failure detector takes it: opened with the key, then decoded.
-        if let payload = fuzzKey.open(b) { _ = try? Wire.decodeSWIM(payload) }
-        _ = try? Wire.decodeSWIM(Array(b.dropFirst(min(2, b.count))))
+        // A datagram as the failure detector takes it: opened with the key, parsed (epoch,
+        // sequence, addressee, SWIM), then passed through a replay window.
+        var windows = ReplayWindows()
+        for input in [fuzzKey.open(b), Array(b.dropFirst(min(2, b.count)))] {
+            guard let opened = input, let d = FailureDetector.parse(opened) else { continue }
+            _ = windows.accept(from: d.from.name, epoch: d.epoch, sequence: d.sequence)
+            windows.restart(d.from.name, epoch: d.sequence)
+            _ = windows.accept(from: d.from.name, epoch: d.epoch, sequence: d.sequence)
+        }
     },
     "dhcp": { b in
         if let reply = DHCPMessage.parse(b, xid: 7) { _ = DHCPMessage.lease(reply) }
@@ -193,7 +199,7 @@ func writeSeeds(to directory: String) {
     ]
     for (name, message) in messages {
         put("swim", name, Wire.encode(message, from: me))
-        put("datagram", name, fuzzKey.seal(Wire.encode(message, from: me)))
+        put("datagram", name, FailureDetector.datagram(Wire.encode(message, from: me), epoch: me.epoch, sequence: 1, to: "b", key: fuzzKey))
     }
     // An endpoint: QPN 0x11, PSN 0x123456, the RoCEv2 GID of 10.77.2.1.
     let endpoint: [UInt8] = [0, 0, 0, 0x11, 0, 0x12, 0x34, 0x56] + [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF, 10, 77, 2, 1]

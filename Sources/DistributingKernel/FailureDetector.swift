@@ -43,9 +43,10 @@ final class DroppedDatagrams: Sendable {
 }
 
 /// Hands authentic, fresh membership datagrams to the manager; drops the rest without a word to
-/// the sender. A datagram is `u64 sequence | SWIM message`, sealed: the sequence and the sender's
-/// epoch (in its incarnation) name it, and each is taken once (`ReplayWindows`), so a host on the
-/// path that recorded "X is dead" cannot say it again after X came back or restarted.
+/// the sender. A datagram is `u64 epoch | u64 sequence | string to | SWIM message`, sealed: the
+/// sender's epoch and the sequence name it, and each is taken once (`ReplayWindows`), so a host on
+/// the path that recorded "X is dead" cannot say it again after X came back or restarted; one
+/// addressed to another node is dropped, so it cannot be replayed to a third.
 final class DatagramHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     weak let manager: NetworkManager?

@@ -55,7 +55,7 @@ import Glibc
         let client = try RawClient(port: s.url("/").port, receiveBuffer: 4096)
         let subscribe = SOAP.encode(Message(.subscribe, to: ""))
         client.send(Array("POST /kv HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/soap+xml\r\nContent-Length: \(subscribe.count)\r\n\r\n".utf8) + subscribe)
-        try await until("subscribed") { s.node.kernel.uris.lookup("/kv")?.hasSubscribers == true }
+        try await until("its stream is open") { s.node.gateway!.admission.current.streams == 1 }
         // Changes until the node cuts the reader off: past what the sockets hold (4 MiB here) and
         // the stream's bound of 1 MiB, and far short of 64 MiB, or the node kept it all for it.
         let value = String(repeating: "v", count: 8192)
@@ -64,7 +64,8 @@ import Glibc
             guard published < 64 << 20 else { Issue.record("a reader that read nothing was never cut off"); break }
             _ = try await s.node.kernel.call(.upsert, "/kv", body: try XMLReader.parse("<Entry><Key>k\(published % 8)</Key><Value>\(value)</Value></Entry>"))
             published += value.utf8.count
-            await Task.yield()
+            // A pause for the node's writer (a loop that only yields can starve it of a thread).
+            if published % (64 * 8192) == 0 { try await Task.sleep(for: .milliseconds(1)) }
         }
         // It was cut off: what it can still read ends with the fault that says why, then the end.
         // Cut once the socket buffers (4 MiB at most here) and the stream's 1 MiB were full.
@@ -75,10 +76,11 @@ import Glibc
 }
 
 /// Waits for `condition` on state that announces no change (the gateway's counts), looking every
-/// 10 ms; fails the test past `seconds`.
-func until(_ what: String, within seconds: Int = 30, _ condition: () throws -> Bool) async throws {
+/// 10 ms; fails the test past `seconds`. (It sleeps between looks: a loop of `Task.yield()` keeps
+/// a thread of the two the test process has, and starves the tasks it waits for.)
+func until(_ what: String, within seconds: Int = 30, _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + .seconds(seconds)
-    while try !condition() {
+    while try await !condition() {
         guard ContinuousClock.now < deadline else { throw Failure("\(what): not within \(seconds) s") }
         try await Task.sleep(for: .milliseconds(10))
     }

@@ -127,10 +127,10 @@ struct Served {
                                            body: SOAP.encode(Message(.subscribe, to: ""))) { chunk in await lines.feed(chunk) }
             await lines.end()
         }
-        while await lines.count < 1, await !lines.ended { await Task.yield() }
+        try await until("the subscription is answered") { let (n, ended) = (await lines.count, await lines.ended); return n >= 1 || ended }
         _ = try await s.post("/sleeper", Message(.submit, to: "", body: Element("Sleep", text: "12000")))
         _ = try await s.post("/counter", Message(.update, to: "", body: Element("Increment", children: [.element(Element("By", text: "1"))])))
-        while await lines.count < 2, await !lines.ended { await Task.yield() }
+        try await until("the notification comes") { let (n, ended) = (await lines.count, await lines.ended); return n >= 2 || ended }
         #expect(await lines.count == 2, "the subscription stream was closed while idle")
         subscriber.cancel()
     }
@@ -161,11 +161,11 @@ struct Served {
             try await HTTPClient.send(.POST, s.url("/counter"), headers: [("Content-Type", SOAP.contentType)],
                                       body: SOAP.encode(Message(.subscribe, to: ""))) { chunk in await lines.feed(chunk) }
         }
-        while await lines.count < 1 { await Task.yield() }
+        try await until("the subscription is answered") { await lines.count >= 1 }
         for i in 1...3 {
             _ = try await s.post("/counter", Message(.update, to: "", body: Element("Increment", children: [.element(Element("By", text: String(i)))])))
         }
-        while await lines.count < 4 { await Task.yield() }
+        try await until("three notifications come") { await lines.count >= 4 }
         let messages = try await lines.all().map { try SOAP.decode($0) }
         #expect(messages[0].kind == .response && messages[0].verb == .subscribe)
         #expect(messages.dropFirst().map { $0.body?.child("By")?.text } == ["1", "2", "3"])

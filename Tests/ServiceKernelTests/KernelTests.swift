@@ -45,9 +45,14 @@ func makeKernel(policy: SecurityPolicy? = nil, exposed: Bool = false) async thro
 
 func increment(_ n: Int) -> Element { Element("Increment", children: [.element(Element("By", text: String(n)))]) }
 
-/// Waits (without a deadline: the test runner bounds the run) until `condition` holds.
+/// Waits until `condition` holds, looking every millisecond (a loop of bare yields would keep one
+/// of the test process's two threads from the tasks it waits for); records an issue past 30 s.
 func eventually(_ condition: () async -> Bool) async {
-    while await !condition() { await Task.yield() }
+    let deadline = ContinuousClock.now + .seconds(30)
+    while await !condition() {
+        guard ContinuousClock.now < deadline else { Issue.record("a condition did not hold within 30 s"); return }
+        try? await Task.sleep(for: .milliseconds(1))
+    }
 }
 
 @Suite struct KernelTests {

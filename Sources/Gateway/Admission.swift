@@ -9,13 +9,33 @@ import Synchronization
 final class Admission: Sendable {
     enum Kind { case request, stream }
 
+    /// What is held of one kind, in all and by client address.
+    struct Tally {
+        private(set) var all = 0
+        private var byClient: [String: Int] = [:]
+
+        /// Takes one for `client` unless `cap` in all or `perClient` for it is reached; nil if
+        /// taken, else why not (`what` names the kind, plural).
+        mutating func take(for client: String, cap: Int, perClient: Int, _ what: String) -> String? {
+            if all >= cap { return "the gateway holds its most \(what) (\(cap))" }
+            let mine = byClient[client, default: 0]
+            if mine >= perClient { return "\(client) holds its most \(what) (\(perClient))" }
+            all += 1
+            byClient[client] = mine + 1
+            return nil
+        }
+
+        mutating func release(for client: String) {
+            all -= 1
+            let left = byClient[client, default: 1] - 1
+            byClient[client] = left > 0 ? left : nil
+        }
+    }
+
     struct Counts {
-        var connections = 0
-        var byClient: [String: Int] = [:]
-        var requests = 0
-        var requestsByClient: [String: Int] = [:]
-        var streams = 0
-        var streamsByClient: [String: Int] = [:]
+        var connections = Tally()
+        var requests = Tally()
+        var streams = Tally()
     }
 
     let binding: GatewayBinding
@@ -23,60 +43,37 @@ final class Admission: Sendable {
 
     init(binding: GatewayBinding) { self.binding = binding }
 
-    var current: Counts { counts.withLock { $0 } }
+    var current: (connections: Int, requests: Int, streams: Int) {
+        counts.withLock { ($0.connections.all, $0.requests.all, $0.streams.all) }
+    }
 
     /// Takes a connection slot for `client` (its address); nil if taken, else why not.
     func openConnection(from client: String) -> String? {
-        counts.withLock { c in
-            if c.connections >= binding.maxConnections { return "the gateway has its most connections open (\(binding.maxConnections))" }
-            let mine = c.byClient[client, default: 0]
-            if mine >= binding.maxConnectionsPerClient { return "\(client) has its most connections open (\(binding.maxConnectionsPerClient))" }
-            c.connections += 1
-            c.byClient[client] = mine + 1
-            return nil
-        }
+        counts.withLock { $0.connections.take(for: client, cap: binding.maxConnections, perClient: binding.maxConnectionsPerClient, "connections open") }
     }
 
     func closeConnection(from client: String) {
-        counts.withLock { c in
-            c.connections -= 1
-            let left = c.byClient[client, default: 1] - 1
-            c.byClient[client] = left > 0 ? left : nil
-        }
+        counts.withLock { $0.connections.release(for: client) }
     }
 
-    /// Takes a request's or a stream's slot for `client`; nil if taken, else why not.
+    /// Takes a request's or a stream's slot for `client`; nil if taken, else why not. One client
+    /// may hold half the node's requests or streams.
     func take(_ kind: Kind, from client: String) -> String? {
         counts.withLock { c in
             switch kind {
             case .request:
-                if c.requests >= binding.maxRequestsInFlight { return "the gateway is answering its most requests at once (\(binding.maxRequestsInFlight))" }
-                let mine = c.requestsByClient[client, default: 0]
-                if mine >= max(1, binding.maxRequestsInFlight / 2) { return "\(client) has its most requests being answered (\(mine))" }
-                c.requests += 1
-                c.requestsByClient[client] = mine + 1
+                c.requests.take(for: client, cap: binding.maxRequestsInFlight, perClient: max(1, binding.maxRequestsInFlight / 2), "requests being answered")
             case .stream:
-                if c.streams >= binding.maxStreams { return "the gateway has its most streams open (\(binding.maxStreams))" }
-                let mine = c.streamsByClient[client, default: 0]
-                if mine >= max(1, binding.maxStreams / 2) { return "\(client) has its most streams open (\(mine))" }
-                c.streams += 1
-                c.streamsByClient[client] = mine + 1
+                c.streams.take(for: client, cap: binding.maxStreams, perClient: max(1, binding.maxStreams / 2), "streams open")
             }
-            return nil
         }
     }
 
     func release(_ kind: Kind, from client: String) {
         counts.withLock { c in
             switch kind {
-            case .request:
-                c.requests -= 1
-                let left = c.requestsByClient[client, default: 1] - 1
-                c.requestsByClient[client] = left > 0 ? left : nil
-            case .stream:
-                c.streams -= 1
-                let left = c.streamsByClient[client, default: 1] - 1
-                c.streamsByClient[client] = left > 0 ? left : nil
+            case .request: c.requests.release(for: client)
+            case .stream: c.streams.release(for: client)
             }
         }
     }

@@ -3,6 +3,7 @@
 @testable import Gateway
 @testable import Infoset
 import NIOCore
+import NIOHTTP1
 @testable import ProcessKernel
 @testable import ServiceKernel
 #if canImport(Glibc)
@@ -72,6 +73,20 @@ let targets: [String: @Sendable ([UInt8]) -> Void] = [
             windows.restart(d.from.name, epoch: d.sequence)
             _ = windows.accept(from: d.from.name, epoch: d.epoch, sequence: d.sequence)
         }
+    },
+    "http": { b in
+        // What the gateway reads of a request's head before anything else (RequestGuard.swift):
+        // lines of the input are its target, Host, Origin and Sec-Fetch-Site.
+        let lines = b.split(separator: 0x0A, maxSplits: 3, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        func line(_ i: Int) -> String? { i < lines.count ? lines[i] : nil }
+        var headers = HTTPHeaders()
+        for (i, name) in ["host", "origin", "sec-fetch-site"].enumerated() { if let v = line(i + 1) { headers.add(name: name, value: v) } }
+        let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: line(0) ?? "/", headers: headers)
+        _ = Gateway.site(of: head, tls: b.first.map { $0 & 1 == 1 } ?? false)
+        let name = Gateway.hostName(line(1) ?? "")
+        _ = Gateway.isIPLiteral(name)
+        _ = Gateway.queryItems(head.uri)
+        _ = Gateway.destination(String(head.uri.prefix { $0 != "?" && $0 != "#" }))
     },
     "dhcp": { b in
         if let reply = DHCPMessage.parse(b, xid: 7) { _ = DHCPMessage.lease(reply) }
@@ -229,6 +244,9 @@ func writeSeeds(to directory: String) {
         + "xmlns:xop=\"http://www.w3.org/2004/08/xop/include\"><e:Header><a:Action>urn:decos:verb:Submit</a:Action><d:Buffer id=\"b\">"
         + "<xop:Include href=\"cid:b@x\"/></d:Buffer></e:Header><e:Body><N><xop:Include href=\"cid:c%40x\"/></N></e:Body></e:Envelope>"
         + "\r\n--fuzz\r\nContent-ID: <b@x>\r\nContent-Length: 3\r\n\r\nabc\r\n--fuzz\r\nContent-ID: <c@x>\r\n\r\n\r\n--fuzz--\r\n").utf8))
+    put("http", "form", Array("/counter?form&x=%41\n127.0.0.1:7480\nhttp://127.0.0.1:7480\nsame-origin".utf8))
+    put("http", "rebinding", Array("/@b/os/power\nEvil.Example.:80\nhttp://evil.example\ncross-site".utf8))
+    put("http", "v6", Array("/\n[::1]:7480".utf8))
     put("modules", "index", Array("kernel/drivers/net/virtio_net.ko: kernel/net/core/failover.ko\nkernel/net/core/failover.ko:\n".utf8) + [0xFF]
         + Array("alias virtio:d00000001v* virtio_net\nalias pci:v00008086d*sv*sd*bc02sc00i* e1000\n".utf8) + [0xFF]
         + Array("softdep virtio_net pre: failover post: x\n".utf8))

@@ -85,6 +85,11 @@ public struct Membership: Sendable {
         /// the others confirm the suspicion: up to two probe intervals to be picked and found
         /// silent, plus the suspicion timeout.
         public var detectionBound: UInt64 { probeInterval * 2 + suspicionTimeout }
+
+        /// How recently a member must have sent this node a message for another member's word
+        /// that it died to count as a suspicion only (`Membership.weighed`): two probe
+        /// intervals, shorter than the suspicion timeout that precedes any real death.
+        public var freshEvidence: UInt64 { min(probeInterval * 2, suspicionTimeout / 2) }
     }
 
     /// Incarnations above this are refused: a refutation adds one, and a hostile or broken peer's
@@ -157,6 +162,8 @@ public struct Membership: Sendable {
     private var lastReconnect: UInt64 = 0
     /// Dead or departed members and when they became so, to be forgotten after `retainGone`.
     private var goneAt: [String: UInt64] = [:]
+    /// When each member last sent this node a message itself: fresh evidence that it runs.
+    private var heard: [String: UInt64] = [:]
     /// Set by `leave()`: hearing that we left is then true, not something to refute.
     private var leaving = false
     /// Indirect probes this node relays: our seq → (requester, requester's seq, since when).
@@ -276,6 +283,7 @@ public struct Membership: Sendable {
         }
         for (n, since) in goneAt where now >= since + config.retainGone {
             goneAt[n] = nil
+            heard[n] = nil
             if let m = members[n], m.status >= .dead {
                 members[n] = nil
                 broadcasts[n] = nil
@@ -345,6 +353,7 @@ public struct Membership: Sendable {
 
     public mutating func receive(_ message: Message, from sender: String, address: String, now: UInt64) -> [Effect] {
         var out: [Effect] = []
+        if members[sender] != nil { heard[sender] = now }
         switch message {
         case .ping(let seq, let g):
             out += merge(g, from: sender, now: now)
@@ -391,6 +400,7 @@ public struct Membership: Sendable {
                 }
                 continue
             }
+            let u = weighed(u, from: sender, now: now)
             if let old = members[u.name] {
                 if u.status == .suspect, old.status == .suspect, u.incarnation == old.incarnation {
                     confirm(u.name, by: u.suspector)
@@ -402,6 +412,19 @@ public struct Membership: Sendable {
             out += apply(u, by: sender, now: now)
         }
         return out
+    }
+
+    /// A death `sender` declares of a member this node heard from itself within `freshEvidence`
+    /// is taken as a suspicion: the member refutes it, or this node's own probes confirm it. What
+    /// it guards against: a node cut off from the rest concludes alone that they are all dead and,
+    /// back, says so; members that never lost each other would each drop the other — its services,
+    /// its calls — until it refutes (memberlist and Serf do). A real death is declared only after a
+    /// suspicion timeout of silence, longer than the window, so it is taken at once as before.
+    private func weighed(_ u: Member, from sender: String, now: UInt64) -> Member {
+        guard u.status == .dead, let old = members[u.name], old.status <= .suspect,
+              let at = heard[u.name], now < at + config.freshEvidence else { return u }
+        return Member(name: u.name, address: u.address, incarnation: u.incarnation, status: .suspect,
+                      suspector: old.status == .suspect && old.incarnation == u.incarnation ? old.suspector : sender)
     }
 
     /// Another member suspects a suspect too: the suspicion is likelier true, and shortens.

@@ -17,7 +17,7 @@ extension Connection {
         headers.add(name: "Server", value: "decos")
         channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)), promise: nil)
         var first = Message.response(to: request, body: Element("SubscribeResponse", children: [
-            .element(Element("Publisher", text: gateway.kernel.uris.authority + request.to))]))
+            .element(Element("Publisher", text: gateway.kernel.absolute(request.to) ?? request.to))]))
         first.to = ""
         let writer = StreamWriter(channel)
         writer.write(SOAP.encode(first) + [0x0A], farewell: [])

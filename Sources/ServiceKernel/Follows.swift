@@ -129,6 +129,7 @@ extension Message {
         return m
     }
 
-    /// Whether this is a gap notification (`gap(to:publisher:)`).
-    public var isGap: Bool { kind == .notification && verb == .subscribe && body?.name.local == "Gap" }
+    /// Whether this is a gap notification (`gap(to:publisher:)`). A notification read back from
+    /// SOAP (a `decos ctl subscribe` stream) is a request by its envelope: both kinds count.
+    public var isGap: Bool { (kind == .notification || kind == .request) && verb == .subscribe && body?.name.local == "Gap" }
 }

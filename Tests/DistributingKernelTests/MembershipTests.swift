@@ -146,6 +146,24 @@ import Testing
         #expect(back - healedAt <= 2 * c.settings.config.reconnectInterval + 3 * c.settings.config.probeInterval)
     }
 
+    @Test func aNodeBackFromAPartitionDoesNotKillMembersThatNeverLostEachOther() throws {
+        // n2 is cut off and, alone, concludes n0 and n1 are dead. Back, it tells them so. n0 and
+        // n1 have heard each other all along: a death they each have fresh evidence against is a
+        // suspicion to refute, never a death (which would drop a live member's services and calls).
+        for seed: UInt64 in [3, 5, 8] {
+            var c = cluster(3, seed: seed)
+            _ = try #require(c.run(until: 30_000) { $0.allAlive() })
+            c.partition([["n0", "n1"], ["n2"]])
+            _ = try #require(c.run(until: c.now + 60_000) { c in
+                ["n0", "n1"].allSatisfy { c.nodes["n2"]!.members[$0]?.status == .dead } })
+            c.heal()
+            let healedAt = c.now
+            _ = try #require(c.run(until: healedAt + 60_000) { $0.allAlive() })
+            let deaths = c.events.filter { $0.at >= healedAt && $0.member.status == .dead && $0.observer != "n2" && $0.member.name != "n2" }
+            #expect(deaths.isEmpty, "seed \(seed): \(deaths.map { "\($0.observer) declared \($0.member.name) dead" })")
+        }
+    }
+
     @Test func aNodeWithABadLinkOfItsOwnSuspectsOthersLessWithLocalHealth() {
         // n0 loses 60% of what it receives: its probes fail and it would suspect healthy members.
         // Lifeguard's health score slows its probing, so it suspects others less readily. Summed

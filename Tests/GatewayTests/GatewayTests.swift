@@ -168,6 +168,7 @@ struct Served {
         try await until("three notifications come") { await lines.count >= 4 }
         let messages = try await lines.all().map { try SOAP.decode($0) }
         #expect(messages[0].kind == .response && messages[0].verb == .subscribe)
+        #expect(messages[0].body?.child("Publisher")?.text == "decos://gw/counter")
         #expect(messages.dropFirst().map { $0.body?.child("By")?.text } == ["1", "2", "3"])
         #expect(messages.dropFirst().allSatisfy { $0.verb == .update && $0.from == "decos://gw/counter" })
         subscriber.cancel()

@@ -66,4 +66,12 @@ final class NoNetwork: RemoteDispatcher, Sendable {
         #expect(follows.established(subscriber: "/log", publisher: "decos://a/counter", id: 9))
         #expect(follows.arrival(of: note(1), to: "/log", from: "a") == .taken(gap: false))
     }
+
+    @Test func aGapIsStillAGapAfterTheHTTPStream() throws {
+        // What `decos ctl subscribe` reads: the gap as its envelope says it, read back.
+        let gap = Message.gap(to: "/.stream/1", publisher: "decos://a/counter")
+        #expect(gap.isGap)
+        #expect(try SOAP.decode(SOAP.encode(gap)).isGap)
+        #expect(!(try SOAP.decode(SOAP.encode(Message.response(to: gap, body: gap.body)))).isGap)
+    }
 }

@@ -87,9 +87,10 @@ public struct Membership: Sendable {
         public var detectionBound: UInt64 { probeInterval * 2 + suspicionTimeout }
 
         /// How recently a member must have sent this node a message for another member's word
-        /// that it died to count as a suspicion only (`Membership.weighed`): two probe
-        /// intervals, shorter than the suspicion timeout that precedes any real death.
-        public var freshEvidence: UInt64 { min(probeInterval * 2, suspicionTimeout / 2) }
+        /// that it died to count as a suspicion only (`Membership.weighed`); nil: two probe
+        /// intervals, and at most half the suspicion timeout that precedes any real death.
+        public var freshEvidence: UInt64?
+        var evidenceWindow: UInt64 { freshEvidence ?? min(probeInterval * 2, suspicionTimeout / 2) }
     }
 
     /// Incarnations above this are refused: a refutation adds one, and a hostile or broken peer's
@@ -138,7 +139,7 @@ public struct Membership: Sendable {
     public let name: String
     public let address: String
     public private(set) var incarnation: UInt64
-    public let config: Config
+    public internal(set) var config: Config
     public private(set) var members: [String: Member] = [:]
 
     private var rng: SplitMix
@@ -422,7 +423,7 @@ public struct Membership: Sendable {
     /// suspicion timeout of silence, longer than the window, so it is taken at once as before.
     private func weighed(_ u: Member, from sender: String, now: UInt64) -> Member {
         guard u.status == .dead, let old = members[u.name], old.status <= .suspect,
-              let at = heard[u.name], now < at + config.freshEvidence else { return u }
+              let at = heard[u.name], now < at + config.evidenceWindow else { return u }
         return Member(name: u.name, address: u.address, incarnation: u.incarnation, status: .suspect,
                       suspector: old.status == .suspect && old.incarnation == u.incarnation ? old.suspector : sender)
     }

@@ -11,7 +11,7 @@ public enum Executors {
     /// Runs every task on SwiftNIO's event loops instead of Swift's own thread pool, so a message
     /// read from a connection is handled, answered and written on the thread that read it: no hop
     /// between the pool and a loop (four of them per remote call, each a thread wake-up). A task
-    /// started on a loop stays on it. Failure detection has its own thread (`FailureDetector`),
+    /// started on a loop stays on it. Failure detection has its own thread (`MembershipDatagrams`),
     /// so a long computation on a loop delays that loop's work but cannot get its node declared
     /// dead. Call once, first thing in `main`; false if another hook was already installed.
     @discardableResult

@@ -1,7 +1,7 @@
 import ServiceKernel
 
 /// What the distributing kernel shows at `/metrics` besides remote calls (counted as they end,
-/// in Dispatch.swift): membership and the data planes, read from their own counts when scraped.
+/// in Calls/RemoteCalls.swift): membership and the data planes, read from their own counts when scraped.
 extension NetworkManager {
     func collectMetrics(_ m: NodeMetrics) {
         // This node counts itself: alive, as far as it knows.

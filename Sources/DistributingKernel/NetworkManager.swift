@@ -191,7 +191,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         let seeds = config.seeds.filter { $0 != advertised }
         perform(state.withLock { $0.membership.join(seeds: seeds) })
         // The protocol's clock runs on the failure detector's own thread, like its datagrams.
-        let ticker = FailureDetector.loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(Int64(tickMillis))) { [weak self] task in
+        let ticker = MembershipDatagrams.loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(Int64(tickMillis))) { [weak self] task in
             guard let self else { return task.cancel() }
             let now = self.now
             self.lastTick.store(now, ordering: .relaxed)

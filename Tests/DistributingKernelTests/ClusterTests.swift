@@ -156,7 +156,7 @@ func waitUntil(_ node: Node, drops uris: String..., sourceLocation: Testing.Sour
 
 /// Sends gossip that `member` is as it says, as one UDP datagram from it to a node's cluster port.
 func announce(_ member: Membership.Member, toPort port: Int, to node: String = "a", key: ClusterKey = clusterKey, sequence: UInt64 = 1) {
-    send(datagram: FailureDetector.datagram(Wire.encode(.gossip(members: [member]), from: member), epoch: member.epoch, sequence: sequence, to: node, key: key),
+    send(datagram: MembershipDatagrams.datagram(Wire.encode(.gossip(members: [member]), from: member), epoch: member.epoch, sequence: sequence, to: node, key: key),
          toPort: port)
 }
 

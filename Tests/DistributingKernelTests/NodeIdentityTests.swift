@@ -43,13 +43,13 @@ import Glibc
         let a = try await bootNode("a")
         let port = a.clusterAddress!.port!
         let ghost = Membership.Member(name: "ghost", address: "127.0.0.1:9", incarnation: Epoch.firstIncarnation(Epoch.now()), status: .alive)
-        let recorded = FailureDetector.datagram(Wire.encode(.gossip(members: [ghost]), from: ghost), epoch: ghost.epoch, sequence: 7, to: "a", key: clusterKey)
+        let recorded = MembershipDatagrams.datagram(Wire.encode(.gossip(members: [ghost]), from: ghost), epoch: ghost.epoch, sequence: 7, to: "a", key: clusterKey)
         send(datagram: recorded, toPort: port)
         try await waitUntil { a.network?.members.contains { $0.name == "ghost" } ?? false }
         send(datagram: recorded, toPort: port)
         try await waitUntil { a.network?.droppedDatagrams.replayed.load(ordering: .relaxed) == 1 }
         // One sent to another node, sent here: not for a, so dropped as a replay too.
-        let elsewhere = FailureDetector.datagram(Wire.encode(.gossip(members: [ghost]), from: ghost), epoch: ghost.epoch, sequence: 8, to: "b", key: clusterKey)
+        let elsewhere = MembershipDatagrams.datagram(Wire.encode(.gossip(members: [ghost]), from: ghost), epoch: ghost.epoch, sequence: 8, to: "b", key: clusterKey)
         send(datagram: elsewhere, toPort: port)
         try await waitUntil { a.network?.droppedDatagrams.replayed.load(ordering: .relaxed) == 2 }
         await a.network?.stop()

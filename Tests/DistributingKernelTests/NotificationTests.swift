@@ -126,7 +126,7 @@ import Testing
         var dead = me
         dead.status = .dead
         let rumour = Membership.Member(name: "rumour", address: "127.0.0.1:9", incarnation: 1, status: .alive)
-        send(datagram: FailureDetector.datagram(Wire.encode(.gossip(members: [dead]), from: rumour), epoch: 1, sequence: 1, to: "a", key: clusterKey),
+        send(datagram: MembershipDatagrams.datagram(Wire.encode(.gossip(members: [dead]), from: rumour), epoch: 1, sequence: 1, to: "a", key: clusterKey),
              toPort: a.clusterAddress!.port!)
         try await waitUntil { a.kernel.subscribers(of: "/counter").isEmpty }
         try await waitUntil { a.network?.members.first { $0.name == "b" }?.status == .alive && !a.kernel.subscribers(of: "/counter").isEmpty }

@@ -68,7 +68,7 @@ let targets: [String: @Sendable ([UInt8]) -> Void] = [
         // sequence, addressee, SWIM), then passed through a replay window.
         var windows = ReplayWindows()
         for input in [fuzzKey.open(b), Array(b.dropFirst(min(2, b.count)))] {
-            guard let opened = input, let d = FailureDetector.parse(opened) else { continue }
+            guard let opened = input, let d = MembershipDatagrams.parse(opened) else { continue }
             _ = windows.accept(from: d.from.name, epoch: d.epoch, sequence: d.sequence)
             windows.restart(d.from.name, epoch: d.sequence)
             _ = windows.accept(from: d.from.name, epoch: d.epoch, sequence: d.sequence)
@@ -214,7 +214,7 @@ func writeSeeds(to directory: String) {
     ]
     for (name, message) in messages {
         put("swim", name, Wire.encode(message, from: me))
-        put("datagram", name, FailureDetector.datagram(Wire.encode(message, from: me), epoch: me.epoch, sequence: 1, to: "b", key: fuzzKey))
+        put("datagram", name, MembershipDatagrams.datagram(Wire.encode(message, from: me), epoch: me.epoch, sequence: 1, to: "b", key: fuzzKey))
     }
     // An endpoint: QPN 0x11, PSN 0x123456, the RoCEv2 GID of 10.77.2.1.
     let endpoint: [UInt8] = [0, 0, 0, 0x11, 0, 0x12, 0x34, 0x56] + [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF, 10, 77, 2, 1]

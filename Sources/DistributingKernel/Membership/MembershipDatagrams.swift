@@ -6,11 +6,11 @@ import ProcessKernel
 import ServiceKernel
 import Synchronization
 
-/// Failure detection runs on a thread of its own: probes, acks and gossip travel as UDP datagrams
-/// (on the cluster port's number) read and answered by one event loop that runs nothing else, and
-/// the protocol's clock ticks there too. So a service that computes for seconds on the threads
+/// Membership's datagrams, and so failure detection, run on a thread of their own: probes, acks
+/// and gossip travel as UDP datagrams (on the cluster port's number) read and answered by one
+/// event loop that runs nothing else, and the protocol's clock ticks there too. So a service that computes for seconds on the threads
 /// that carry messages delays its own callers, but never makes its node look dead (docs/wire.md).
-enum FailureDetector {
+enum MembershipDatagrams {
     /// One thread for every node in the process: membership work is tiny and never blocks.
     static let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1).next()
     /// A membership message larger than this (a full view for a join) goes on the control connection.
@@ -61,7 +61,7 @@ final class DatagramHandler: ChannelInboundHandler {
             manager.droppedDatagrams.unsealed.add(1, ordering: .relaxed)
             return
         }
-        guard let d = FailureDetector.parse(opened) else {
+        guard let d = MembershipDatagrams.parse(opened) else {
             return manager.logger.warning("malformed membership datagram from \(envelope.remoteAddress)")
         }
         let (from, message) = (d.from, d.message)
@@ -77,7 +77,7 @@ final class DatagramHandler: ChannelInboundHandler {
 extension NetworkManager {
     /// Opens the membership datagram socket on the port number the listener got.
     func bindDatagrams(port: Int) async throws {
-        let channel = try await DatagramBootstrap(group: FailureDetector.loop)
+        let channel = try await DatagramBootstrap(group: MembershipDatagrams.loop)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(DatagramHandler(manager: self)) }
@@ -89,10 +89,10 @@ extension NetworkManager {
     /// Sends a membership message as a datagram to `node` at `address`; false if it must go another
     /// way (too large, no socket, an address that does not resolve, a member not known by name).
     func sendDatagram(_ payload: [UInt8], to node: String, address: String) -> Bool {
-        guard !node.isEmpty, payload.count + 24 + node.utf8.count + 30 <= FailureDetector.maxDatagram,
+        guard !node.isEmpty, payload.count + 24 + node.utf8.count + 30 <= MembershipDatagrams.maxDatagram,
               let channel = state.withLock({ $0.datagrams }),
               let target = resolve(address) else { return false }
-        let sealed = FailureDetector.datagram(payload, epoch: config.epoch, sequence: datagramSequence.wrappingAdd(1, ordering: .relaxed).newValue,
+        let sealed = MembershipDatagrams.datagram(payload, epoch: config.epoch, sequence: datagramSequence.wrappingAdd(1, ordering: .relaxed).newValue,
                                               to: node, key: key)
         channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: channel.allocator.buffer(bytes: sealed)), promise: nil)
         return true

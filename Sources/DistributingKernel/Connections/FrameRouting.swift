@@ -1,0 +1,65 @@
+import Infoset
+import NIOCore
+import ServiceKernel
+
+/// Frames from authenticated peers: a connection authenticated or closed, and each frame handed
+/// to the part it is for.
+extension NetworkManager {
+    func authenticated(_ channel: any Channel, peer: Handshake.Hello, role: Handshake.Role, outbound: Bool) {
+        logger.debug("authenticated \(peer.node) (\(role)) \(outbound ? "outbound" : "inbound")")
+        // Where it said it listens: a peer may call before membership has told this node about it.
+        state.withLock { s in
+            s.helloAddresses[peer.node] = peer.address
+            if role == .control { s.helloPlanes[peer.node] = peer.planes }
+        }
+        // A peer that says it is in a newer life restarted: before anything it sends on this
+        // connection is taken, what was held for its old self ends.
+        peerRestarted(peer.node, epoch: peer.epoch, fromHello: true)
+        guard outbound else { return }
+        let ready = state.withLock { s -> Ready? in
+            // A connection opened by address (a seed) is known by name from now on.
+            s.links[peer.node, default: Link()].channel = channel
+            return s.handshakes.removeValue(forKey: ObjectIdentifier(channel))
+        }
+        ready?.finish(channel)
+    }
+
+    func closed(_ channel: any Channel, peer: String, role: Handshake.Role) {
+        let wasOurs = state.withLock { s -> Bool in
+            guard let c = s.links[peer]?.channel, c === channel else { return false }
+            s.links[peer]?.channel = nil
+            return true
+        }
+        // Replies come back on the connection the requests went out on: once it is gone, calls
+        // pending on that peer cannot be answered, so they fault now rather than at their deadline.
+        if wasOurs && role == .control { failPending(on: peer, reason: "connection to node \(peer) lost") }
+    }
+
+    func received(_ frame: Wire.Frame, from peer: String, role: Handshake.Role, on channel: any Channel, backlog: RequestBacklog) {
+        switch frame.known {
+        case .request: handleRequest(frame.reader, from: peer, on: channel, backlog: backlog)
+        case .reply: handleReply(frame.reader, from: peer)
+        case .notify: handleNotify(frame.reader, from: peer, on: channel)
+        case .unsubscribe: handleUnsubscribe(frame.payload, from: peer)
+        case .swim: handleSWIM(frame.payload, from: peer)
+        case .directory: handleDirectory(frame.payload, from: peer, on: channel)
+        case .dataPull: tcp.send(pull: frame.payload, from: peer, on: channel)
+        case .dataChunk: break  // chunks are read by a DataLink, never from an event loop's connection
+        case .rdmaConnect:
+            guard let rdma else { return logger.warning("node \(peer) asked for an RDMA queue pair, and this node offers no RDMA") }
+            rdma.connectRequested(frame.payload, from: peer, on: channel)
+        case .rdmaAccept: rdma?.accepted(frame.payload, from: peer)
+        case .dataProgress: rdma?.progress(frame.payload, from: peer)
+        case .error:
+            var r = ByteReader(frame.payload)
+            logger.warning("peer \(peer) reported: \((try? r.string()) ?? "?")")
+        case .hello, .auth, .sealed:  // a handshake frame after the handshake; a SEALED frame inside another, or unasked for
+            channel.close(promise: nil)
+        case nil:
+            if frame.type & Wire.FrameType.optionalBit == 0 {
+                logger.warning("peer \(peer) sent unknown frame type \(frame.type); closing")
+                channel.close(promise: nil)
+            }
+        }
+    }
+}

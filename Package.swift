@@ -91,17 +91,19 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             "CAEAD", .product(name: "Crypto", package: "swift-crypto"),
         ], path: "Benchmarks/DecosBenchmarks"),
+        // Waiting with deadlines, for every test target (Tests/TestKit).
+        .target(name: "TestKit", path: "Tests/TestKit"),
         .testTarget(name: "InfosetTests", dependencies: ["Infoset"]),
-        .testTarget(name: "ProcessKernelTests", dependencies: ["ProcessKernel"]),
+        .testTarget(name: "ProcessKernelTests", dependencies: ["TestKit", "ProcessKernel"]),
         .testTarget(name: "DeviceDriversTests", dependencies: ["DeviceDrivers", "ProcessKernel", "ServiceKernel"]),
-        .testTarget(name: "ServiceKernelTests", dependencies: ["ServiceKernel", "StandardServices", "Infoset", "ProcessKernel"]),
+        .testTarget(name: "ServiceKernelTests", dependencies: ["TestKit", "ServiceKernel", "StandardServices", "Infoset", "ProcessKernel"]),
         .testTarget(name: "StandardServicesTests", dependencies: ["StandardServices", "ServiceKernel", "Decos"]),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Decos"], exclude: ["Fixtures"]),
+        .testTarget(name: "GatewayTests", dependencies: ["TestKit", "Gateway", "Decos"], exclude: ["Fixtures"]),
         .testTarget(name: "DistributingKernelTests", dependencies: [
-            "DistributingKernel", "ServiceKernel", "Infoset", "Decos", "CVerbs",
+            "TestKit", "DistributingKernel", "ServiceKernel", "Infoset", "Decos", "CVerbs",
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
-        .testTarget(name: "SystemTests", dependencies: ["Gateway", "Infoset"], exclude: ["Fixtures"]),
+        .testTarget(name: "SystemTests", dependencies: ["TestKit", "Gateway", "Infoset"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

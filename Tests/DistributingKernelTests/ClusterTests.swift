@@ -7,6 +7,7 @@ import ServiceKernel
 import StandardServices
 import Synchronization
 import Testing
+import TestKit
 
 /// Receives a remote buffer and checks it against the pattern the sender wrote.
 actor Sink: Service {
@@ -119,21 +120,6 @@ func bootNode(_ name: String, seed: String? = nil, key: String = keyPath, reques
 
 func address(_ n: Node) -> String { "127.0.0.1:\(n.clusterAddress!.port!)" }
 
-/// Waits for `condition` on state that announces no changes (links, counters, queues), looking
-/// every 20 ms. If it does not hold within a minute — far beyond what any of these waits needs, so
-/// only a real failure reaches it — the test fails here. The directory announces its changes: wait
-/// on it with `waitUntil(_:lists:)`, which looks only when something changed.
-func waitUntil(_ condition: () async -> Bool, sourceLocation: Testing.SourceLocation = #_sourceLocation) async throws {
-    let deadline = ContinuousClock.now + .seconds(60)
-    while await !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("the awaited condition did not hold within 60 s", sourceLocation: sourceLocation)
-            throw CancellationError()
-        }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-}
-
 /// Waits until `node`'s cluster directory satisfies `holds`, woken by the directory's own change
 /// notifications (`Kernel.awaitDirectory`); the test fails here if it does not within a minute.
 func waitUntil(_ node: Node, sourceLocation: Testing.SourceLocation = #_sourceLocation,
@@ -238,14 +224,14 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         _ = try await a.kernel.send(sub, as: .system).result()
         for i in 1...200 { _ = try await b.kernel.call(.update, "/counter", body: XMLReader.parse("<Increment><By>\(i)</By></Increment>")) }
         let log = a.kernel.uris.lookup("/log")!.service as! Log
-        try await waitUntil { await log.seen().count == 200 }
+        try await until("the condition awaited here") { await log.seen().count == 200 }
         #expect(await log.seen().map { $0.body?.child("By")?.text } == (1...200).map { String($0) })
         #expect(await log.seen().allSatisfy { $0.from == "decos://b/counter" && $0.kind == .notification })
         #expect(b.kernel.subscribers(of: "/counter") == ["decos://a/log"])
         // The subscription ends when its subscriber is dropped: the next notification finds it gone.
         try await a.kernel.drop("/log")
         _ = try await b.kernel.call(.update, "/counter", body: XMLReader.parse("<Increment><By>1</By></Increment>"))
-        try await waitUntil { b.kernel.subscribers(of: "/counter").isEmpty }
+        try await until("the condition awaited here") { b.kernel.subscribers(of: "/counter").isEmpty }
         try await a.kernel.create(ServiceConfig(contract: Log.contract, name: "/log"))
         // Requests from one sender, each sent after the last was answered, arrive in order too.
         for i in 0..<50 {
@@ -320,7 +306,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         #expect(try await send()?.child("Intact")?.text == "true")
         #expect(b.network?.openDataLinks == ["a"])  // b pulled the buffer from a
         // No buffer moves for a second: the link and its thread go.
-        try await waitUntil { b.network?.openDataLinks.isEmpty == true }
+        try await until("the condition awaited here") { b.network?.openDataLinks.isEmpty == true }
         #expect(try await send()?.child("Intact")?.text == "true")
         #expect(b.network?.openDataLinks == ["a"])
         for n in [a, b] { await n.network?.stop() }
@@ -345,7 +331,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         let choice = try await b.kernel.call(.get, "/os/dataplane")?.elements.first { $0.name.local == "Choice" && $0.child("Node")?.text == "a" }
         #expect(choice?.child("Offers")?.text == "tcp" && choice?.child("Chosen")?.text == "tcp")
         // The sender counts a chunk once it is written; the offers went when the call ended.
-        try await waitUntil { (try? await peer(a, "b"))??.child("BytesSent")?.text == String(4 << 20) }
+        try await until("the condition awaited here") { (try? await peer(a, "b"))??.child("BytesSent")?.text == String(4 << 20) }
         #expect(try await peer(a, "b")?.child("Offered")?.text == "0")
         for n in [a, b] { await n.network?.stop() }
     }
@@ -362,7 +348,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         #expect(refused.fault?.reason.contains("8388608") == true, "\(refused.fault?.reason ?? "no fault")")
         // Nothing was held back: one that fits arrives whole, and b's pool is empty after it.
         #expect(try await send(6 << 20).result()?.child("Intact")?.text == "true")
-        try await waitUntil { b.kernel.pool.usage.inUse == 0 }
+        try await until("the condition awaited here") { b.kernel.pool.usage.inUse == 0 }
         let memory = try await b.kernel.call(.get, "/os/memory")
         #expect(memory?.elements.first?.child("Limit")?.text == String(8 << 20))
         #expect(memory?.elements.first?.child("Refused")?.text == "1")
@@ -402,8 +388,8 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
             answered.set()
         }
         func atA() -> PeerTraffic? { a.network?.dataTraffic.first { $0.node == "b" } }
-        try await waitUntil { atA()?.bytesSent == 3 << 20 }
-        try await waitUntil { atA()?.offered == 0 }
+        try await until("the condition awaited here") { atA()?.bytesSent == 3 << 20 }
+        try await until("the condition awaited here") { atA()?.offered == 0 }
         #expect(a.network?.dataTraffic.first { $0.node == "b" }?.sending == 0)
         #expect(!answered.value)  // the call is still waiting for its reply
         call.cancel()
@@ -443,7 +429,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         func known(_ name: String) -> Bool { a.network?.members.contains { $0.name == name } ?? false }
         announce("forged", key: ClusterKey(Array("another-cluster-key-fedcba9876543210".utf8)))
         announce("sealed", key: clusterKey)
-        try await waitUntil { known("ghost-sealed") }
+        try await until("the condition awaited here") { known("ghost-sealed") }
         // Sent first, on the same path: had it counted, it would be known by now.
         #expect(!known("ghost-forged"))
         await a.network?.stop()

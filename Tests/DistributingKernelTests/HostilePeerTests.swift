@@ -8,6 +8,7 @@ import Synchronization
 import Glibc
 #endif
 import Testing
+import TestKit
 
 /// What a peer sends is checked before it costs this node memory, and buffers reach only the
 /// node they were sent to, whole.
@@ -47,7 +48,7 @@ import Testing
         // export lives; c, another member holding the same cluster key, asks a for it by number.
         let secret = DataBuffer([UInt8](repeating: 0x5A, count: 4096))
         let call = Task { try? await a.kernel.call(.submit, "decos://b/silent", buffers: [BufferRef(id: "blob", buffer: secret)]) }
-        try await waitUntil { b.network?.openDataLinks == ["a"] }
+        try await until("the condition awaited here") { b.network?.openDataLinks == ["a"] }
         let stolen = await c.network?.tcp.fetch(transfer: 1, length: 4096, from: "a")
         #expect(!arrived(stolen))
         call.cancel()

@@ -7,6 +7,7 @@ import ServiceKernel
 import Testing
 #if canImport(Glibc)
 import Glibc
+import TestKit
 #endif
 
 /// A node is its name and its life (`Epoch`): recorded datagrams are taken once, and a member of
@@ -45,13 +46,13 @@ import Glibc
         let ghost = Membership.Member(name: "ghost", address: "127.0.0.1:9", incarnation: Epoch.firstIncarnation(Epoch.now()), status: .alive)
         let recorded = MembershipDatagrams.datagram(Wire.encode(.gossip(members: [ghost]), from: ghost), epoch: ghost.epoch, sequence: 7, to: "a", key: clusterKey)
         send(datagram: recorded, toPort: port)
-        try await waitUntil { a.network?.members.contains { $0.name == "ghost" } ?? false }
+        try await until("the condition awaited here") { a.network?.members.contains { $0.name == "ghost" } ?? false }
         send(datagram: recorded, toPort: port)
-        try await waitUntil { a.network?.droppedDatagrams.replayed.load(ordering: .relaxed) == 1 }
+        try await until("the condition awaited here") { a.network?.droppedDatagrams.replayed.load(ordering: .relaxed) == 1 }
         // One sent to another node, sent here: not for a, so dropped as a replay too.
         let elsewhere = MembershipDatagrams.datagram(Wire.encode(.gossip(members: [ghost]), from: ghost), epoch: ghost.epoch, sequence: 8, to: "b", key: clusterKey)
         send(datagram: elsewhere, toPort: port)
-        try await waitUntil { a.network?.droppedDatagrams.replayed.load(ordering: .relaxed) == 2 }
+        try await until("the condition awaited here") { a.network?.droppedDatagrams.replayed.load(ordering: .relaxed) == 2 }
         await a.network?.stop()
     }
 
@@ -81,7 +82,7 @@ import Glibc
         // its table has been dealt with too.
         let me = Membership.Member(name: "mallory", address: "127.0.0.1:9", incarnation: Epoch.firstIncarnation(Epoch.now()), status: .alive)
         mallory.send(Wire.Frame(.swim, Wire.encode(.gossip(members: [me]), from: me)))
-        try await waitUntil { a.network?.members.contains { $0.name == "mallory" } ?? false }
+        try await until("the condition awaited here") { a.network?.members.contains { $0.name == "mallory" } ?? false }
         #expect(!a.kernel.clusterEntries.contains { $0.uri == "decos://c/evil" })
         // c's own next change still reaches a (its table was not frozen), and the forged one never did.
         _ = try await c.kernel.create(ServiceConfig(contract: "urn:decos:examples:kv", name: "/later"))
@@ -97,7 +98,7 @@ import Glibc
         let mallory = try FakeMember(name: "mallory", port: a.clusterAddress!.port!)
         // A call to c that c never answers; Mallory answers every correlation it could have.
         async let call = a.kernel.send(Message(.submit, to: "decos://c/silent"), as: .system)
-        try await waitUntil { a.network?.state.withLock { $0.pending.count } == 1 }
+        try await until("the condition awaited here") { a.network?.state.withLock { $0.pending.count } == 1 }
         let pending = try #require(a.network?.state.withLock { $0.pending.ids { _ in true } })
         for correlation in pending {
             var w = ByteWriter()

@@ -3,6 +3,7 @@ import Decos
 import Infoset
 @testable import ServiceKernel
 import Testing
+import TestKit
 
 /// Notifications reach every subscriber, whole and in order, and a subscriber that cannot keep
 /// up is dropped rather than allowed to grow the publisher's memory.
@@ -19,7 +20,7 @@ import Testing
         _ = try await b.kernel.call(.update, "/sink", buffers: [BufferRef(id: "blob", buffer: DataBuffer(bytes))])
         let log = try #require(a.kernel.uris.lookup("/log")?.service as? Log)
         // It used to be encoded with no buffers at all, so the receiver could not decode it: lost.
-        try await waitUntil { await log.seen().count == 1 }
+        try await until("the condition awaited here") { await log.seen().count == 1 }
         let note = try #require(await log.seen().first)
         #expect(note.buffer("blob")?.bytes == bytes)
         for n in [a, b] { await n.network?.stop() }
@@ -35,15 +36,15 @@ import Testing
             for await n in try await a.kernel.subscribe(anywhere: "decos://b/counter", as: .system) { return n }
             return nil
         }
-        try await waitUntil { b.kernel.subscribers(of: "/counter").count == 1 }
+        try await until("the condition awaited here") { b.kernel.subscribers(of: "/counter").count == 1 }
         let inc = try XMLReader.parse("<Increment><By>3</By></Increment>")
         _ = try await b.kernel.call(.update, "/counter", body: inc)
         let first = try await consumer.value
         #expect(first?.verb == .update && first?.body?.child("By")?.text == "3")
         // It stopped: its sink is gone, the next change finds none at a, and b drops the subscription.
-        try await waitUntil { a.kernel.sinks.withLock { $0.isEmpty } }
+        try await until("the condition awaited here") { a.kernel.sinks.withLock { $0.isEmpty } }
         _ = try await b.kernel.call(.update, "/counter", body: inc)
-        try await waitUntil { b.kernel.subscribers(of: "/counter").isEmpty }
+        try await until("the condition awaited here") { b.kernel.subscribers(of: "/counter").isEmpty }
         // A service that does not exist there is a fault, not a silent stream.
         await #expect(throws: Fault.self) { _ = try await a.kernel.subscribe(anywhere: "decos://b/nothing", as: .system) }
         for n in [a, b] { await n.network?.stop() }
@@ -117,7 +118,7 @@ import Testing
         let inc = try XMLReader.parse("<Increment><By>1</By></Increment>")
         let log = try #require(b.kernel.uris.lookup("/log")?.service as? Log)
         _ = try await a.kernel.call(.update, "/counter", body: inc)
-        try await waitUntil { await log.seen().count == 1 }
+        try await until("the condition awaited here") { await log.seen().count == 1 }
         // A rumour, sealed with the cluster's key, that b is dead: a believes it (here a takes a
         // death at its word even though it hears from b: as if b's messages had been lost) and
         // drops b's subscription; b hears of it, refutes, and is alive again.
@@ -128,12 +129,12 @@ import Testing
         let rumour = Membership.Member(name: "rumour", address: "127.0.0.1:9", incarnation: 1, status: .alive)
         send(datagram: MembershipDatagrams.datagram(Wire.encode(.gossip(members: [dead]), from: rumour), epoch: 1, sequence: 1, to: "a", key: clusterKey),
              toPort: a.clusterAddress!.port!)
-        try await waitUntil { a.kernel.subscribers(of: "/counter").isEmpty }
-        try await waitUntil { a.network?.members.first { $0.name == "b" }?.status == .alive && !a.kernel.subscribers(of: "/counter").isEmpty }
+        try await until("the condition awaited here") { a.kernel.subscribers(of: "/counter").isEmpty }
+        try await until("the condition awaited here") { a.network?.members.first { $0.name == "b" }?.status == .alive && !a.kernel.subscribers(of: "/counter").isEmpty }
         // b was told what it missed may be lost; the next change reaches it again.
-        try await waitUntil { await log.seen().contains { $0.isGap } }
+        try await until("the condition awaited here") { await log.seen().contains { $0.isGap } }
         _ = try await a.kernel.call(.update, "/counter", body: inc)
-        try await waitUntil { await log.seen().count == 3 }
+        try await until("the condition awaited here") { await log.seen().count == 3 }
         let seen = await log.seen()
         #expect(seen.map(\.isGap) == [false, true, false])
         #expect(seen.last?.verb == .update)

@@ -4,6 +4,7 @@
 import Glibc
 #endif
 import Testing
+import TestKit
 
 /// Peers that die at the wrong moment: the surviving node answers every caller and goes on.
 @Suite(.serialized) struct PeerFailureTests {
@@ -17,7 +18,7 @@ import Testing
         // handshakes and whose UDP side answers no probe: it is declared dead while a connection
         // to it is still being opened.
         announce(Membership.Member(name: "mute", address: "127.0.0.1:\(port)", incarnation: 1, status: .alive), toPort: a.clusterAddress!.port!)
-        try await waitUntil { a.network?.members.contains { $0.name == "mute" } ?? false }
+        try await until("the condition awaited here") { a.network?.members.contains { $0.name == "mute" } ?? false }
         async let first = a.kernel.send(Message(.get, to: "decos://mute/counter"), as: .system)
         async let second = a.kernel.send(Message(.get, to: "decos://mute/counter"), as: .system)
         // The opener force-unwrapped the link entry that the death removed (a crash), and the

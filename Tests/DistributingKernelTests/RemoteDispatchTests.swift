@@ -3,6 +3,7 @@ import Decos
 import Infoset
 import ServiceKernel
 import Testing
+import TestKit
 
 /// Remote requests are handed to a service as local ones are: in the order their sender sent
 /// them, but never behind a handler that is waiting.
@@ -42,7 +43,7 @@ import Testing
         try await waitUntil(a, lists: "decos://b/counter")
         let sent = a.network!.correlations.load(ordering: .relaxed)
         let slow = Task { try? await a.kernel.call(.submit, "decos://b/sleepy", body: Element("Nap", text: "slow")) }
-        try await waitUntil { a.network!.correlations.load(ordering: .relaxed) > sent }  // the slow one is on the wire first
+        try await until("the condition awaited here") { a.network!.correlations.load(ordering: .relaxed) > sent }  // the slow one is on the wire first
         let quick = try await a.kernel.call(.submit, "decos://b/sleepy", body: Element("Nap", text: "quick"))
         #expect(quick?.name.local == "Awake")
         slow.cancel()
@@ -62,7 +63,7 @@ import Testing
             var m = Message(.submit, to: "decos://b/log", body: Element("V", text: String(i)))
             m.from = "/counter"
             calls.append(Task { await a.kernel.send(m, as: .system) })
-            try await waitUntil { outbox.posted(.request) == first + i + 1 }
+            try await until("the condition awaited here") { outbox.posted(.request) == first + i + 1 }
         }
         for c in calls { _ = await c.value }
         let log = try #require(b.kernel.uris.lookup("/log")?.service as? Log)

@@ -5,6 +5,7 @@ import ServiceKernel
 import Testing
 #if canImport(Glibc)
 import Glibc
+import TestKit
 #endif
 
 /// A node with a gateway on a free loopback port, serving in the background.

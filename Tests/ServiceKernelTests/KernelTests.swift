@@ -3,6 +3,7 @@ import ServiceKernel
 import StandardServices
 import Synchronization
 import Testing
+import TestKit
 
 /// A service whose handler fails in the ways real code does.
 actor Flaky: Service {
@@ -44,16 +45,6 @@ func makeKernel(policy: SecurityPolicy? = nil, exposed: Bool = false) async thro
 }
 
 func increment(_ n: Int) -> Element { Element("Increment", children: [.element(Element("By", text: String(n)))]) }
-
-/// Waits until `condition` holds, looking every millisecond (a loop of bare yields would keep one
-/// of the test process's two threads from the tasks it waits for); records an issue past 30 s.
-func eventually(_ condition: () async -> Bool) async {
-    let deadline = ContinuousClock.now + .seconds(30)
-    while await !condition() {
-        guard ContinuousClock.now < deadline else { Issue.record("a condition did not hold within 30 s"); return }
-        try? await Task.sleep(for: .milliseconds(1))
-    }
-}
 
 @Suite struct KernelTests {
     @Test func getAndUpdateReachTheService() async throws {
@@ -130,7 +121,7 @@ func eventually(_ condition: () async -> Bool) async {
         for i in 1...20 { _ = try await k.call(.update, "/counter", body: increment(i)) }
         _ = try await k.call(.get, "/counter")  // reads are not notifications
         let recorder = rec.service as! Recorder
-        await eventually { await recorder.count() == 20 }
+        try await until("the condition awaited here") { await recorder.count() == 20 }
         let seen = await recorder.all()
         #expect(seen.map { $0.body?.child("By")?.text } == (1...20).map { String($0) })
         #expect(seen.allSatisfy { $0.kind == .notification && $0.verb == .update && $0.from == "decos://n1/counter" })

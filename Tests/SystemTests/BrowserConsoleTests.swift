@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestKit
 
 /// The console in a real headless browser (Debian's chromium, driven by selenium through
 /// chromedriver: Fixtures/console_browser.py) against a local cluster of three node processes.
@@ -17,7 +18,7 @@ import Testing
         let b = try NodeProcess(manifest: try clusterManifest(seeds: [a.clusterAddress]), extra: ["--node", "b"])
         let c = try NodeProcess(manifest: try clusterManifest(seeds: [a.clusterAddress]), extra: ["--node", "c"])
         let all: Set = ["decos://a/counter", "decos://b/counter", "decos://c/counter"]
-        try waitFor { try a.counters() == all && b.counters() == all && c.counters() == all }
+        try waitFor("a condition", within: 60) { try a.counters() == all && b.counters() == all && c.counters() == all }
         let script = packageRoot.appendingPathComponent("Tests/SystemTests/Fixtures/console_browser.py").path
         let shots = ProcessInfo.processInfo.environment["DECOS_SCREENSHOTS"].map { [$0] } ?? []
         // Bounded, so a browser that hangs fails the test instead of holding up CI.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestKit
 
 /// A cluster key file for this test run.
 let clusterKey: String = {
@@ -45,24 +46,19 @@ func counterURIs(inDirectory page: String) -> Set<String> {
     Set(page.components(separatedBy: "<Uri>").dropFirst().map { String($0.prefix { $0 != "<" }) }.filter { $0.hasSuffix("/counter") })
 }
 
-/// Waits for `condition`, failing the test if it does not hold within a minute.
-func waitFor(_ condition: () throws -> Bool) throws {
-    _ = try waitFor("a condition", within: 60, condition)
-}
-
 @Suite(.serialized) struct ClusterProcessTests {
     @Test func killNineRemovesANodeAndItsCallsFault() throws {
         let a = try NodeProcess(manifest: try clusterManifest(), extra: ["--node", "a"])
         let b = try NodeProcess(manifest: try clusterManifest(seeds: [a.clusterAddress]), extra: ["--node", "b"])
         let c = try NodeProcess(manifest: try clusterManifest(seeds: [a.clusterAddress]), extra: ["--node", "c"])
         let all: Set = ["decos://a/counter", "decos://b/counter", "decos://c/counter"]
-        try waitFor { try a.counters() == all && b.counters() == all && c.counters() == all }
+        try waitFor("a condition", within: 60) { try a.counters() == all && b.counters() == all && c.counters() == all }
         // Remote verbs through any gateway.
         let r = try decos("ctl", "update", a.base + "/@c/counter", "--body", "<Increment><By>4</By></Increment>")
         #expect(r.out.contains("<Value>4</Value>"))
         kill(b.process.processIdentifier, SIGKILL)
         let killed = Date()
-        try waitFor { try !a.counters().contains("decos://b/counter") && !c.counters().contains("decos://b/counter") }
+        try waitFor("a condition", within: 60) { try !a.counters().contains("decos://b/counter") && !c.counters().contains("decos://b/counter") }
         // Detection bound with these timings: 2 × 300 ms + 1200 ms, plus gossip; generous for a loaded CI.
         #expect(Date().timeIntervalSince(killed) < 10)
         let call = try decos("ctl", "get", a.base + "/@b/counter")
@@ -72,7 +68,7 @@ func waitFor(_ condition: () throws -> Bool) throws {
     @Test func aNodeRestartedAtOnceIsItsNewSelfEverywhere() throws {
         let a = try NodeProcess(manifest: try clusterManifest(), extra: ["--node", "a"])
         let b = try NodeProcess(manifest: try clusterManifest(seeds: [a.clusterAddress]), extra: ["--node", "b"])
-        try waitFor { try a.counters() == ["decos://a/counter", "decos://b/counter"] }
+        try waitFor("a condition", within: 60) { try a.counters() == ["decos://a/counter", "decos://b/counter"] }
         // Killed and started again at once, on the same address, with one more service: before
         // anyone could notice it was gone. Its directory version, restarting with it, used to be
         // below the old one's, so its peers kept listing its old self.
@@ -121,7 +117,7 @@ func waitFor(_ condition: () throws -> Bool) throws {
         // Still serving, still in one piece.
         #expect(try a.counters() == ["decos://a/counter"])
         let b = try NodeProcess(manifest: try clusterManifest(seeds: [a.clusterAddress]), extra: ["--node", "b"])
-        try waitFor { try a.counters().contains("decos://b/counter") }
+        try waitFor("a condition", within: 60) { try a.counters().contains("decos://b/counter") }
         _ = b
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import TestKit
 
 /// Test hosts on one LAN: a bridge in a network namespace of its own, and one namespace per host
 /// with a veth to the bridge. Made and removed by the test; faults are nftables rules in a host's
@@ -83,17 +84,6 @@ final class LAN: Sendable {
 }
 
 let canUseNftables = canMakeNamespaces && FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft")
-
-/// Waits for `condition` for at most `seconds`, looking every 0.1 s; a test fails if it never holds.
-func waitFor(_ what: String, within seconds: Double, _ condition: () throws -> Bool) throws -> Double {
-    let start = Date()
-    while try !condition() {
-        let waited = Date().timeIntervalSince(start)
-        if waited > seconds { throw Failure("\(what): not within \(seconds) s") }
-        usleep(100_000)
-    }
-    return Date().timeIntervalSince(start)
-}
 
 /// Three nodes on a LAN with faults on their links. Each test asserts: no node crashes, every
 /// call ends in a reply or a fault, no update is applied twice, and the namespace is whole again

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import TestKit
 
 let canRunRsyslog = FileManager.default.isExecutableFile(atPath: "/usr/sbin/rsyslogd")
 
@@ -118,7 +119,7 @@ struct LogTests {
     @Test func oneCallIsFollowedAcrossNodesByItsMessageID() throws {
         let a = try NodeProcess(manifest: try clusterManifest(), extra: ["--node", "a"])
         let b = try NodeProcess(manifest: try clusterManifest(seeds: [a.clusterAddress]), extra: ["--node", "b"])
-        try waitFor { try a.counters() == ["decos://a/counter", "decos://b/counter"] }
+        try waitFor("a condition", within: 60) { try a.counters() == ["decos://a/counter", "decos://b/counter"] }
         // A Create sent to a's gateway for b's constructor: b logs the service it made under the
         // MessageID the client gave the call at a.
         let id = "urn:uuid:\(UUID().uuidString)"

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestKit
 
 let canRunPrometheus = FileManager.default.isExecutableFile(atPath: "/usr/bin/prometheus")
 
@@ -65,7 +66,7 @@ struct MetricsTests {
         let b = try NodeProcess(manifest: try clusterManifest(seeds: [a.clusterAddress]), extra: ["--node", "b"])
         let c = try NodeProcess(manifest: try clusterManifest(seeds: [a.clusterAddress]), extra: ["--node", "c"])
         let all: Set = ["decos://a/counter", "decos://b/counter", "decos://c/counter"]
-        try waitFor { try a.counters() == all && b.counters() == all && c.counters() == all }
+        try waitFor("a condition", within: 60) { try a.counters() == all && b.counters() == all && c.counters() == all }
         // Three Updates of c's counter through a's gateway (remote calls a → c), two of b's at b.
         for _ in 0..<3 { #expect(try decos("ctl", "update", a.base + "/@c/counter", "--body", "<Increment><By>1</By></Increment>").status == 0) }
         for _ in 0..<2 { #expect(try decos("ctl", "update", b.base + "/counter", "--body", "<Increment><By>1</By></Increment>").status == 0) }

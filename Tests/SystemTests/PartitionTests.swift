@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestKit
 
 /// Two test hosts in network namespaces joined by a veth pair, made and removed by the test.
 final class TwoHosts {
@@ -49,11 +50,11 @@ let canMakeNamespaces = getuid() == 0 && FileManager.default.isExecutableFile(at
         func sees(_ ns: String, _ node: NodeProcess, _ host: String, _ uri: String) throws -> Bool {
             try hosts.curl(in: ns, "http://\(host):\(node.port)/directory").contains("<Uri>\(uri)</Uri>")
         }
-        try waitFor { try sees(hosts.a, a, hosts.addressA, "decos://b/counter") && sees(hosts.b, b, hosts.addressB, "decos://a/counter") }
+        try waitFor("a condition", within: 60) { try sees(hosts.a, a, hosts.addressA, "decos://b/counter") && sees(hosts.b, b, hosts.addressB, "decos://a/counter") }
         try hosts.link(up: false)
-        try waitFor { try !sees(hosts.a, a, hosts.addressA, "decos://b/counter") && !sees(hosts.b, b, hosts.addressB, "decos://a/counter") }
+        try waitFor("a condition", within: 60) { try !sees(hosts.a, a, hosts.addressA, "decos://b/counter") && !sees(hosts.b, b, hosts.addressB, "decos://a/counter") }
         try hosts.link(up: true)
-        try waitFor { try sees(hosts.a, a, hosts.addressA, "decos://b/counter") && sees(hosts.b, b, hosts.addressB, "decos://a/counter") }
+        try waitFor("a condition", within: 60) { try sees(hosts.a, a, hosts.addressA, "decos://b/counter") && sees(hosts.b, b, hosts.addressB, "decos://a/counter") }
         // And calls cross again.
         let call = try hosts.curl(in: hosts.a, "http://\(hosts.addressA):\(a.port)/@b/counter")
         #expect(call.contains("<CounterState>"))

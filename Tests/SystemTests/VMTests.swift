@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestKit
 
 /// What the VM tests need: QEMU, a kernel, and the static decos (make test builds it).
 let staticBinary = ProcessInfo.processInfo.environment["DECOS_STATIC_BIN"]
@@ -268,15 +269,6 @@ extension VMTests {
         return [:]
     }
 
-    /// Waits (deadline-bounded) for `condition`, describing what it waited for on failure.
-    func waitUntil(_ what: String, seconds: Int = 300, _ condition: () throws -> Bool) async throws {
-        for _ in 0..<(seconds * 5) {
-            if try condition() { return }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        throw Failure("timed out waiting for \(what)")
-    }
-
     /// Two VMs with Soft-RoCE on one LAN move a GiB by RDMA READ, checksummed on both sides; a
     /// third without an RDMA device gets its buffers by TCP; and when the sender dies mid-transfer
     /// the receiver fails the import, goes on, and its pool is whole.
@@ -301,7 +293,7 @@ extension VMTests {
             try run(decosBinary, ["ctl", "submit", "\(vm.base)/os/dataplane", "--token", token,
                                   "--body", "<SendTest><To>decos://\(node)/os/dataplane</To><Bytes>\(bytes)</Bytes><Buffers>\(buffers)</Buffers></SendTest>"])
         }
-        try await waitUntil("n1 to see n2 and n3") {
+        try await until("n1 to see n2 and n3", within: .seconds(300), every: .milliseconds(200)) {
             let page = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(one.base)/directory"]).out
             return page.contains("decos://n2/counter") && page.contains("decos://n3/counter")
         }
@@ -339,14 +331,14 @@ extension VMTests {
         orphan.standardOutput = FileHandle.nullDevice
         orphan.standardError = FileHandle.nullDevice
         try orphan.run()
-        try await waitUntil("n2 reading n1's second buffer") {
+        try await until("n2 reading n1's second buffer", within: .seconds(300), every: .milliseconds(200)) {
             let t = try traffic(two, with: "n1", plane: "rdma")
             return t["Receiving"] == "1" && (Int(t["BytesReceived"] ?? "") ?? 0) > gib + manyBytes
         }
         kill(one.process.processIdentifier, SIGKILL)  // QEMU (qemu.sh execs it) dies at once, as a machine losing power
         one.process.waitUntilExit()
         orphan.waitUntilExit()
-        try await waitUntil("n2 failing the import from the dead n1", seconds: 120) {
+        try await until("n2 failing the import from the dead n1", within: .seconds(120), every: .milliseconds(200)) {
             let t = try traffic(two, with: "n1", plane: "rdma")
             return t["Failed"] == "1" && t["Receiving"] == "0"
         }

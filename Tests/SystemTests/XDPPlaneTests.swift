@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestKit
 
 /// The AF_XDP data plane between two node processes on a LAN of namespaces (veth to a bridge):
 /// buffers go as raw frames through the XDP program and AF_XDP sockets, byte-exact, with random

@@ -142,6 +142,10 @@ int decos_install_enqueue_global_hook(const void *hook) {
     return 1;
 }
 
+void decos_remove_enqueue_global_hook(const void *hook) {
+    if (swift_task_enqueueGlobal_hook == hook) swift_task_enqueueGlobal_hook = NULL;
+}
+
 /* The runtime's SerialExecutorRef; { NULL, 0 } is the generic executor. */
 typedef struct { void *identity; uintptr_t implementation; } decos_serial_executor_ref;
 extern __attribute__((swiftcall)) void swift_job_run(void *job, decos_serial_executor_ref executor);

@@ -1,4 +1,5 @@
 import CDecosInit
+import Dispatch
 import DistributingKernel
 import NIOCore
 import NIOPosix
@@ -13,21 +14,46 @@ public enum Executors {
     /// between the pool and a loop (four of them per remote call, each a thread wake-up). A task
     /// started on a loop stays on it. Failure detection has its own thread (`MembershipDatagrams`),
     /// so a long computation on a loop delays that loop's work but cannot get its node declared
-    /// dead. Call once, first thing in `main`; false if another hook was already installed.
+    /// dead. Call once, first thing in `main`. Returns nil when tasks run on the loops, else why
+    /// they run on Swift's own pool: another hook was installed, this compiler is one the hook was
+    /// not verified with, or the self-test found a task that did not land on a loop.
     @discardableResult
-    public static func runTasksOnEventLoops() -> Bool {
+    public static func runTasksOnEventLoops() -> String? {
+        // The hook's type and `swift_job_run`'s are declared by hand from the runtime's headers
+        // (Sources/CDecosInit): a toolchain that changes them must be checked before it is used.
+        #if compiler(>=6.0) && compiler(<6.4)
         _ = queues
-        return withUnsafeTemporaryAllocation(of: EnqueueHook.self, capacity: 1) { hook in
+        let installed = withUnsafeTemporaryAllocation(of: EnqueueHook.self, capacity: 1) { hook -> UnsafeRawPointer? in
             hook.baseAddress!.initialize(to: { job, _ in
                 // `any()` is the current loop when called on one of the group's loops.
                 Executors.queue(for: MultiThreadedEventLoopGroup.singleton.any()).enqueue(job)
             })
-            let installed = hook.baseAddress!.withMemoryRebound(to: UnsafeRawPointer.self, capacity: 1) {
-                decos_install_enqueue_global_hook($0.pointee) == 1
+            return hook.baseAddress!.withMemoryRebound(to: UnsafeRawPointer.self, capacity: 1) {
+                decos_install_enqueue_global_hook($0.pointee) == 1 ? $0.pointee : nil
             }
-            if installed { NetworkManager.tasksRunInOrder.store(true, ordering: .relaxed) }
-            return installed
         }
+        guard let installed else { return "another scheduler hook is installed" }
+        guard tasksLandOnLoops() else {
+            decos_remove_enqueue_global_hook(installed)
+            return "a task started after the hook was installed did not run on an event loop"
+        }
+        NetworkManager.tasksRunInOrder.store(true, ordering: .relaxed)
+        return nil
+        #else
+        return "the scheduler hook is verified for Swift 6.0 to 6.3 only (Sources/Decos/Executors.swift)"
+        #endif
+    }
+
+    /// Starts a task and waits (at most 5 s) to see it run on one of the group's loops.
+    private static func tasksLandOnLoops() -> Bool {
+        final class Landing: Sendable { let onLoop = Atomic<Bool>(false) }
+        let landing = Landing()
+        let ran = DispatchSemaphore(value: 0)
+        Task.detached {
+            landing.onLoop.store(MultiThreadedEventLoopGroup.currentEventLoop != nil, ordering: .relaxed)
+            ran.signal()
+        }
+        return ran.wait(timeout: .now() + 5) == .success && landing.onLoop.load(ordering: .relaxed)
     }
 
     /// One job queue per loop of the group.

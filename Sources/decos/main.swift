@@ -2,7 +2,7 @@ import Decos
 import DecosCLI
 @preconcurrency import Glibc
 
-if !Executors.runTasksOnEventLoops() {
-    fputs("decos: warning: tasks run on Swift's own pool (another scheduler hook is installed)\n", stderr)
+if let why = Executors.runTasksOnEventLoops() {
+    fputs("decos: warning: tasks run on Swift's own pool: \(why)\n", stderr)
 }
 await DecosCLI.main()

@@ -65,6 +65,11 @@ final class NodeProcess: @unchecked Sendable {
         return (process.terminationStatus, rest)
     }
 
+    /// What it wrote to standard error, once it has ended.
+    func standardError() -> String {
+        String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    }
+
     deinit { if process.isRunning { process.terminate(); process.waitUntilExit() } }
 }
 

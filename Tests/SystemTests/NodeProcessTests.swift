@@ -30,6 +30,8 @@ func envelope(_ verb: String, _ body: String = "") -> String {
         let (status, rest) = node.terminate()
         #expect(status == 0)
         #expect(rest.contains("stopped"))
+        // Its tasks ran on the event loops: the scheduler hook's self-test passed.
+        #expect(!node.standardError().contains("tasks run on Swift's own pool"))
     }
 
     @Test func badInputGetsFaultsAndTheNodeKeepsServing() throws {

@@ -24,6 +24,8 @@ extern const int decos_rb_power_off, decos_rb_autoboot;
 /// Makes `hook` the Swift runtime's swift_task_enqueueGlobal_hook: where tasks go to run. Returns 0
 /// if a hook was already set. Set directly, not through dlsym, which finds nothing in a static binary.
 int decos_install_enqueue_global_hook(const void *hook);
+/// Removes `hook` if it is the one installed: tasks go to Swift's own pool again.
+void decos_remove_enqueue_global_hook(const void *hook);
 /// Runs a task's job as Swift's global executor does (on the generic executor). A job run as the
 /// event loop's own serial executor could never switch to an actor or back on its thread: every
 /// such switch would be one more trip through the loop's queue.

@@ -415,7 +415,7 @@ public struct Membership: Sendable {
         return out
     }
 
-    /// A death `sender` declares of a member this node heard from itself within `freshEvidence`
+    /// A death `sender` declares of a member this node heard from itself within the evidence window
     /// is taken as a suspicion: the member refutes it, or this node's own probes confirm it. What
     /// it guards against: a node cut off from the rest concludes alone that they are all dead and,
     /// back, says so; members that never lost each other would each drop the other — its services,

@@ -8,8 +8,9 @@ import Synchronization
 
 /// Membership's datagrams, and so failure detection, run on a thread of their own: probes, acks
 /// and gossip travel as UDP datagrams (on the cluster port's number) read and answered by one
-/// event loop that runs nothing else, and the protocol's clock ticks there too. So a service that computes for seconds on the threads
-/// that carry messages delays its own callers, but never makes its node look dead (docs/wire.md).
+/// event loop that runs nothing else, and the protocol's clock ticks there too. So a service that
+/// computes for seconds on the threads that carry messages delays its own callers, but never makes
+/// its node look dead (docs/wire.md).
 enum MembershipDatagrams {
     /// One thread for every node in the process: membership work is tiny and never blocks.
     static let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1).next()

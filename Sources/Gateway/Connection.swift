@@ -34,16 +34,31 @@ final class Connection: ChannelInboundHandler {
     /// Why the connection was not admitted: a cap was reached.
     var overCap: String?
     /// When a request's head must have arrived by (from the connection's start, or the last
-    /// answer): a client that trickles a header byte at a time holds no connection for long.
-    var headDeadline: Scheduled<Void>?
+    /// answer), so a client that trickles a header byte at a time holds no connection for long;
+    /// nil while a request is read or answered.
+    var headDue: NIODeadline?
+    /// The one timer that enforces `headDue`. It is not moved for each request (a timer scheduled
+    /// and cancelled per request cost a keep-alive client 15% of its requests per second): when it
+    /// fires before the head is due, it is armed again for the rest.
+    var headTimer: Scheduled<Void>?
     /// Seconds an over-cap connection has to send the head its 503 answers.
     static let overCapGrace: Int64 = 2
 
     /// Closes the connection unless a request's head arrives within `seconds`.
-    func awaitHead(_ context: ChannelHandlerContext, within seconds: Int64) {
-        headDeadline?.cancel()
-        let channel = context.channel
-        headDeadline = context.eventLoop.scheduleTask(in: .seconds(seconds)) { channel.close(promise: nil) }
+    func awaitHead(on channel: any Channel, within seconds: Int64) {
+        let due = NIODeadline.now() + .seconds(seconds)
+        headDue = due
+        if headTimer == nil { armHeadTimer(on: channel, at: due) }
+    }
+
+    private func armHeadTimer(on channel: any Channel, at due: NIODeadline) {
+        let connection = NIOLoopBound(self, eventLoop: channel.eventLoop)
+        headTimer = channel.eventLoop.scheduleTask(deadline: due) {
+            let c = connection.value
+            c.headTimer = nil
+            guard let due = c.headDue else { return }  // a head came; the next answer arms it again
+            if due <= .now() { channel.close(promise: nil) } else { c.armHeadTimer(on: channel, at: due) }
+        }
     }
 
     init(gateway: Gateway) { self.gateway = gateway }
@@ -52,8 +67,7 @@ final class Connection: ChannelInboundHandler {
         guard !refused else { return }
         switch unwrapInboundIn(data) {
         case .head(let h):
-            headDeadline?.cancel()
-            headDeadline = nil
+            headDue = nil
             head = h
             body.clear()
             multipart = nil
@@ -134,7 +148,7 @@ final class Connection: ChannelInboundHandler {
             let channel = context.channel
             let gateway = self.gateway
             if let busy = gateway.admission.take(.request, from: client ?? "?") {
-                awaitHead(context, within: Int64(gateway.binding.requestTimeout))
+                awaitHead(on: channel, within: Int64(gateway.binding.requestTimeout))
                 return Connection.write(Admission.busy(busy), on: channel, keepAlive: h.isKeepAlive)
             }
             let loop = context.eventLoop
@@ -186,9 +200,7 @@ final class Connection: ChannelInboundHandler {
         case .reply(let r):
             Connection.write(r, on: channel, keepAlive: h.isKeepAlive)
             // The next request's head has the same time to arrive as the first's.
-            if h.isKeepAlive, let context = try? channel.pipeline.syncOperations.context(handler: self) {
-                awaitHead(context, within: Int64(gateway.binding.requestTimeout))
-            }
+            if h.isKeepAlive { awaitHead(on: channel, within: Int64(gateway.binding.requestTimeout)) }
         case .stream, .events:
             let client = self.client ?? "?"
             if let busy = gateway.admission.take(.stream, from: client) { return Connection.write(Admission.busy(busy), on: channel, keepAlive: false) }
@@ -227,10 +239,10 @@ final class Connection: ChannelInboundHandler {
         // within seconds; it holds no slot.
         overCap = gateway.admission.openConnection(from: address)
         guard overCap == nil else {
-            awaitHead(context, within: Connection.overCapGrace)
+            awaitHead(on: context.channel, within: Connection.overCapGrace)
             return context.fireChannelActive()
         }
-        awaitHead(context, within: Int64(gateway.binding.requestTimeout))
+        awaitHead(on: context.channel, within: Int64(gateway.binding.requestTimeout))
         client = address
         if gateway.kernel.metrics.enabled {
             gateway.connectionsOpen.increment()
@@ -240,7 +252,8 @@ final class Connection: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        headDeadline?.cancel()
+        headTimer?.cancel()
+        headTimer = nil
         guard let client else { return context.fireChannelInactive() }
         gateway.admission.closeConnection(from: client)
         if gateway.kernel.metrics.enabled { gateway.connectionsOpen.decrement() }

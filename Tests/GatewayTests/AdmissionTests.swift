@@ -53,6 +53,32 @@ import TestKit
         #expect(try await HTTPClient.send(.GET, s.url("/counter")).status == 200)
     }
 
+    @Test func aClientThatTricklesItsHeadIsClosedAfterTheRequestTimeout() async throws {
+        // Slowloris: a header byte now and then keeps a connection from being idle, never from
+        // owing its head. First on a fresh connection, then on one kept alive after an answer.
+        let s = try await Served(gateway: #"requestTimeout="1""#)
+        defer { s.stop() }
+        for keptAlive in [false, true] {
+            let client = try RawClient(port: s.url("/").port, receiveBuffer: 65536)
+            if keptAlive {
+                client.send(Array("GET /counter HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8))
+                var byte: UInt8 = 0
+                #expect(recv(client.fd, &byte, 1, 0) == 1, "no answer to the first request")
+            }
+            client.send(Array("GET /counter HTTP/1.1\r\nHost: 127.0.0.1\r\n".utf8))
+            // Past the test's own bound (far beyond the 1 s asked for), the node never closed it.
+            try await until("the node closes the connection (kept alive: \(keptAlive))", within: .seconds(30), every: .milliseconds(200)) {
+                client.send(Array("X".utf8))
+                var chunk = [UInt8](repeating: 0, count: 4096)
+                while true {
+                    let n = recv(client.fd, &chunk, chunk.count, Int32(MSG_DONTWAIT))
+                    if n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { return true }
+                    if n < 0 { return false }
+                }
+            }
+        }
+    }
+
     @Test func aSubscriberThatStopsReadingIsCutOffWithALastWord() async throws {
         let s = try await Served(#"<Service contract="urn:decos:examples:kv" name="/kv"/>"#)
         defer { s.stop() }

@@ -26,13 +26,7 @@ swift build -c release --product decos >/dev/null
 bin=$PWD/.build/release/decos
 work=$(mktemp -d)
 pids=()
-# Ends the processes given: SIGTERM, and SIGKILL to any still running 10 s later.
-stop() {
-  kill "$@" 2>/dev/null || true
-  ( sleep 10; kill -9 "$@" 2>/dev/null ) & local watchdog=$!
-  wait "$@" 2>/dev/null || true
-  kill "$watchdog" 2>/dev/null || true
-}
+source Benchmarks/stop.sh
 cleanup() {
   touch "$work"/*/stop 2>/dev/null || true
   [ ${#pids[@]} -gt 0 ] && stop "${pids[@]}"

@@ -25,13 +25,7 @@ lan=decos-sl-$tag
 names=(a b c)
 hosts=(decos-sa-$tag decos-sb-$tag decos-sc-$tag)
 pids=()
-# Ends the processes given: SIGTERM, and SIGKILL to any still running 10 s later.
-stop() {
-  kill "$@" 2>/dev/null || true
-  ( sleep 10; kill -9 "$@" 2>/dev/null ) & local watchdog=$!
-  wait "$@" 2>/dev/null || true
-  kill "$watchdog" 2>/dev/null || true
-}
+source Benchmarks/stop.sh
 cleanup() {
   [ ${#pids[@]} -gt 0 ] && stop "${pids[@]}"
   for ns in "${hosts[@]}" "$lan"; do ip netns del "$ns" 2>/dev/null || true; done

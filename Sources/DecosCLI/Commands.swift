@@ -73,13 +73,14 @@ struct Run: AsyncParsableCommand {
         do { booted = try await Node.boot(m, extra: DecosCLI.extra, os: os, operatorSecret: secret) } catch { fail(String(describing: error)) }
         // A fresh token goes where `decos ctl` finds it for this gateway's port.
         let tokenPort = operatorToken == nil ? booted.httpAddress?.port : nil
+        var heldToken: Int32?
         if let port = tokenPort {
-            if let problem = OperatorToken.write(secret, port: port) { fail("decos: \(problem)") }
+            do throws(OperatorToken.Problem) { heldToken = try OperatorToken.write(secret, port: port) } catch { fail("decos: \(error.description)") }
             print("decos: operator token in \(OperatorToken.path(port: port)) (decos ctl sends it to this node; the console asks for it)")
         }
         print(NodeRunner.readyLine(booted))
         let action = await NodeRunner.serve(booted)
-        if let port = tokenPort { OperatorToken.remove(port: port) }
+        if let port = tokenPort, let heldToken { OperatorToken.remove(port: port, held: heldToken) }
         guard let action else { Glibc.exit(1) }
         print("decos: node \(booted.kernel.node) stopped")
         if action == .reboot {

@@ -36,38 +36,59 @@ enum OperatorToken {
         }.joined()
     }
 
-    /// Writes `secret` for the gateway on `port`, readable by this user alone; the error says what failed.
-    static func write(_ secret: String, port: Int) -> String? {
+    /// Why a token file could not be written.
+    struct Problem: Error { let description: String }
+
+    /// Writes `secret` for the gateway on `port`, readable by this user alone. The file stays open
+    /// under a shared lock for as long as the node runs (the descriptor returned; `remove` ends
+    /// it): a file a killed node left behind is held by nobody, and `decos ctl` does not send its
+    /// dead token to whatever listens on that port now.
+    static func write(_ secret: String, port: Int) throws(Problem) -> Int32 {
         let dir = directory
-        if mkdir(dir, 0o700) != 0, errno != EEXIST { return "cannot make \(dir): \(String(cString: strerror(errno)))" }
+        if mkdir(dir, 0o700) != 0, errno != EEXIST { throw Problem(description: "cannot make \(dir): \(String(cString: strerror(errno)))") }
         // Another user may have made it first (a shared /tmp): it must be ours, and ours alone.
         var st = stat()
         guard lstat(dir, &st) == 0, st.st_mode & S_IFMT == S_IFDIR, st.st_uid == getuid(), st.st_mode & 0o077 == 0 else {
-            return "\(dir) is not a directory of this user's that only it may use: remove it, or set XDG_RUNTIME_DIR"
+            throw Problem(description: "\(dir) is not a directory of this user's that only it may use: remove it, or set XDG_RUNTIME_DIR")
         }
         let file = path(port: port)
         // A new file each time (a stale one of another user's is not written through).
         unlink(file)
         let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { return "cannot write \(file): \(String(cString: strerror(errno)))" }
-        defer { close(fd) }
+        guard fd >= 0 else { throw Problem(description: "cannot write \(file): \(String(cString: strerror(errno)))") }
         let bytes = Array((secret + "\n").utf8)
-        guard Glibc.write(fd, bytes, bytes.count) == bytes.count else { return "cannot write \(file): \(String(cString: strerror(errno)))" }
-        return nil
+        guard flock(fd, LOCK_SH) == 0, Glibc.write(fd, bytes, bytes.count) == bytes.count else {
+            let why = String(cString: strerror(errno))
+            close(fd)
+            throw Problem(description: "cannot write \(file): \(why)")
+        }
+        return fd
     }
 
-    /// Removes the file when the node that wrote it stops.
-    static func remove(port: Int) { unlink(path(port: port)) }
+    /// Removes the file, and lets go of it, when the node that wrote it stops.
+    static func remove(port: Int, held fd: Int32) {
+        unlink(path(port: port))
+        close(fd)
+    }
 
     /// The token `decos ctl` sends to `host:port` when it is given none: a loopback node's own.
-    /// Only to a loopback address (never a name that merely starts with "127."), and only from a
-    /// file this user owns that no one else may read (not through a link another user planted).
+    /// Only to a loopback address (never a name that merely starts with "127."), only from a file
+    /// this user owns that no one else may read (not through a link another user planted), and
+    /// only while the node that wrote it runs (it holds the file under a lock).
     static func forNode(host: String, port: Int) -> String? {
         guard isLoopback(host) else { return nil }
-        let file = path(port: port)
+        let fd = open(path(port: port), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
         var st = stat()
-        guard lstat(file, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_uid == getuid(), st.st_mode & 0o077 == 0 else { return nil }
-        return readSecret(file)
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_uid == getuid(), st.st_mode & 0o077 == 0 else { return nil }
+        // Nobody holds it: its node was killed and another may have the port now.
+        guard flock(fd, LOCK_EX | LOCK_NB) != 0, errno == EWOULDBLOCK else { return nil }
+        var bytes = [UInt8](repeating: 0, count: 256)
+        let n = read(fd, &bytes, bytes.count)
+        guard n > 0 else { return nil }
+        let secret = String(decoding: bytes[..<n], as: UTF8.self).trimmingXMLSpace()
+        return secret.utf8.count >= 16 ? secret : nil
     }
 
     static func isLoopback(_ host: String) -> Bool {

@@ -134,6 +134,26 @@ func envelope(_ verb: String, _ body: String = "") -> String {
         #expect(!FileManager.default.fileExists(atPath: String(path)))
     }
 
+    @Test func aKilledNodesTokenIsNotSentToWhatListensOnItsPortNext() throws {
+        // A node killed with SIGKILL leaves its token file. Whatever listens on that port next
+        // (here a node with a token of its own; in VMTests a VM's forwarded port) must not be sent
+        // the dead one's token: the file is sent only while its node holds it under a lock.
+        let first = try NodeProcess()
+        let port = first.port
+        let stale = try #require(first.lines.first { $0.hasPrefix("decos: operator token in ") }?.split(separator: " ")[4])
+        kill(first.process.processIdentifier, SIGKILL)
+        first.process.waitUntilExit()
+        #expect(FileManager.default.fileExists(atPath: String(stale)))
+        let own = FileManager.default.temporaryDirectory.appendingPathComponent("decos-own-token-\(getpid())").path
+        #expect(FileManager.default.createFile(atPath: own, contents: Data("own-operator-token-0123456789".utf8), attributes: [.posixPermissions: 0o600]))
+        defer { try? FileManager.default.removeItem(atPath: own) }
+        let second = try NodeProcess(extra: ["--operator-token", own], http: "127.0.0.1:\(port)")
+        let refused = try decos("ctl", "poweroff", second.base)
+        #expect(refused.status != 0)
+        #expect(refused.err.contains("Denied") && !refused.err.contains("unknown bearer token"), "\(refused.err)")
+        #expect(second.process.isRunning)
+    }
+
     @Test func rebootRestartsAHostedNodeInPlace() throws {
         let node = try NodeProcess()
         try decos("ctl", "update", node.base + "/counter", "--body", "<Increment><By>3</By></Increment>")

@@ -38,7 +38,7 @@ final class Connection: ChannelInboundHandler {
     /// nil while a request is read or answered.
     var headDue: NIODeadline?
     /// The one timer that enforces `headDue`. It is not moved for each request (a timer scheduled
-    /// and cancelled per request cost a keep-alive client 15% of its requests per second): when it
+    /// and cancelled per request cost a keep-alive client 16-33% of its requests per second): when it
     /// fires before the head is due, it is armed again for the rest.
     var headTimer: Scheduled<Void>?
     /// Seconds an over-cap connection has to send the head its 503 answers.

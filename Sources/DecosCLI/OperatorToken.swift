@@ -40,9 +40,10 @@ enum OperatorToken {
     struct Problem: Error { let description: String }
 
     /// Writes `secret` for the gateway on `port`, readable by this user alone. The file stays open
-    /// under a shared lock for as long as the node runs (the descriptor returned; `remove` ends
-    /// it): a file a killed node left behind is held by nobody, and `decos ctl` does not send its
-    /// dead token to whatever listens on that port now.
+    /// under an exclusive lock for as long as the node runs (the descriptor returned; `remove`
+    /// ends it): a file a killed node left behind is held by nobody, and `decos ctl` (which asks
+    /// for a shared lock, so two of them never mistake each other for the node) does not send
+    /// its dead token to whatever listens on that port now.
     static func write(_ secret: String, port: Int) throws(Problem) -> Int32 {
         let dir = directory
         if mkdir(dir, 0o700) != 0, errno != EEXIST { throw Problem(description: "cannot make \(dir): \(String(cString: strerror(errno)))") }
@@ -57,7 +58,7 @@ enum OperatorToken {
         let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw Problem(description: "cannot write \(file): \(String(cString: strerror(errno)))") }
         let bytes = Array((secret + "\n").utf8)
-        guard flock(fd, LOCK_SH) == 0, Glibc.write(fd, bytes, bytes.count) == bytes.count else {
+        guard flock(fd, LOCK_EX) == 0, Glibc.write(fd, bytes, bytes.count) == bytes.count else {
             let why = String(cString: strerror(errno))
             close(fd)
             throw Problem(description: "cannot write \(file): \(why)")
@@ -65,9 +66,12 @@ enum OperatorToken {
         return fd
     }
 
-    /// Removes the file, and lets go of it, when the node that wrote it stops.
+    /// Removes the file, and lets go of it, when the node that wrote it stops — unless another
+    /// node on the port has written its own there since.
     static func remove(port: Int, held fd: Int32) {
-        unlink(path(port: port))
+        let file = path(port: port)
+        var mine = stat(), there = stat()
+        if fstat(fd, &mine) == 0, lstat(file, &there) == 0, mine.st_dev == there.st_dev, mine.st_ino == there.st_ino { unlink(file) }
         close(fd)
     }
 
@@ -77,13 +81,14 @@ enum OperatorToken {
     /// only while the node that wrote it runs (it holds the file under a lock).
     static func forNode(host: String, port: Int) -> String? {
         guard isLoopback(host) else { return nil }
-        let fd = open(path(port: port), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        // Non-blocking: a FIFO planted in its place cannot hold `decos ctl` up.
+        let fd = open(path(port: port), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_uid == getuid(), st.st_mode & 0o077 == 0 else { return nil }
         // Nobody holds it: its node was killed and another may have the port now.
-        guard flock(fd, LOCK_EX | LOCK_NB) != 0, errno == EWOULDBLOCK else { return nil }
+        guard flock(fd, LOCK_SH | LOCK_NB) != 0, errno == EWOULDBLOCK else { return nil }
         var bytes = [UInt8](repeating: 0, count: 256)
         let n = read(fd, &bytes, bytes.count)
         guard n > 0 else { return nil }

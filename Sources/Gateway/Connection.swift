@@ -198,9 +198,11 @@ final class Connection: ChannelInboundHandler {
         inFlight = nil
         switch outcome {
         case .reply(let r):
-            Connection.write(r, on: channel, keepAlive: h.isKeepAlive)
-            // The next request's head has the same time to arrive as the first's.
+            // The next request's head has the same time to arrive as the first's. Armed before
+            // the write: writing the answer hands NIO's pipeline the next pipelined request at
+            // once, and its head must find the deadline set, to clear it.
             if h.isKeepAlive { awaitHead(on: channel, within: Int64(gateway.binding.requestTimeout)) }
+            Connection.write(r, on: channel, keepAlive: h.isKeepAlive)
         case .stream, .events:
             let client = self.client ?? "?"
             if let busy = gateway.admission.take(.stream, from: client) { return Connection.write(Admission.busy(busy), on: channel, keepAlive: false) }

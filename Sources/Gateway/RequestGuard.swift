@@ -48,7 +48,7 @@ extension Gateway {
     /// The host of a `Host` header or an origin's authority, lower-cased, without port, brackets or a final dot.
     static func hostName(_ host: String) -> String {
         // Most names come lower-case and unpadded (an address, localhost): kept as they are.
-        let plain = !host.utf8.contains { ($0 >= 0x41 && $0 <= 0x5A) || $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
+        let plain = !host.utf8.contains { ($0 >= 0x41 && $0 <= 0x5A) || $0 >= 0x80 || $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
         var h = Substring(plain ? host : host.trimmingXMLSpace().lowercased())
         if h.hasPrefix("[") {
             h = h.dropFirst().prefix { $0 != "]" }

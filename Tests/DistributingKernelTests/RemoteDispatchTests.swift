@@ -11,8 +11,10 @@ import TestKit
     @Test func aCrossNodeReentrantChainCompletes() async throws {
         // a → b → a → b → …: each hop's handler waits for the next. With a lane that waited for
         // each handler to finish, b's second request queued behind its first until the timeout.
-        let a = try await bootNode("a")
-        let b = try await bootNode("b", seed: address(a))
+        // (30 s per call: the six hops took over 10 s once, with the whole suite on two cores; a
+        // lane that blocked would still wait out the timeout and fail.)
+        let a = try await bootNode("a", requestTimeout: 30)
+        let b = try await bootNode("b", seed: address(a), requestTimeout: 30)
         try await waitUntil(a, lists: "decos://b/counter")
         try await waitUntil(b, lists: "decos://a/counter")
         let body = Element("Bounce", children: [.element(Element("Left", text: "6")), .element(Element("Back", text: "decos://a/bouncer"))])

@@ -88,9 +88,9 @@ public struct Membership: Sendable {
 
         /// How recently a member must have sent this node a message for another member's word
         /// that it died to count as a suspicion only (`Membership.weighed`); nil: two probe
-        /// intervals, and at most half the suspicion timeout that precedes any real death.
+        /// intervals. Never more than half the suspicion timeout that precedes any real death.
         public var freshEvidence: UInt64?
-        var evidenceWindow: UInt64 { freshEvidence ?? min(probeInterval * 2, suspicionTimeout / 2) }
+        var evidenceWindow: UInt64 { min(freshEvidence ?? probeInterval * 2, suspicionTimeout / 2) }
     }
 
     /// Incarnations above this are refused: a refutation adds one, and a hostile or broken peer's
@@ -421,6 +421,8 @@ public struct Membership: Sendable {
     /// back, says so; members that never lost each other would each drop the other — its services,
     /// its calls — until it refutes (memberlist and Serf do). A real death is declared only after a
     /// suspicion timeout of silence, longer than the window, so it is taken at once as before.
+    /// It helps most in small clusters: in one of n members, two talk directly about every
+    /// (n − 1) / 2 probe intervals, so past a handful of members a death is seldom weighed.
     private func weighed(_ u: Member, from sender: String, now: UInt64) -> Member {
         guard u.status == .dead, let old = members[u.name], old.status <= .suspect,
               let at = heard[u.name], now < at + config.evidenceWindow else { return u }

@@ -28,7 +28,7 @@ local-cluster: release
 
 ## Builds everything, the boot image included, and runs every test (unit, system, VMs).
 test: build image
-	DECOS_BIN=$(CURDIR)/.build/debug/decos DECOS_IMAGE=$(CURDIR)/out $(SWIFT) test
+	DECOS_BIN=$(CURDIR)/.build/debug/decos DECOS_IMAGE=$(CURDIR)/out scripts/test.sh
 
 ## A fully static decos: flags in linker/static.flags.
 static: deps

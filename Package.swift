@@ -95,7 +95,7 @@ let package = Package(
         .target(name: "TestKit", path: "Tests/TestKit"),
         .testTarget(name: "InfosetTests", dependencies: ["Infoset"]),
         .testTarget(name: "ProcessKernelTests", dependencies: ["TestKit", "ProcessKernel"]),
-        .testTarget(name: "DeviceDriversTests", dependencies: ["DeviceDrivers", "ProcessKernel", "ServiceKernel"]),
+        .testTarget(name: "DeviceDriversTests", dependencies: ["TestKit", "DeviceDrivers", "ProcessKernel", "ServiceKernel"]),
         .testTarget(name: "ServiceKernelTests", dependencies: ["TestKit", "ServiceKernel", "StandardServices", "Infoset", "ProcessKernel"]),
         .testTarget(name: "StandardServicesTests", dependencies: ["StandardServices", "ServiceKernel", "Decos"]),
         .testTarget(name: "GatewayTests", dependencies: ["TestKit", "Gateway", "Decos"], exclude: ["Fixtures"]),

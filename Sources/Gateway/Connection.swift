@@ -37,34 +37,43 @@ final class Connection: ChannelInboundHandler {
     /// answer), so a client that trickles a header byte at a time holds no connection for long;
     /// nil while a request is read or answered.
     var headDue: NIODeadline?
-    /// The one timer that enforces `headDue`. It is not moved for each request (a timer scheduled
-    /// and cancelled per request cost a keep-alive client 16-33% of its requests per second): when it
-    /// fires before the head is due, it is armed again for the rest.
-    var headTimer: Scheduled<Void>?
+    /// The one timer that enforces `headDue`, and when it fires. It is not moved for each request (a
+    /// timer scheduled and cancelled per request cost a keep-alive client 16-33% of its requests per
+    /// second): when it fires before the head is due, it is armed again for the rest.
+    var headTimer: (task: Scheduled<Void>, at: NIODeadline)?
     /// Seconds an over-cap connection has to send the head its 503 answers.
     static let overCapGrace: Int64 = 2
+    /// Seconds a refused client has to finish sending the request it was refused on (see `refuse`).
+    static let lingerSeconds: Int64 = 2
 
     /// Closes the connection unless a request's head arrives within `seconds`.
     func awaitHead(on channel: any Channel, within seconds: Int64) {
         let due = NIODeadline.now() + .seconds(seconds)
         headDue = due
-        if headTimer == nil { armHeadTimer(on: channel, at: due) }
+        if let timer = headTimer, timer.at <= due { return }
+        headTimer?.task.cancel()
+        armHeadTimer(on: channel, at: due)
     }
 
     private func armHeadTimer(on channel: any Channel, at due: NIODeadline) {
         let connection = NIOLoopBound(self, eventLoop: channel.eventLoop)
-        headTimer = channel.eventLoop.scheduleTask(deadline: due) {
+        let task = channel.eventLoop.scheduleTask(deadline: due) {
             let c = connection.value
             c.headTimer = nil
             guard let due = c.headDue else { return }  // a head came; the next answer arms it again
             if due <= .now() { channel.close(promise: nil) } else { c.armHeadTimer(on: channel, at: due) }
         }
+        headTimer = (task, due)
     }
 
     init(gateway: Gateway) { self.gateway = gateway }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !refused else { return }
+        guard !refused else {
+            // The rest of a refused request is dropped; once it has all come, nothing is left to say.
+            if case .end = unwrapInboundIn(data) { context.close(promise: nil) }
+            return
+        }
         switch unwrapInboundIn(data) {
         case .head(let h):
             headDue = nil
@@ -72,10 +81,7 @@ final class Connection: ChannelInboundHandler {
             body.clear()
             multipart = nil
             envelope = nil
-            if let overCap {
-                refused = true
-                return Connection.write(Admission.busy(overCap), on: context.channel, keepAlive: false)
-            }
+            if let overCap { return refuse(context, Admission.busy(overCap)) }
             if let (fault, status) = gateway.guardRefusal(h) { return refuse(context, fault, status: status) }
             switch gateway.principal(h) {
             case .success(let p): principal = p
@@ -140,7 +146,9 @@ final class Connection: ChannelInboundHandler {
                     guard let envelope else { throw Fault.malformed("the MTOM request has no envelope") }
                     mtom = try MTOM.message(envelope, parts: parts.others)
                 } catch {
-                    return refuse(context, error, status: .badRequest)
+                    refused = true
+                    multipart = nil
+                    return Connection.write(.fault(error, status: .badRequest), on: context.channel, keepAlive: false)
                 }
                 multipart = nil
                 envelope = nil
@@ -213,15 +221,27 @@ final class Connection: ChannelInboundHandler {
         }
     }
 
-    /// Answers at once with `fault` and closes: the rest of a body that is too large or malformed
-    /// is never read.
+    /// Answers at once with `fault` and ends the connection: the rest of a body that is too large
+    /// or not allowed is never taken in.
     func refuse(_ context: ChannelHandlerContext, _ fault: Fault, status: HTTPResponseStatus) {
-        refused = true
-        multipart = nil
-        Connection.write(.fault(fault, status: status), on: context.channel, keepAlive: false)
+        refuse(context, .fault(fault, status: status))
     }
 
-    static func write(_ r: Gateway.Response, on channel: any Channel, keepAlive: Bool) {
+    /// Answers a request before its body has all come, and ends the connection as nginx's lingering
+    /// close does: the answer, then the write side closed, while what the client still sends is
+    /// read and dropped until its request ends or `lingerSeconds` pass. Closed at once, a client
+    /// still sending its body would get a reset for its next write, and often lose the answer.
+    func refuse(_ context: ChannelHandlerContext, _ answer: Gateway.Response) {
+        refused = true
+        multipart = nil
+        let channel = context.channel
+        Connection.write(answer, on: channel, keepAlive: false, linger: true)
+        awaitHead(on: channel, within: Connection.lingerSeconds)
+    }
+
+    /// Writes an answer; one that is not kept alive ends the connection (only its write side when
+    /// `linger`, see `refuse`).
+    static func write(_ r: Gateway.Response, on channel: any Channel, keepAlive: Bool, linger: Bool = false) {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: r.contentType)
         headers.add(name: "Content-Length", value: String(r.body.count))
@@ -231,7 +251,12 @@ final class Connection: ChannelInboundHandler {
         channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: r.status, headers: headers)), promise: nil)
         channel.write(HTTPServerResponsePart.body(.byteBuffer(channel.allocator.buffer(bytes: r.body))), promise: nil)
         let done = channel.writeAndFlush(HTTPServerResponsePart.end(nil))
-        if !keepAlive { done.whenComplete { _ in channel.close(promise: nil) } }
+        guard !keepAlive else { return }
+        done.whenComplete { _ in
+            guard linger else { return channel.close(promise: nil) }
+            // TLS may not close one side alone: then both.
+            channel.close(mode: .output).whenFailure { _ in channel.close(promise: nil) }
+        }
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -254,7 +279,7 @@ final class Connection: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        headTimer?.cancel()
+        headTimer?.task.cancel()
         headTimer = nil
         guard let client else { return context.fireChannelInactive() }
         gateway.admission.closeConnection(from: client)

@@ -1,6 +1,7 @@
 import DeviceDrivers
 import Foundation
 import Testing
+import TestKit
 
 /// Root, iproute2 and a kernel with AF_XDP: what a veth pair in a namespace needs (CI has them).
 let canUseXDP = getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")
@@ -21,7 +22,7 @@ let cloneNewNet: Int32 = 0x4000_0000
 
 /// The XDP program and AF_XDP socket on a real veth pair: the peer sits in a network namespace
 /// of its own, and everything it sends crosses the program.
-@Suite(.serialized, .enabled(if: canUseXDP, "needs root and iproute2 for a veth pair in a namespace"))
+@Suite(.ownThreads, .serialized, .enabled(if: canUseXDP, "needs root and iproute2 for a veth pair in a namespace"))
 struct XDPTests {
     static let ours: UInt16 = 0x88B5, theirs: UInt16 = 0x88B6
 

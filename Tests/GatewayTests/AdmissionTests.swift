@@ -69,14 +69,35 @@ import TestKit
             // Past the test's own bound (far beyond the 1 s asked for), the node never closed it.
             try await until("the node closes the connection (kept alive: \(keptAlive))", within: .seconds(30), every: .milliseconds(200)) {
                 client.send(Array("X".utf8))
-                var chunk = [UInt8](repeating: 0, count: 4096)
-                while true {
-                    let n = recv(client.fd, &chunk, chunk.count, Int32(MSG_DONTWAIT))
-                    if n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { return true }
-                    if n < 0 { return false }
-                }
+                return client.closedByServer()
             }
         }
+    }
+
+    @Test func aClientStillSendingARefusedBodyReadsTheRefusalNotAReset() async throws {
+        // Refused on its head (the body is over the limit), a client goes on sending what it
+        // declared, as most clients do before they read. Closed at once, the node's socket would
+        // answer those bytes with a reset, and a client that fails on it loses the 413 it was sent.
+        let s = try await Served()
+        defer { s.stop() }
+        let client = try RawClient(port: s.url("/").port, receiveBuffer: 65536)
+        client.send(Array("POST /counter HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 9999999\r\n\r\nsome".utf8))
+        let answer = try client.read { $0.contains("</env:Envelope>") }
+        #expect(answer.hasPrefix("HTTP/1.1 413"))
+        // The rest of its body, a piece every 20 ms after the answer came: read and dropped, not
+        // reset — unless the linger was over first (a test thread held up that long).
+        let answered = ContinuousClock.now
+        var pieces = 0
+        try await until("five more pieces of the body are taken", within: .seconds(30), every: .milliseconds(20)) {
+            guard Glibc.send(client.fd, [UInt8](repeating: 0x41, count: 65536), 65536, Int32(MSG_NOSIGNAL)) > 0 else {
+                #expect(ContinuousClock.now - answered > .seconds(Connection.lingerSeconds), "piece \(pieces) was reset: errno \(errno)")
+                return true
+            }
+            pieces += 1
+            return pieces == 5
+        }
+        // A client that stops sending is closed all the same, once the linger is over.
+        try await until("the node closes the refused connection", within: .seconds(30), every: .milliseconds(100)) { client.closedByServer() }
     }
 
     @Test func aSubscriberThatStopsReadingIsCutOffWithALastWord() async throws {
@@ -172,6 +193,28 @@ final class RawClient {
     }
 
     func send(_ bytes: [UInt8]) { _ = Glibc.send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) }
+
+    /// What the server sends until `enough` holds of it (or it closes, or 30 s pass).
+    func read(until enough: (String) -> Bool) throws -> String {
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while !enough(String(decoding: out, as: UTF8.self)) {
+            let n = recv(fd, &chunk, chunk.count, 0)
+            guard n > 0 else { throw Failure("closed or failed (errno \(errno)) after \(String(decoding: out, as: UTF8.self))") }
+            out += chunk[0..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Whether the server has closed the connection (what it sent before is read and dropped).
+    func closedByServer() -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = recv(fd, &chunk, chunk.count, Int32(MSG_DONTWAIT))
+            if n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { return true }
+            if n < 0 { return false }
+        }
+    }
 
     /// Everything until the server closes (or 30 s pass without a byte).
     func readToEnd() throws -> [UInt8] {

@@ -3,6 +3,7 @@ import Gateway
 import Infoset
 import ServiceKernel
 import Testing
+import TestKit
 
 /// A service with a contract of its own, described by the Codable types it takes and gives.
 actor OrderDesk: Service {
@@ -34,7 +35,7 @@ actor OrderDesk: Service {
 
 /// `GET /path?wsdl`, checked by a generated client nobody here wrote: zeep (Debian's python3-zeep,
 /// installed by `make deps`) loads the WSDL of three services and calls them through it.
-@Suite struct WSDLTests {
+@Suite(.ownThreads) struct WSDLTests {
     @Test func zeepLoadsTheWSDLOfEachServiceAndCallsItsVerbs() async throws {
         let s = try await Served(#"""
             <Service contract="urn:decos:examples:kv" name="/kv"><State><KVState><Entry><Key>greeting</Key><Value>hello</Value></Entry></KVState></State></Service>
@@ -43,7 +44,7 @@ actor OrderDesk: Service {
         defer { s.stop() }
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/zeep_client.py").path
         // Bounded: a client that hung would fail the test, not CI.
-        let (status, out, err) = try await runToEnd("/usr/bin/timeout", ["120", "/usr/bin/python3", script, s.base])
+        let (status, out, err) = try runProgram("/usr/bin/timeout", ["120", "/usr/bin/python3", script, s.base])
         #expect(status == 0, "zeep failed: \(err)")
         let lines = out.split(separator: "\n").map(String.init)
         #expect(lines == [
@@ -106,30 +107,4 @@ actor OrderDesk: Service {
         let none = try await HTTPClient.send(.POST, s.url("/counter"), headers: [("Content-Type", SOAP.contentType)], body: Array(envelope.utf8))
         #expect(none.status == 400)
     }
-}
-
-/// Runs a program to its end on a thread of its own, leaving the concurrency pool to the node it
-/// talks to: status, standard output, standard error.
-func runToEnd(_ executable: String, _ arguments: [String]) async throws -> (Int32, String, String) {
-    try await withCheckedThrowingContinuation { done in
-        DispatchQueue.global().async { done.resume(with: Result { try runBlocking(executable, arguments) }) }
-    }
-}
-
-/// Standard error is kept in a file, so neither pipe can fill while the other is read.
-func runBlocking(_ executable: String, _ arguments: [String]) throws -> (Int32, String, String) {
-    let errPath = NSTemporaryDirectory() + "decos-run-\(UUID().uuidString).err"
-    FileManager.default.createFile(atPath: errPath, contents: nil)
-    defer { try? FileManager.default.removeItem(atPath: errPath) }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: executable)
-    p.arguments = arguments
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = FileHandle(forWritingAtPath: errPath)
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    let e = FileManager.default.contents(atPath: errPath) ?? Data()
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }

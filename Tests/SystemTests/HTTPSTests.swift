@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestKit
 
 /// A certificate made by boot/tls-cert.sh (what `make image TLS=1` runs) in a fresh directory,
 /// and the fingerprint it printed.
@@ -13,7 +14,7 @@ func selfSignedCertificate(node: String) throws -> (cert: String, key: String, f
 }
 
 /// The gateway over TLS, with clients nobody here wrote (curl) and with `decos ctl`.
-@Suite struct HTTPSTests {
+@Suite(.ownThreads) struct HTTPSTests {
     func manifest(cert: String, key: String) throws -> String {
         let path = NSTemporaryDirectory() + "decos-https-\(UUID().uuidString).xml"
         try """

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestKit
 
 /// The package's root, from this file's path.
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -21,6 +22,9 @@ final class NodeProcess: @unchecked Sendable {
     var scheme = "http"
     var base: String { "\(scheme)://127.0.0.1:\(port)" }
     private(set) var lines: [String] = []
+    /// What the node writes to standard error, read as it comes: a node whose log fills its pipe
+    /// blocks on its next line, and then answers nothing, not even SIGTERM.
+    private let errorText = Drained()
 
     /// The operator token `decos run` made and wrote to the file it names when it starts.
     func operatorToken() throws -> String {
@@ -41,12 +45,13 @@ final class NodeProcess: @unchecked Sendable {
         process.standardOutput = output
         process.standardError = errors
         try process.run()
+        errorText.drain(errors.fileHandleForReading)
         // The node prints one line when ready; read until it does (or the process ends).
         let handle = output.fileHandleForReading
         var buffer = Data()
         while port == 0 {
             let chunk = handle.availableData
-            if chunk.isEmpty { throw Failure("decos run exited before ready: \(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))") }
+            if chunk.isEmpty { throw Failure("decos run exited before ready: \(errorText.all())") }
             buffer += chunk
             let text = String(decoding: buffer, as: UTF8.self)
             if let r = text.range(of: #"serving https?://[0-9.]+:(\d+)/"#, options: .regularExpression) {
@@ -66,9 +71,7 @@ final class NodeProcess: @unchecked Sendable {
     }
 
     /// What it wrote to standard error, once it has ended.
-    func standardError() -> String {
-        String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    }
+    func standardError() -> String { errorText.all() }
 
     deinit { if process.isRunning { process.terminate(); process.waitUntilExit() } }
 }
@@ -78,31 +81,10 @@ struct Failure: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-/// Runs a program to completion: its status, standard output and standard error.
+/// Runs a program to completion in the package's root (TestKit's `runProgram`).
 @discardableResult
-func run(_ executable: String, _ arguments: [String], input: String? = nil, environment: [String: String] = [:]) throws -> (status: Int32, out: String, err: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: executable)
-    p.arguments = arguments
-    if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
-    p.currentDirectoryURL = packageRoot
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-}
-
-/// Runs blocking work (processes, their pipes, waits) on a thread of its own: a test that holds a
-/// thread of the concurrency pool for long starves the in-process nodes of tests beside it (two
-/// cores: two threads), whose clients then time out.
-func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { done in
-        DispatchQueue.global().async { done.resume(with: Result { try work() }) }
-    }
+func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, out: String, err: String) {
+    try runProgram(executable, arguments, environment: environment, directory: packageRoot)
 }
 
 func decos(_ args: String...) throws -> (status: Int32, out: String, err: String) { try run(decosBinary, args) }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestKit
 
 let soapHeader = "Content-Type: application/soap+xml"
 
@@ -11,7 +12,7 @@ func envelope(_ verb: String, _ body: String = "") -> String {
     """
 }
 
-@Suite(.serialized) struct NodeProcessTests {
+@Suite(.ownThreads, .serialized) struct NodeProcessTests {
     @Test func servesTheExampleManifestToRealClients() throws {
         let node = try NodeProcess()
         let page = try curl(node.base + "/")
@@ -183,7 +184,7 @@ func envelope(_ verb: String, _ body: String = "") -> String {
     }
 }
 
-@Suite struct ManifestCommandTests {
+@Suite(.ownThreads) struct ManifestCommandTests {
     func write(_ text: String) throws -> String {
         let path = NSTemporaryDirectory() + "decos-\(UUID().uuidString).xml"
         try text.write(toFile: path, atomically: true, encoding: .utf8)
@@ -226,7 +227,7 @@ func envelope(_ verb: String, _ body: String = "") -> String {
     }
 }
 
-@Suite struct ServiceAuthorExampleTests {
+@Suite(.ownThreads) struct ServiceAuthorExampleTests {
     @Test func aServiceWrittenOutsideTheKernelRunsFromItsManifest() throws {
         let node = try NodeProcess(manifest: "examples/greeter.xml", binary: greeterBinary)
         let greeting = try run(greeterBinary, ["ctl", "submit", node.base + "/greeter", "--body", "<Greet><Name>Ada</Name></Greet>"])

@@ -38,6 +38,33 @@ import TestKit
         await a.network?.stop()
     }
 
+    @Test func aReplysBuffersArePulledOnlyForACallToItsSenderAndOneThatCannotBeIsAFault() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        let c = try await bootNode("c", seed: address(a))
+        try await waitUntil(a, lists: "decos://b/silent", "decos://c/counter")
+        let call = Task { await a.kernel.send(Message(.submit, to: "decos://b/silent"), as: .system) }
+        try await until("the call to b is pending") { a.network!.state.withLock { $0.pending.count == 1 } }
+        let correlation = a.network!.state.withLock { $0.pending.ids { _ in true }[0] }
+        // A reply to it, with a buffer offered as transfer 999999 on the TCP plane.
+        var reply = Message(.submit, to: "", kind: .response)
+        reply.buffers = [BufferRef(id: "x", buffer: DataBuffer([1, 2, 3]))]
+        var descriptor = ByteWriter()
+        descriptor.u64(999_999)
+        var frame = ByteWriter()
+        Wire.encode(reply, correlation: correlation, offers: [Wire.Offer(plane: PlaneKind.tcp.rawValue, descriptor: descriptor.bytes)], into: &frame)
+        // From c, which the call did not go to: dropped, nothing pulled, the call still waits.
+        a.network!.handleReply(ByteReader(frame.bytes), from: "c")
+        #expect(a.network!.openDataLinks == [])
+        #expect(a.network!.state.withLock { $0.pending.count } == 1)
+        // From b, naming a transfer b never offered: the call ends with a fault naming the
+        // buffer, not a hang and not a reply without it.
+        a.network!.handleReply(ByteReader(frame.bytes), from: "b")
+        let answer = await call.value
+        #expect(answer.kind == .fault && answer.fault?.reason.contains("buffer x from b") == true, "\(answer.fault?.reason ?? "a reply")")
+        for n in [a, b, c] { await n.network?.stop() }
+    }
+
     @Test func anExportIsPullableOnlyByThePeerItWasSentTo() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))

@@ -90,6 +90,27 @@ func counterURIs(inDirectory page: String) -> Set<String> {
         _ = again
     }
 
+    @Test func aBufferGoesToAServiceOnAnotherNodeAndComesBackThroughTheFirstNodesGateway() throws {
+        let echo = #"<Service contract="urn:decos:examples:echo" name="/echo"/>"#
+        let a = try NodeProcess(manifest: try clusterManifest(), extra: ["--node", "a"])
+        let b = try NodeProcess(manifest: try clusterManifest(seeds: [a.clusterAddress], extra: echo), extra: ["--node", "b"])
+        try waitFor("a lists b's echo", within: 60) { try curl(a.base + "/directory").out.contains("decos://b/echo") }
+        let dir = NSTemporaryDirectory() + "decos-reply-buffers-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/back", withIntermediateDirectories: true)
+        var generator = SystemRandomNumberGenerator()
+        let data = Data((0..<5_000_000).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        try data.write(to: URL(fileURLWithPath: dir + "/photo"))
+        // MTOM to a's gateway, a request to b with the buffer on the data plane, b's reply with it
+        // back the same way, MTOM to the client.
+        let r = try decos("ctl", "submit", a.base + "/@b/echo", "--body", "<Note>there and back</Note>", "--buffer", "photo=@\(dir)/photo",
+                          "--buffer-dir", dir + "/back")
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("there and back"))
+        #expect(FileManager.default.contents(atPath: dir + "/back/photo") == data)
+        _ = b
+    }
+
     @Test func garbageOnThePeerPortIsRefusedWithoutHarm() throws {
         let a = try NodeProcess(manifest: try clusterManifest(), extra: ["--node", "a"])
         let port = Int(a.clusterAddress.split(separator: ":").last!)!

@@ -186,7 +186,7 @@ extension NetworkManager {
         // Nothing is allocated for a request's buffers before its service is found, the peer is
         // allowed the verb there, and the sizes are within the limit.
         if !incoming.buffers.isEmpty, let fault = kernel.refusal(incoming.message, as: .peer(peer)) ?? bufferProblem(incoming) {
-            return answer(.faulted(fault, replyingTo: incoming.message), correlation: incoming.correlation, on: channel)
+            return answer(.faulted(fault, replyingTo: incoming.message), correlation: incoming.correlation, to: peer, on: channel)
         }
         backlog.began()
         guard !incoming.buffers.isEmpty else { return deliver(incoming.message, correlation: incoming.correlation, from: peer, on: channel, backlog: backlog) }
@@ -196,7 +196,7 @@ extension NetworkManager {
         Task {
             var m = incoming.message
             if let fault = await fetchBuffers(incoming, from: peer, into: &m) {
-                answer(.faulted(fault, replyingTo: m), correlation: incoming.correlation, on: channel)
+                answer(.faulted(fault, replyingTo: m), correlation: incoming.correlation, to: peer, on: channel)
                 return backlog.ended()
             }
             deliver(m, correlation: incoming.correlation, from: peer, on: channel, backlog: backlog)
@@ -218,7 +218,7 @@ extension NetworkManager {
         ordered(OrderKey(lane: .requests, peer: peer, to: m.to)) { [self] in
             guard !Self.tasksRunInOrder.load(ordering: .relaxed) else {
                 Task {
-                    answer(await kernel.send(m, as: .peer(peer)), correlation: correlation, on: channel)
+                    answer(await kernel.send(m, as: .peer(peer)), correlation: correlation, to: peer, on: channel)
                     backlog.ended()
                 }
                 return
@@ -227,7 +227,7 @@ extension NetworkManager {
             Task {
                 let reply = await kernel.send(m, as: .peer(peer), entered: { placed.finish(()) })
                 placed.finish(())  // a request that never reached an actor (refused, or answered by the kernel)
-                answer(reply, correlation: correlation, on: channel)
+                answer(reply, correlation: correlation, to: peer, on: channel)
                 backlog.ended()
             }
             await placed.wait()
@@ -238,25 +238,44 @@ extension NetworkManager {
     /// another on a loop start in that order.
     public static let tasksRunInOrder = Atomic<Bool>(false)
 
-    func answer(_ reply: Message, correlation: UInt64, on channel: any Channel) {
+    /// Sends a reply to the call `correlation` from `peer`. Its buffers are offered to the caller's
+    /// node as a request's are, on the plane chosen for that peer, and pulled by the caller before
+    /// its call ends (`handleReply`). No call's end on this node withdraws them: like a
+    /// notification's, they lapse after the request timeout, so a caller that never pulls cannot
+    /// keep them.
+    func answer(_ reply: Message, correlation: UInt64, to peer: String, on channel: any Channel) {
         var reply = reply
         reply.from = kernel.absolute(reply.from)
-        if !reply.buffers.isEmpty {
-            // Not dropped in silence: the caller learns its reply had buffers it cannot have.
-            let ids = reply.buffers.map(\.id).joined(separator: ", ")
-            reply.kind = .fault
-            reply.body = nil
-            reply.buffers = []
-            reply.fault = Fault(.receiver, "BuffersNotSent", "\(reply.from ?? "the service") replied with buffers (\(ids)); a reply's buffers do not cross nodes: call it on its own node, or through its node's gateway")
+        guard !reply.buffers.isEmpty else { return send(reply, offers: [], correlation: correlation, on: channel) }
+        let expires = now + timeoutMillis
+        Task { [self] in
+            switch await export(reply.buffers, call: 0, to: peer, expires: expires) {
+            case .success(let exports): send(reply, offers: exports.map(\.offer), correlation: correlation, on: channel)
+            case .failure(let fault):
+                // Not dropped in silence: the caller learns its reply had buffers that could not go.
+                let ids = reply.buffers.map(\.id).joined(separator: ", ")
+                send(Self.withoutBody(reply, fault: Fault(.receiver, "BuffersNotSent", "\(reply.from ?? "the service") replied with buffers (\(ids)) that cannot be sent to \(peer): \(fault.reason)")),
+                     offers: [], correlation: correlation, on: channel)
+            }
         }
-        guard let refused = channel.send(.reply, encode: { Wire.encode(reply, correlation: correlation, offers: [], into: &$0) }) else { return }
+    }
+
+    private func send(_ reply: Message, offers: [Wire.Offer], correlation: UInt64, on channel: any Channel) {
+        guard let refused = channel.send(.reply, encode: { Wire.encode(reply, correlation: correlation, offers: offers, into: &$0) }) else { return }
         // The caller still gets an answer: a fault saying why the reply could not go.
         logger.warning("a reply to \(reply.to) was not sent: \(refused)")
-        var fault = reply
-        fault.kind = .fault
-        fault.body = nil
-        fault.fault = .tooLarge("the reply from \(reply.from ?? "?") was not sent: \(refused)")
+        let fault = Self.withoutBody(reply, fault: .tooLarge("the reply from \(reply.from ?? "?") was not sent: \(refused)"))
         channel.send(.reply) { Wire.encode(fault, correlation: correlation, offers: [], into: &$0) }
+    }
+
+    /// `reply` turned into `fault`, addressed as it was.
+    private static func withoutBody(_ reply: Message, fault: Fault) -> Message {
+        var m = reply
+        m.kind = .fault
+        m.body = nil
+        m.buffers = []
+        m.fault = fault
+        return m
     }
 
     /// A fault naming the limit when the buffers of a request add up to more than this node takes.
@@ -277,7 +296,23 @@ extension NetworkManager {
             logger.warning("malformed reply from \(peer)")
             return
         }
-        complete(incoming.correlation, with: incoming.message, from: peer)
+        guard !incoming.buffers.isEmpty else { return complete(incoming.correlation, with: incoming.message, from: peer) }
+        // A reply's buffers are pulled only for a call of ours to that peer, within this node's
+        // limit; the call's deadline starts again, for the bytes to move.
+        let deadline = now + timeoutMillis
+        guard let request = state.withLock({ s -> Message? in
+            guard s.pending[incoming.correlation]?.node == peer else { return nil }
+            s.pending[incoming.correlation]!.deadline = deadline
+            return s.pending[incoming.correlation]!.request
+        }) else {
+            return logger.debug("dropped a reply with buffers from \(peer) to no call of ours to it (correlation \(incoming.correlation))")
+        }
+        if let problem = bufferProblem(incoming) { return complete(incoming.correlation, with: .faulted(problem, replyingTo: request), from: peer) }
+        Task {
+            var m = incoming.message
+            if let fault = await fetchBuffers(incoming, from: peer, into: &m) { m = .faulted(fault, replyingTo: request) }
+            complete(incoming.correlation, with: m, from: peer)
+        }
     }
 
     func handleNotify(_ payload: ByteReader, from peer: String, on channel: any Channel) {

@@ -16,10 +16,10 @@ public final class NodeMetrics: Sendable {
     /// Off (`<Gateway metrics="off"/>`): nothing is counted as it happens, nothing is served.
     public let enabled: Bool
     private let collectors = Mutex<[@Sendable (NodeMetrics) -> Void]>([])
-    /// The instruments of each peer and verb, and of `(unknown)`, made on first use (a registry
-    /// lookup per call would render the labels every time). A service's are kept by its
-    /// registration (`VerbMeters`) and go with it.
-    private let calls = Mutex<[Calls: CallMeters]>([:])
+    /// The series of each peer and verb, and of `(unknown)`, made on first use. A service's are
+    /// kept by its registration (`VerbMeters`), listed here once it is first called, and go with it.
+    private let calls = Mutex<[Calls: CallMeter]>([:])
+    private let services = Mutex<[ObjectIdentifier: VerbMeters]>([:])
     /// What `mirror` last added to each counter, by name and labels.
     private let mirrored = Mutex<[String: Int64]>([:])
 
@@ -58,13 +58,6 @@ public final class NodeMetrics: Sendable {
         case service(String, Verb)
         case peer(String, Verb)
 
-        var names: (calls: String, faults: String, duration: String) {
-            switch self {
-            case .service: ("decos_requests_total", "decos_faults_total", "decos_dispatch_duration_seconds")
-            case .peer: ("decos_remote_calls_total", "decos_remote_faults_total", "decos_remote_call_duration_seconds")
-            }
-        }
-
         var labels: [(String, String)] {
             switch self {
             case .service(let path, let verb): [("service", path), ("verb", verb.rawValue)]
@@ -73,55 +66,39 @@ public final class NodeMetrics: Sendable {
         }
     }
 
-    struct CallMeters {
-        let calls: CoreMetrics.Counter
-        let faults: CoreMetrics.Counter
-        let duration: CoreMetrics.Timer
+    static let serviceFamilies = CallFamilies(calls: "decos_requests_total", faults: "decos_faults_total", duration: "decos_dispatch_duration_seconds")
+    static let peerFamilies = CallFamilies(calls: "decos_remote_calls_total", faults: "decos_remote_faults_total", duration: "decos_remote_call_duration_seconds")
 
-        func count(faulted: Bool, took: Duration) {
-            calls.increment()
-            if faulted { faults.increment() }
-            duration.recordNanoseconds(took.inNanoseconds)
-        }
-    }
-
-    private func make(_ c: Calls) -> CallMeters {
-        let (n, l) = (c.names, c.labels)
-        return CallMeters(calls: counter(n.calls, l), faults: counter(n.faults, l), duration: timer(n.duration, l))
-    }
-
-    private func meters(_ c: Calls) -> CallMeters {
+    private func meter(_ c: Calls) -> CallMeter {
         calls.withLock { made in
             if let m = made[c] { return m }
-            let m = make(c)
+            let m = CallMeter(labels: c.labels)
             made[c] = m
             return m
         }
     }
 
-    /// A request to the local service `reg` (nil where there is none: counted under `(unknown)`)
-    /// ended after `took`. The registration keeps its instruments, so most requests find theirs
-    /// without hashing the path.
+    /// A request to the service `reg` (nil: a path nobody has) ended after `took`, answered or faulted.
     func dispatched(_ reg: Registration?, _ verb: Verb, faulted: Bool, took: Duration) {
         guard enabled else { return }
-        let m = reg.map { r in r.meters.get(verb) { make(.service(r.path, verb)) } } ?? meters(.service("(unknown)", verb))
-        m.count(faulted: faulted, took: took)
+        guard let reg else { return meter(.service("(unknown)", verb)).count(faulted: faulted, took: took) }
+        let meters = reg.meters
+        if !meters.listed.load(ordering: .relaxed), meters.listed.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
+            services.withLock { $0[ObjectIdentifier(meters)] = meters }
+        }
+        meters[verb].count(faulted: faulted, took: took)
     }
 
     /// A call to the member `peer` ended after `took`, answered or faulted.
     public func remoteCall(peer: String, _ verb: Verb, faulted: Bool, took: Duration) {
         guard enabled else { return }
-        meters(.peer(peer, verb)).count(faulted: faulted, took: took)
+        meter(.peer(peer, verb)).count(faulted: faulted, took: took)
     }
 
     /// The service `reg` was dropped: its series go (a service made again starts from 0, which
     /// Prometheus reads as a counter reset).
     func forget(_ reg: Registration) {
-        for m in reg.meters.made {
-            m.calls.destroy()
-            m.faults.destroy()
-            m.duration.destroy()
-        }
+        _ = services.withLock { $0.removeValue(forKey: ObjectIdentifier(reg.meters)) }
     }
 
     // MARK: what is read when scraped
@@ -150,27 +127,28 @@ public final class NodeMetrics: Sendable {
         var out: [UInt8] = []
         out.reserveCapacity(16 << 10)
         registry.emit(into: &out)
+        let (own, others) = (services.withLock { $0.values.flatMap(\.all) }, calls.withLock { Array($0) })
+        Self.serviceFamilies.write(own + others.filter { if case .service = $0.key { true } else { false } }.map(\.value), into: &out)
+        Self.peerFamilies.write(others.filter { if case .peer = $0.key { true } else { false } }.map(\.value), into: &out)
         return out
     }
 
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 }
 
-/// A service's instruments by verb, kept by its registration and made on first use.
+/// A service's series, one a verb, made with its registration: counting takes no lookup and no
+/// lock but the series' own. Only those called are written out.
 final class VerbMeters: Sendable {
     private static let verbs = Verb.allCases
-    private let slots = Mutex<[NodeMetrics.CallMeters?]>(Array(repeating: nil, count: VerbMeters.verbs.count))
+    private let meters: [CallMeter]
+    /// Whether the node's metrics list them yet (they do from the first call).
+    let listed = Atomic<Bool>(false)
 
-    /// Those made so far.
-    var made: [NodeMetrics.CallMeters] { slots.withLock { $0.compactMap { $0 } } }
-
-    func get(_ verb: Verb, make: () -> NodeMetrics.CallMeters) -> NodeMetrics.CallMeters {
-        let i = Self.verbs.firstIndex(of: verb)!
-        return slots.withLock { s in
-            if let m = s[i] { return m }
-            let m = make()
-            s[i] = m
-            return m
-        }
+    init(path: String) {
+        meters = Self.verbs.map { CallMeter(labels: NodeMetrics.Calls.service(path, $0).labels) }
     }
+
+    subscript(verb: Verb) -> CallMeter { meters[Self.verbs.firstIndex(of: verb)!] }
+
+    var all: [CallMeter] { meters }
 }

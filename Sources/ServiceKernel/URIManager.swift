@@ -33,7 +33,7 @@ public final class Registration: Sendable {
     public let essential: Bool
     let subscriptions = Mutex<[Subscription]>([])
     /// Its requests' counters and latency histogram, by verb (NodeMetrics).
-    let meters = VerbMeters()
+    let meters: VerbMeters
 
     init(path: String, uri: String, contract: String, service: any Service, partners: [String: String], essential: Bool) {
         self.path = path
@@ -42,6 +42,7 @@ public final class Registration: Sendable {
         self.service = service
         self.partners = partners
         self.essential = essential
+        meters = VerbMeters(path: path)
     }
 
     func entry(node: String) -> DirectoryEntry { DirectoryEntry(uri: uri, path: path, contract: contract, node: node) }

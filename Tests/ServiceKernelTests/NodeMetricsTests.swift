@@ -22,6 +22,29 @@ import Testing
         #expect(!t.contains("no-such-service"))
     }
 
+    @Test func latenciesFillTheHistogramsBucketsAndSum() async throws {
+        let k = try await makeKernel()
+        let reg = try #require(k.uris.lookup("/counter"))
+        k.metrics.dispatched(reg, .get, faulted: false, took: .microseconds(75))
+        k.metrics.dispatched(reg, .get, faulted: true, took: .seconds(20))
+        let t = text(k)
+        let series = #"service="/counter",verb="Get""#
+        // Buckets count the calls at or under their bound: none under 50 µs, the first from 100 µs,
+        // both only past every bound.
+        #expect(t.contains("decos_dispatch_duration_seconds_bucket{\(series),le=\"5e-05\"} 0\n"), "\(t)")
+        #expect(t.contains("decos_dispatch_duration_seconds_bucket{\(series),le=\"0.0001\"} 1\n"))
+        #expect(t.contains("decos_dispatch_duration_seconds_bucket{\(series),le=\"10.0\"} 1\n"))
+        #expect(t.contains("decos_dispatch_duration_seconds_bucket{\(series),le=\"+Inf\"} 2\n"))
+        #expect(t.contains("decos_dispatch_duration_seconds_sum{\(series)} 20.000075\n"))
+        #expect(t.contains("decos_faults_total{\(series)} 1\n"))
+        // Each family is written once, its series under it.
+        #expect(t.components(separatedBy: "# TYPE decos_dispatch_duration_seconds histogram").count == 2)
+    }
+
+    @Test func labelValuesAreEscaped() {
+        #expect(CallFamilies.render([("service", #"/a"b\c"#), ("verb", "line\nbreak")]) == #"{service="/a\"b\\c",verb="line\nbreak"}"#)
+    }
+
     @Test func aDroppedServicesSeriesGo() async throws {
         let k = try await makeKernel()
         try await k.create(ServiceConfig(contract: Counter.contract, name: "/brief"))

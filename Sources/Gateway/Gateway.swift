@@ -238,17 +238,7 @@ public final class Gateway: Sendable {
     }
 }
 
-func escapeHTML(_ s: String) -> String {
-    var out = ""
-    for c in s {
-        switch c {
-        case "<": out += "&lt;"
-        case ">": out += "&gt;"
-        case "&": out += "&amp;"
-        case "\"": out += "&quot;"
-        default: out.append(c)
-        }
-    }
-    return out
-}
+func escapeHTML(_ s: String) -> String { s.escaping(htmlEscapes) }
+
+private let htmlEscapes: [Unicode.Scalar: String] = ["<": "&lt;", ">": "&gt;", "&": "&amp;", "\"": "&quot;"]
 

@@ -1,3 +1,4 @@
+import Infoset
 import ProcessKernel
 import Synchronization
 
@@ -66,17 +67,8 @@ struct CallFamilies {
     /// `{name="value",…}`, each value escaped as the text format asks (backslash, quote, newline).
     static func render(_ labels: [(String, String)]) -> String {
         guard !labels.isEmpty else { return "" }
-        return "{" + labels.map { name, value in
-            var escaped = ""
-            for ch in value {
-                switch ch {
-                case "\\": escaped += "\\\\"
-                case "\"": escaped += "\\\""
-                case "\n": escaped += "\\n"
-                default: escaped.append(ch)
-                }
-            }
-            return "\(name)=\"\(escaped)\""
-        }.joined(separator: ",") + "}"
+        return "{" + labels.map { name, value in "\(name)=\"\(value.escaping(labelEscapes))\"" }.joined(separator: ",") + "}"
     }
+
+    private static let labelEscapes: [Unicode.Scalar: String] = ["\\": "\\\\", "\"": "\\\"", "\n": "\\n"]
 }

@@ -42,7 +42,7 @@ import Testing
     }
 
     @Test func labelValuesAreEscaped() {
-        #expect(CallFamilies.render([("service", #"/a"b\c"#), ("verb", "line\nbreak")]) == #"{service="/a\"b\\c",verb="line\nbreak"}"#)
+        #expect(CallFamilies.render([("service", #"/a"b\c"#), ("verb", "line\nbreak\r\n")]) == #"{service="/a\"b\\c",verb="line\nbreak\#r\n"}"#)
     }
 
     @Test func aDroppedServicesSeriesGo() async throws {

@@ -225,9 +225,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
 
     /// Leaves the cluster (peers drop this node at once) and closes every connection.
     public func stop() async {
-        let effects = state.withLock { $0.membership.leave() }
-        perform(effects)
-        try? await Task.sleep(for: .milliseconds(100))
+        await sayFarewell(state.withLock { $0.membership.leave() })
         let (ticker, server, datagrams, links) = state.withLock { s in (s.ticker, s.server, s.datagrams, s.links) }
         ticker?.cancel()
         server?.close(promise: nil)
@@ -235,6 +233,32 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         for p in planes.values { p.stop() }
         for l in links.values { l.channel?.close(promise: nil) }
         kernel.remote = nil
+    }
+
+    /// Sends the farewell `leave` gave to each live member over its control connection, and
+    /// returns once each has been written — or after a second, so a member that does not answer
+    /// cannot hold up the stop. Each connection writes on its loop in order, so a job submitted
+    /// there after the farewell runs once the farewell has been handed to the socket.
+    private func sayFarewell(_ effects: [Membership.Effect]) async {
+        let me = state.withLock { $0.membership.me }
+        let done = OneShot<Void>()
+        Task {
+            await withTaskGroup(of: Void.self) { group in
+                for case .send(let to, let address, let message) in effects {
+                    group.addTask { [self] in
+                        guard let channel = await connection(to: to, address: address) else { return }
+                        channel.send(Wire.Frame(.swim, Wire.encode(message, from: me)))
+                        try? await channel.eventLoop.submit {}.get()
+                    }
+                }
+            }
+            done.finish(())
+        }
+        Task {
+            try? await Task.sleep(for: .seconds(1))  // the bound, not a wait for the writes
+            done.finish(())
+        }
+        await done.wait()
     }
 
     /// Where `peer` listens: from membership, or from its handshake (a peer may call before

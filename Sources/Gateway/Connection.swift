@@ -22,6 +22,9 @@ final class Connection: ChannelInboundHandler {
     /// An MTOM request's envelope, checked as soon as it was read.
     var envelope: MTOM.Envelope?
     var refused = false
+    /// A refused request's answer, written: the connection ends once it is, and the request has
+    /// all come (or the linger is over).
+    var refusal: EventLoopFuture<Void>?
     /// A subscription stream this connection carries, ended when the client goes away.
     var stream: Task<Void, Never>?
     /// The request being answered, the task answering it, and its deadline: whichever of the
@@ -70,8 +73,12 @@ final class Connection: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !refused else {
-            // The rest of a refused request is dropped; once it has all come, nothing is left to say.
-            if case .end = unwrapInboundIn(data) { context.close(promise: nil) }
+            // The rest of a refused request is dropped; once it has all come and the answer is
+            // written, nothing is left to say.
+            if case .end = unwrapInboundIn(data) {
+                let channel = context.channel
+                (refusal ?? channel.eventLoop.makeSucceededVoidFuture()).whenComplete { _ in channel.close(promise: nil) }
+            }
             return
         }
         switch unwrapInboundIn(data) {
@@ -148,7 +155,8 @@ final class Connection: ChannelInboundHandler {
                 } catch {
                     refused = true
                     multipart = nil
-                    return Connection.write(.fault(error, status: .badRequest), on: context.channel, keepAlive: false)
+                    Connection.write(.fault(error, status: .badRequest), on: context.channel, keepAlive: false)
+                    return
                 }
                 multipart = nil
                 envelope = nil
@@ -157,7 +165,8 @@ final class Connection: ChannelInboundHandler {
             let gateway = self.gateway
             if let busy = gateway.admission.take(.request, from: client ?? "?") {
                 awaitHead(on: channel, within: Int64(gateway.binding.requestTimeout))
-                return Connection.write(Admission.busy(busy), on: channel, keepAlive: h.isKeepAlive)
+                Connection.write(Admission.busy(busy), on: channel, keepAlive: h.isKeepAlive)
+                return
             }
             let loop = context.eventLoop
             let connection = NIOLoopBound(self, eventLoop: loop)
@@ -213,7 +222,10 @@ final class Connection: ChannelInboundHandler {
             Connection.write(r, on: channel, keepAlive: h.isKeepAlive)
         case .stream, .events:
             let client = self.client ?? "?"
-            if let busy = gateway.admission.take(.stream, from: client) { return Connection.write(Admission.busy(busy), on: channel, keepAlive: false) }
+            if let busy = gateway.admission.take(.stream, from: client) {
+                Connection.write(Admission.busy(busy), on: channel, keepAlive: false)
+                return
+            }
             let admission = gateway.admission
             channel.closeFuture.whenComplete { _ in admission.release(.stream, from: client) }
             if case .stream(let m, let notifications) = outcome { startStream(m, notifications, channel) }
@@ -234,14 +246,16 @@ final class Connection: ChannelInboundHandler {
     func refuse(_ context: ChannelHandlerContext, _ answer: Gateway.Response) {
         refused = true
         multipart = nil
+        body = ByteBuffer()
         let channel = context.channel
-        Connection.write(answer, on: channel, keepAlive: false, linger: true)
+        refusal = Connection.write(answer, on: channel, keepAlive: false, linger: true)
         awaitHead(on: channel, within: Connection.lingerSeconds)
     }
 
     /// Writes an answer; one that is not kept alive ends the connection (only its write side when
-    /// `linger`, see `refuse`).
-    static func write(_ r: Gateway.Response, on channel: any Channel, keepAlive: Bool, linger: Bool = false) {
+    /// `linger`, see `refuse`). Returns the write of its last part.
+    @discardableResult
+    static func write(_ r: Gateway.Response, on channel: any Channel, keepAlive: Bool, linger: Bool = false) -> EventLoopFuture<Void> {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: r.contentType)
         headers.add(name: "Content-Length", value: String(r.body.count))
@@ -251,12 +265,13 @@ final class Connection: ChannelInboundHandler {
         channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: r.status, headers: headers)), promise: nil)
         channel.write(HTTPServerResponsePart.body(.byteBuffer(channel.allocator.buffer(bytes: r.body))), promise: nil)
         let done = channel.writeAndFlush(HTTPServerResponsePart.end(nil))
-        guard !keepAlive else { return }
+        guard !keepAlive else { return done }
         done.whenComplete { _ in
             guard linger else { return channel.close(promise: nil) }
-            // TLS may not close one side alone: then both.
+            // Should the write side not close alone (an error, or a channel that cannot), both do.
             channel.close(mode: .output).whenFailure { _ in channel.close(promise: nil) }
         }
+        return done
     }
 
     func channelActive(context: ChannelHandlerContext) {

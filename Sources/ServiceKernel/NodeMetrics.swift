@@ -3,8 +3,9 @@ import ProcessKernel
 import Prometheus
 import Synchronization
 
-/// The node's metrics, for `GET /metrics`: instruments made through swift-metrics on a Prometheus
-/// registry of the node's own, written out by swift-prometheus in the Prometheus text format.
+/// The node's metrics, for `GET /metrics`: the calls of each service and peer counted by the
+/// node's own meters (CallMeters.swift), and the rest as instruments made through swift-metrics on
+/// a Prometheus registry of the node's own; both written out in the Prometheus text format.
 ///
 /// The registry is the node's, not swift-metrics' process-wide `MetricsSystem`: that one can be
 /// bootstrapped once per process, and tests run several nodes in one. What changes with each
@@ -83,8 +84,14 @@ public final class NodeMetrics: Sendable {
         guard enabled else { return }
         guard let reg else { return meter(.service("(unknown)", verb)).count(faulted: faulted, took: took) }
         let meters = reg.meters
-        if !meters.listed.load(ordering: .relaxed), meters.listed.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
-            services.withLock { $0[ObjectIdentifier(meters)] = meters }
+        if !meters.listed.load(ordering: .relaxed) {
+            // Under the lock `forget` takes, so a call ending after its service was dropped cannot
+            // list the series again.
+            services.withLock { listed in
+                guard !meters.listed.load(ordering: .relaxed) else { return }
+                meters.listed.store(true, ordering: .relaxed)
+                listed[ObjectIdentifier(meters)] = meters
+            }
         }
         meters[verb].count(faulted: faulted, took: took)
     }
@@ -98,7 +105,11 @@ public final class NodeMetrics: Sendable {
     /// The service `reg` was dropped: its series go (a service made again starts from 0, which
     /// Prometheus reads as a counter reset).
     func forget(_ reg: Registration) {
-        _ = services.withLock { $0.removeValue(forKey: ObjectIdentifier(reg.meters)) }
+        services.withLock { listed in
+            // Marked listed: a call that ends after the drop does not list them again.
+            reg.meters.listed.store(true, ordering: .relaxed)
+            listed[ObjectIdentifier(reg.meters)] = nil
+        }
     }
 
     // MARK: what is read when scraped
@@ -141,7 +152,8 @@ public final class NodeMetrics: Sendable {
 final class VerbMeters: Sendable {
     private static let verbs = Verb.allCases
     private let meters: [CallMeter]
-    /// Whether the node's metrics list them yet (they do from the first call).
+    /// Whether the node's metrics list them yet (from the first call), or did (until the drop);
+    /// changed only under `NodeMetrics.services`' lock.
     let listed = Atomic<Bool>(false)
 
     init(path: String) {

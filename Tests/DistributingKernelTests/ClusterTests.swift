@@ -455,6 +455,17 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         for n in [a, b] { await n.network?.stop() }
     }
 
+    @Test func aNodeThatStopsSaysFarewellAndIsSeenAsLeftNotDead() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        try await waitUntil(a, lists: "decos://b/counter")
+        // stop() returns once its farewell is written: a learns b left, and never takes it for dead
+        // (which its failure detector would, past the suspicion timeout, had the farewell been lost).
+        await b.network?.stop()
+        try await until("a sees b as left") { a.network!.members.first { $0.name == "b" }?.status == .left }
+        await a.network?.stop()
+    }
+
     @Test func aPeerWithTheWrongKeyIsRefused() async throws {
         let a = try await bootNode("a")
         let otherKey = NSTemporaryDirectory() + "decos-wrong-\(getpid()).key"

@@ -19,7 +19,7 @@ public func runProgram(_ executable: String, _ arguments: [String], environment:
     o.drain(out.fileHandleForReading)
     e.drain(err.fileHandleForReading)
     p.waitUntilExit()
-    return (p.terminationStatus, o.all(within: 10), e.all(within: 10))
+    return (p.terminationStatus, o.all(), e.all())
 }
 
 /// A pipe read to its end on a thread of its own, so a writer never blocks on a full pipe.
@@ -40,7 +40,7 @@ public final class Drained: @unchecked Sendable {
 
     /// Everything, once every writer has closed its end; what came within `seconds` if one has
     /// not (a program's children may outlive it and hold the pipe).
-    public func all(within seconds: Double = 3600) -> String {
+    public func all(within seconds: Double = 10) -> String {
         if ended.wait(timeout: .now() + seconds) == .success { ended.signal() }
         return lock.withLock { String(decoding: text, as: UTF8.self) }
     }

@@ -9,6 +9,8 @@ struct Pending {
     /// The buffers it offered, withdrawn when it ends.
     var exports: [Lease]
     var request: Message
+    /// Its reply came with buffers, being pulled now: a second reply to it is dropped unread.
+    var pulling = false
 }
 
 /// The calls waiting for replies, by correlation number.

@@ -297,15 +297,16 @@ extension NetworkManager {
             return
         }
         guard !incoming.buffers.isEmpty else { return complete(incoming.correlation, with: incoming.message, from: peer) }
-        // A reply's buffers are pulled only for a call of ours to that peer, within this node's
-        // limit; the call's deadline starts again, for the bytes to move.
+        // A reply's buffers are pulled only for a call of ours to that peer, once, within this
+        // node's limit; the call's deadline starts again, once, for the bytes to move.
         let deadline = now + timeoutMillis
         guard let request = state.withLock({ s -> Message? in
-            guard s.pending[incoming.correlation]?.node == peer else { return nil }
+            guard let p = s.pending[incoming.correlation], p.node == peer, !p.pulling else { return nil }
             s.pending[incoming.correlation]!.deadline = deadline
-            return s.pending[incoming.correlation]!.request
+            s.pending[incoming.correlation]!.pulling = true
+            return p.request
         }) else {
-            return logger.debug("dropped a reply with buffers from \(peer) to no call of ours to it (correlation \(incoming.correlation))")
+            return logger.debug("dropped a reply with buffers from \(peer) to no call of ours to it, or to one already answered (correlation \(incoming.correlation))")
         }
         if let problem = bufferProblem(incoming) { return complete(incoming.correlation, with: .faulted(problem, replyingTo: request), from: peer) }
         Task {

@@ -32,8 +32,8 @@ protocol DataPlane: AnyObject, Sendable {
     var kind: PlaneKind { get }
     /// The network manager the plane works for.
     var owner: ManagerLink { get }
-    /// Offers `buffer` to `peer` alone for the call `call` (0 for a notification, whose offer
-    /// lapses at `expires` instead): the transfer number (its lease) and what goes in the message;
+    /// Offers `buffer` to `peer` alone for the call `call` (0 for a notification's or a reply's,
+    /// which no call's end withdraws: it lapses at `expires` instead): the transfer number (its lease) and what goes in the message;
     /// a fault if the plane cannot offer it to that peer.
     func export(_ buffer: DataBuffer, call: UInt64, to peer: String, expires: UInt64?) async -> Result<(transfer: UInt64, offer: Wire.Offer), Fault>
     /// Withdraws offers once their call has ended.
@@ -74,10 +74,11 @@ final class ManagerLink: Sendable {
 /// A buffer offered to one peer: the one its message went to, and the only one that may have it.
 struct Offering {
     var buffer: DataBuffer
-    /// The call it belongs to (it is withdrawn when the call ends), or 0 for a notification's.
+    /// The call it belongs to (it is withdrawn when the call ends), or 0 for a notification's or
+    /// a reply's.
     var call: UInt64
     var peer: String
-    /// For a notification's buffer, which has no call to end: when it is withdrawn.
+    /// For a notification's or a reply's buffer, which has no call to end: when it is withdrawn.
     var expires: UInt64?
 
     func lapsed(at now: UInt64) -> Bool { expires.map { $0 <= now } ?? false }

@@ -254,7 +254,7 @@ extension NetworkManager {
             case .failure(let fault):
                 // Not dropped in silence: the caller learns its reply had buffers that could not go.
                 let ids = reply.buffers.map(\.id).joined(separator: ", ")
-                send(Self.withoutBody(reply, fault: Fault(.receiver, "BuffersNotSent", "\(reply.from ?? "the service") replied with buffers (\(ids)) that cannot be sent to \(peer): \(fault.reason)")),
+                send(Self.turned(reply, into: Fault(.receiver, "BuffersNotSent", "\(reply.from ?? "the service") replied with buffers (\(ids)) that cannot be sent to \(peer): \(fault.reason)")),
                      offers: [], correlation: correlation, on: channel)
             }
         }
@@ -264,12 +264,12 @@ extension NetworkManager {
         guard let refused = channel.send(.reply, encode: { Wire.encode(reply, correlation: correlation, offers: offers, into: &$0) }) else { return }
         // The caller still gets an answer: a fault saying why the reply could not go.
         logger.warning("a reply to \(reply.to) was not sent: \(refused)")
-        let fault = Self.withoutBody(reply, fault: .tooLarge("the reply from \(reply.from ?? "?") was not sent: \(refused)"))
+        let fault = Self.turned(reply, into: .tooLarge("the reply from \(reply.from ?? "?") was not sent: \(refused)"))
         channel.send(.reply) { Wire.encode(fault, correlation: correlation, offers: [], into: &$0) }
     }
 
     /// `reply` turned into `fault`, addressed as it was.
-    private static func withoutBody(_ reply: Message, fault: Fault) -> Message {
+    private static func turned(_ reply: Message, into fault: Fault) -> Message {
         var m = reply
         m.kind = .fault
         m.body = nil

@@ -65,6 +65,35 @@ import TestKit
         for n in [a, b, c] { await n.network?.stop() }
     }
 
+    @Test func aCallWhoseReplyIsBeingPulledOutlivesItsDeadlineWhileBytesArriveAndNoLonger() async throws {
+        // Driven by the sweep's own clock (`expireCalls(now:)`), not by waiting out a timeout.
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        try await waitUntil(a, lists: "decos://b/silent", "decos://b/echo")
+        let network = a.network!
+        // Some bytes from b first (an echo's reply), for the pull's mark to be below.
+        let echoed = await a.kernel.send(Message(.submit, to: "decos://b/echo", buffers: [BufferRef(id: "x", buffer: DataBuffer([1, 2, 3]))]), as: .system)
+        #expect(echoed.buffers.count == 1)
+        let call = Task { await a.kernel.send(Message(.submit, to: "decos://b/silent"), as: .system) }
+        try await until("the call to b is pending") { network.state.withLock { $0.pending.count == 1 } }
+        let id = network.state.withLock { $0.pending.ids { _ in true }[0] }
+        // Its reply came with buffers, and bytes from b arrived since (its mark is below them).
+        let received = network.bytesReceived(from: "b")
+        try #require(received > 0)
+        network.state.withLock { s in
+            s.pending[id]!.pulling = true
+            s.pending[id]!.progress = received - 1
+        }
+        let late = network.state.withLock { $0.pending[id]!.deadline } + 1
+        network.expireCalls(now: late)
+        #expect(network.state.withLock { $0.pending[id]?.deadline } == late + network.timeoutMillis, "a pull that moved was timed out")
+        // No byte since: the next sweep past the new deadline ends it.
+        network.expireCalls(now: late + network.timeoutMillis)
+        let answer = await call.value
+        #expect(answer.fault?.subcode?.local == "Timeout", "\(answer.fault?.reason ?? "a reply")")
+        for n in [a, b] { await n.network?.stop() }
+    }
+
     @Test func anExportIsPullableOnlyByThePeerItWasSentTo() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))

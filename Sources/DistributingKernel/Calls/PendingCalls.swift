@@ -11,6 +11,9 @@ struct Pending {
     var request: Message
     /// Its reply came with buffers, being pulled now: a second reply to it is dropped unread.
     var pulling = false
+    /// While pulling: the bytes received from its node when its deadline was last armed. A sweep
+    /// that finds more has seen the pull move, and arms the deadline again.
+    var progress: UInt64 = 0
 }
 
 /// The calls waiting for replies, by correlation number.

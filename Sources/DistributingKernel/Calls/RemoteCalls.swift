@@ -107,14 +107,33 @@ extension NetworkManager {
         state.withLock { s in s.pending[correlation]?.deadline = deadline }
     }
 
-    /// Ends every call whose deadline has passed with a timeout fault. One sweep for all calls
-    /// costs less than a timer per call (each timer set and cancelled from off the event loop is a
-    /// thread hop).
+    /// Ends every call whose deadline has passed with a timeout fault — unless its reply's buffers
+    /// are being pulled and bytes from its node arrived since the deadline was armed: then the
+    /// deadline bounds a stall, not a large reply that is moving (as chunks sent re-arm a
+    /// request's). One sweep for all calls costs less than a timer per call (each timer set and
+    /// cancelled from off the event loop is a thread hop).
     func expireCalls(now: UInt64) {
-        let expired = state.withLock { s in s.pending.ids { $0.deadline <= now }.map { ($0, s.pending[$0]!.request) } }
-        for (id, m) in expired {
+        let expired = state.withLock { s in s.pending.ids { $0.deadline <= now }.map { ($0, s.pending[$0]!) } }
+        for (id, p) in expired {
+            if p.pulling {
+                let received = bytesReceived(from: p.node)
+                if received > p.progress {
+                    state.withLock { s in
+                        s.pending[id]?.deadline = now + timeoutMillis
+                        s.pending[id]?.progress = received
+                    }
+                    continue
+                }
+            }
+            let m = p.request
             complete(id, with: .faulted(.timeout("\(m.to) did not answer \(m.verb.rawValue) within \(Double(timeoutMillis) / 1000) s"), replyingTo: m))
         }
+    }
+
+    /// The bytes the data planes have brought from `peer` so far (for any transfer: a pull is
+    /// seen to move by its peer's traffic).
+    func bytesReceived(from peer: String) -> UInt64 {
+        planes.values.reduce(0) { sum, plane in sum + (plane.traffic.first { $0.node == peer }?.bytesReceived ?? 0) }
     }
 
     /// Ends a pending call exactly once: by its reply, its deadline, or its peer's death.
@@ -298,12 +317,15 @@ extension NetworkManager {
         }
         guard !incoming.buffers.isEmpty else { return complete(incoming.correlation, with: incoming.message, from: peer) }
         // A reply's buffers are pulled only for a call of ours to that peer, once, within this
-        // node's limit; the call's deadline starts again, once, for the bytes to move.
+        // node's limit; the call's deadline starts again, and again while the bytes move
+        // (`expireCalls`).
         let deadline = now + timeoutMillis
+        let received = bytesReceived(from: peer)
         guard let request = state.withLock({ s -> Message? in
             guard let p = s.pending[incoming.correlation], p.node == peer, !p.pulling else { return nil }
             s.pending[incoming.correlation]!.deadline = deadline
             s.pending[incoming.correlation]!.pulling = true
+            s.pending[incoming.correlation]!.progress = received
             return p.request
         }) else {
             return logger.debug("dropped a reply with buffers from \(peer) to no call of ours to it, or to one already answered (correlation \(incoming.correlation))")

@@ -94,6 +94,26 @@ import TestKit
         for n in [a, b] { await n.network?.stop() }
     }
 
+    @Test func buffersAPeerNeverPullsAreCappedPerPeer() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        try await waitUntil(a, lists: "decos://b/counter")
+        _ = try await a.kernel.call(.get, "decos://b/counter")  // connected: b's planes are known
+        let network = a.network!
+        let blob = [BufferRef(id: "x", buffer: DataBuffer([UInt8](repeating: 1, count: 1000)))]
+        #expect(network.offerRoom(for: blob, to: "b", limit: 1500) == nil)
+        // Offered as a reply's or a notification's are (withdrawn only by lapsing), never pulled.
+        guard case .success = await network.export(blob, call: 0, to: "b", expires: network.now + 60_000) else {
+            Issue.record("the offer was not made")
+            return
+        }
+        let full = network.offerRoom(for: blob, to: "b", limit: 1500)
+        #expect(full?.subcode?.local == "ResourceExhausted" && full?.reason.contains("1000 bytes") == true, "\(full?.reason ?? "room")")
+        // Another peer's room is its own.
+        #expect(network.offerRoom(for: blob, to: "c", limit: 1500) == nil)
+        for n in [a, b] { await n.network?.stop() }
+    }
+
     @Test func anExportIsPullableOnlyByThePeerItWasSentTo() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))

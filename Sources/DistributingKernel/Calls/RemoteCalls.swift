@@ -83,6 +83,7 @@ extension NetworkManager {
         ordered(OrderKey(lane: .notificationsOut, peer: target)) { [self] in
             var offers: [Wire.Offer] = []
             if !m.buffers.isEmpty {
+                if let full = offerRoom(for: m.buffers, to: target) { return logger.warning("a notification to \(m.to) was not sent: \(full.reason)") }
                 switch await export(m.buffers, call: 0, to: target, expires: expires) {
                 case .success(let e): offers = e.map(\.offer)
                 case .failure(let fault): return logger.warning("a notification to \(m.to) was not sent: \(fault.reason)")
@@ -95,6 +96,17 @@ extension NetworkManager {
             guard let channel = await connection(to: target, address: member.address) else { return }
             if let refused = channel.send(frame) { logger.warning("a notification to \(m.to) was not sent: \(refused)") }
         }
+    }
+
+    /// A fault if offering `buffers` to `peer` would leave more than `limit` bytes (this node's
+    /// buffer limit per message) offered to it that only lapsing withdraws: a peer that is sent
+    /// replies and notifications with buffers and never pulls them holds at most that much here.
+    func offerRoom(for buffers: [BufferRef], to peer: String, limit: Int? = nil) -> Fault? {
+        let limit = limit ?? config.maxBufferBytes
+        let held = planes.values.reduce(0) { $0 + $1.lapsingBytes(to: peer) }
+        let adding = buffers.reduce(0) { $0 + $1.buffer.count }
+        guard held + adding > limit else { return nil }
+        return Fault(.receiver, "ResourceExhausted", "node \(peer) has not pulled \(held) bytes of buffers offered to it; \(adding) more would pass this node's limit of \(limit)")
     }
 
     var timeoutMillis: UInt64 { UInt64(config.requestTimeout.nanoseconds / 1_000_000) }
@@ -268,7 +280,11 @@ extension NetworkManager {
         guard !reply.buffers.isEmpty else { return send(reply, offers: [], correlation: correlation, on: channel) }
         let expires = now + timeoutMillis
         Task { [self] in
-            switch await export(reply.buffers, call: 0, to: peer, expires: expires) {
+            let offered: Result<[(lease: Lease, offer: Wire.Offer)], Fault>
+            if let full = offerRoom(for: reply.buffers, to: peer) { offered = .failure(full) } else {
+                offered = await export(reply.buffers, call: 0, to: peer, expires: expires)
+            }
+            switch offered {
             case .success(let exports): send(reply, offers: exports.map(\.offer), correlation: correlation, on: channel)
             case .failure(let fault):
                 // Not dropped in silence: the caller learns its reply had buffers that could not go.

@@ -48,6 +48,9 @@ protocol DataPlane: AnyObject, Sendable {
     func stop()
     /// What the plane has moved, per peer, for `/os/dataplane`.
     var traffic: [PeerTraffic] { get }
+    /// The bytes offered to `peer` that no call's end withdraws (a notification's, a reply's),
+    /// neither pulled nor lapsed yet.
+    func lapsingBytes(to peer: String) -> Int
     /// Whether the plane reaches a peer listening at `address` ("host:port"); all do but AF_XDP,
     /// whose frames are not routed.
     func reaches(_ address: String) -> Bool
@@ -82,6 +85,13 @@ struct Offering {
     var expires: UInt64?
 
     func lapsed(at now: UInt64) -> Bool { expires.map { $0 <= now } ?? false }
+}
+
+extension Sequence<Offering> {
+    /// The bytes of those offered to `peer` that only lapsing withdraws (`DataPlane.lapsingBytes`).
+    func lapsingBytes(to peer: String) -> Int {
+        reduce(0) { sum, o in o.peer == peer && o.expires != nil ? sum + o.buffer.count : sum }
+    }
 }
 
 /// Which plane a peer's buffers go on, and why: what it offered in its HELLO.

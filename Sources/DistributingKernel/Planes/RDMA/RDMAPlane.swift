@@ -192,6 +192,8 @@ final class RDMAPlane: DataPlane {
         completions.stop()
     }
 
+    func lapsingBytes(to peer: String) -> Int { state.withLock { $0.exports.values.map(\.offering).lapsingBytes(to: peer) } }
+
     var traffic: [PeerTraffic] {
         state.withLock { s in
             var t = s.traffic

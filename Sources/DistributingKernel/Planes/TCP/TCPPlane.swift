@@ -77,6 +77,8 @@ final class TCPPlane: DataPlane {
 
     func peerEnded(_ peer: String) { closeLink(to: peer) }
 
+    func lapsingBytes(to peer: String) -> Int { state.withLock { $0.exports.values.lapsingBytes(to: peer) } }
+
     var traffic: [PeerTraffic] {
         state.withLock { s in
             var t = s.traffic

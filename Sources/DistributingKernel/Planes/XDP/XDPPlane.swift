@@ -168,6 +168,8 @@ final class XDPPlane: DataPlane {
         for i in state.withLock({ Array($0.imports.values) }) { finish(i, .unreachable("this node stops")) }
     }
 
+    func lapsingBytes(to peer: String) -> Int { state.withLock { $0.exports.values.map(\.offering).lapsingBytes(to: peer) } }
+
     var traffic: [PeerTraffic] {
         state.withLock { s in
             var t = s.traffic

@@ -63,6 +63,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     var advertised: String { config.advertise ?? bound.withLock { $0 } ?? "\(config.host):\(config.port)" }
     private let started = ContinuousClock.now
     let state: Mutex<State>
+    /// This node's copy of the shared namespace (`NamespaceSync.swift` drives it).
+    let namespace: Mutex<NamespaceReplica>
     /// Numbers requests so their replies can be matched (RelatesTo on the wire).
     let correlations = Atomic<UInt64>(1)
     /// Numbers this life's membership datagrams, for receivers' replay windows.
@@ -89,11 +91,6 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var waiters: [CheckedContinuation<(any Channel)?, Never>] = []
     }
 
-    struct Table {
-        var version: UInt64
-        var entries: [DirectoryEntry]
-    }
-
     struct State {
         var membership: Membership
         /// Control connections this node opened, by peer name (or "@address" for a seed not yet known by name).
@@ -103,9 +100,6 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var helloAddresses: [String: String] = [:]
         var helloPlanes: [String: UInt8] = [:]
         var pending = PendingCalls()
-        var tables: [String: Table] = [:]
-        /// This node's directory version: from `Epoch.firstVersion`, so a restart's table outranks the old one's.
-        var localVersion: UInt64
         /// The latest epoch heard from each peer (its HELLO, or membership): a higher one is a restart.
         var epochs: [String: UInt64] = [:]
         /// Work waiting behind the running job of each key; a key is present only while its job runs.
@@ -138,8 +132,9 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         for b in config.node.utf8 { seed = seed &* 31 &+ UInt64(b) }
         seed ^= UInt64(UInt(bitPattern: ObjectIdentifier(kernel).hashValue))
         state = Mutex(State(membership: Membership(name: config.node, address: "\(config.host):\(config.port)",
-                                                   config: config.membership, seed: seed, incarnation: Epoch.firstIncarnation(config.epoch)),
-                            localVersion: Epoch.firstVersion(config.epoch)))
+                                                   config: config.membership, seed: seed, incarnation: Epoch.firstIncarnation(config.epoch))))
+        // Its version starts above every earlier life's, so a restart's table outranks the old one's.
+        namespace = Mutex(NamespaceReplica(node: config.node, firstVersion: Epoch.firstVersion(config.epoch)))
         tcp.attach(to: self)
         rdma?.attach(to: self)
         xdp?.attach(to: self)
@@ -188,6 +183,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         kernel.remote = self
         kernel.metrics.onScrape { [weak self] in self?.collectMetrics($0) }
         kernel.uris.observe { [weak self] _ in self?.localTableChanged() }
+        // The services registered before now: the replica's table starts with them.
+        localTableChanged()
         let seeds = config.seeds.filter { $0 != advertised }
         perform(state.withLock { $0.membership.join(seeds: seeds) })
         // The protocol's clock runs on the failure detector's own thread, like its datagrams.

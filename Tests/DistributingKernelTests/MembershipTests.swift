@@ -237,3 +237,47 @@ import Testing
         #expect(at != nil)
     }
 }
+
+/// The real namespace replica, driven by the simulator as the network manager drives it.
+@Suite struct SimulatedNamespaceTests {
+    func cluster(_ n: Int, loss: Double = 0, seed: UInt64 = 3) -> SimulatedCluster {
+        var s = SimulatedCluster.Settings()
+        s.nodes = n
+        s.loss = loss
+        s.seed = seed
+        var c = SimulatedCluster(s)
+        c.joinAll()
+        _ = c.run(until: 60_000) { $0.converged() }
+        return c
+    }
+
+    @Test func everyNodeListsEveryOthersServicesOnceConverged() throws {
+        var c = cluster(12)
+        let at = c.run(until: c.now + 30_000) { c in (0..<12).allSatisfy { c.everyoneHasLatest(of: SimulatedCluster.name($0)) } }
+        #expect(at != nil)
+        #expect(c.replicas["n3"]!.remoteEntries.count == 11)
+    }
+
+    @Test func aDeadNodesServicesLeaveEveryDirectoryAndARestartedNodesComeBack() throws {
+        var c = cluster(8)
+        _ = c.run(until: c.now + 30_000) { $0.everyoneHasLatest(of: "n4") }
+        c.kill("n4")
+        let gone = c.run(until: c.now + 60_000) { c in
+            c.replicas.filter { $0.key != "n4" }.allSatisfy { $0.value.version(of: "n4") == 0 }
+        }
+        #expect(gone != nil)
+        c.restart("n4")
+        c.publish("n4")
+        #expect(c.run(until: c.now + 60_000) { $0.everyoneHasLatest(of: "n4") } != nil)
+    }
+
+    @Test func withoutPushesAntiEntropyAloneSpreadsAChangeInAClusterOfMoreThanEight() {
+        // Every push is lost to the nodes that matter: only the summary exchange can repair them.
+        var c = cluster(12)
+        c.mute.insert("n5")
+        c.publish("n5")
+        c.mute.remove("n5")
+        #expect(!c.everyoneHasLatest(of: "n5"))
+        #expect(c.run(until: c.now + 60_000) { $0.everyoneHasLatest(of: "n5") } != nil)
+    }
+}

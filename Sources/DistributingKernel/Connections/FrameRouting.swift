@@ -42,7 +42,7 @@ extension NetworkManager {
         case .notify: handleNotify(frame.reader, from: peer, on: channel)
         case .unsubscribe: handleUnsubscribe(frame.payload, from: peer)
         case .swim: handleSWIM(frame.payload, from: peer)
-        case .directory: handleDirectory(frame.payload, from: peer, on: channel)
+        case .directory: handleDirectory(frame.payload, from: peer)
         case .dataPull: tcp.send(pull: frame.payload, from: peer, on: channel)
         case .dataChunk: break  // chunks are read by a DataLink, never from an event loop's connection
         case .rdmaConnect:

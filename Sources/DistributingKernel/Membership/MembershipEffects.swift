@@ -60,10 +60,12 @@ extension NetworkManager {
             if known == nil, s.epochs.count >= 16_384 { s.epochs = [:] }
             s.epochs[node] = epoch
             let backwards = known.map { epoch < $0 } ?? false
-            if backwards { s.tables[node] = nil }
             return (known != nil || certain, backwards)
         }
-        if backwards { logger.warning("node \(node) restarted with an older epoch than it had (its clock went back)") }
+        if backwards {
+            logger.warning("node \(node) restarted with an older epoch than it had (its clock went back)")
+            forgetTable(of: node)
+        }
         // Its datagrams are of the life its HELLO names, whichever way the clock moved.
         if fromHello { replayWindows.withLock { $0.restart(node, epoch: epoch) } }
         guard restarted else { return }
@@ -71,7 +73,7 @@ extension NetworkManager {
         failPending(on: node, reason: "node \(node) restarted")
         kernel.dropSubscriptions(ofNode: node)
         for p in planes.values { p.peerEnded(node) }
-        if let address = address(of: node) { sendDigest(to: node, address: address, reply: true) }
+        greet(node)
         // Its new life knows none of the subscriptions we held with its old one.
         kernel.renewFollows(on: node)
     }
@@ -85,21 +87,20 @@ extension NetworkManager {
             // A new or returning member gets our table now rather than at the next exchange,
             // and our subscriptions there are renewed (back from a false death or a partition,
             // it may have dropped them).
-            sendDigest(to: m.name, address: m.address, reply: true)
+            greet(m.name)
             kernel.renewFollows(on: m.name)
         case .suspect:
             break
         case .dead, .left:
-            let (table, link) = state.withLock { s -> (Table?, Link?) in
-                let t = s.tables.removeValue(forKey: m.name)
+            let link = state.withLock { s -> Link? in
                 s.helloAddresses[m.name] = nil
                 s.helloPlanes[m.name] = nil
                 s.epochs[m.name] = nil
-                return (t, s.links.removeValue(forKey: m.name))
+                return s.links.removeValue(forKey: m.name)
             }
             // Callers waiting for a connection being opened to it get none.
             for w in link?.waiters ?? [] { w.resume(returning: nil) }
-            for e in table?.entries ?? [] { kernel.publish(Message(.delete, to: "", body: try? infoset(e)), from: "/directory") }
+            forgetTable(of: m.name)
             failPending(on: m.name, reason: "node \(m.name) is \(m.status == .dead ? "dead" : "gone")")
             kernel.dropSubscriptions(ofNode: m.name)
             link?.channel?.close(promise: nil)

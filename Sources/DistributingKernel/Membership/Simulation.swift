@@ -1,3 +1,5 @@
+import ServiceKernel
+
 /// A deterministic, in-process network of `Membership` machines: virtual time, message loss and
 /// delay from a seeded generator, so a run replays exactly. Used by the tests (a handful of nodes)
 /// and by `decos-bench swim` (a thousand).
@@ -15,12 +17,7 @@ public struct SimulatedCluster {
 
     enum Payload {
         case swim(Membership.Message)
-        /// A node's table version, pushed on change or sent in answer to a digest.
-        case table(owner: String, version: UInt64)
-        /// Anti-entropy: the sender's versions; the receiver answers with what the sender lacks.
-        case digest([String: UInt64], reply: Bool)
-        /// The summary (count and hash of a digest); the model carries the digest to compare by.
-        case summary([String: UInt64])
+        case namespace(NamespaceReplica.Message)
     }
 
     struct InFlight {
@@ -48,25 +45,38 @@ public struct SimulatedCluster {
     public private(set) var events: [(at: UInt64, observer: String, member: Membership.Member)] = []
     private var queue: [InFlight] = []
     private var rng: SplitMix
+    /// The namespace's own draws (its peer choice, its losses and delays), so that what the
+    /// namespace sends never shifts what membership draws: a membership run replays the same
+    /// with the namespace on or off.
+    private var namespaceRng: SplitMix
     private var addresses: [String: String] = [:]
-    /// The shared namespace as each node knows it: owner → table version (the network manager's
-    /// push-on-change and digest anti-entropy, modelled at the level of versions).
-    public private(set) var tables: [String: [String: UInt64]] = [:]
-    /// Milliseconds between a node's anti-entropy exchanges (0 turns the namespace model off).
+    /// Each node's copy of the shared namespace: the replica the network manager runs, driven here
+    /// as its shell drives it (push on change, a summary each sync interval, a greeting to each
+    /// member that comes alive or restarts, a dead member's table forgotten).
+    public private(set) var replicas: [String: NamespaceReplica] = [:]
+    /// Milliseconds between a node's anti-entropy exchanges (0: none; pushes and greetings only).
     public var syncInterval: UInt64 = 2000
     private var lastSync: [String: UInt64] = [:]
 
     public init(_ settings: Settings) {
         self.settings = settings
         rng = SplitMix(seed: settings.seed)
+        namespaceRng = SplitMix(seed: ~settings.seed)
         for i in 0..<settings.nodes {
             let name = "n\(i)"
             addresses["sim:\(i)"] = name
             nodes[name] = Membership(name: name, address: "sim:\(i)", config: settings.config, seed: settings.seed &+ UInt64(i) &* 7919)
+            replicas[name] = Self.freshReplica(name, now: 0)
         }
     }
 
     public static func name(_ i: Int) -> String { "n\(i)" }
+
+    /// A node as it boots: one service, and a table version from its epoch (the clock at boot).
+    private static func freshReplica(_ name: String, now: UInt64) -> NamespaceReplica {
+        let entry = DirectoryEntry(uri: "decos://\(name)/counter", path: "/counter", contract: "urn:decos:examples:counter", node: name)
+        return NamespaceReplica(node: name, firstVersion: Epoch.firstVersion(now + 1), entries: [entry])
+    }
 
     /// Every node joins through node 0.
     public mutating func joinAll() {
@@ -98,6 +108,7 @@ public struct SimulatedCluster {
         down.remove(name)
         let old = nodes[name]!
         nodes[name] = Membership(name: name, address: old.address, config: settings.config, seed: rng.next())
+        replicas[name] = Self.freshReplica(name, now: now)
         apply(nodes[name]!.join(seeds: [name == "n0" ? "sim:1" : "sim:0"]) + nodes[name]!.tick(now: now), of: name)
     }
 
@@ -119,10 +130,8 @@ public struct SimulatedCluster {
                     lastSync[name] = now
                     let live = nodes[name]!.members.values.filter { $0.status == .alive }.sorted { $0.name < $1.name }
                     if !live.isEmpty {
-                        let peer = live[Int(rng.next() % UInt64(live.count))]
-                        var digest = tables[name] ?? [:]
-                        digest[name] = version(of: name, at: name)
-                        transmit(.summary(digest), from: name, to: peer.name, bytes: 6 + 1 + 2 + 8)
+                        let peer = live[Int(namespaceRng.next() % UInt64(live.count))]
+                        apply([replicas[name]!.sync(with: peer.name)], of: name)
                     }
                 }
             }
@@ -135,31 +144,40 @@ public struct SimulatedCluster {
         ((UInt64(name.dropFirst()) ?? 0) &* 0x9E37_79B9_7F4A_7C15) >> 53
     }
 
-    func version(of owner: String, at node: String) -> UInt64 { tables[node]?[owner] ?? (owner == node ? 1 : 0) }
-
-    /// `owner` changes its table (registers a service): it pushes the new version to every live member.
+    /// `owner` changes its table (registers one more service): it pushes the new version to every live member.
     public mutating func publish(_ owner: String) {
-        let v = version(of: owner, at: owner) + 1
-        tables[owner, default: [:]][owner] = v
-        for m in nodes[owner]!.live where m.status == .alive {
-            transmit(.table(owner: owner, version: v), from: owner, to: m.name, bytes: 6 + 14 + 40)
-        }
+        var entries = replicas[owner]!.entries
+        let path = "/service\(entries.count)"
+        entries.append(DirectoryEntry(uri: "decos://\(owner)\(path)", path: path, contract: "urn:decos:examples:kv", node: owner))
+        let peers = nodes[owner]!.live.map(\.name)
+        apply(replicas[owner]!.localChanged(entries, peers: peers), of: owner)
     }
 
     /// True when every running node holds `owner`'s latest table.
     public func everyoneHasLatest(of owner: String) -> Bool {
-        let v = version(of: owner, at: owner)
-        return nodes.keys.filter { !down.contains($0) }.allSatisfy { version(of: owner, at: $0) >= v }
+        let v = replicas[owner]!.version
+        return nodes.keys.filter { !down.contains($0) }.allSatisfy { replicas[$0]!.version(of: owner) >= v }
     }
 
     private mutating func transmit(_ p: Payload, from: String, to: String, bytes: Int) {
         bytesSent[from, default: 0] += bytes
         messagesSent += 1
-        if settings.loss > 0, Double(rng.next() % 1_000_000) / 1_000_000 < settings.loss { return }
-        if let extra = inboundLoss[to], Double(rng.next() % 1_000_000) / 1_000_000 < extra { return }
-        if mute.contains(from) || (sides[from] ?? 0) != (sides[to] ?? 0) { return }
-        let delay = settings.minDelay + rng.next() % (settings.maxDelay - settings.minDelay + 1)
-        queue.append(InFlight(at: now + delay, from: from, fromAddress: nodes[from]!.address, to: to, payload: p))
+        if case .namespace = p {
+            guard let delay = Self.fate(from: from, to: to, in: self, rng: &namespaceRng) else { return }
+            queue.append(InFlight(at: now + delay, from: from, fromAddress: nodes[from]!.address, to: to, payload: p))
+        } else {
+            guard let delay = Self.fate(from: from, to: to, in: self, rng: &rng) else { return }
+            queue.append(InFlight(at: now + delay, from: from, fromAddress: nodes[from]!.address, to: to, payload: p))
+        }
+    }
+
+    /// Whether a message is lost (nil), or else its delay.
+    private static func fate(from: String, to: String, in c: SimulatedCluster, rng: inout SplitMix) -> UInt64? {
+        let s = c.settings
+        if s.loss > 0, Double(rng.next() % 1_000_000) / 1_000_000 < s.loss { return nil }
+        if let extra = c.inboundLoss[to], Double(rng.next() % 1_000_000) / 1_000_000 < extra { return nil }
+        if c.mute.contains(from) || (c.sides[from] ?? 0) != (c.sides[to] ?? 0) { return nil }
+        return s.minDelay + rng.next() % (s.maxDelay - s.minDelay + 1)
     }
 
     /// Runs until `done` holds or `limit` passes; returns the time it held, or nil.
@@ -198,12 +216,26 @@ public struct SimulatedCluster {
             switch e {
             case .changed(let m):
                 events.append((now, name, m))
-            case .restarted, .refuted:
+                // As the network manager's shell does.
+                switch m.status {
+                case .alive: apply([replicas[name]!.greet(m.name)], of: name)
+                case .suspect: break
+                case .dead, .left: apply(replicas[name]!.forget(m.name), of: name)
+                }
+            case .restarted(let m):
+                apply([replicas[name]!.greet(m.name)], of: name)
+            case .refuted:
                 break
             case .send(let to, let address, let message):
                 let target = to.isEmpty ? (addresses[address] ?? "") : to
                 transmit(.swim(message), from: name, to: target, bytes: Wire.encode(message, from: me).count + 6)
             }
+        }
+    }
+
+    private mutating func apply(_ effects: [NamespaceReplica.Effect], of name: String) {
+        for case .send(let message, let to) in effects where nodes[to] != nil {
+            transmit(.namespace(message), from: name, to: to, bytes: message.encoded.count + 6)
         }
     }
 
@@ -221,23 +253,10 @@ public struct SimulatedCluster {
             case .swim(let message):
                 let effects = nodes[f.to]!.receive(message, from: f.from, address: f.fromAddress, now: now)
                 apply(effects, of: f.to)
-            case .table(let owner, let v):
-                if version(of: owner, at: f.to) < v { tables[f.to, default: [:]][owner] = v }
-            case .summary(let theirs):
-                // As the network manager does: a different summary is answered with the full digest.
-                var mine = tables[f.to] ?? [:]
-                mine[f.to] = version(of: f.to, at: f.to)
-                if mine != theirs { transmit(.digest(mine, reply: true), from: f.to, to: f.from, bytes: 6 + mine.count * 14) }
-            case .digest(let theirs, let reply):
-                // As the network manager does: send what they lack, and our digest if they know newer.
-                var mine = tables[f.to] ?? [:]
-                mine[f.to] = version(of: f.to, at: f.to)
-                for (owner, v) in mine.sorted(by: { $0.key < $1.key }) where (theirs[owner] ?? 0) < v {
-                    transmit(.table(owner: owner, version: v), from: f.to, to: f.from, bytes: 6 + 14 + 40)
-                }
-                if reply, theirs.contains(where: { owner, v in owner != f.to && version(of: owner, at: f.to) < v }) {
-                    transmit(.digest(mine, reply: false), from: f.to, to: f.from, bytes: 6 + mine.count * 14)
-                }
+            case .namespace(let message):
+                let view = nodes[f.to]!.members
+                let effects = replicas[f.to]!.receive(message, from: f.from) { view[$0].map { $0.status <= .suspect } ?? false }
+                apply(effects, of: f.to)
             }
         }
     }

@@ -59,7 +59,7 @@ import Testing
         _ = a.localChanged([entry("a", "/new")], peers: [])  // the push to b was lost
         guard case .send(let newer, "b") = a.sync(with: "b") else { Issue.record("no summary"); return }
         let answer = b.receive(newer, from: "a", live: everyone)
-        #expect(answer == [b.greet("a")])
+        #expect(answer == [.send(.digest(b.digest, reply: true), to: "a")])
         // a's answer to b's digest: its own table (b's copy is older), and nothing more.
         guard case .send(let digest, "a") = answer.first else { Issue.record("no digest"); return }
         let repair = a.receive(digest, from: "b", live: everyone)
@@ -70,11 +70,28 @@ import Testing
         var a = R(node: "a", firstVersion: 10)
         let digest = R.Message.digest([R.Version("b", 1), R.Version("c", 7), R.Version("c", 7), R.Version("a", 10)], reply: false)
         let effects = a.receive(digest, from: "b", live: everyone)
-        // b's table is asked of b only when b's digest was an answer; c's is asked of c, once.
-        #expect(effects == [.send(.digest(a.digest, reply: false), to: "c")])
+        // b's table is asked of b only when b's digest was an answer; c's is asked of c, once,
+        // with our copy's version alone.
+        #expect(effects == [.send(.digest([R.Version("c", 0)], reply: false), to: "c")])
         #expect(a.receive(digest, from: "b", live: { $0 != "c" }).isEmpty)
         let answered = a.receive(.digest([R.Version("b", 1)], reply: true), from: "b", live: everyone)
-        #expect(answered == [.send(.table(owner: "a", version: 10, entries: []), to: "b"), .send(.digest(a.digest, reply: false), to: "b")])
+        #expect(answered == [.send(.table(owner: "a", version: 10, entries: []), to: "b"), .send(.digest([R.Version("b", 0)], reply: false), to: "b")])
+    }
+
+    @Test func aGreetingSendsOurTableAndAsksForTheirsWhichTheyAnswerOnlyIfOursIsOlder() {
+        var a = R(node: "a", firstVersion: 10, entries: [entry("a", "/kv")])
+        var b = R(node: "b", firstVersion: 20, entries: [entry("b", "/counter")])
+        let greeting = a.greet("b")
+        #expect(greeting.count == 2)
+        var answers: [R.Effect] = []
+        for case .send(let m, "b") in greeting { answers += b.receive(m, from: "a", live: everyone) }
+        #expect(answers == [.inserted(entry("a", "/kv")), .send(.table(owner: "b", version: 20, entries: [entry("b", "/counter")]), to: "a")])
+        for case .send(let m, "a") in answers { _ = a.receive(m, from: "b", live: everyone) }
+        #expect(a.version(of: "b") == 20)
+        // Greeted again with nothing new, b sends nothing back.
+        var again: [R.Effect] = []
+        for case .send(let m, "b") in a.greet("b") { again += b.receive(m, from: "a", live: everyone) }
+        #expect(again.isEmpty)
     }
 
     @Test func everyMessageSurvivesTheWireAndASummaryOfManyTablesToo() throws {

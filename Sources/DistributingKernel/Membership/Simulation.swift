@@ -218,12 +218,12 @@ public struct SimulatedCluster {
                 events.append((now, name, m))
                 // As the network manager's shell does.
                 switch m.status {
-                case .alive: apply([replicas[name]!.greet(m.name)], of: name)
+                case .alive: apply(replicas[name]!.greet(m.name), of: name)
                 case .suspect: break
                 case .dead, .left: apply(replicas[name]!.forget(m.name), of: name)
                 }
             case .restarted(let m):
-                apply([replicas[name]!.greet(m.name)], of: name)
+                apply(replicas[name]!.greet(m.name), of: name)
             case .refuted:
                 break
             case .send(let to, let address, let message):

@@ -9,14 +9,15 @@ import ServiceKernel
 /// The protocol (docs/wire.md, "The shared namespace"): a node pushes its table to every live
 /// member when it changes; each sync interval it sends a summary (a hash of every table's
 /// version) to one random peer. Equal summaries, the usual case, end the exchange. A peer whose
-/// summary differs answers with its full digest; each side then sends its own table if the
-/// other's is older, and asks the owner of any other table the peer has newer. A node's table is
+/// summary differs answers with its full digest; the other then sends its own table if the
+/// peer's copy is older, and asks the owner of each table the peer has newer. A member seen to
+/// come alive or restart is greeted: sent this node's table and asked for its own. A node's table is
 /// taken from that node alone, so no member can speak for another (or freeze another's table
 /// with a huge version).
 public struct NamespaceReplica: Sendable {
     public enum Message: Sendable, Equatable {
-        /// Every table the sender holds, its own included: (owner, version). `reply` marks one
-        /// sent in answer to a summary or a greeting, which is not answered with another digest.
+        /// Tables the sender holds: (owner, version). All of them, its own first, in answer to a
+        /// summary (`reply`); or one, the receiver's own, to ask the receiver for its table.
         case digest([Version], reply: Bool)
         /// The sender's own table.
         case table(owner: String, version: UInt64, entries: [DirectoryEntry])
@@ -87,9 +88,15 @@ public struct NamespaceReplica: Sendable {
         return .send(.summary(count: count, hash: hash), to: peer)
     }
 
-    /// A member came back, is new, or restarted: it is shown what is held here, and answers with
-    /// what it has newer (its own table at least) rather than at the next exchange.
-    public func greet(_ peer: String) -> Effect { .send(.digest(digest, reply: true), to: peer) }
+    /// A member came back, is new, or restarted: it is sent this node's table, and asked for its
+    /// own. Two small messages, not the digest: in a thousand-node join every node greets every
+    /// other, and a digest each (up to 14 kB at that size) made the join cost grow with the
+    /// cube of the cluster. Other owners' tables reach it from their owners, who greet it too.
+    public func greet(_ peer: String) -> [Effect] { [.send(ownTable, to: peer), ask(peer)] }
+
+    /// Asks `owner` for its table: a digest of our copy of it alone, which the owner answers with
+    /// its table when ours is older.
+    func ask(_ owner: String) -> Effect { .send(.digest([Version(owner, version(of: owner))], reply: false), to: owner) }
 
     /// `owner` died, left, or restarted into an older epoch: its table goes.
     public mutating func forget(_ owner: String) -> [Effect] {
@@ -101,7 +108,7 @@ public struct NamespaceReplica: Sendable {
         case .summary(let count, let hash):
             let mine = Self.summary(digest)
             guard mine != (count, hash), live(peer) else { return [] }
-            return [greet(peer)]
+            return [.send(.digest(digest, reply: true), to: peer)]
         case .digest(let theirs, let reply):
             var effects: [Effect] = []
             var heard = Set<String>()
@@ -110,10 +117,9 @@ public struct NamespaceReplica: Sendable {
                 if v.owner == node {
                     continue
                 } else if v.version > version(of: v.owner), live(v.owner), v.owner != peer || reply {
-                    // Our digest shows the owner our older copy, and it answers with its table.
-                    // (A digest that was itself an answer is not answered again by its sender:
-                    // the peer sent its own table with it.)
-                    effects.append(.send(.digest(digest, reply: false), to: v.owner))
+                    // (A digest that was not an answer is an ask, from the peer whose own table it
+                    // names: nothing to ask back.)
+                    effects.append(ask(v.owner))
                 }
             }
             // Ours, if they lack it.

@@ -31,7 +31,7 @@ extension NetworkManager {
 
     /// A member that is new, back, or restarted is shown what this node holds now.
     func greet(_ peer: String) {
-        carryOut([namespace.withLock { $0.greet(peer) }])
+        carryOut(namespace.withLock { $0.greet(peer) })
     }
 
     /// A member that died, left, or went back in time loses its table here.

@@ -63,6 +63,10 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     var advertised: String { config.advertise ?? bound.withLock { $0 } ?? "\(config.host):\(config.port)" }
     private let started = ContinuousClock.now
     let state: Mutex<State>
+    /// The calls this node waits on (`RemoteCalls.swift`).
+    let calls = CallTable()
+    /// Requests and notifications kept in order per peer and service.
+    let lanes = RequestLanes()
     /// This node's copy of the shared namespace (`NamespaceSync.swift` drives it).
     let namespace: Mutex<NamespaceReplica>
     /// Numbers requests so their replies can be matched (RelatesTo on the wire).
@@ -99,11 +103,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         /// planes it takes buffers on (`PlaneKind` bits).
         var helloAddresses: [String: String] = [:]
         var helloPlanes: [String: UInt8] = [:]
-        var pending = PendingCalls()
         /// The latest epoch heard from each peer (its HELLO, or membership): a higher one is a restart.
         var epochs: [String: UInt64] = [:]
-        /// Work waiting behind the running job of each key; a key is present only while its job runs.
-        var queues: [OrderKey: [@Sendable () async -> Void]] = [:]
         var server: (any Channel)?
         /// The membership datagram socket, and where its member addresses resolve to.
         var datagrams: (any Channel)?

@@ -44,8 +44,8 @@ import TestKit
         let c = try await bootNode("c", seed: address(a))
         try await waitUntil(a, lists: "decos://b/silent", "decos://c/counter")
         let call = Task { await a.kernel.send(Message(.submit, to: "decos://b/silent"), as: .system) }
-        try await until("the call to b is pending") { a.network!.state.withLock { $0.pending.count == 1 } }
-        let correlation = a.network!.state.withLock { $0.pending.ids { _ in true }[0] }
+        try await until("the call to b is pending") { a.network!.calls.count == 1 }
+        let correlation = a.network!.calls.ids { _ in true }[0]
         // A reply to it, with a buffer offered as transfer 999999 on the TCP plane.
         var reply = Message(.submit, to: "", kind: .response)
         reply.buffers = [BufferRef(id: "x", buffer: DataBuffer([1, 2, 3]))]
@@ -56,7 +56,7 @@ import TestKit
         // From c, which the call did not go to: dropped, nothing pulled, the call still waits.
         a.network!.handleReply(ByteReader(frame.bytes), from: "c")
         #expect(a.network!.openDataLinks == [])
-        #expect(a.network!.state.withLock { $0.pending.count } == 1)
+        #expect(a.network!.calls.count == 1)
         // From b, naming a transfer b never offered: the call ends with a fault naming the
         // buffer, not a hang and not a reply without it.
         a.network!.handleReply(ByteReader(frame.bytes), from: "b")
@@ -75,18 +75,15 @@ import TestKit
         let echoed = await a.kernel.send(Message(.submit, to: "decos://b/echo", buffers: [BufferRef(id: "x", buffer: DataBuffer([1, 2, 3]))]), as: .system)
         #expect(echoed.buffers.count == 1)
         let call = Task { await a.kernel.send(Message(.submit, to: "decos://b/silent"), as: .system) }
-        try await until("the call to b is pending") { network.state.withLock { $0.pending.count == 1 } }
-        let id = network.state.withLock { $0.pending.ids { _ in true }[0] }
+        try await until("the call to b is pending") { network.calls.count == 1 }
+        let id = network.calls.ids { _ in true }[0]
         // Its reply came with buffers, and bytes from b arrived since (its mark is below them).
         let received = network.bytesReceived(from: "b")
         try #require(received > 0)
-        network.state.withLock { s in
-            s.pending[id]!.pulling = true
-            s.pending[id]!.progress = received - 1
-        }
-        let late = network.state.withLock { $0.pending[id]!.deadline } + 1
+        _ = try #require(network.calls.startPulling(id, from: "b", deadline: network.calls.deadline(of: id)!, progress: received - 1))
+        let late = network.calls.deadline(of: id)! + 1
         network.expireCalls(now: late)
-        #expect(network.state.withLock { $0.pending[id]?.deadline } == late + network.timeoutMillis, "a pull that moved was timed out")
+        #expect(network.calls.deadline(of: id) == late + network.timeoutMillis, "a pull that moved was timed out")
         // No byte since: the next sweep past the new deadline ends it.
         network.expireCalls(now: late + network.timeoutMillis)
         let answer = await call.value

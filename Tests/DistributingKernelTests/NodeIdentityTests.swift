@@ -98,8 +98,8 @@ import TestKit
         let mallory = try FakeMember(name: "mallory", port: a.clusterAddress!.port!)
         // A call to c that c never answers; Mallory answers every correlation it could have.
         async let call = a.kernel.send(Message(.submit, to: "decos://c/silent"), as: .system)
-        try await until("the condition awaited here") { a.network?.state.withLock { $0.pending.count } == 1 }
-        let pending = try #require(a.network?.state.withLock { $0.pending.ids { _ in true } })
+        try await until("the condition awaited here") { a.network?.calls.count == 1 }
+        let pending = try #require(a.network?.calls.ids { _ in true })
         for correlation in pending {
             var w = ByteWriter()
             var forged = Message.response(to: Message(.submit, to: "decos://c/silent"), body: Element("Forged"))

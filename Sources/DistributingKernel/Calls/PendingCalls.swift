@@ -1,7 +1,8 @@
 import ServiceKernel
+import Synchronization
 
 /// A request sent to another node, waiting for its reply.
-struct Pending {
+struct Pending: Sendable {
     var node: String
     var continuation: UnsafeContinuation<Message, Never>
     /// When the call times out, in the manager's milliseconds; a sweep every 50 ms enforces it.
@@ -16,8 +17,60 @@ struct Pending {
     var progress: UInt64 = 0
 }
 
-/// The calls waiting for replies, by correlation number.
-typealias PendingCalls = CorrelationTable<Pending>
+/// The calls this node waits on, by correlation number. Its lock is its own: a call's
+/// bookkeeping never waits behind membership, connections or the namespace, and no other part
+/// touches a pending call except through these methods.
+final class CallTable: Sendable {
+    private let table = Mutex(CorrelationTable<Pending>())
+
+    var count: Int { table.withLock { $0.count } }
+
+    func add(_ correlation: UInt64, _ call: Pending) { table.withLock { $0[correlation] = call } }
+
+    /// The numbers of the calls that `match`.
+    func ids(where match: @Sendable (Pending) -> Bool) -> [UInt64] { table.withLock { $0.ids(where: match) } }
+
+    func deadline(of correlation: UInt64) -> UInt64? { table.withLock { $0[correlation]?.deadline } }
+
+    /// Restarts a call's deadline (and, while its reply is pulled, the progress it is judged by).
+    func arm(_ correlation: UInt64, deadline: UInt64, progress: UInt64? = nil) {
+        table.withLock { t in
+            t[correlation]?.deadline = deadline
+            if let progress { t[correlation]?.progress = progress }
+        }
+    }
+
+    /// The calls whose deadline has passed, left in the table.
+    func expired(at now: UInt64) -> [(UInt64, Pending)] {
+        table.withLock { t in t.ids { $0.deadline <= now }.map { ($0, t[$0]!) } }
+    }
+
+    /// Takes a call out to end it. `peer`: the node a reply came from, which must be the one the
+    /// call went to — any member can name any correlation, but only the callee answers it.
+    func settle(_ correlation: UInt64, from peer: String?) -> Pending? {
+        table.withLock { t in
+            guard let p = t[correlation], peer == nil || peer == p.node else { return nil }
+            return t.removeValue(forKey: correlation)
+        }
+    }
+
+    /// Marks a call to `peer` as pulling its reply's buffers and arms its deadline; its request,
+    /// or nil for a call not made to `peer` or already pulling (a reply is pulled once).
+    func startPulling(_ correlation: UInt64, from peer: String, deadline: UInt64, progress: UInt64) -> Message? {
+        table.withLock { t in
+            guard let p = t[correlation], p.node == peer, !p.pulling else { return nil }
+            t[correlation]!.deadline = deadline
+            t[correlation]!.pulling = true
+            t[correlation]!.progress = progress
+            return p.request
+        }
+    }
+
+    /// Each call pending on `node`, with its request.
+    func calls(on node: String) -> [(UInt64, Message)] {
+        table.withLock { t in t.ids { $0.node == node }.map { ($0, t[$0]!.request) } }
+    }
+}
 
 /// Values by correlation number. Numbers are handed out in sequence, so a number modulo the slot
 /// count finds its slot without hashing (two hashes per remote call were a visible part of its

@@ -3,16 +3,6 @@ import NIOCore
 import ServiceKernel
 import Synchronization
 
-/// What is kept in order by a lane: requests from a peer (handed over in arrival order, never
-/// waiting for a handler), notifications from a peer to one subscriber, and notifications leaving
-/// for one peer.
-struct OrderKey: Hashable, Sendable {
-    enum Lane: Hashable, Sendable { case requests, notificationsIn, notificationsOut }
-    var lane: Lane
-    var peer: String
-    var to = ""
-}
-
 /// Remote dispatch: requests out, replies correlated back, deadlines, and faults for every call
 /// pending on a peer that dies.
 extension NetworkManager {
@@ -57,9 +47,7 @@ extension NetworkManager {
         let deadline = lastTick.load(ordering: .relaxed) + tickMillis + timeoutMillis
         // Resumed exactly once: `complete` takes the call out of `pending` before resuming it.
         return await withUnsafeContinuation { (c: UnsafeContinuation<Message, Never>) in
-            state.withLock { s in
-                s.pending[correlation] = Pending(node: target, continuation: c, deadline: deadline, exports: exports.map(\.lease), request: m)
-            }
+            calls.add(correlation, Pending(node: target, continuation: c, deadline: deadline, exports: exports.map(\.lease), request: m))
             if let refused = channel.send(.request, encode: { Wire.encode(m, correlation: correlation, offers: exports.map(\.offer), into: &$0) }) {
                 // Refused here, with the reason, rather than by the receiver, which would close the
                 // connection and fault every call pending on it.
@@ -80,7 +68,7 @@ extension NetworkManager {
         // No call's end withdraws them: they lapse after the request timeout, so a subscriber that
         // never pulls cannot keep them forever.
         let expires = now + timeoutMillis
-        ordered(OrderKey(lane: .notificationsOut, peer: target)) { [self] in
+        lanes.run(OrderKey(lane: .notificationsOut, peer: target)) { [self] in
             var offers: [Wire.Offer] = []
             if !m.buffers.isEmpty {
                 if let full = offerRoom(for: m.buffers, to: target) { return logger.warning("a notification to \(m.to) was not sent: \(full.reason)") }
@@ -115,8 +103,7 @@ extension NetworkManager {
     /// Restarts a call's deadline. Sending the call's buffers re-arms it chunk by chunk, so the
     /// timeout bounds a stalled call, not a large transfer that is making progress.
     func armDeadline(_ correlation: UInt64) {
-        let deadline = now + timeoutMillis
-        state.withLock { s in s.pending[correlation]?.deadline = deadline }
+        calls.arm(correlation, deadline: now + timeoutMillis)
     }
 
     /// Ends every call whose deadline has passed with a timeout fault — unless its reply's buffers
@@ -125,15 +112,11 @@ extension NetworkManager {
     /// request's). One sweep for all calls costs less than a timer per call (each timer set and
     /// cancelled from off the event loop is a thread hop).
     func expireCalls(now: UInt64) {
-        let expired = state.withLock { s in s.pending.ids { $0.deadline <= now }.map { ($0, s.pending[$0]!) } }
-        for (id, p) in expired {
+        for (id, p) in calls.expired(at: now) {
             if p.pulling {
                 let received = bytesReceived(from: p.node)
                 if received > p.progress {
-                    state.withLock { s in
-                        s.pending[id]?.deadline = now + timeoutMillis
-                        s.pending[id]?.progress = received
-                    }
+                    calls.arm(id, deadline: now + timeoutMillis, progress: received)
                     continue
                 }
             }
@@ -148,16 +131,10 @@ extension NetworkManager {
         planes.values.reduce(0) { sum, plane in sum + (plane.traffic.first { $0.node == peer }?.bytesReceived ?? 0) }
     }
 
-    /// Ends a pending call exactly once: by its reply, its deadline, or its peer's death.
-    /// Ends a pending call with `reply`. `from`: the node a reply came from, which must be the one
-    /// the call went to — any member can name any correlation, but only the callee answers it.
+    /// Ends a pending call exactly once, with `reply`: by its reply, its deadline, or its peer's
+    /// death. `from`: the node a reply came from (`CallTable.settle`).
     func complete(_ correlation: UInt64, with reply: Message, from peer: String? = nil) {
-        guard let p = state.withLock({ s -> Pending? in
-            guard let p = s.pending.removeValue(forKey: correlation) else { return nil }
-            // Another node naming our call: it stays pending for its callee (rare: one lookup more).
-            if let peer, peer != p.node { s.pending[correlation] = p; return nil }
-            return p
-        }) else {
+        guard let p = calls.settle(correlation, from: peer) else {
             if let peer { logger.debug("dropped a reply from \(peer) to no call of ours to it (correlation \(correlation))") }
             return
         }
@@ -167,9 +144,7 @@ extension NetworkManager {
 
     /// Faults every call pending on `node` at once.
     func failPending(on node: String, reason: String) {
-        let ids = state.withLock { s in s.pending.ids { $0.node == node } }
-        for id in ids {
-            guard let request = state.withLock({ $0.pending[id]?.request }) else { continue }
+        for (id, request) in calls.calls(on: node) {
             complete(id, with: .faulted(.unreachable(reason), replyingTo: request))
         }
     }
@@ -180,31 +155,6 @@ extension NetworkManager {
     }
 
     // MARK: requests from peers
-
-    /// Runs `work` after everything queued before it under `key`: requests from one sender to one
-    /// service are delivered in the order they were sent. One task per key runs while there is work
-    /// and drains what arrives meanwhile, so a busy key costs no wake-up per job and an idle key
-    /// costs nothing at all.
-    func ordered(_ key: OrderKey, _ work: @escaping @Sendable () async -> Void) {
-        let idle = state.withLock { s -> Bool in
-            if s.queues[key] != nil { s.queues[key]!.append(work); return false }
-            s.queues[key] = []
-            return true
-        }
-        guard idle else { return }
-        Task {
-            // What queued up while a batch ran is taken at once: one lock per batch, not per job.
-            var batch = [work]
-            while !batch.isEmpty {
-                for job in batch { await job() }
-                batch = state.withLock { s in
-                    let waiting = s.queues[key] ?? []
-                    s.queues[key] = waiting.isEmpty ? nil : []
-                    return waiting
-                }
-            }
-        }
-    }
 
     /// `backlog`: the connection's requests not yet answered; past its bound the connection stops
     /// reading until they drain (RequestBacklog.swift).
@@ -246,7 +196,7 @@ extension NetworkManager {
     /// pipelined rate, which is why the binary does not pay it.
     func deliver(_ m: Message, correlation: UInt64, from peer: String, on channel: any Channel, backlog: RequestBacklog) {
         // A lane per service: a request waiting for a busy service's actor holds up no other service's.
-        ordered(OrderKey(lane: .requests, peer: peer, to: m.to)) { [self] in
+        lanes.run(OrderKey(lane: .requests, peer: peer, to: m.to)) { [self] in
             guard !Self.tasksRunInOrder.load(ordering: .relaxed) else {
                 Task {
                     answer(await kernel.send(m, as: .peer(peer)), correlation: correlation, to: peer, on: channel)
@@ -337,13 +287,7 @@ extension NetworkManager {
         // (`expireCalls`).
         let deadline = now + timeoutMillis
         let received = bytesReceived(from: peer)
-        guard let request = state.withLock({ s -> Message? in
-            guard let p = s.pending[incoming.correlation], p.node == peer, !p.pulling else { return nil }
-            s.pending[incoming.correlation]!.deadline = deadline
-            s.pending[incoming.correlation]!.pulling = true
-            s.pending[incoming.correlation]!.progress = received
-            return p.request
-        }) else {
+        guard let request = calls.startPulling(incoming.correlation, from: peer, deadline: deadline, progress: received) else {
             return logger.debug("dropped a reply with buffers from \(peer) to no call of ours to it, or to one already answered (correlation \(incoming.correlation))")
         }
         if let problem = bufferProblem(incoming) { return complete(incoming.correlation, with: .faulted(problem, replyingTo: request), from: peer) }
@@ -359,7 +303,7 @@ extension NetworkManager {
             logger.warning("malformed notification from \(peer)")
             return
         }
-        ordered(OrderKey(lane: .notificationsIn, peer: peer, to: incoming.message.to)) { [self] in
+        lanes.run(OrderKey(lane: .notificationsIn, peer: peer, to: incoming.message.to)) { [self] in
             var m = incoming.message
             m.sequence = incoming.correlation
             // Nothing is fetched for a notification nobody here subscribed to on that node.

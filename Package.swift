@@ -102,6 +102,8 @@ let package = Package(
         .testTarget(name: "DistributingKernelTests", dependencies: [
             "TestKit", "DistributingKernel", "ServiceKernel", "Infoset", "Decos", "CVerbs",
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "SystemTests", dependencies: ["TestKit", "Gateway", "Infoset"], exclude: ["Fixtures"]),
     ],

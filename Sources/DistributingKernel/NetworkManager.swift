@@ -156,7 +156,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers(PeerHandler.pipeline(manager: self, outboundRole: nil, channel: channel))
+                    try channel.pipeline.syncOperations.addHandlers(PeerPipeline.handlers(endpoint: self, outboundRole: nil))
                 }
             }
             .bind(host: config.host, port: config.port).get()
@@ -325,7 +325,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
                         _ = self?.state.withLock { $0.handshakes.removeValue(forKey: ObjectIdentifier(channel)) }
                     }
                     return channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandlers(PeerHandler.pipeline(manager: self, outboundRole: .control, channel: channel))
+                        try channel.pipeline.syncOperations.addHandlers(PeerPipeline.handlers(endpoint: self, outboundRole: .control))
                     }
                 }
                 .connect(host: host, port: port).get()
@@ -334,6 +334,16 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
             ready.finish(nil)
         }
         return await ready.wait()
+    }
+}
+
+extension NetworkManager: PeerEndpoint {
+    var handshakeTimeout: TimeAmount { config.handshakeTimeout }
+    var encrypt: Bool { config.encrypt }
+
+    func hello(role: Handshake.Role, nonce: [UInt8]) -> Handshake.Hello {
+        Handshake.Hello(role: role, node: node, address: advertised, nonce: nonce, sealed: config.encrypt,
+                        planes: PlaneKind.bits(offered), epoch: config.epoch)
     }
 }
 

@@ -1,6 +1,7 @@
 import CAEAD
 import Crypto
 import Infoset
+import Logging
 import NIOCore
 
 /// The two directions of one authenticated connection's frames (`ClusterKey.ciphers`).
@@ -141,5 +142,42 @@ final class FrameSealer: ChannelOutboundHandler {
             if at > start { cipher.seal(UnsafeRawBufferPointer(rebasing: all[start..<at]), into: &out) }
         }
         context.write(wrapOutboundOut(out), promise: promise)
+    }
+}
+
+/// Opens the SEALED frames of an authenticated connection and passes on the frames inside. A
+/// frame that does not open ends the connection; an unsealed ERROR frame is the peer refusing our
+/// AUTH before it sealed anything, said as what it is.
+final class FrameOpener: ChannelInboundHandler {
+    typealias InboundIn = Wire.Frame
+    typealias InboundOut = Wire.Frame
+
+    private let cipher: FrameCipher
+    private let peer: String
+    private let logger: Logger
+    private var failed = false
+
+    init(_ cipher: FrameCipher, peer: String, logger: Logger) {
+        self.cipher = cipher
+        self.peer = peer
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !failed else { return }
+        let frame = unwrapInboundIn(data)
+        if let frames = cipher.open(frame) {
+            for f in frames where !failed { context.fireChannelRead(wrapInboundOut(f)) }
+            return
+        }
+        failed = true
+        var r = ByteReader(frame.payload)
+        if frame.known == .error, let reason = try? r.string() {
+            logger.warning("peer \(peer) refused us (unsealed, so unauthenticated): \(reason)")
+            context.close(promise: nil)
+            return
+        }
+        PeerPipeline.refuse(context.channel, peer: peer, "a frame from \(peer) failed to open: changed, replayed or dropped on the way, or not sent by the peer",
+                            logger: logger)
     }
 }

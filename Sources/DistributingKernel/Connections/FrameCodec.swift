@@ -44,6 +44,33 @@ struct FrameReader {
     }
 }
 
+/// The first handler of a peer connection: the bytes it reads, as frames. Until the handshake
+/// raises `limit`, a frame larger than a handshake's ends the connection before anything is
+/// allocated for it; so does any frame that is malformed, at any time.
+final class FrameDecoder: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = Wire.Frame
+
+    /// The largest frame taken now: raised by the handshake between two frames of one read.
+    var limit = Wire.maxHandshakeFrame
+    private var reader = FrameReader(maxFrame: Wire.maxFrame)
+    private var failed = false
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !failed else { return }
+        var bytes = unwrapInboundIn(data)
+        do {
+            try reader.read(&bytes, limit: { self.limit }) { frame in
+                context.fireChannelRead(wrapInboundOut(frame))
+                return context.channel.isActive
+            }
+        } catch {
+            failed = true
+            context.fireErrorCaught(error)
+        }
+    }
+}
+
 extension Wire {
     /// The whole frames `data` holds (what a SEALED frame carries); nil if anything in it is not one.
     static func frames(in data: [UInt8]) -> [Frame]? {

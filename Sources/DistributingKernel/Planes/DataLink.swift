@@ -93,7 +93,7 @@ final class DataLink: @unchecked Sendable {
         return link
     }
 
-    /// HELLO both ways, then AUTH both ways, as PeerHandler does for a connection it opens.
+    /// HELLO both ways, then AUTH both ways, as HandshakeHandler does for a connection it opens.
     private func handshake(_ plane: TCPPlane) -> Bool {
         guard let advertised = plane.manager?.advertised else { return false }
         let config = plane.config

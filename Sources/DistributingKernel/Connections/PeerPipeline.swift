@@ -1,0 +1,79 @@
+import Infoset
+import Logging
+import NIOCore
+
+/// What a peer connection needs of the node it belongs to: who this node is, its key, and where
+/// authenticated frames go. `NetworkManager` is one; the pipeline's tests give another.
+protocol PeerEndpoint: AnyObject, Sendable {
+    var node: String { get }
+    var logger: Logger { get }
+    var key: ClusterKey { get }
+    var handshakeTimeout: TimeAmount { get }
+    /// Whether frames are sealed after the handshake (every node of a cluster agrees).
+    var encrypt: Bool { get }
+    /// This node's HELLO for a connection in `role`, nonce aside.
+    func hello(role: Handshake.Role, nonce: [UInt8]) -> Handshake.Hello
+    func authenticated(_ channel: any Channel, peer: Handshake.Hello, role: Handshake.Role, outbound: Bool)
+    func closed(_ channel: any Channel, peer: String, role: Handshake.Role)
+    func received(_ frame: Wire.Frame, from peer: String, role: Handshake.Role, on channel: any Channel, backlog: RequestBacklog)
+}
+
+/// One connection to another node, as a pipeline of handlers with a job each, outermost first:
+///
+///     FrameSealer (outbound: seals writes once started)
+///     FrameDecoder (bytes → frames, within the limit of the connection's stage)
+///     HandshakeHandler (HELLO, AUTH; removes itself once the peer is authenticated)
+///     FrameOpener (opens SEALED frames; added by the handshake when frames are sealed)
+///     FrameRouter (hands each frame to the endpoint)
+///
+/// Before the handshake nothing but HELLO, AUTH and ERROR passes; after it, a frame that does not
+/// open ends the connection. Frames leave through the connection's `Outbox` (FrameCodec.swift).
+enum PeerPipeline {
+    /// The handlers of a new connection: `outboundRole` for one this node opened, nil for one it
+    /// accepted (which takes the role its peer asks for).
+    static func handlers(endpoint: any PeerEndpoint, outboundRole: Handshake.Role?) -> [any ChannelHandler] {
+        let sealer = FrameSealer(), decoder = FrameDecoder()
+        return [sealer, decoder, HandshakeHandler(endpoint: endpoint, outboundRole: outboundRole, sealer: sealer, decoder: decoder)]
+    }
+
+    /// Ends a connection saying why: an ERROR frame, then the close once it is written.
+    static func refuse(_ channel: any Channel, peer: String?, _ reason: String, logger: Logger) {
+        logger.warning("refused peer \(peer ?? "?") at \(channel.remoteAddress?.description ?? "?"): \(reason)")
+        var w = ByteWriter()
+        w.string(reason)
+        channel.writeAndFlush(channel.allocator.buffer(bytes: Wire.Frame(.error, w.bytes).encoded())).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+}
+
+/// The last handler of an authenticated connection: every frame to the endpoint, and the close.
+final class FrameRouter: ChannelInboundHandler {
+    typealias InboundIn = Wire.Frame
+
+    let endpoint: any PeerEndpoint
+    let peer: String
+    let role: Handshake.Role
+    /// The peer's requests not yet answered.
+    let backlog: RequestBacklog
+
+    init(endpoint: any PeerEndpoint, peer: String, role: Handshake.Role, backlog: RequestBacklog) {
+        self.endpoint = endpoint
+        self.peer = peer
+        self.role = role
+        self.backlog = backlog
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        endpoint.received(unwrapInboundIn(data), from: peer, role: role, on: context.channel, backlog: backlog)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        endpoint.closed(context.channel, peer: peer, role: role)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        PeerPipeline.refuse(context.channel, peer: peer, "\(error)", logger: endpoint.logger)
+    }
+}

@@ -76,8 +76,8 @@ enum NodeRunner {
         let end: @Sendable (PowerAction) -> Void = { action in if requested.set(action) { task.cancel() } }
         node.os.onPower { action in
             print("decos: \(action.rawValue) requested through /os/node")
-            // After the reply to the request has gone out.
-            Task { try? await Task.sleep(for: .milliseconds(100)); end(action) }
+            // The gateway answers the request before the node stops (`Gateway.serve` drains).
+            end(action)
         }
         InitProcess.onPowerSignals { action, signal in
             print("decos: \(signal): \(action.rawValue)")

@@ -67,6 +67,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     let calls = CallTable()
     /// Requests and notifications kept in order per peer and service.
     let lanes = RequestLanes()
+    /// Peers' requests taken and not yet answered, over every connection: `stop` lets them go out.
+    let answersOwed: AnswersOwed? = AnswersOwed()
     /// This node's copy of the shared namespace (`NamespaceSync.swift` drives it).
     let namespace: Mutex<NamespaceReplica>
     /// Numbers requests so their replies can be matched (RelatesTo on the wire).
@@ -221,8 +223,11 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         if renew { kernel.renewFollows() }
     }
 
-    /// Leaves the cluster (peers drop this node at once) and closes every connection.
+    /// Answers the requests peers are owed (for up to two seconds: the reply to a power request
+    /// that came from another node among them), leaves the cluster (peers drop this node at once)
+    /// and closes every connection.
     public func stop() async {
+        await answersOwed?.drained(within: .seconds(2))
         await sayFarewell(state.withLock { $0.membership.leave() })
         let (ticker, server, datagrams, links) = state.withLock { s in (s.ticker, s.server, s.datagrams, s.links) }
         ticker?.cancel()

@@ -185,6 +185,7 @@ final class Connection: ChannelInboundHandler {
                 connection.value.finish(id, .reply(.fault(fault)), h, channel)
             }
             inFlight = (id, task, deadline)
+            gateway.owed.begin()
         }
     }
 
@@ -219,8 +220,10 @@ final class Connection: ChannelInboundHandler {
             // the write: writing the answer hands NIO's pipeline the next pipelined request at
             // once, and its head must find the deadline set, to clear it.
             if h.isKeepAlive { awaitHead(on: channel, within: Int64(gateway.binding.requestTimeout)) }
-            Connection.write(r, on: channel, keepAlive: h.isKeepAlive)
+            let owed = gateway.owed
+            Connection.write(r, on: channel, keepAlive: h.isKeepAlive).whenComplete { _ in owed.end() }
         case .stream, .events:
+            gateway.owed.end()  // answered: what follows is a stream, not owed
             let client = self.client ?? "?"
             if let busy = gateway.admission.take(.stream, from: client) {
                 Connection.write(Admission.busy(busy), on: channel, keepAlive: false)
@@ -303,6 +306,7 @@ final class Connection: ChannelInboundHandler {
         inFlight?.deadline.cancel()
         // The client is gone: nobody will read the answer.
         inFlight?.task.cancel()
+        if inFlight != nil { gateway.owed.end() }
         inFlight = nil
         context.fireChannelInactive()
     }

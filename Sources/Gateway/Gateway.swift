@@ -16,6 +16,9 @@ public final class Gateway: Sendable {
     let logger: Logger
     /// What clients hold of the node now: connections, requests, streams (Admission.swift).
     let admission: Admission
+    let owed = AnswersOwed()
+    /// Requests taken and not yet answered on the wire.
+    public var answersOwed: Int { owed.count }
 
     /// Connections open now, and opened since the node started.
     let connectionsOpen: Meter
@@ -56,7 +59,9 @@ public final class Gateway: Sendable {
         return address
     }
 
-    /// Serves connections on the bound socket until the task is cancelled.
+    /// Serves connections on the bound socket until the task is cancelled; then takes no new
+    /// connection, and returns once every request already taken is answered on the wire (at
+    /// most `drainBound` later), so a stopping node still answers the calls it took.
     public func serve() async throws {
         guard let server = server.withLock({ $0 }) else { throw HTTPClient.Failure(description: "gateway not bound") }
         try await withTaskCancellationHandler {
@@ -64,7 +69,11 @@ public final class Gateway: Sendable {
         } onCancel: {
             server.close(promise: nil)
         }
+        await owed.drained(within: Self.drainBound)
     }
+
+    /// The longest a stopping gateway waits for its answers.
+    static let drainBound = Duration.seconds(2)
 
     struct Response {
         var status: HTTPResponseStatus

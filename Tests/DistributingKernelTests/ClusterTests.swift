@@ -75,8 +75,9 @@ actor Bouncer: Service {
     }
 }
 
-/// Answers at once, except a request whose body says "slow", which it never answers, and one that
-/// says "huge", answered with 17 MiB.
+/// Answers at once, except a request whose body says "slow", which it never answers, one that
+/// says "huge", answered with 17 MiB, and one that says "nap N", answered after N ms (the wait is
+/// the behaviour under test: a call still running when something happens).
 actor Sleepy: Service {
     static let contract = "urn:test:sleepy"
     init(config: ServiceConfig) {}
@@ -87,6 +88,7 @@ actor Sleepy: Service {
             try Task.checkCancellation()
         }
         if request.body?.text == "huge" { return Element("Big", text: String(repeating: "x", count: 17 << 20)) }
+        if let text = request.body?.text, text.hasPrefix("nap "), let ms = Int(text.dropFirst(4)) { try await Task.sleep(for: .milliseconds(ms)) }
         return Element("Awake")
     }
 }
@@ -463,6 +465,18 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         // (which its failure detector would, past the suspicion timeout, had the farewell been lost).
         await b.network?.stop()
         try await until("a sees b as left") { a.network!.members.first { $0.name == "b" }?.status == .left }
+        await a.network?.stop()
+    }
+
+    @Test func aStoppingNodeAnswersTheCallsPeersMadeBeforeItSaysFarewell() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        try await waitUntil(a, lists: "decos://b/sleepy")
+        let call = Task { await a.kernel.send(Message(.submit, to: "decos://b/sleepy", body: Element("Nap", text: "nap 300")), as: .system) }
+        try await until("b has taken the call") { b.network!.answersOwed!.count == 1 }
+        await b.network?.stop()
+        let reply = await call.value
+        #expect(reply.kind != .fault && reply.body?.name.local == "Awake", "\(reply.fault?.reason ?? "")")
         await a.network?.stop()
     }
 

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOEmbedded
 import Synchronization
+import ServiceKernel
 import Testing
 
 /// The peer connection's handlers on `EmbeddedChannel`s: two ends in one thread, bytes carried
@@ -17,6 +18,7 @@ import Testing
         let encrypt: Bool
         let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         let handshakeTimeout = TimeAmount.seconds(5)
+        let answersOwed: AnswersOwed? = nil
         var authenticatedPeers: [String] = []
         var frames: [(type: UInt8, payload: [UInt8])] = []
         var closedPeers: [String] = []

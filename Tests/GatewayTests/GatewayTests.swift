@@ -246,3 +246,19 @@ actor LineCollector {
         waiters.removeAll { now.contains($0.text) }
     }
 }
+
+@Suite(.ownThreads) struct GatewayStopTests {
+    @Test func aNodeAskedToStopAnswersTheCallsItHasTakenFirst() async throws {
+        // A power request through /os/node, or a signal, stops the node while calls are running:
+        // each gets its answer before the services go, not a closed connection or a fault.
+        let s = try await Served(#"<Service contract="urn:test:sleeper" name="/sleeper"/>"#)
+        let call = Task { try await s.post("/sleeper", Message(.submit, to: "", body: Element("Sleep", text: "500"))) }
+        try await until("the call is taken") { s.node.gateway?.answersOwed == 1 }
+        s.stop()
+        // The node's run ends (in a process, the process exits) only once the answer is written.
+        try await s.task.value
+        #expect(s.node.gateway?.answersOwed == 0, "the node stopped with an answer still owed")
+        let (status, reply) = try await call.value
+        #expect(status == 200 && reply.body?.name.local == "Slept", "\(status) \(reply.fault?.reason ?? "")")
+    }
+}

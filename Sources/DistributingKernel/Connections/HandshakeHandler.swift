@@ -114,7 +114,7 @@ final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             sealer.start(session.sending)
             next.append(FrameOpener(session.receiving, peer: peer.node, logger: endpoint.logger))
         }
-        next.append(FrameRouter(endpoint: endpoint, peer: peer.node, role: role, backlog: RequestBacklog(context.channel)))
+        next.append(FrameRouter(endpoint: endpoint, peer: peer.node, role: role, backlog: RequestBacklog(context.channel, owed: endpoint.answersOwed)))
         do {
             try context.pipeline.syncOperations.addHandlers(next, position: .after(self))
         } catch {

@@ -1,6 +1,7 @@
 import Infoset
 import Logging
 import NIOCore
+import ServiceKernel
 
 /// What a peer connection needs of the node it belongs to: who this node is, its key, and where
 /// authenticated frames go. `NetworkManager` is one; the pipeline's tests give another.
@@ -11,6 +12,8 @@ protocol PeerEndpoint: AnyObject, Sendable {
     var handshakeTimeout: TimeAmount { get }
     /// Whether frames are sealed after the handshake (every node of a cluster agrees).
     var encrypt: Bool { get }
+    /// Where the requests of every connection are counted until answered.
+    var answersOwed: AnswersOwed? { get }
     /// This node's HELLO for a connection in `role`, nonce aside.
     func hello(role: Handshake.Role, nonce: [UInt8]) -> Handshake.Hello
     func authenticated(_ channel: any Channel, peer: Handshake.Hello, role: Handshake.Role, outbound: Bool)

@@ -1,4 +1,5 @@
 import NIOCore
+import ServiceKernel
 import Synchronization
 
 /// The requests a peer's connection has handed to this node and not yet seen answered. Past
@@ -10,22 +11,29 @@ final class RequestBacklog: Sendable {
 
     /// Turns the connection's reading on or off.
     let reading: @Sendable (Bool) -> Void
+    /// The node's count of answers owed to peers, over all connections (a stopping node waits for it).
+    let owed: AnswersOwed?
     private let count = Atomic<Int>(0)
     private let paused = Atomic<Bool>(false)
 
-    init(reading: @escaping @Sendable (Bool) -> Void) { self.reading = reading }
+    init(owed: AnswersOwed? = nil, reading: @escaping @Sendable (Bool) -> Void) {
+        self.owed = owed
+        self.reading = reading
+    }
 
-    convenience init(_ channel: any Channel) {
-        self.init { on in channel.setOption(ChannelOptions.autoRead, value: on).whenFailure { _ in } }
+    convenience init(_ channel: any Channel, owed: AnswersOwed?) {
+        self.init(owed: owed) { on in channel.setOption(ChannelOptions.autoRead, value: on).whenFailure { _ in } }
     }
 
     var waiting: Int { count.load(ordering: .relaxed) }
 
     func began() {
+        owed?.begin()
         if count.add(1, ordering: .relaxed).newValue >= Self.limit, !paused.exchange(true, ordering: .relaxed) { reading(false) }
     }
 
     func ended() {
+        owed?.end()
         if count.subtract(1, ordering: .relaxed).newValue <= Self.limit / 2, paused.load(ordering: .relaxed),
            paused.exchange(false, ordering: .relaxed) { reading(true) }
     }

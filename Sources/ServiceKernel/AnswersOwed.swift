@@ -1,0 +1,55 @@
+import Synchronization
+
+/// Requests taken and not yet answered: the gateway counts from the task a request starts to the
+/// moment its answer is written (or its connection closes), the network manager from a peer's
+/// request taken to its reply queued. A stopping node waits for each to reach zero, so the reply
+/// to the very request that stopped it (a power Submit to `/os/node`, from a client or another
+/// node) and every call under way get out before the services go.
+public final class AnswersOwed: Sendable {
+    private struct State {
+        var count = 0
+        var nextWaiter: UInt64 = 0
+        /// Each resumed once, by whichever comes first: the count reaching zero, or its bound.
+        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+    }
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public var count: Int { state.withLock { $0.count } }
+
+    public func begin() { state.withLock { $0.count += 1 } }
+
+    public func end() {
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.count -= 1
+            guard s.count == 0 else { return [] }
+            defer { s.waiters = [:] }
+            return Array(s.waiters.values)
+        }
+        for w in waiters { w.resume() }
+    }
+
+    /// Returns once nothing is owed, or after `bound`: a call that does not end (a handler that
+    /// never returns) cannot hold a stop up for longer.
+    public func drained(within bound: Duration) async {
+        let id = state.withLock { s in
+            defer { s.nextWaiter += 1 }
+            return s.nextWaiter
+        }
+        // Unstructured, so a cancelled caller (the stopping node) still gets its full bound.
+        let timer = Task { [self] in
+            try? await Task.sleep(for: bound)  // the bound, not a wait for the answers
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+        }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                guard s.count > 0 else { return true }
+                s.waiters[id] = c
+                return false
+            }
+            if now { c.resume() }
+        }
+        timer.cancel()
+    }
+}

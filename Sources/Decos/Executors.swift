@@ -1,5 +1,10 @@
 import CDecosInit
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import DistributingKernel
 import NIOCore
 import NIOPosix
@@ -22,6 +27,15 @@ public enum Executors {
         // The hook's type and `swift_job_run`'s are declared by hand from the runtime's headers
         // (Sources/CDecosInit): a toolchain that changes them must be checked before it is used.
         #if compiler(>=6.0) && compiler(<6.4)
+        // SwiftNIO's public take-over (`DECOS_EXECUTOR=nio`), kept to measure against on each
+        // toolchain: each job runs as a loop task of its own, on the loop's executor. Measured
+        // 2026-12-07 (docs/performance.md): a third of this hook's pipelined remote calls, and
+        // the same local dispatch, so the hook stays.
+        if let chosen = getenv("DECOS_EXECUTOR"), String(cString: chosen) == "nio" {
+            guard NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor() else { return "SwiftNIO's executor take-over failed" }
+            NetworkManager.tasksRunInOrder.store(true, ordering: .relaxed)
+            return nil
+        }
         _ = queues
         let installed = withUnsafeTemporaryAllocation(of: EnqueueHook.self, capacity: 1) { hook -> UnsafeRawPointer? in
             hook.baseAddress!.initialize(to: { job, _ in

@@ -63,6 +63,11 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     var advertised: String { config.advertise ?? bound.withLock { $0 } ?? "\(config.host):\(config.port)" }
     private let started = ContinuousClock.now
     let state: Mutex<State>
+    /// Control connections, and what each peer said in its HELLO.
+    let links = ControlLinks()
+    /// The members as of membership's last change, for routing: a call reads it without taking
+    /// membership's lock (`publishMembers`).
+    let memberView = Mutex<(changes: UInt64, members: [String: Membership.Member])>((0, [:]))
     /// The calls this node waits on (`RemoteCalls.swift`).
     let calls = CallTable()
     /// Requests and notifications kept in order per peer and service.
@@ -91,20 +96,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     let xdp: XDPPlane?
     let planes: [PlaneKind: any DataPlane]
 
-    struct Link {
-        var channel: (any Channel)?
-        var connecting = false
-        var waiters: [CheckedContinuation<(any Channel)?, Never>] = []
-    }
-
     struct State {
         var membership: Membership
-        /// Control connections this node opened, by peer name (or "@address" for a seed not yet known by name).
-        var links: [String: Link] = [:]
-        /// The listen address each authenticated peer gave in its HELLO, by name, and the data
-        /// planes it takes buffers on (`PlaneKind` bits).
-        var helloAddresses: [String: String] = [:]
-        var helloPlanes: [String: UInt8] = [:]
         /// The latest epoch heard from each peer (its HELLO, or membership): a higher one is a restart.
         var epochs: [String: UInt64] = [:]
         var server: (any Channel)?
@@ -116,7 +109,8 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         /// When leases were last swept and subscriptions on other nodes last renewed.
         var lastLeaseSweep: UInt64 = 0
         var lastRenewal: UInt64 = 0
-        var handshakes: [ObjectIdentifier: Ready] = [:]
+        /// Membership changes published to `memberView`, counted.
+        var memberChanges: UInt64 = 0
     }
 
     public init(kernel: Kernel, config: ClusterConfig, logger: Logger) {
@@ -229,12 +223,12 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     public func stop() async {
         await answersOwed?.drained(within: .seconds(2))
         await sayFarewell(state.withLock { $0.membership.leave() })
-        let (ticker, server, datagrams, links) = state.withLock { s in (s.ticker, s.server, s.datagrams, s.links) }
+        let (ticker, server, datagrams) = state.withLock { s in (s.ticker, s.server, s.datagrams) }
         ticker?.cancel()
         server?.close(promise: nil)
         datagrams?.close(promise: nil)
         for p in planes.values { p.stop() }
-        for l in links.values { l.channel?.close(promise: nil) }
+        for c in links.all { c.close(promise: nil) }
         kernel.remote = nil
     }
 
@@ -267,7 +261,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     /// Where `peer` listens: from membership, or from its handshake (a peer may call before
     /// membership has told this node about it).
     func address(of peer: String) -> String? {
-        state.withLock { $0.membership.members[peer]?.address ?? $0.helloAddresses[peer] }
+        memberView.withLock { $0.members[peer]?.address } ?? links.hello(of: peer)?.address
     }
 
     /// The peers this node has a data link open (or opening) to.
@@ -281,36 +275,12 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     /// The authenticated control connection to `node` at `address`, opened if need be; nil if it cannot be had.
     func connection(to node: String, address: String) async -> (any Channel)? {
         let key = node.isEmpty ? "@" + address : node
-        enum Step { case ready(any Channel), wait, connect }
-        let step: Step = state.withLock { s in
-            if let c = s.links[key]?.channel, c.isActive { return .ready(c) }
-            if s.links[key]?.connecting == true { return .wait }
-            s.links[key, default: Link()].connecting = true
-            return .connect
-        }
-        switch step {
+        switch links.step(key) {
         case .ready(let c): return c
-        case .wait:
-            return await withCheckedContinuation { c in
-                let resumeNow: (any Channel)?? = state.withLock { s in
-                    if s.links[key]?.connecting == true { s.links[key]!.waiters.append(c); return nil }
-                    return .some(s.links[key]?.channel)
-                }
-                if let r = resumeNow { c.resume(returning: r) }
-            }
+        case .wait: return await links.wait(for: key)
         case .connect:
             let channel = await open(address)
-            let waiters = state.withLock { s in
-                // The entry may be gone: the peer was declared dead while we connected (its waiters
-                // were answered then). A connection that did open is kept all the same: the peer
-                // answered, and membership will hear of it.
-                var link = s.links[key] ?? Link()
-                let waiting = link.waiters
-                link = Link(channel: channel)
-                s.links[key] = link
-                return waiting
-            }
-            for w in waiters { w.resume(returning: channel) }
+            links.opened(key, channel)
             return channel
         }
     }
@@ -324,10 +294,10 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
                 .connectTimeout(.seconds(3))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { [self] channel in
-                    state.withLock { $0.handshakes[ObjectIdentifier(channel)] = ready }
+                    links.handshaking(channel, ready)
                     channel.closeFuture.whenComplete { [weak self] _ in
                         ready.finish(nil)
-                        _ = self?.state.withLock { $0.handshakes.removeValue(forKey: ObjectIdentifier(channel)) }
+                        self?.links.handshakeEnded(channel)
                     }
                     return channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandlers(PeerPipeline.handlers(endpoint: self, outboundRole: .control))

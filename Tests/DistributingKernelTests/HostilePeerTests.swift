@@ -135,7 +135,7 @@ import TestKit
             let half = [UInt8](repeating: 0xEE, count: 1 << 20)
             return [(transfer, 0, half), (transfer, 0, half)]
         })
-        b.network!.state.withLock { $0.helloAddresses["evil"] = "127.0.0.1:\(evil.port)" }
+        b.network!.links.heard("evil", .init(address: "127.0.0.1:\(evil.port)"))
         let got = await b.network!.tcp.fetch(transfer: 7, length: 2 << 20, from: "evil")
         #expect(!arrived(got))
         await b.network?.stop()
@@ -158,7 +158,7 @@ extension HostilePeerTests {
             let n = count.withLock { $0 += 1; return $0 }
             return n == 1 ? [] : [(transfer, UInt64(0), [UInt8](repeating: 0xEE, count: 4096))]
         })
-        b.network!.state.withLock { $0.helloAddresses["evil"] = "127.0.0.1:\(evil.port)" }
+        b.network!.links.heard("evil", .init(address: "127.0.0.1:\(evil.port)"))
         let tcp = b.network!.tcp
         let first = Task { await tcp.fetch(transfer: 7, length: 4096, from: "evil") }
         var pulledNext = pulled.makeAsyncIterator()

@@ -62,7 +62,7 @@ import TestKit
         let b = try await bootNode("b", seed: address(a))
         try await waitUntil(a, lists: "decos://b/counter")
         _ = try await a.kernel.call(.get, "decos://b/counter")  // the connection to b is open
-        let outbox = Outbox.of(try #require(a.network!.state.withLock { $0.links["b"]?.channel }))
+        let outbox = Outbox.of(try #require(a.network!.links.open(to: "b")))
         // Sent without waiting for replies: each is queued for the wire before the next is sent.
         var calls: [Task<Message, Never>] = []
         let first = outbox.posted(.request)
@@ -83,7 +83,7 @@ import TestKit
         let b = try await bootNode("b", seed: address(a))
         try await waitUntil(a, lists: "decos://b/counter")
         _ = try await a.kernel.call(.get, "decos://b/counter")
-        let link = a.network!.state.withLock { $0.links["b"]?.channel }
+        let link = a.network!.links.open(to: "b")
         // A request over the limit: refused by the sender, naming the limit.
         do {
             _ = try await a.kernel.call(.submit, "decos://b/log", body: Element("Blob", text: String(repeating: "x", count: 17 << 20)))
@@ -101,7 +101,7 @@ import TestKit
         }
         // The same connection carries the next call.
         _ = try await a.kernel.call(.get, "decos://b/counter")
-        #expect(a.network!.state.withLock { $0.links["b"]?.channel } === link)
+        #expect(a.network!.links.open(to: "b") === link)
         for n in [a, b] { await n.network?.stop() }
     }
 }

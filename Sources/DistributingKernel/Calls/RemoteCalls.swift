@@ -10,17 +10,14 @@ extension NetworkManager {
         guard let target = Self.node(of: m.to) else {
             return .faulted(.unreachable("\(m.to) is not a decos:// URI"), replyingTo: m)
         }
-        // The member and its open connection in one look; connecting is the slow path.
-        let route: (address: String, channel: (any Channel)?)? = state.withLock { s in
-            guard let member = s.membership.members[target], member.status <= .suspect else { return nil }
-            let open = s.links[target]?.channel
-            return (member.address, open?.isActive == true ? open : nil)
-        }
-        guard let route else {
+        // The member from membership's published view, and its open connection; neither waits
+        // behind membership's own lock. Connecting is the slow path.
+        let member = memberView.withLock { $0.members[target] }
+        guard let member, member.status <= .suspect else {
             return .faulted(.unreachable("node \(target) is not in the cluster (or is dead)"), replyingTo: m)
         }
         let started = kernel.metrics.enabled ? ContinuousClock.now : nil
-        let reply = await call(m, to: target, route: route)
+        let reply = await call(m, to: target, route: (member.address, links.open(to: target)))
         // Labelled by members only: a node nobody knows is a client's name, of any number.
         if let started { kernel.metrics.remoteCall(peer: target, m.verb, faulted: reply.kind == .fault, took: ContinuousClock.now - started) }
         return reply
@@ -63,7 +60,7 @@ extension NetworkManager {
     /// Sends a notification; notifications to one node leave in the order they were given.
     public func notify(_ m: Message) {
         guard let target = Self.node(of: m.to),
-              let member = state.withLock({ $0.membership.members[target] }), member.status <= .suspect else { return }
+              let member = memberView.withLock({ $0.members[target] }), member.status <= .suspect else { return }
         // A notification's buffers travel as a request's do: offered to the subscriber's node alone.
         // No call's end withdraws them: they lapse after the request timeout, so a subscriber that
         // never pulls cannot keep them forever.

@@ -7,32 +7,20 @@ import ServiceKernel
 extension NetworkManager {
     func authenticated(_ channel: any Channel, peer: Handshake.Hello, role: Handshake.Role, outbound: Bool) {
         logger.debug("authenticated \(peer.node) (\(role)) \(outbound ? "outbound" : "inbound")")
-        // Where it said it listens: a peer may call before membership has told this node about it.
-        state.withLock { s in
-            s.helloAddresses[peer.node] = peer.address
-            if role == .control { s.helloPlanes[peer.node] = peer.planes }
-        }
+        // Where it said it listens (a peer may call before membership has told this node about
+        // it), and for a connection this node opened, its waiter.
+        let hello = ControlLinks.Hello(address: peer.address, planes: role == .control ? peer.planes : nil)
+        let ready = links.authenticated(channel, peer: peer.node, hello: hello, outbound: outbound)
         // A peer that says it is in a newer life restarted: before anything it sends on this
         // connection is taken, what was held for its old self ends.
         peerRestarted(peer.node, epoch: peer.epoch, fromHello: true)
-        guard outbound else { return }
-        let ready = state.withLock { s -> Ready? in
-            // A connection opened by address (a seed) is known by name from now on.
-            s.links[peer.node, default: Link()].channel = channel
-            return s.handshakes.removeValue(forKey: ObjectIdentifier(channel))
-        }
         ready?.finish(channel)
     }
 
     func closed(_ channel: any Channel, peer: String, role: Handshake.Role) {
-        let wasOurs = state.withLock { s -> Bool in
-            guard let c = s.links[peer]?.channel, c === channel else { return false }
-            s.links[peer]?.channel = nil
-            return true
-        }
         // Replies come back on the connection the requests went out on: once it is gone, calls
         // pending on that peer cannot be answered, so they fault now rather than at their deadline.
-        if wasOurs && role == .control { failPending(on: peer, reason: "connection to node \(peer) lost") }
+        if links.closed(channel, peer: peer) && role == .control { failPending(on: peer, reason: "connection to node \(peer) lost") }
     }
 
     func received(_ frame: Wire.Frame, from peer: String, role: Handshake.Role, on channel: any Channel, backlog: RequestBacklog) {

@@ -21,6 +21,7 @@ extension NetworkManager {
 
     /// Carries out what the membership machine asked for.
     func perform(_ effects: [Membership.Effect]) {
+        if effects.contains(where: { if case .changed = $0 { true } else { false } }) { publishMembers() }
         for e in effects {
             switch e {
             case .send(let to, let address, let message):
@@ -78,6 +79,16 @@ extension NetworkManager {
         kernel.renewFollows(on: node)
     }
 
+    /// Copies membership's view to `memberView` for routing. Two changes published at once are
+    /// kept in the order membership made them: an older copy never replaces a newer.
+    func publishMembers() {
+        let (changes, members) = state.withLock { s in
+            s.memberChanges += 1
+            return (s.memberChanges, s.membership.members)
+        }
+        memberView.withLock { v in if changes > v.changes { v = (changes, members) } }
+    }
+
     func memberChanged(_ m: Membership.Member) {
         logger.info("member \(m.name) at \(m.address) is \(m.status) (incarnation \(m.incarnation))")
         countChange(m)
@@ -92,18 +103,13 @@ extension NetworkManager {
         case .suspect:
             break
         case .dead, .left:
-            let link = state.withLock { s -> Link? in
-                s.helloAddresses[m.name] = nil
-                s.helloPlanes[m.name] = nil
-                s.epochs[m.name] = nil
-                return s.links.removeValue(forKey: m.name)
-            }
+            state.withLock { _ = $0.epochs.removeValue(forKey: m.name) }
             // Callers waiting for a connection being opened to it get none.
-            for w in link?.waiters ?? [] { w.resume(returning: nil) }
+            let link = links.forget(m.name)
             forgetTable(of: m.name)
             failPending(on: m.name, reason: "node \(m.name) is \(m.status == .dead ? "dead" : "gone")")
             kernel.dropSubscriptions(ofNode: m.name)
-            link?.channel?.close(promise: nil)
+            link?.close(promise: nil)
             for p in planes.values { p.peerEnded(m.name) }
             // A node that left is not coming back under this life: what we followed there ends,
             // and each subscriber is told. (A dead one may be a false death: renewals go on.)

@@ -173,7 +173,7 @@ extension NetworkManager {
 
     /// For each peer this node has shaken hands with, the plane its buffers go on.
     public var planeChoices: [PlaneChoice] {
-        let offers = state.withLock { $0.helloPlanes }
+        let offers = links.planes
         return offers.keys.sorted().map { peer in
             let chosen = if case .success(let p) = plane(to: peer) { p.kind.name } else { "none" }
             return PlaneChoice(node: peer, offers: PlaneKind.named(by: offers[peer]!).map(\.name).joined(separator: " "), chosen: chosen)
@@ -193,7 +193,7 @@ extension NetworkManager {
     /// Every plane this node and `peer` both offer and that reaches it, this node's preferred
     /// first; a fault naming both offers when there is none.
     func planes(to peer: String) -> Result<[any DataPlane], Fault> {
-        let theirs = state.withLock { $0.helloPlanes[peer] } ?? PlaneKind.tcp.rawValue
+        let theirs = links.hello(of: peer)?.planes ?? PlaneKind.tcp.rawValue
         let at = address(of: peer)
         let common = offered.filter { theirs & $0.rawValue != 0 }.compactMap { planes[$0] }.filter { at.map($0.reaches) ?? true }
         if !common.isEmpty { return .success(common) }

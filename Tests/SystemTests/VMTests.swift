@@ -323,6 +323,22 @@ extension VMTests {
         let after = try traffic(two, with: "n1", plane: "rdma")
         #expect(after["Received"] == String(1 + many) && after["Failed"] == "0", "\(after)")
 
+        // A reply's buffers come back by RDMA READ too: through n1's gateway a buffer goes to n2's
+        // echo (n2 READs it from n1), and the echo's reply brings it back (n1 READs it from n2).
+        let dir = NSTemporaryDirectory() + "decos-rdma-echo-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/back", withIntermediateDirectories: true)
+        let echoBytes = 8 << 20
+        let blob = Data((0..<echoBytes).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 12) })
+        try blob.write(to: URL(fileURLWithPath: dir + "/blob"))
+        let readBefore = Int(try traffic(one, with: "n2", plane: "rdma")["BytesReceived"] ?? "0") ?? 0
+        let echoed = try run(decosBinary, ["ctl", "submit", "\(one.base)/@n2/echo", "--token", token, "--body", "<Note>there and back</Note>",
+                                           "--buffer", "blob=@\(dir)/blob", "--buffer-dir", dir + "/back"])
+        #expect(echoed.status == 0 && echoed.out.contains("there and back"), "\(echoed.out)\(echoed.err)")
+        #expect(FileManager.default.contents(atPath: dir + "/back/blob") == blob, "the echoed buffer came back changed or not at all")
+        let readAfter = Int(try traffic(one, with: "n2", plane: "rdma")["BytesReceived"] ?? "0") ?? 0
+        #expect(readAfter - readBefore == echoBytes, "n1 read \(readAfter - readBefore) bytes of the reply by RDMA")
+
         // The sender dies mid-transfer: n2's READs fail, the import fails, n2 goes on, its pool whole.
         let orphan = Process()
         orphan.executableURL = URL(fileURLWithPath: decosBinary)
@@ -333,7 +349,7 @@ extension VMTests {
         try orphan.run()
         try await until("n2 reading n1's second buffer", within: .seconds(300), every: .milliseconds(200)) {
             let t = try traffic(two, with: "n1", plane: "rdma")
-            return t["Receiving"] == "1" && (Int(t["BytesReceived"] ?? "") ?? 0) > gib + manyBytes
+            return t["Receiving"] == "1" && (Int(t["BytesReceived"] ?? "") ?? 0) > gib + manyBytes + echoBytes
         }
         kill(one.process.processIdentifier, SIGKILL)  // QEMU (qemu.sh execs it) dies at once, as a machine losing power
         one.process.waitUntilExit()

@@ -87,13 +87,6 @@ struct Offering {
     func lapsed(at now: UInt64) -> Bool { expires.map { $0 <= now } ?? false }
 }
 
-extension Sequence<Offering> {
-    /// The bytes of those offered to `peer` that only lapsing withdraws (`DataPlane.lapsingBytes`).
-    func lapsingBytes(to peer: String) -> Int {
-        reduce(0) { sum, o in o.peer == peer && o.expires != nil ? sum + o.buffer.count : sum }
-    }
-}
-
 /// Which plane a peer's buffers go on, and why: what it offered in its HELLO.
 public struct PlaneChoice: Codable, Sendable, Equatable {
     public var node: String

@@ -32,23 +32,20 @@ final class RDMAPlane: DataPlane {
     let state = Mutex(State())
     let owner = ManagerLink()
 
-    /// A buffer lent to one peer through a memory window, until the lease ends.
-    @dynamicMemberLookup
-    struct Export {
-        var offering: Offering
+    /// How an offered buffer is lent to its peer: through a memory window, until the lease ends.
+    struct Lent {
         var window: MemoryWindow?
-        var rkey: UInt32
+        var rkey: UInt32 = 0
         /// The queue pair the window is bound on (the one the peer reads through).
         var queuePair: QueuePair?
         /// Bytes the peer has said it has read.
         var read: UInt64 = 0
-
-        subscript<T>(dynamicMember field: KeyPath<Offering, T>) -> T { offering[keyPath: field] }
     }
+    typealias Export = OfferLedger<Lent>.Entry
 
     struct State {
-        var exports: [UInt64: Export] = [:]
-        var nextTransfer: UInt64 = 1
+        /// Buffers offered to peers, each with the window it is lent through.
+        var offers = OfferLedger<Lent>()
         /// The queue pair to each peer, connecting or connected.
         var links: [String: RDMALink] = [:]
         /// Memory windows not bound, for the next export.
@@ -108,7 +105,7 @@ final class RDMAPlane: DataPlane {
                 lent = DataBuffer(landed: block, count: buffer.count, pool: pool)
             } catch { return .failure(.exhausted(error)) }
         }
-        var export = Export(offering: Offering(buffer: lent, call: call, peer: peer, expires: expires), rkey: 0)
+        var export = Lent()
         if let block = lent.block {
             let region: MemoryRegion
             do { region = try registrations.region(for: block) } catch {
@@ -140,11 +137,7 @@ final class RDMAPlane: DataPlane {
             export.rkey = bound.rkey.load(ordering: .relaxed)
             export.queuePair = qp
         }
-        let transfer = state.withLock { s in
-            defer { s.nextTransfer += 1 }
-            s.exports[s.nextTransfer] = export
-            return s.nextTransfer
-        }
+        let transfer = state.withLock { $0.offers.offer(Offering(buffer: lent, call: call, peer: peer, expires: expires), export) }
         let descriptor = RDMAWire.Descriptor(transfer: transfer, address: UInt64(UInt(bitPattern: lent.block?.base)), rkey: export.rkey)
         return .success((transfer, Wire.Offer(plane: kind.rawValue, descriptor: RDMAWire.encode(descriptor))))
     }
@@ -153,36 +146,32 @@ final class RDMAPlane: DataPlane {
     /// go (back to the pool, if nothing else holds it) — a READ that raced the end reads the old
     /// bytes or fails, never memory that serves another buffer.
     func release(_ transfers: [UInt64]) {
-        let ended = state.withLock { s in transfers.compactMap { s.exports.removeValue(forKey: $0) } }
-        for e in ended { endLease(e) }
+        let ended = state.withLock { $0.offers.withdraw(transfers) }
+        for e in ended { endLease(e.entry) }
     }
 
     private func endLease(_ e: Export) {
-        guard let window = e.window, let qp = e.queuePair else { return }
-        let rkey = e.rkey
+        guard let window = e.extra.window, let qp = e.extra.queuePair else { return }
+        let rkey = e.extra.rkey
         completions.post(on: qp, { id throws(VerbsError) in try qp.invalidate(rkey, id: id) }) { [weak self] failure in
             // Holds the buffer until here. An invalidation that failed failed its queue pair,
             // which ended all access through it; one that could not even be posted leaves the
             // window readable, so the queue pair is ended here, before the buffer goes. Either
             // way the window is not reused.
-            if let failure, !failure.posted { self?.linkFailed(e.peer, qp, "a memory window could not be invalidated: \(failure)") }
-            withExtendedLifetime(e.buffer) {}
+            if let failure, !failure.posted { self?.linkFailed(e.offering.peer, qp, "a memory window could not be invalidated: \(failure)") }
+            withExtendedLifetime(e.offering.buffer) {}
             if failure == nil { self?.state.withLock { $0.windows.append(window) } }
         }
     }
 
     func tick(now: UInt64) {
-        let lapsed = state.withLock { s -> [Export] in
-            let gone = s.exports.filter { $0.value.offering.lapsed(at: now) }
-            for t in gone.keys { s.exports[t] = nil }
-            return Array(gone.values)
-        }
-        for e in lapsed { endLease(e) }
+        let lapsed = state.withLock { $0.offers.withdrawLapsed(at: now) }
+        for e in lapsed { endLease(e.entry) }
         expireConnects(now: now)
     }
 
     func peerEnded(_ peer: String) {
-        let leases = state.withLock { s -> [UInt64] in s.exports.filter { $0.value.peer == peer }.map(\.key) }
+        let leases = state.withLock { $0.offers.transfers(to: peer) }
         release(leases)
         closeLink(to: peer, reason: "node \(peer) is gone")
     }
@@ -192,12 +181,12 @@ final class RDMAPlane: DataPlane {
         completions.stop()
     }
 
-    func lapsingBytes(to peer: String) -> Int { state.withLock { $0.exports.values.map(\.offering).lapsingBytes(to: peer) } }
+    func lapsingBytes(to peer: String) -> Int { state.withLock { $0.offers.lapsingBytes(to: peer) } }
 
     var traffic: [PeerTraffic] {
         state.withLock { s in
             var t = s.traffic
-            for e in s.exports.values { t[e.peer, default: PeerTraffic(node: e.peer, plane: kind.name)].offered += 1 }
+            s.offers.countOffers(into: &t, plane: kind)
             return t.keys.sorted().map { t[$0]! }
         }
     }
@@ -214,12 +203,12 @@ final class RDMAPlane: DataPlane {
         }
         // Only the peer the buffer was lent to speaks for it, and never for more than its bytes.
         let call = state.withLock { s -> UInt64? in
-            guard let e = s.exports[p.transfer], e.peer == peer else { return nil }
-            let bytes = min(p.bytes, UInt64(e.buffer.count))
-            let more = bytes > e.read ? bytes - e.read : 0
-            s.exports[p.transfer]!.read = max(e.read, bytes)
+            guard let e = s.offers.offered(p.transfer, to: peer) else { return nil }
+            let bytes = min(p.bytes, UInt64(e.offering.buffer.count))
+            let more = bytes > e.extra.read ? bytes - e.extra.read : 0
+            s.offers[p.transfer]!.extra.read = max(e.extra.read, bytes)
             s.count(peer) { $0.bytesSent += more }
-            return e.call
+            return e.offering.call
         }
         guard let call else { return }
         if p.done { release([p.transfer]) } else if call != 0 { manager?.armDeadline(call) }

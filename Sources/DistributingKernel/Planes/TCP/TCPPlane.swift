@@ -23,9 +23,8 @@ final class TCPPlane: DataPlane {
     let owner = ManagerLink()
 
     struct State {
-        /// Buffers offered to peers, by transfer number.
-        var exports: [UInt64: Offering] = [:]
-        var nextTransfer: UInt64 = 1
+        /// Buffers offered to peers.
+        var offers = OfferLedger<Void>()
         /// Buffers being pulled, by sender and the sender's transfer number (two senders number alike).
         var imports: [ImportKey: Import] = [:]
         /// The links buffers are pulled over, by peer (opening or open).
@@ -50,24 +49,18 @@ final class TCPPlane: DataPlane {
 
     /// The offer names the transfer number, which the receiver's DATA_PULL asks for.
     func export(_ buffer: DataBuffer, call: UInt64, to peer: String, expires: UInt64?) async -> Result<(transfer: UInt64, offer: Wire.Offer), Fault> {
-        let transfer = state.withLock { s in
-            defer { s.nextTransfer += 1 }
-            s.exports[s.nextTransfer] = Offering(buffer: buffer, call: call, peer: peer, expires: expires)
-            return s.nextTransfer
-        }
+        let transfer = state.withLock { $0.offers.offer(Offering(buffer: buffer, call: call, peer: peer, expires: expires), ()) }
         var w = ByteWriter()
         w.u64(transfer)
         return .success((transfer, Wire.Offer(plane: kind.rawValue, descriptor: w.bytes)))
     }
 
     func release(_ transfers: [UInt64]) {
-        state.withLock { s in for t in transfers { s.exports[t] = nil } }
+        state.withLock { _ = $0.offers.withdraw(transfers) }
     }
 
     func tick(now: UInt64) {
-        state.withLock { s in
-            for (t, e) in s.exports where e.lapsed(at: now) { s.exports[t] = nil }
-        }
+        state.withLock { _ = $0.offers.withdrawLapsed(at: now) }
         retireIdleLinks(now: now)
     }
 
@@ -77,12 +70,12 @@ final class TCPPlane: DataPlane {
 
     func peerEnded(_ peer: String) { closeLink(to: peer) }
 
-    func lapsingBytes(to peer: String) -> Int { state.withLock { $0.exports.values.lapsingBytes(to: peer) } }
+    func lapsingBytes(to peer: String) -> Int { state.withLock { $0.offers.lapsingBytes(to: peer) } }
 
     var traffic: [PeerTraffic] {
         state.withLock { s in
             var t = s.traffic
-            for e in s.exports.values { t[e.peer, default: PeerTraffic(node: e.peer, plane: kind.name)].offered += 1 }
+            s.offers.countOffers(into: &t, plane: kind)
             for k in s.imports.keys { t[k.peer, default: PeerTraffic(node: k.peer, plane: kind.name)].receiving += 1 }
             return t.keys.sorted().map { t[$0]! }
         }
@@ -97,7 +90,7 @@ final class TCPPlane: DataPlane {
         var r = ByteReader(payload)
         guard let transfer = try? r.u64() else { return }
         // Only the peer the buffer was sent to may pull it: to any other, it does not exist.
-        guard let export = state.withLock({ s in s.exports[transfer].flatMap { $0.peer == peer ? $0 : nil } }) else {
+        guard let export = state.withLock({ $0.offers.offered(transfer, to: peer)?.offering }) else {
             var w = ByteWriter()
             w.u64(transfer)
             w.u64(UInt64.max)  // "no such transfer", with no data: the puller faults the request

@@ -59,14 +59,9 @@ final class XDPPlane: DataPlane {
         var address: [UInt8] { (0..<6).map { UInt8(truncatingIfNeeded: mac >> (40 - 8 * $0)) } }
     }
 
-    struct Export {
-        var offering: Offering
-        var key: [UInt8]
-    }
-
     struct State {
-        var exports: [UInt64: Export] = [:]
-        var nextTransfer: UInt64 = 1
+        /// Buffers offered to peers, each with the key its frames are sealed under.
+        var offers = OfferLedger<[UInt8]>()
         var imports: [Flow: XDPImport] = [:]
         var sendings: [Flow: XDPSending] = [:]
         var traffic: [String: PeerTraffic] = [:]
@@ -130,11 +125,7 @@ final class XDPPlane: DataPlane {
     /// this node, picks the queue a PULL arrives on, and the sending stays on that queue's port.)
     func export(_ buffer: DataBuffer, call: UInt64, to peer: String, expires: UInt64?) async -> Result<(transfer: UInt64, offer: Wire.Offer), Fault> {
         let key = sealed ? XDPCipher.key() : []
-        let transfer = state.withLock { s in
-            defer { s.nextTransfer += 1 }
-            s.exports[s.nextTransfer] = Export(offering: Offering(buffer: buffer, call: call, peer: peer, expires: expires), key: key)
-            return s.nextTransfer
-        }
+        let transfer = state.withLock { $0.offers.offer(Offering(buffer: buffer, call: call, peer: peer, expires: expires), key) }
         let d = XDPWire.Descriptor(mac: interface.mac, queue: 0, transfer: transfer, key: key)
         return .success((transfer, Wire.Offer(plane: kind.rawValue, descriptor: XDPWire.encode(d))))
     }
@@ -143,7 +134,7 @@ final class XDPPlane: DataPlane {
     func release(_ transfers: [UInt64]) {
         let ended = Set(transfers)
         state.withLock { s in
-            for t in transfers { s.exports[t] = nil }
+            _ = s.offers.withdraw(transfers)
             for (flow, sending) in s.sendings where ended.contains(flow.transfer) {
                 s.sendings[flow] = nil
                 s.count(sending.peer) { $0.sending -= 1 }
@@ -152,12 +143,12 @@ final class XDPPlane: DataPlane {
     }
 
     func tick(now: UInt64) {
-        let lapsed = state.withLock { s in s.exports.filter { $0.value.offering.lapsed(at: now) }.map(\.key) }
-        if !lapsed.isEmpty { release(lapsed) }
+        let lapsed = state.withLock { $0.offers.withdrawLapsed(at: now) }
+        if !lapsed.isEmpty { release(lapsed.map(\.transfer)) }
     }
 
     func peerEnded(_ peer: String) {
-        release(state.withLock { s in s.exports.filter { $0.value.offering.peer == peer }.map(\.key) })
+        release(state.withLock { $0.offers.transfers(to: peer) })
         for i in state.withLock({ s in s.imports.values.filter { $0.peer == peer } }) {
             finish(i, .unreachable("node \(peer) is gone"))
         }
@@ -168,12 +159,12 @@ final class XDPPlane: DataPlane {
         for i in state.withLock({ Array($0.imports.values) }) { finish(i, .unreachable("this node stops")) }
     }
 
-    func lapsingBytes(to peer: String) -> Int { state.withLock { $0.exports.values.map(\.offering).lapsingBytes(to: peer) } }
+    func lapsingBytes(to peer: String) -> Int { state.withLock { $0.offers.lapsingBytes(to: peer) } }
 
     var traffic: [PeerTraffic] {
         state.withLock { s in
             var t = s.traffic
-            for e in s.exports.values { t[e.offering.peer, default: PeerTraffic(node: e.offering.peer, plane: kind.name)].offered += 1 }
+            s.offers.countOffers(into: &t, plane: kind)
             return t.keys.sorted().map { t[$0]! }
         }
     }

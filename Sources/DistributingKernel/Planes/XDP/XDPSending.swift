@@ -44,10 +44,10 @@ extension XDPPlane {
     /// chunks that fit this node's frames, a sending starts on the port it came in on; else the
     /// receiver is told why not. A PULL again for a sending under way changes nothing.
     func pulled(_ h: XDPWire.Header, _ frame: UnsafeRawBufferPointer, flow: Flow, on port: XDPPort, now: UInt64) {
-        guard let export = state.withLock({ $0.exports[h.transfer] }) else {
+        guard let export = state.withLock({ $0.offers[h.transfer] }) else {
             return refuse(flow, on: port, cipher: nil, "no transfer \(h.transfer) is offered: its call has ended, or it never was")
         }
-        let cipher = export.key.isEmpty ? nil : XDPCipher(key: export.key)
+        let cipher = export.extra.isEmpty ? nil : XDPCipher(key: export.extra)
         guard let body = open(h, frame, cipher: cipher), let pull = try? XDPWire.pull(body) else { return state.withLock { $0.dropped += 1 } }
         let offering = export.offering
         guard pull.node == offering.peer else {
@@ -60,7 +60,7 @@ extension XDPPlane {
             return refuse(flow, on: port, cipher: cipher, "chunks of \(pull.chunk) bytes do not fit frames of \(port.maxFrame) bytes on \(interface.name)")
         }
         state.withLock { s in
-            guard s.sendings[flow] == nil, s.exports[h.transfer] != nil else { return }
+            guard s.sendings[flow] == nil, s.offers[h.transfer] != nil else { return }
             s.sendings[flow] = XDPSending(peer: offering.peer, flow: flow, buffer: offering.buffer, chunk: pull.chunk,
                                           call: offering.call, port: port, cipher: cipher, now: now)
             s.count(offering.peer) { $0.sending += 1 }

@@ -33,6 +33,9 @@ public enum Executors {
         // the same local dispatch, so the hook stays.
         if let chosen = getenv("DECOS_EXECUTOR"), String(cString: chosen) == "nio" {
             guard NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor() else { return "SwiftNIO's executor take-over failed" }
+            // Its hook cannot be taken out again; a failed self-test leaves request lanes waiting
+            // for each request's place on its actor, as on Swift's own pool.
+            guard tasksLandOnLoops() else { return "a task started after SwiftNIO's take-over did not run on an event loop" }
             NetworkManager.tasksRunInOrder.store(true, ordering: .relaxed)
             return nil
         }

@@ -168,6 +168,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
             s.membership = Membership(name: config.node, address: advertise, config: config.membership,
                                       seed: UInt64(truncatingIfNeeded: advertise.hashValue), incarnation: Epoch.firstIncarnation(config.epoch))
         }
+        publishMembers()
         return address
     }
 
@@ -261,7 +262,10 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     /// Where `peer` listens: from membership, or from its handshake (a peer may call before
     /// membership has told this node about it).
     func address(of peer: String) -> String? {
-        memberView.withLock { $0.members[peer]?.address } ?? links.hello(of: peer)?.address
+        let member = memberView.withLock { $0.members[peer] }
+        if let member, member.status <= .suspect { return member.address }
+        // A dead member's address may be its old life's: a HELLO since says where it is now.
+        return links.hello(of: peer)?.address ?? member?.address
     }
 
     /// The peers this node has a data link open (or opening) to.

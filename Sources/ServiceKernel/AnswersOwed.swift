@@ -31,25 +31,27 @@ public final class AnswersOwed: Sendable {
     }
 
     /// Returns once nothing is owed, or after `bound`: a call that does not end (a handler that
-    /// never returns) cannot hold a stop up for longer.
+    /// never returns) cannot hold a stop up for longer. The waiter is registered before its
+    /// timer starts, so the timer always finds it (or finds it already answered).
     public func drained(within bound: Duration) async {
         let id = state.withLock { s in
             defer { s.nextWaiter += 1 }
             return s.nextWaiter
         }
-        // Unstructured, so a cancelled caller (the stopping node) still gets its full bound.
-        let timer = Task { [self] in
-            try? await Task.sleep(for: bound)  // the bound, not a wait for the answers
-            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
-        }
+        let timer = Mutex<Task<Void, Never>?>(nil)
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { s -> Bool in
-                guard s.count > 0 else { return true }
+            let waiting = state.withLock { s -> Bool in
+                guard s.count > 0 else { return false }
                 s.waiters[id] = c
-                return false
+                return true
             }
-            if now { c.resume() }
+            guard waiting else { return c.resume() }
+            // Unstructured, so a cancelled caller (the stopping node) still gets its full bound.
+            timer.withLock { $0 = Task { [self] in
+                try? await Task.sleep(for: bound)  // the bound, not a wait for the answers
+                state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+            } }
         }
-        timer.cancel()
+        timer.withLock { $0?.cancel() }
     }
 }

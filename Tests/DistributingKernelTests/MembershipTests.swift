@@ -279,5 +279,6 @@ import Testing
         c.mute.remove("n5")
         #expect(!c.everyoneHasLatest(of: "n5"))
         #expect(c.run(until: c.now + 60_000) { $0.everyoneHasLatest(of: "n5") } != nil)
+        #expect(c.malformed == 0, "messages the receiver could not read (a summary of twelve tables was, until 2026-12-07)")
     }
 }

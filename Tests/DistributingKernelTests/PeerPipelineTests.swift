@@ -113,6 +113,8 @@ import Testing
         #expect(b.refusal(in: said.b)?.contains("authentication failed") == true)
         #expect(a.endpoint.authenticatedPeers.isEmpty && b.endpoint.authenticatedPeers.isEmpty)
         #expect(!b.channel.isActive)
+        // A connection that never authenticated is not one the node knew: no close reaches it.
+        #expect(a.endpoint.closedPeers.isEmpty && b.endpoint.closedPeers.isEmpty)
     }
 
     @Test func aConnectionOpenedForOneRoleRefusesAPeerThatSaysAnother() throws {
@@ -131,10 +133,21 @@ import Testing
             #expect(reason?.contains("before") == true, "\(type): \(reason ?? "not refused")")
             #expect(b.endpoint.frames.isEmpty && !b.channel.isActive)
         }
-        // A length past a handshake frame's is refused from its four bytes, before it is read.
-        b.deliver([0x7f, 0xff, 0xff, 0xff, Wire.version])
+        // A length past a handshake frame's (4,096 bytes) is refused from its four bytes, before
+        // the frame is read.
+        let big = UInt32(Wire.maxHandshakeFrame + 1)
+        b.deliver([UInt8(big >> 24), UInt8(truncatingIfNeeded: big >> 16), UInt8(truncatingIfNeeded: big >> 8), UInt8(truncatingIfNeeded: big), Wire.version])
         #expect(b.refusal(in: try b.written()) != nil)
         #expect(!b.channel.isActive)
+    }
+
+    @Test func onceAuthenticatedAFrameLargerThanAHandshakesArrives() throws {
+        let a = try End(Endpoint("a"), outbound: .control), b = try End(Endpoint("b"), outbound: nil)
+        try converse(a, b)
+        let payload = [UInt8](repeating: 0x5a, count: 3 * Wire.maxHandshakeFrame)
+        a.channel.send(Wire.Frame(.directory, payload))
+        b.deliver(try a.written())
+        #expect(b.endpoint.frames.map(\.payload) == [payload] && b.channel.isActive)
     }
 
     @Test func theHandshakeSplitAtEveryByteStillCompletes() throws {
@@ -147,7 +160,11 @@ import Testing
             b.deliver(Array(hello[..<cut]))
             #expect(try b.written().isEmpty, "b answered a HELLO cut at \(cut)")
             b.deliver(Array(hello[cut...]))
-            #expect(b.refusal(in: try b.written()) == nil && b.channel.isActive, "cut at \(cut)")
+            // b took the HELLO whole: it answers with its own HELLO and its AUTH.
+            let answer = try b.written()
+            var types: [UInt8] = [], at = 0
+            while let (frame, next) = try? FrameReader.frame(in: answer, at: at, limit: Wire.maxFrame) { types.append(frame.type); at = next }
+            #expect(types == [Wire.FrameType.hello.rawValue, Wire.FrameType.auth.rawValue] && b.channel.isActive, "cut at \(cut)")
         }
     }
 
@@ -177,6 +194,9 @@ import Testing
             changed[at] ^= 0x01
             b.deliver(changed)
             #expect(b.endpoint.frames.isEmpty, "a record changed at byte \(at) was taken")
+            // A changed length makes the record longer (the decoder waits for the rest) or cuts
+            // it (it does not open); any other change fails to open at once.
+            if at >= 4 { #expect(!b.channel.isActive, "a record changed at byte \(at) left the connection open") }
         }
         for cut in 7..<record.count {
             let (_, b) = try authenticated()

@@ -174,8 +174,7 @@ extension NetworkManager {
         Task {
             var m = incoming.message
             if let fault = await fetchBuffers(incoming, from: peer, into: &m) {
-                answer(.faulted(fault, replyingTo: m), correlation: incoming.correlation, to: peer, on: channel)
-                return backlog.ended()
+                return answer(.faulted(fault, replyingTo: m), correlation: incoming.correlation, to: peer, on: channel, then: backlog.ended)
             }
             deliver(m, correlation: incoming.correlation, from: peer, on: channel, backlog: backlog)
         }
@@ -196,8 +195,7 @@ extension NetworkManager {
         lanes.run(OrderKey(lane: .requests, peer: peer, to: m.to)) { [self] in
             guard !Self.tasksRunInOrder.load(ordering: .relaxed) else {
                 Task {
-                    answer(await kernel.send(m, as: .peer(peer)), correlation: correlation, to: peer, on: channel)
-                    backlog.ended()
+                    answer(await kernel.send(m, as: .peer(peer)), correlation: correlation, to: peer, on: channel, then: backlog.ended)
                 }
                 return
             }
@@ -205,8 +203,7 @@ extension NetworkManager {
             Task {
                 let reply = await kernel.send(m, as: .peer(peer), entered: { placed.finish(()) })
                 placed.finish(())  // a request that never reached an actor (refused, or answered by the kernel)
-                answer(reply, correlation: correlation, to: peer, on: channel)
-                backlog.ended()
+                answer(reply, correlation: correlation, to: peer, on: channel, then: backlog.ended)
             }
             await placed.wait()
         }
@@ -220,11 +217,15 @@ extension NetworkManager {
     /// node as a request's are, on the plane chosen for that peer, and pulled by the caller before
     /// its call ends (`handleReply`). No call's end on this node withdraws them: like a
     /// notification's, they lapse after the request timeout, so a caller that never pulls cannot
-    /// keep them.
-    func answer(_ reply: Message, correlation: UInt64, to peer: String, on channel: any Channel) {
+    /// keep them. `queued` is called once the reply is queued for the wire (a request is owed
+    /// until then: `RequestBacklog`, and a stopping node's drain).
+    func answer(_ reply: Message, correlation: UInt64, to peer: String, on channel: any Channel, then queued: @escaping @Sendable () -> Void = {}) {
         var reply = reply
         reply.from = kernel.absolute(reply.from)
-        guard !reply.buffers.isEmpty else { return send(reply, offers: [], correlation: correlation, on: channel) }
+        guard !reply.buffers.isEmpty else {
+            send(reply, offers: [], correlation: correlation, on: channel)
+            return queued()
+        }
         let expires = now + timeoutMillis
         Task { [self] in
             let offered: Result<[(lease: Lease, offer: Wire.Offer)], Fault>
@@ -239,6 +240,7 @@ extension NetworkManager {
                 send(Self.turned(reply, into: Fault(.receiver, "BuffersNotSent", "\(reply.from ?? "the service") replied with buffers (\(ids)) that cannot be sent to \(peer): \(fault.reason)")),
                      offers: [], correlation: correlation, on: channel)
             }
+            queued()
         }
     }
 

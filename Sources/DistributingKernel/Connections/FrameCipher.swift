@@ -167,7 +167,7 @@ final class FrameOpener: ChannelInboundHandler {
         guard !failed else { return }
         let frame = unwrapInboundIn(data)
         if let frames = cipher.open(frame) {
-            for f in frames where !failed { context.fireChannelRead(wrapInboundOut(f)) }
+            for f in frames { context.fireChannelRead(wrapInboundOut(f)) }
             return
         }
         failed = true

@@ -107,7 +107,6 @@ final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// from now on go in after this one, which then leaves: a later frame of this same read
     /// already goes to them.
     private func authenticated(_ context: ChannelHandlerContext, peer: Handshake.Hello, role: Handshake.Role, peerKey: Int) {
-        decoder.limit = Wire.maxFrame
         var next: [any ChannelHandler] = []
         if endpoint.encrypt {
             let session = endpoint.key.ciphers(role: role, myNonce: nonce, theirNonce: peer.nonce, me: endpoint.node, peer: peer.node, peerKey: peerKey)
@@ -120,6 +119,7 @@ final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         } catch {
             return refuse(context.channel, "cannot set up the connection: \(error)")
         }
+        decoder.limit = Wire.maxFrame
         deadline?.cancel()
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         endpoint.authenticated(context.channel, peer: peer, role: role, outbound: outboundRole != nil)

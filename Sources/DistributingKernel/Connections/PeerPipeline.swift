@@ -67,7 +67,11 @@ final class FrameRouter: ChannelInboundHandler {
         self.backlog = backlog
     }
 
+    /// Set once the connection is refused: nothing more of it reaches the node.
+    private var refused = false
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !refused else { return }
         endpoint.received(unwrapInboundIn(data), from: peer, role: role, on: context.channel, backlog: backlog)
     }
 
@@ -77,6 +81,8 @@ final class FrameRouter: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard !refused else { return }
+        refused = true
         PeerPipeline.refuse(context.channel, peer: peer, "\(error)", logger: endpoint.logger)
     }
 }

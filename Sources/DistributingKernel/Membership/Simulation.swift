@@ -56,6 +56,8 @@ public struct SimulatedCluster {
     public private(set) var replicas: [String: NamespaceReplica] = [:]
     /// Milliseconds between a node's anti-entropy exchanges (0: none; pushes and greetings only).
     public var syncInterval: UInt64 = 2000
+    /// Namespace messages the receiving end could not decode (there should be none).
+    public private(set) var malformed = 0
     private var lastSync: [String: UInt64] = [:]
 
     public init(_ settings: Settings) {
@@ -233,9 +235,18 @@ public struct SimulatedCluster {
         }
     }
 
+    /// Namespace messages go through their wire encoding: what arrives is what the receiver's
+    /// decoder makes of the bytes, and one it refuses is dropped, as the shell drops it.
     private mutating func apply(_ effects: [NamespaceReplica.Effect], of name: String) {
         for case .send(let message, let to) in effects where nodes[to] != nil {
-            transmit(.namespace(message), from: name, to: to, bytes: message.encoded.count + 6)
+            let bytes = message.encoded
+            guard let arrived = try? NamespaceReplica.Message(decoding: bytes) else {
+                bytesSent[name, default: 0] += bytes.count + 6
+                messagesSent += 1
+                malformed += 1
+                continue
+            }
+            transmit(.namespace(arrived), from: name, to: to, bytes: bytes.count + 6)
         }
     }
 

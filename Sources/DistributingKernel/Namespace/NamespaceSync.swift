@@ -5,14 +5,17 @@ import ServiceKernel
 /// The shell around this node's `NamespaceReplica`: it feeds the replica this node's changes,
 /// the DIRECTORY frames peers send and the sync clock, and carries out what the replica answers
 /// (frames to peers, notifications to `/directory` subscribers). The replica has a lock of its
-/// own; membership is read as a snapshot, never held while the replica runs.
+/// own; membership is read from the view it publishes, never under its own lock.
 extension NetworkManager {
     /// Entries of the other nodes this node knows, for `/directory`.
     public var remoteEntries: [DirectoryEntry] { namespace.withLock { $0.remoteEntries } }
 
-    /// Who the replica may take tables from: members believed live, as of now.
-    private var liveMembers: NamespaceReplica.Live {
-        let members = state.withLock { $0.membership.members }
+    /// Who the replica may take tables from: members believed live, as membership last
+    /// published them. Read under the replica's lock (`memberView`'s lock is never held while
+    /// taking the replica's): a member declared dead is published before its table is forgotten,
+    /// so a table of it that arrives meanwhile is either refused here or forgotten after.
+    private func liveMembers() -> NamespaceReplica.Live {
+        let members = memberView.withLock { $0.members }
         return { members[$0].map { $0.status <= .suspect } ?? false }
     }
 
@@ -44,8 +47,7 @@ extension NetworkManager {
         do { message = try NamespaceReplica.Message(decoding: payload) } catch {
             return logger.warning("malformed directory message from \(peer): \(error)")
         }
-        let live = liveMembers
-        carryOut(namespace.withLock { $0.receive(message, from: peer, live: live) })
+        carryOut(namespace.withLock { $0.receive(message, from: peer, live: liveMembers()) })
     }
 
     private func carryOut(_ effects: [NamespaceReplica.Effect]) {

@@ -38,8 +38,11 @@ extension NamespaceReplica.Message {
         case 0:
             let reply = try r.byte() == 1
             let n = try r.count()
+            // One table per member and this node's own: a longer digest is a peer's invention.
+            let most = Membership.maxMembers + 1
+            guard n <= most else { throw r.fail("a digest of \(n) tables (a cluster holds at most \(most))") }
             var versions: [NamespaceReplica.Version] = []
-            versions.reserveCapacity(n)
+            versions.reserveCapacity(min(n, r.remaining / 9))  // each takes at least 9 bytes
             for _ in 0..<n { versions.append(NamespaceReplica.Version(try r.string(), try r.u64())) }
             self = .digest(versions, reply: reply)
         case 1:
@@ -49,7 +52,7 @@ extension NamespaceReplica.Message {
             let most = NamespaceReplica.maxTableEntries
             guard n <= most else { throw r.fail("a table of \(n) entries (at most \(most) are kept per node)") }
             var entries: [DirectoryEntry] = []
-            entries.reserveCapacity(n)
+            entries.reserveCapacity(min(n, r.remaining / 2))  // each takes at least 2 bytes
             for _ in 0..<n {
                 let path = try r.string(), contract = try r.string()
                 entries.append(DirectoryEntry(uri: "decos://\(owner)\(path)", path: path, contract: contract, node: owner))

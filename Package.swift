@@ -93,11 +93,11 @@ let package = Package(
         ], path: "Benchmarks/DecosBenchmarks"),
         // Waiting with deadlines, for every test target (Tests/TestKit).
         .target(name: "TestKit", path: "Tests/TestKit"),
-        .testTarget(name: "InfosetTests", dependencies: ["Infoset"]),
+        .testTarget(name: "InfosetTests", dependencies: ["TestKit", "Infoset"]),
         .testTarget(name: "ProcessKernelTests", dependencies: ["TestKit", "ProcessKernel"]),
         .testTarget(name: "DeviceDriversTests", dependencies: ["TestKit", "DeviceDrivers", "ProcessKernel", "ServiceKernel"]),
         .testTarget(name: "ServiceKernelTests", dependencies: ["TestKit", "ServiceKernel", "StandardServices", "Infoset", "ProcessKernel"]),
-        .testTarget(name: "StandardServicesTests", dependencies: ["StandardServices", "ServiceKernel", "Decos"]),
+        .testTarget(name: "StandardServicesTests", dependencies: ["TestKit", "StandardServices", "ServiceKernel", "Decos"]),
         .testTarget(name: "GatewayTests", dependencies: ["TestKit", "Gateway", "Decos"], exclude: ["Fixtures"]),
         .testTarget(name: "DistributingKernelTests", dependencies: [
             "TestKit", "DistributingKernel", "ServiceKernel", "Infoset", "Decos", "CVerbs",

@@ -1,10 +1,11 @@
 @testable import DeviceDrivers
 import ProcessKernel
 import Testing
+import TestKit
 
 /// DHCP replies come from any host on the LAN: whatever they hold, the client gets a lease or
 /// nothing, never a trap.
-@Suite struct DHCPTests {
+@Suite(.bounded) struct DHCPTests {
     /// A BOOTREPLY for `xid` offering 10.0.0.5, with `options` (code → value) after the magic cookie.
     func reply(xid: UInt32 = 7, _ options: [(UInt8, [UInt8])]) -> [UInt8] {
         var b = [UInt8](repeating: 0, count: 236)

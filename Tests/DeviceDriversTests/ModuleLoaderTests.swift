@@ -1,4 +1,5 @@
 import Testing
+import TestKit
 @testable import DeviceDrivers
 #if canImport(Glibc)
 import Glibc
@@ -6,7 +7,7 @@ import Glibc
 
 /// The module index read from a module tree written by the test (loading itself needs PID 1 in a
 /// VM and is checked by the boot system test).
-@Suite struct ModuleLoaderTests {
+@Suite(.bounded) struct ModuleLoaderTests {
     func tree() throws -> String {
         var template = Array("/tmp/decos-modules-XXXXXX".utf8CString)
         let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }

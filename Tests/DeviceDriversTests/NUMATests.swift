@@ -1,8 +1,9 @@
 @testable import DeviceDrivers
 import ServiceKernel
 import Testing
+import TestKit
 
-@Suite struct NUMATests {
+@Suite(.bounded) struct NUMATests {
     /// libnuma's own placement, on this machine's first node: every block the pool maps is found there.
     let placement = BufferPool.Placement(prefer: { NUMA.prefer($0, $1, node: $2) }, node: { NUMA.node(of: $0) })
 

@@ -1,8 +1,9 @@
 @testable import DeviceDrivers
 import Testing
+import TestKit
 
 /// Netlink answers are parsed with every length checked; what fuzzing found stays fixed.
-@Suite struct NetlinkTests {
+@Suite(.bounded) struct NetlinkTests {
     /// One message: length, type, flags, sequence 1, port 0, then `payload`.
     func message(type: UInt16, _ payload: [UInt8]) -> [UInt8] {
         var b = NetlinkBuilder()

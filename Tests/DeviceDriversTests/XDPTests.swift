@@ -22,7 +22,7 @@ let cloneNewNet: Int32 = 0x4000_0000
 
 /// The XDP program and AF_XDP socket on a real veth pair: the peer sits in a network namespace
 /// of its own, and everything it sends crosses the program.
-@Suite(.ownThreads, .serialized, .enabled(if: canUseXDP, "needs root and iproute2 for a veth pair in a namespace"))
+@Suite(.bounded, .ownThreads, .serialized, .enabled(if: canUseXDP, "needs root and iproute2 for a veth pair in a namespace"))
 struct XDPTests {
     static let ours: UInt16 = 0x88B5, theirs: UInt16 = 0x88B6
 

@@ -2,9 +2,10 @@ import Decos
 @testable import DistributingKernel
 import Foundation
 import Testing
+import TestKit
 
 /// Membership datagrams are encrypted and authenticated; the key can be rotated without downtime.
-@Suite(.serialized) struct ClusterKeyTests {
+@Suite(.bounded, .serialized) struct ClusterKeyTests {
     let key = ClusterKey(Array("cluster-key-for-the-datagram-tests".utf8))
     let payload = Wire.encode(.gossip(members: [Membership.Member(name: "secret-node-name", address: "10.1.2.3:7946", incarnation: 4, status: .alive)]),
                               from: Membership.Member(name: "sender-node-name", address: "10.1.2.4:7946", incarnation: 1, status: .alive))

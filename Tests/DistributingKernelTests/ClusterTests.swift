@@ -171,7 +171,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
     Set(n.kernel.clusterEntries.filter { $0.contract == contract }.map(\.uri))
 }
 
-@Suite(.serialized) struct ClusterTests {
+@Suite(.bounded, .serialized) struct ClusterTests {
     @Test func threeNodesShareOneNamespace() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))

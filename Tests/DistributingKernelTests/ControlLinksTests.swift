@@ -2,9 +2,10 @@
 import NIOCore
 import NIOEmbedded
 import Testing
+import TestKit
 
 /// The control connections' bookkeeping alone: who opens, who waits, what a dead peer leaves.
-@Suite struct ControlLinksTests {
+@Suite(.bounded) struct ControlLinksTests {
     func active() throws -> EmbeddedChannel {
         let c = EmbeddedChannel()
         try c.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()

@@ -1,7 +1,8 @@
 @testable import DistributingKernel
 import Testing
+import TestKit
 
-@Suite struct CorrelationTableTests {
+@Suite(.bounded) struct CorrelationTableTests {
     @Test func valuesAreFoundByNumberThroughCollisionsGrowthAndOverflow() {
         var t = CorrelationTable<String>()
         // One call that never ends while 5,000 later ones come and go: its slot is taken again

@@ -1,8 +1,9 @@
 @testable import DistributingKernel
 import NIOCore
 import Testing
+import TestKit
 
-@Suite struct FrameReaderTests {
+@Suite(.bounded) struct FrameReaderTests {
     /// Frames of several sizes, one of them larger than a socket read usually brings.
     let frames: [Wire.Frame] = [
         Wire.Frame(.request, Array(0..<100)),

@@ -6,10 +6,11 @@ import NIOCore
 import ServiceKernel
 import Synchronization
 import Testing
+import TestKit
 
 /// Frames between nodes are sealed after the handshake: a host on the path reads nothing of a
 /// call or a buffer and changes nothing of them.
-@Suite(.serialized) struct FrameSealingTests {
+@Suite(.bounded, .serialized) struct FrameSealingTests {
     let key = ClusterKey(Array("cluster-key-for-the-sealing-tests".utf8))
 
     func session(_ me: String, _ peer: String, _ mine: [UInt8], _ theirs: [UInt8]) -> Session {

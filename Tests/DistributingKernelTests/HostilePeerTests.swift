@@ -12,7 +12,7 @@ import TestKit
 
 /// What a peer sends is checked before it costs this node memory, and buffers reach only the
 /// node they were sent to, whole.
-@Suite(.serialized) struct HostilePeerTests {
+@Suite(.bounded, .serialized) struct HostilePeerTests {
     @Test func buffersForNoServiceAreRefusedBeforeAnythingIsPulled() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))

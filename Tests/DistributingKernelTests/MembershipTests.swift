@@ -1,7 +1,8 @@
 @testable import DistributingKernel
 import Testing
+import TestKit
 
-@Suite struct MembershipTests {
+@Suite(.bounded) struct MembershipTests {
     func cluster(_ n: Int, loss: Double = 0, seed: UInt64 = 1) -> SimulatedCluster {
         var s = SimulatedCluster.Settings()
         s.nodes = n
@@ -222,7 +223,7 @@ import Testing
     }
 }
 
-@Suite struct NamespaceSpreadTests {
+@Suite(.bounded) struct NamespaceSpreadTests {
     @Test func aChangeReachesEveryNodeAndAMissedPushIsRepaired() {
         var s = SimulatedCluster.Settings()
         s.nodes = 20
@@ -239,7 +240,7 @@ import Testing
 }
 
 /// The real namespace replica, driven by the simulator as the network manager drives it.
-@Suite struct SimulatedNamespaceTests {
+@Suite(.bounded) struct SimulatedNamespaceTests {
     func cluster(_ n: Int, loss: Double = 0, seed: UInt64 = 3) -> SimulatedCluster {
         var s = SimulatedCluster.Settings()
         s.nodes = n

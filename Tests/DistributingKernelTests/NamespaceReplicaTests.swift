@@ -2,9 +2,10 @@
 import Infoset
 import ServiceKernel
 import Testing
+import TestKit
 
 /// The namespace replica alone: messages in, effects out, no network or clock.
-@Suite struct NamespaceReplicaTests {
+@Suite(.bounded) struct NamespaceReplicaTests {
     typealias R = NamespaceReplica
 
     func entry(_ owner: String, _ path: String) -> DirectoryEntry {

@@ -13,7 +13,7 @@ import TestKit
 /// A node is its name and its life (`Epoch`): recorded datagrams are taken once, and a member of
 /// the cluster speaks only for itself — it cannot answer another node's calls or publish another
 /// node's table.
-@Suite(.serialized) struct NodeIdentityTests {
+@Suite(.bounded, .serialized) struct NodeIdentityTests {
     @Test func aReplayWindowTakesEachDatagramOnceAndANewLifeAfresh() {
         var w = ReplayWindow(epoch: 5, sequence: 100)
         // Each datagram in turn, and whether it is taken.
@@ -157,7 +157,7 @@ final class FakeMember {
 }
 
 /// A peer that sends requests faster than they are answered: its connection stops being read.
-@Suite struct RequestBacklogTests {
+@Suite(.bounded) struct RequestBacklogTests {
     @Test func aConnectionStopsReadingPastItsBoundAndReadsAgainOnceHalfAreAnswered() {
         let switched = Mutex<[Bool]>([])
         let backlog = RequestBacklog { on in switched.withLock { $0.append(on) } }

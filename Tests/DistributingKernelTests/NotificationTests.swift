@@ -7,7 +7,7 @@ import TestKit
 
 /// Notifications reach every subscriber, whole and in order, and a subscriber that cannot keep
 /// up is dropped rather than allowed to grow the publisher's memory.
-@Suite(.serialized) struct NotificationTests {
+@Suite(.bounded, .serialized) struct NotificationTests {
     @Test func aRemoteSubscriberGetsANotificationsBuffers() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
@@ -105,7 +105,7 @@ import TestKit
 }
 
 /// Subscriptions across nodes outlive what the cluster outlives: a false death, a restart.
-@Suite(.serialized) struct SubscriptionResumeTests {
+@Suite(.bounded, .serialized) struct SubscriptionResumeTests {
     @Test func aSubscriptionResumesAfterAFalseDeathAndTellsOfTheGap() async throws {
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))

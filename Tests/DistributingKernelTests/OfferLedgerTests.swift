@@ -1,9 +1,10 @@
 @testable import DistributingKernel
 import ServiceKernel
 import Testing
+import TestKit
 
 /// The bookkeeping of offers every plane shares, alone.
-@Suite struct OfferLedgerTests {
+@Suite(.bounded) struct OfferLedgerTests {
     func offering(_ peer: String, bytes: Int = 10, call: UInt64 = 1, expires: UInt64? = nil) -> Offering {
         Offering(buffer: DataBuffer([UInt8](repeating: 1, count: bytes)), call: call, peer: peer, expires: expires)
     }

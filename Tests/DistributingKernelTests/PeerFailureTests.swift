@@ -7,7 +7,7 @@ import Testing
 import TestKit
 
 /// Peers that die at the wrong moment: the surviving node answers every caller and goes on.
-@Suite(.serialized) struct PeerFailureTests {
+@Suite(.bounded, .serialized) struct PeerFailureTests {
     @Test func aPeerDeclaredDeadWhileBeingConnectedToFaultsItsCallersAndTheNodeGoesOn() async throws {
         let a = try await bootNode("a")
         // A listener that accepts connections and never says a word, so a handshake with it

@@ -2,11 +2,12 @@ import CVerbs
 @testable import DistributingKernel
 import Infoset
 import Testing
+import TestKit
 
 /// The RDMA plane's control payloads come from peers: each decodes what its encoder wrote, and
 /// refuses what no queue pair could be (the checks a CONNECT's endpoint gets before a queue pair
 /// is connected to it).
-@Suite struct RDMAWireTests {
+@Suite(.bounded) struct RDMAWireTests {
     func endpoint(qpn: UInt32 = 0x11, psn: UInt32 = 0x123456, gid: [UInt8] = [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF, 10, 77, 2, 1]) -> dv_endpoint {
         var e = dv_endpoint()
         e.qpn = qpn

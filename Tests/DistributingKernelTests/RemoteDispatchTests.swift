@@ -7,7 +7,7 @@ import TestKit
 
 /// Remote requests are handed to a service as local ones are: in the order their sender sent
 /// them, but never behind a handler that is waiting.
-@Suite(.serialized) struct RemoteDispatchTests {
+@Suite(.bounded, .serialized) struct RemoteDispatchTests {
     @Test func aCrossNodeReentrantChainCompletes() async throws {
         // a → b → a → b → …: each hop's handler waits for the next. With a lane that waited for
         // each handler to finish, b's second request queued behind its first until the timeout.

@@ -2,8 +2,9 @@ import DistributingKernel
 import Infoset
 import ServiceKernel
 import Testing
+import TestKit
 
-@Suite struct WireTests {
+@Suite(.bounded) struct WireTests {
     @Test func binaryInfosetRoundTrips() throws {
         let e = try XMLReader.parse(#"<a:r xmlns:a="urn:a" x="1"><b>t &amp; u</b><a:c y="2"/><b>v</b></a:r>"#)
         var r = ByteReader(BinaryInfoset.encode(e))

@@ -11,7 +11,7 @@ import TestKit
 /// What one client, or many, can hold of a node through its gateway: each cap answered with 503
 /// and `Retry-After`, a request's work ended when its client leaves, a reader that stops reading
 /// cut off before what waits for it grows without bound.
-@Suite(.ownThreads) struct AdmissionTests {
+@Suite(.bounded, .ownThreads) struct AdmissionTests {
     /// A waiter of its own for each test (tests run at once, and every test node is called gw).
     func waiter(_ name: String) -> String { #"<Service contract="urn:test:waiter" name="/\#(name)"/>"# }
 

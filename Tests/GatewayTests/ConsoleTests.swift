@@ -2,11 +2,12 @@
 import Infoset
 import ServiceKernel
 import Testing
+import TestKit
 
 /// The console's parts a browser leans on, each over real HTTP: the stream of changes, the
 /// fragments, the forms and their checks, and the state rendered as HTML (the whole page in a real
 /// browser is SystemTests/ConsoleTests).
-@Suite struct ConsoleTests {
+@Suite(.bounded) struct ConsoleTests {
     @Test func theEventStreamNamesEachServiceThatChangesAndTheOnesItMayNotFollow() async throws {
         let s = try await Served(#"<Service contract="urn:decos:examples:kv" name="/kv"/>"#)
         defer { s.stop() }

@@ -38,7 +38,7 @@ struct Served {
     func stop() { task.cancel() }
 }
 
-@Suite(.ownThreads) struct GatewayTests {
+@Suite(.bounded, .ownThreads) struct GatewayTests {
     @Test func postAnEnvelopeGetAReply() async throws {
         let s = try await Served()
         defer { s.stop() }
@@ -247,7 +247,7 @@ actor LineCollector {
     }
 }
 
-@Suite(.ownThreads) struct GatewayStopTests {
+@Suite(.bounded, .ownThreads) struct GatewayStopTests {
     @Test func aNodeAskedToStopAnswersTheCallsItHasTakenFirst() async throws {
         // A power request through /os/node, or a signal, stops the node while calls are running:
         // each gets its answer before the services go, not a closed connection or a fault.

@@ -2,10 +2,11 @@
 import Infoset
 import ServiceKernel
 import Testing
+import TestKit
 
 /// Buffers through the gateway as MTOM parts, in and out, and every way a request can get them
 /// wrong (the same with clients nobody here wrote: SystemTests/MTOMProcessTests).
-@Suite struct MTOMTests {
+@Suite(.bounded) struct MTOMTests {
     func served() async throws -> Served {
         try await Served(#"<Service contract="urn:decos:examples:echo" name="/echo"/>"#, gateway: #"maxBufferBytes="100000""#)
     }

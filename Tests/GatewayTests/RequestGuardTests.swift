@@ -2,10 +2,11 @@
 import Infoset
 import ServiceKernel
 import Testing
+import TestKit
 
 /// What a web page in the user's browser can make the browser send to a node on loopback, and
 /// that none of it acts on the node (docs/security.md, "A web page in your browser").
-@Suite struct RequestGuardTests {
+@Suite(.bounded) struct RequestGuardTests {
     let form = ("Content-Type", "application/x-www-form-urlencoded")
     let increment = Array(("verb=Update&body=" + "<Increment><By>1</By></Increment>".formEncoded).utf8)
 

@@ -35,7 +35,7 @@ actor OrderDesk: Service {
 
 /// `GET /path?wsdl`, checked by a generated client nobody here wrote: zeep (Debian's python3-zeep,
 /// installed by `make deps`) loads the WSDL of three services and calls them through it.
-@Suite(.ownThreads) struct WSDLTests {
+@Suite(.bounded, .ownThreads) struct WSDLTests {
     @Test func zeepLoadsTheWSDLOfEachServiceAndCallsItsVerbs() async throws {
         let s = try await Served(#"""
             <Service contract="urn:decos:examples:kv" name="/kv"><State><KVState><Entry><Key>greeting</Key><Value>hello</Value></Entry></KVState></State></Service>

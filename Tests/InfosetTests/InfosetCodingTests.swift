@@ -1,5 +1,6 @@
 import Infoset
 import Testing
+import TestKit
 
 struct Order: Codable, Equatable {
     struct Line: Codable, Equatable {
@@ -18,7 +19,7 @@ struct Order: Codable, Equatable {
 enum Color: String, Codable { case red, green }
 struct Painted: Codable, Equatable { var color: Color; var free: Element? }
 
-@Suite struct InfosetCodingTests {
+@Suite(.bounded) struct InfosetCodingTests {
     let order = Order(id: 7, customer: "ACME & Co", note: nil, express: true, weight: 1.5,
                       line: [.init(sku: "a", quantity: 1), .init(sku: "b", quantity: 2)], tag: ["x", "y"])
 
@@ -63,7 +64,7 @@ struct Painted: Codable, Equatable { var color: Color; var free: Element? }
     }
 }
 
-@Suite struct WhitespaceCodingTests {
+@Suite(.bounded) struct WhitespaceCodingTests {
     struct Entry: Codable, Equatable {
         var key: String
         var value: String

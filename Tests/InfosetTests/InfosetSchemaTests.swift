@@ -1,9 +1,10 @@
 import Infoset
 import Testing
+import TestKit
 
 /// The shapes `InfosetSchema` finds must be the ones `InfosetEncoder` writes and `InfosetDecoder`
 /// reads: a WSDL built from them tells generated clients what to send.
-@Suite struct InfosetSchemaTests {
+@Suite(.bounded) struct InfosetSchemaTests {
     struct Increment: Codable { var by: Int }
     struct Entry: Codable { var key: String; var value: String? }
     struct Book: Codable { var entry: [Entry]; var title: String; var pages: UInt16; var price: Double; var signed: Bool }

@@ -1,7 +1,8 @@
 import Infoset
 import Testing
+import TestKit
 
-@Suite struct XMLReaderTests {
+@Suite(.bounded) struct XMLReaderTests {
     func parse(_ s: String, _ limits: XMLLimits = .default) throws -> Element { try XMLReader.parse(s, limits: limits) }
 
     func error(_ s: String, _ limits: XMLLimits = .default) -> XMLError? {

@@ -1,7 +1,8 @@
 import Infoset
 import Testing
+import TestKit
 
-@Suite struct XMLWriterTests {
+@Suite(.bounded) struct XMLWriterTests {
     @Test func roundTripsNamespacesAttributesAndEscapes() throws {
         var root = Element(QName("urn:a", "root"), attributes: [Attribute(QName("k"), "a\"<&>\n\tb")])
         var child = Element(QName("urn:b", "child"), attributes: [Attribute(QName("urn:c", "q"), "v")])

@@ -1,7 +1,8 @@
 import Testing
+import TestKit
 @testable import ProcessKernel
 
-@Suite struct KernelCommandLineTests {
+@Suite(.bounded) struct KernelCommandLineTests {
     @Test func takesOnlyDecosWordsAndKeepsQuotedSpaces() {
         let line = KernelCommandLine("console=ttyS0 quiet decos.node=alpha decos.manifest=\"/etc/decos/a b.xml\" root=/dev/sda decos.seed=10.0.0.1:7950\n")
         #expect(line["node"] == "alpha")
@@ -49,7 +50,7 @@ import Testing
     }
 }
 
-@Suite struct LinkAddressTests {
+@Suite(.bounded) struct LinkAddressTests {
     @Test func furtherLinksTakeStaticAddressesByName() {
         let p = BootParameters(KernelCommandLine("decos.ip=dhcp decos.ip=eth1:10.77.1.2/24 decos.ip=eth2:bad"))
         #expect(p.address == nil)

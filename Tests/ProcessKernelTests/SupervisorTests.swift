@@ -7,7 +7,7 @@ import TestKit
 #endif
 
 /// Real child processes (/bin/sh, /bin/sleep) started, restarted and stopped by the supervisor.
-@Suite struct SupervisorTests {
+@Suite(.bounded) struct SupervisorTests {
     @Test func restartsAFailingProcessOnFailureAndCountsRestarts() async throws {
         let s = Supervisor(minimumBackoff: .milliseconds(10), maximumBackoff: .milliseconds(40))
         s.start(ProcessSpec(name: "flaky", path: "/bin/sh", arguments: ["-c", "exit 3"], restart: .onFailure))

@@ -1,8 +1,9 @@
 @testable import ServiceKernel
 import Synchronization
 import Testing
+import TestKit
 
-@Suite struct BufferPoolTests {
+@Suite(.bounded) struct BufferPoolTests {
     @Test func aFreedBlockServesTheNextBufferOfItsClassAtTheSameAddress() throws {
         let pool = BufferPool(limit: 64 << 20)
         let first = try pool.block(for: 3 << 20)

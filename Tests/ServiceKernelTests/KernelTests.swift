@@ -46,7 +46,7 @@ func makeKernel(policy: SecurityPolicy? = nil, exposed: Bool = false) async thro
 
 func increment(_ n: Int) -> Element { Element("Increment", children: [.element(Element("By", text: String(n)))]) }
 
-@Suite struct KernelTests {
+@Suite(.bounded) struct KernelTests {
     @Test func getAndUpdateReachTheService() async throws {
         let k = try await makeKernel()
         let state = try await k.call(.update, "/counter", body: increment(3))

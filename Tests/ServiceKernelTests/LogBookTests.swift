@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 @testable import ServiceKernel
 import Testing
+import TestKit
 
 /// The node's log in memory and as syslog messages.
 struct LogBookTests {
@@ -52,7 +53,7 @@ struct LogBookTests {
 }
 
 /// Lines logged while a request is handled name its service and MessageID.
-@Suite struct RequestLogTests {
+@Suite(.bounded) struct RequestLogTests {
     /// Logs a line for each request, through a handler writing to a book of the test's own.
     actor Chatty: Service {
         static let contract = "urn:test:chatty"

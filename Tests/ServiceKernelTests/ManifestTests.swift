@@ -1,9 +1,10 @@
 import Infoset
 import ServiceKernel
 import Testing
+import TestKit
 import ProcessKernel
 
-@Suite struct ManifestTests {
+@Suite(.bounded) struct ManifestTests {
     @Test func parsesEverySection() throws {
         let m = try Manifest.parse("""
         <Manifest xmlns="urn:decos:manifest" node="n1">
@@ -149,7 +150,7 @@ import ProcessKernel
     }
 }
 
-@Suite struct ManifestProcessTests {
+@Suite(.bounded) struct ManifestProcessTests {
     @Test func processesKeepTheirArgumentsEnvironmentAndPolicy() throws {
         let m = try Manifest.parse("""
         <Manifest xmlns="urn:decos:manifest">

@@ -3,9 +3,10 @@ import Synchronization
 @testable import ServiceKernel
 import StandardServices
 import Testing
+import TestKit
 
 /// What the kernel counts for `/metrics`, read in the text format Prometheus scrapes.
-@Suite struct NodeMetricsTests {
+@Suite(.bounded) struct NodeMetricsTests {
     func text(_ k: Kernel) -> String { String(decoding: k.metrics.exposition(), as: UTF8.self) }
 
     @Test func requestsAndFaultsAreCountedByServiceAndVerb() async throws {

@@ -1,8 +1,9 @@
 import Infoset
 import ServiceKernel
 import Testing
+import TestKit
 
-@Suite struct SOAPTests {
+@Suite(.bounded) struct SOAPTests {
     @Test func requestRoundTripsWithEveryHeader() throws {
         var m = Message(.update, to: "decos://n/counter", body: Element("Increment", children: [.element(Element("By", text: "2"))]),
                         buffers: [BufferRef(id: "b1", buffer: DataBuffer([1, 2, 3, 250]))])

@@ -2,8 +2,9 @@ import Infoset
 import ServiceKernel
 import StandardServices
 import Testing
+import TestKit
 
-@Suite struct SecurityTests {
+@Suite(.bounded) struct SecurityTests {
     let policy = SecurityPolicy(
         tokens: [.init(name: "ops", secret: "0123456789abcdef-ops")],
         registrations: [.init(contract: Counter.contract, names: ["/counter", "/counter-*"])],
@@ -55,7 +56,7 @@ import Testing
     }
 }
 
-@Suite struct OperatorTokenTests {
+@Suite(.bounded) struct OperatorTokenTests {
     @Test func theOperatorMayDoWhatAnonymousMayNotOnAnExposedGateway() {
         let s = SecurityManager(policy: nil, exposed: true, operatorSecret: "operator-secret-0123")
         #expect(s.principal(forToken: "operator-secret-0123") == .token("operator"))

@@ -2,6 +2,7 @@ import Infoset
 @testable import ServiceKernel
 import Synchronization
 import Testing
+import TestKit
 
 /// Stands for the distributing kernel: notifications to other nodes are only counted here.
 final class NoNetwork: RemoteDispatcher, Sendable {
@@ -14,7 +15,7 @@ final class NoNetwork: RemoteDispatcher, Sendable {
 
 /// A subscription from another node is one per subscriber however often it is asked for, and a
 /// lease: it ends when its subscriber's node stops renewing it, even if nothing is ever published.
-@Suite struct SubscriptionLeaseTests {
+@Suite(.bounded) struct SubscriptionLeaseTests {
     @Test func aRemoteSubscriberHoldsOneSubscriptionAndItLapsesWithoutRenewal() async throws {
         let k = try await makeKernel()
         k.remote = NoNetwork()

@@ -1,7 +1,8 @@
 import ServiceKernel
 import Testing
+import TestKit
 
-@Suite struct URITests {
+@Suite(.bounded) struct URITests {
     @Test func aDestinationIsLocalOnlyWhenItNamesThisNode() {
         let uris = URIManager(node: "a")
         #expect(uris.localPath("/x/y") == "/x/y")

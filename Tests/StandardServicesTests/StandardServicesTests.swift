@@ -4,6 +4,7 @@ import Infoset
 import ServiceKernel
 import StandardServices
 import Testing
+import TestKit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,7 +16,7 @@ func bootLocal(_ services: String = "") async throws -> Kernel {
 
 func xml(_ s: String) throws -> Element { try XMLReader.parse(s) }
 
-@Suite struct DirectoryTests {
+@Suite(.bounded) struct DirectoryTests {
     @Test func listsEveryServiceWithItsNode() async throws {
         let k = try await bootLocal(#"<Service contract="urn:decos:examples:kv" name="/kv"/>"#)
         let list = try #require(try await k.call(.get, "/directory"))
@@ -61,7 +62,7 @@ func xml(_ s: String) throws -> Element { try XMLReader.parse(s) }
     }
 }
 
-@Suite struct ConstructorTests {
+@Suite(.bounded) struct ConstructorTests {
     @Test func createsWithStateAndDrops() async throws {
         let k = try await bootLocal()
         let made = try await k.call(.create, "/constructor", body: xml("""
@@ -94,7 +95,7 @@ func xml(_ s: String) throws -> Element { try XMLReader.parse(s) }
     }
 }
 
-@Suite struct ManifestLoaderTests {
+@Suite(.bounded) struct ManifestLoaderTests {
     @Test func loadsAManifestFromTheBody() async throws {
         let k = try await bootLocal()
         let r = try await k.call(.submit, "/manifestloader", body: xml(#"<Manifest xmlns="urn:decos:manifest"><Service contract="urn:decos:examples:echo" name="/e1"/><Service contract="urn:decos:examples:kv" name="/k1"/></Manifest>"#))
@@ -129,7 +130,7 @@ func xml(_ s: String) throws -> Element { try XMLReader.parse(s) }
     }
 }
 
-@Suite struct ClusterServiceTests {
+@Suite(.bounded) struct ClusterServiceTests {
     @Test func aNodeWithoutAClusterListsItselfAlone() async throws {
         let k = try await bootLocal()
         let c = try #require(try await k.call(.get, "/os/cluster"))
@@ -138,7 +139,7 @@ func xml(_ s: String) throws -> Element { try XMLReader.parse(s) }
     }
 }
 
-@Suite struct NodeServiceTests {
+@Suite(.bounded) struct NodeServiceTests {
     @Test func describesTheProcess() async throws {
         let k = try await bootLocal()
         let s = try #require(try await k.call(.get, "/os/node"))
@@ -150,7 +151,7 @@ func xml(_ s: String) throws -> Element { try XMLReader.parse(s) }
     }
 }
 
-@Suite struct KeyValueTests {
+@Suite(.bounded) struct KeyValueTests {
     func entry(_ k: String, _ v: String? = nil) throws -> Element {
         try xml("<Entry><Key>\(k)</Key>\(v.map { "<Value>\($0)</Value>" } ?? "")</Entry>")
     }
@@ -172,7 +173,7 @@ func xml(_ s: String) throws -> Element { try XMLReader.parse(s) }
 }
 
 /// The `/os/*` services over the system under a hosted node.
-@Suite struct OperatingSystemServicesTests {
+@Suite(.bounded) struct OperatingSystemServicesTests {
     final class Presses: @unchecked Sendable {
         var actions: [String] = []
     }

@@ -5,7 +5,7 @@ import TestKit
 /// The console in a real headless browser (Debian's chromium, driven by selenium through
 /// chromedriver: Fixtures/console_browser.py) against a local cluster of three node processes.
 /// `DECOS_SCREENSHOTS=DIR` keeps the browser's screenshots there (docs/console.md shows them).
-@Suite(.ownThreads, .serialized) struct BrowserConsoleTests {
+@Suite(.bounded, .ownThreads, .serialized) struct BrowserConsoleTests {
     @Test func thePageListsTheClusterShowsChangesLiveAndSendsVerbsWithAndWithoutJavaScript() throws {
         // Node a supervises a process that says something now and then, for its row and buttons.
         let ticker = #"<Process name="ticker" path="/bin/sh" restart="always"><Arg>-c</Arg><Arg>while true; do echo tick; sleep 1; done</Arg></Process>"#

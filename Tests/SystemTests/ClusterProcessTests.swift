@@ -46,7 +46,7 @@ func counterURIs(inDirectory page: String) -> Set<String> {
     Set(page.components(separatedBy: "<Uri>").dropFirst().map { String($0.prefix { $0 != "<" }) }.filter { $0.hasSuffix("/counter") })
 }
 
-@Suite(.ownThreads, .serialized) struct ClusterProcessTests {
+@Suite(.bounded, .ownThreads, .serialized) struct ClusterProcessTests {
     @Test func killNineRemovesANodeAndItsCallsFault() throws {
         let a = try NodeProcess(manifest: try clusterManifest(), extra: ["--node", "a"])
         let b = try NodeProcess(manifest: try clusterManifest(seeds: [a.clusterAddress]), extra: ["--node", "b"])

@@ -88,7 +88,7 @@ let canUseNftables = canMakeNamespaces && FileManager.default.isExecutableFile(a
 /// Three nodes on a LAN with faults on their links. Each test asserts: no node crashes, every
 /// call ends in a reply or a fault, no update is applied twice, and the namespace is whole again
 /// within the documented bound (docs/wire.md, docs/reliability.md) once the fault ends.
-@Suite(.ownThreads, .serialized) struct FaultTests {
+@Suite(.bounded, .ownThreads, .serialized) struct FaultTests {
     let timings = fastTimings + #" reconnectInterval="1000""#
 
     /// Node i on host i, every node seeded with node 0 (which has no seed of its own). Buffers

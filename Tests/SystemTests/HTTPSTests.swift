@@ -14,7 +14,7 @@ func selfSignedCertificate(node: String) throws -> (cert: String, key: String, f
 }
 
 /// The gateway over TLS, with clients nobody here wrote (curl) and with `decos ctl`.
-@Suite(.ownThreads) struct HTTPSTests {
+@Suite(.bounded, .ownThreads) struct HTTPSTests {
     func manifest(cert: String, key: String) throws -> String {
         let path = NSTemporaryDirectory() + "decos-https-\(UUID().uuidString).xml"
         try """

@@ -52,7 +52,7 @@ final class Rsyslog {
 }
 
 /// A node's log: kept for `/os/log`, and forwarded as RFC 5424 to a real syslog server.
-@Suite(.ownThreads, .enabled(if: canRunRsyslog, "needs rsyslogd (make deps installs it)"))
+@Suite(.bounded, .ownThreads, .enabled(if: canRunRsyslog, "needs rsyslogd (make deps installs it)"))
 struct LogTests {
     @Test func aNodesLogReachesRsyslogAsRFC5424AndOsLogKeepsIt() throws {
         let rsyslog = try Rsyslog()

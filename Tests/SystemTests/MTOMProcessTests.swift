@@ -5,7 +5,7 @@ import TestKit
 /// Buffers at the edge with clients nobody here wrote: curl sends an MTOM request
 /// (multipart/related, its parts named by Content-ID), Python's email package reads the MTOM reply;
 /// and `decos ctl --buffer` both ways. Against the real binary on examples/node.xml (`/echo`).
-@Suite(.ownThreads, .serialized) struct MTOMProcessTests {
+@Suite(.bounded, .ownThreads, .serialized) struct MTOMProcessTests {
     @Test func curlSendsABufferAndPythonReadsItBackAndDecosCtlDoesBoth() throws {
         let node = try NodeProcess()
         let dir = NSTemporaryDirectory() + "decos-mtom-\(UUID().uuidString)"

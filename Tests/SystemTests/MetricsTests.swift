@@ -59,7 +59,7 @@ final class Prometheus {
 
 /// `GET /metrics` on every node, scraped by a real Prometheus: the series a fleet's dashboards
 /// and alerts are built on, with the values the cluster's traffic should give them.
-@Suite(.ownThreads, .serialized, .enabled(if: canRunPrometheus, "needs prometheus (make deps installs it)"))
+@Suite(.bounded, .ownThreads, .serialized, .enabled(if: canRunPrometheus, "needs prometheus (make deps installs it)"))
 struct MetricsTests {
     @Test func prometheusScrapesAThreeNodeClusterAndPromQLSeesItsCallsAndMembers() throws {
         let a = try NodeProcess(manifest: try clusterManifest(), extra: ["--node", "a"])

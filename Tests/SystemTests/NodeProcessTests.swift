@@ -12,7 +12,7 @@ func envelope(_ verb: String, _ body: String = "") -> String {
     """
 }
 
-@Suite(.ownThreads, .serialized) struct NodeProcessTests {
+@Suite(.bounded, .ownThreads, .serialized) struct NodeProcessTests {
     @Test func servesTheExampleManifestToRealClients() throws {
         let node = try NodeProcess()
         let page = try curl(node.base + "/")
@@ -184,7 +184,7 @@ func envelope(_ verb: String, _ body: String = "") -> String {
     }
 }
 
-@Suite(.ownThreads) struct ManifestCommandTests {
+@Suite(.bounded, .ownThreads) struct ManifestCommandTests {
     func write(_ text: String) throws -> String {
         let path = NSTemporaryDirectory() + "decos-\(UUID().uuidString).xml"
         try text.write(toFile: path, atomically: true, encoding: .utf8)
@@ -227,7 +227,7 @@ func envelope(_ verb: String, _ body: String = "") -> String {
     }
 }
 
-@Suite(.ownThreads) struct ServiceAuthorExampleTests {
+@Suite(.bounded, .ownThreads) struct ServiceAuthorExampleTests {
     @Test func aServiceWrittenOutsideTheKernelRunsFromItsManifest() throws {
         let node = try NodeProcess(manifest: "examples/greeter.xml", binary: greeterBinary)
         let greeting = try run(greeterBinary, ["ctl", "submit", node.base + "/greeter", "--body", "<Greet><Name>Ada</Name></Greet>"])

@@ -4,7 +4,7 @@ import TestKit
 
 /// The suites here block (on processes, pipes, waits): each runs its tests on threads of its own,
 /// so the in-process nodes of the other tests keep Swift's concurrency pool (TestKit/OwnThreads).
-@Suite(.ownThreads) struct OwnThreadsTests {
+@Suite(.bounded, .ownThreads) struct OwnThreadsTests {
     @Test func aBlockingTestRunsOnAThreadOfItsOwn() {
         #expect(ThreadPerJob.isCurrent)
     }

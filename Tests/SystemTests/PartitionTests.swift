@@ -39,7 +39,7 @@ func ip(_ args: String...) throws -> String {
 
 let canMakeNamespaces = getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")
 
-@Suite(.ownThreads, .serialized) struct PartitionTests {
+@Suite(.bounded, .ownThreads, .serialized) struct PartitionTests {
     @Test(.enabled(if: canMakeNamespaces, "needs root and iproute2 to make network namespaces (CI has both)"))
     func aPartitionSplitsTheNamespaceAndItsHealJoinsItAgain() throws {
         let hosts = try TwoHosts()

@@ -106,7 +106,7 @@ final class VirtualMachine: @unchecked Sendable {
 }
 
 /// Real VMs under QEMU (software emulation in CI): the image boots with the static decos as PID 1.
-@Suite(.ownThreads, .serialized, .enabled(if: vmSkipReason == nil, "\(vmSkipReason ?? "")"))
+@Suite(.boundedForVMs, .ownThreads, .serialized, .enabled(if: vmSkipReason == nil, "\(vmSkipReason ?? "")"))
 struct VMTests {
     @Test func aNodeBootsServesSupervisesAndPowersOffOnRequest() async throws {
         let vm = try VirtualMachine(image: try buildImage("Tests/SystemTests/Fixtures/appliance.xml"), environment: ["APPEND=decos.rxe=eth0"])

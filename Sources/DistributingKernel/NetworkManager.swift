@@ -244,9 +244,16 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
             await withTaskGroup(of: Void.self) { group in
                 for case .send(let to, let address, let message) in effects {
                     group.addTask { [self] in
-                        guard let channel = await connection(to: to, address: address) else { return }
-                        channel.send(Wire.Frame(.swim, Wire.encode(message, from: me)))
-                        try? await channel.eventLoop.submit {}.get()
+                        // On the connections the member opened to this node, where this node's
+                        // replies to it went: there the farewell comes after them, and the member
+                        // does not take this node for gone (failing its calls) before it has read
+                        // them. Only where it opened none, on this node's own.
+                        var channels = links.inbound(from: to)
+                        if channels.isEmpty, let own = await connection(to: to, address: address) { channels = [own] }
+                        for channel in channels {
+                            channel.send(Wire.Frame(.swim, Wire.encode(message, from: me)))
+                            try? await channel.eventLoop.submit {}.get()
+                        }
                     }
                 }
             }
@@ -313,6 +320,13 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
             ready.finish(nil)
         }
         return await ready.wait()
+    }
+}
+
+extension NetworkManager: PlaneHost {
+    func sendControl(_ frame: Wire.Frame, to peer: String) {
+        guard let address = address(of: peer) else { return }
+        sendFrame(frame, to: peer, address: address)
     }
 }
 

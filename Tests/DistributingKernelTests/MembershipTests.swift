@@ -2,16 +2,19 @@
 import Testing
 import TestKit
 
+/// `n` simulated nodes, every one joining through node 0 at time 0.
+func joiningCluster(_ n: Int, loss: Double = 0, seed: UInt64) -> SimulatedCluster {
+    var s = SimulatedCluster.Settings()
+    s.nodes = n
+    s.loss = loss
+    s.seed = seed
+    var c = SimulatedCluster(s)
+    c.joinAll()
+    return c
+}
+
 @Suite(.bounded) struct MembershipTests {
-    func cluster(_ n: Int, loss: Double = 0, seed: UInt64 = 1) -> SimulatedCluster {
-        var s = SimulatedCluster.Settings()
-        s.nodes = n
-        s.loss = loss
-        s.seed = seed
-        var c = SimulatedCluster(s)
-        c.joinAll()
-        return c
-    }
+    func cluster(_ n: Int, loss: Double = 0, seed: UInt64 = 1) -> SimulatedCluster { joiningCluster(n, loss: loss, seed: seed) }
 
     @Test func nodesJoiningThroughOneSeedConverge() {
         var c = cluster(10)
@@ -241,13 +244,9 @@ import TestKit
 
 /// The real namespace replica, driven by the simulator as the network manager drives it.
 @Suite(.bounded) struct SimulatedNamespaceTests {
+    /// Joined, and run until every node lists every other.
     func cluster(_ n: Int, loss: Double = 0, seed: UInt64 = 3) -> SimulatedCluster {
-        var s = SimulatedCluster.Settings()
-        s.nodes = n
-        s.loss = loss
-        s.seed = seed
-        var c = SimulatedCluster(s)
-        c.joinAll()
+        var c = joiningCluster(n, loss: loss, seed: seed)
         _ = c.run(until: 60_000) { $0.converged() }
         return c
     }

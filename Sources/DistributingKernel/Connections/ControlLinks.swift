@@ -25,6 +25,9 @@ final class ControlLinks: Sendable {
         var hellos: [String: Hello] = [:]
         /// Connections this node opened whose handshake is under way, with who waits for it.
         var handshakes: [ObjectIdentifier: Ready] = [:]
+        /// Control connections peers opened to this node, by peer: this node's replies to a
+        /// peer's requests go back on them.
+        var inbound: [String: [ObjectIdentifier: any Channel]] = [:]
     }
 
     private let state = Mutex(State())
@@ -86,7 +89,10 @@ final class ControlLinks: Sendable {
     func authenticated(_ channel: any Channel, peer: String, hello: Hello, outbound: Bool) -> Ready? {
         state.withLock { s in
             Self.keep(hello, of: peer, in: &s)
-            guard outbound else { return nil }
+            guard outbound else {
+                if hello.planes != nil { s.inbound[peer, default: [:]][ObjectIdentifier(channel)] = channel }
+                return nil
+            }
             s.links[peer, default: Link()].channel = channel
             return s.handshakes.removeValue(forKey: ObjectIdentifier(channel))
         }
@@ -106,6 +112,8 @@ final class ControlLinks: Sendable {
     /// A connection closed; true if it was this node's link to `peer`.
     func closed(_ channel: any Channel, peer: String) -> Bool {
         state.withLock { s in
+            s.inbound[peer]?[ObjectIdentifier(channel)] = nil
+            if s.inbound[peer]?.isEmpty == true { s.inbound[peer] = nil }
             guard let c = s.links[peer]?.channel, c === channel else { return false }
             s.links[peer]?.channel = nil
             return true
@@ -113,6 +121,11 @@ final class ControlLinks: Sendable {
     }
 
     func hello(of peer: String) -> Hello? { state.withLock { $0.hellos[peer] } }
+
+    /// The open control connections `peer` opened to this node.
+    func inbound(from peer: String) -> [any Channel] {
+        state.withLock { s in (s.inbound[peer] ?? [:]).values.filter(\.isActive) }
+    }
 
     /// The planes each peer said it takes, by name.
     var planes: [String: UInt8] { state.withLock { s in s.hellos.compactMapValues(\.planes) } }
@@ -122,6 +135,7 @@ final class ControlLinks: Sendable {
     func forget(_ peer: String) -> (any Channel)? {
         let link = state.withLock { s -> Link? in
             s.hellos[peer] = nil
+            s.inbound[peer] = nil
             return s.links.removeValue(forKey: peer)
         }
         for w in link?.waiters ?? [] { w.resume(returning: nil) }

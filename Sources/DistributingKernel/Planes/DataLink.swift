@@ -95,7 +95,7 @@ final class DataLink: @unchecked Sendable {
 
     /// HELLO both ways, then AUTH both ways, as HandshakeHandler does for a connection it opens.
     private func handshake(_ plane: TCPPlane) -> Bool {
-        guard let advertised = plane.manager?.advertised else { return false }
+        guard let advertised = plane.host?.advertised else { return false }
         let config = plane.config
         let nonce = Handshake.nonce()
         let encrypt = config.encrypt

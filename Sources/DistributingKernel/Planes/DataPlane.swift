@@ -30,8 +30,8 @@ public enum PlaneKind: UInt8, Sendable, CaseIterable {
 /// transfer never holds up the control path or the failure detector.
 protocol DataPlane: AnyObject, Sendable {
     var kind: PlaneKind { get }
-    /// The network manager the plane works for.
-    var owner: ManagerLink { get }
+    /// The node the plane works for, as far as a plane may see it.
+    var owner: HostLink { get }
     /// Offers `buffer` to `peer` alone for the call `call` (0 for a notification's or a reply's,
     /// which no call's end withdraws: it lapses at `expires` instead): the transfer number (its lease) and what goes in the message;
     /// a fault if the plane cannot offer it to that peer.
@@ -58,20 +58,35 @@ protocol DataPlane: AnyObject, Sendable {
 
 extension DataPlane {
     func reaches(_ address: String) -> Bool { true }
-    var manager: NetworkManager? { owner.manager }
-    func attach(to manager: NetworkManager) { owner.attach(manager) }
-    /// The manager's clock, in milliseconds.
-    var now: UInt64 { manager?.now ?? 0 }
+    var host: (any PlaneHost)? { owner.host }
+    func attach(to host: any PlaneHost) { owner.attach(host) }
+    /// The host's clock, in milliseconds.
+    var now: UInt64 { host?.now ?? 0 }
 }
 
-/// The network manager a plane works for: its clock, where peers listen, calls' deadlines. Set
-/// once, right after the manager's init (which cannot hand itself out before it is whole); weak,
-/// as the manager owns its planes.
-final class ManagerLink: Sendable {
-    private struct Weak { weak var manager: NetworkManager? }
+/// All a data plane may ask of the node it works for (the network manager): its name and where
+/// it listens, the protocol's clock, where a peer listens, a control frame to a peer, and a call's
+/// deadline moved on while its buffer moves. Nothing of membership, calls or connections beyond.
+protocol PlaneHost: AnyObject, Sendable {
+    var node: String { get }
+    /// Where peers reach this node.
+    var advertised: String { get }
+    /// The protocol's clock, in milliseconds.
+    var now: UInt64 { get }
+    func address(of peer: String) -> String?
+    /// Sends `frame` to `peer` on its control connection (opened if need be).
+    func sendControl(_ frame: Wire.Frame, to peer: String)
+    /// A call whose buffer is moving is not a call that stalled: its deadline starts again.
+    func armDeadline(_ call: UInt64)
+}
+
+/// The host a plane works for. Set once, right after the manager's init (which cannot hand
+/// itself out before it is whole); weak, as the manager owns its planes.
+final class HostLink: Sendable {
+    private struct Weak { weak var host: (any PlaneHost)? }
     private let link = Mutex(Weak())
-    var manager: NetworkManager? { link.withLock { $0.manager } }
-    func attach(_ manager: NetworkManager) { link.withLock { $0.manager = manager } }
+    var host: (any PlaneHost)? { link.withLock { $0.host } }
+    func attach(_ host: any PlaneHost) { link.withLock { $0.host = host } }
 }
 
 /// A buffer offered to one peer: the one its message went to, and the only one that may have it.

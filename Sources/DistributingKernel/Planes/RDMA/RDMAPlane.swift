@@ -30,7 +30,7 @@ final class RDMAPlane: DataPlane {
     /// The network interface the device runs over (RoCE), if known.
     let netdev: String?
     let state = Mutex(State())
-    let owner = ManagerLink()
+    let owner = HostLink()
 
     /// How an offered buffer is lent to its peer: through a memory window, until the lease ends.
     struct Lent {
@@ -211,7 +211,7 @@ final class RDMAPlane: DataPlane {
             return e.offering.call
         }
         guard let call else { return }
-        if p.done { release([p.transfer]) } else if call != 0 { manager?.armDeadline(call) }
+        if p.done { release([p.transfer]) } else if call != 0 { host?.armDeadline(call) }
     }
 }
 

@@ -63,7 +63,7 @@ extension RDMAPlane {
         do { remote = try RDMAWire.decodeConnect(payload) } catch {
             return logger.warning("malformed RDMA CONNECT from \(peer): \(error)")
         }
-        let me = manager?.node ?? ""
+        let me = host?.node ?? ""
         enum Step { case ignore, accepted(QueuePair), failed(String) }
         var waiters: [CheckedContinuation<Result<QueuePair, Fault>, Never>] = []
         var old: QueuePair?
@@ -165,7 +165,6 @@ extension RDMAPlane {
 
     /// Sends a control frame to `peer` on the connection this node opened to it.
     func send(_ frame: Wire.Frame, to peer: String) {
-        guard let manager, let address = manager.address(of: peer) else { return }
-        manager.sendFrame(frame, to: peer, address: address)
+        host?.sendControl(frame, to: peer)
     }
 }

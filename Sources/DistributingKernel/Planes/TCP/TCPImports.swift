@@ -52,7 +52,7 @@ extension TCPPlane {
         let lost = Fault.unreachable("it did not arrive")
         // The sender may not be in this node's membership yet (it joined through another node and
         // called at once); its handshake said where it listens.
-        guard let address = manager?.address(of: peer) else { return .failure(lost) }
+        guard let address = host?.address(of: peer) else { return .failure(lost) }
         if length == 0 { return .success(DataBuffer([])) }
         // A link retired for idleness between being handed out and being used is replaced, once.
         for _ in 0..<2 {

@@ -20,7 +20,7 @@ final class TCPPlane: DataPlane {
     /// Where imports land: the pool of the NUMA node of the interface their link uses.
     let pools: BufferPools
     let state = Mutex(State())
-    let owner = ManagerLink()
+    let owner = HostLink()
 
     struct State {
         /// Buffers offered to peers.
@@ -116,7 +116,7 @@ final class TCPPlane: DataPlane {
                     let (written, n) = inFlight.removeFirst()
                     do { try await written.get() } catch { return }
                     state.withLock { $0.count(peer) { $0.bytesSent += UInt64(n) } }
-                    manager?.armDeadline(export.call)
+                    host?.armDeadline(export.call)
                 }
                 offset = end
             } while offset < export.buffer.count

@@ -32,7 +32,7 @@ final class XDPPlane: DataPlane {
     let subnets: [NetworkInterface.Subnet]
     let ports: [XDPPort]
     let state = Mutex(State())
-    let owner = ManagerLink()
+    let owner = HostLink()
     /// Counts REFUSE frames: their nonces.
     let refusals = Atomic<UInt64>(0)
     /// How long a receiver waits for any frame of a transfer before it faults.

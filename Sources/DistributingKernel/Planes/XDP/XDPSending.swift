@@ -96,7 +96,7 @@ extension XDPPlane {
             release([sending.flow.transfer])
         } else {
             // A large buffer that is moving is not a call that timed out.
-            if outcome.arm, sending.call != 0 { manager?.armDeadline(sending.call) }
+            if outcome.arm, sending.call != 0 { host?.armDeadline(sending.call) }
             if sending.port !== port { sending.port.wake() }
         }
     }

@@ -29,7 +29,8 @@ let package = Package(
         .target(name: "Infoset"),
         // Runs before the Swift runtime as PID 1 (early mounts), plus the syscalls Swift cannot call.
         .target(name: "CDecosInit"),
-        .target(name: "ProcessKernel", dependencies: ["CDecosInit"]),
+        .target(name: "Addresses"),
+        .target(name: "ProcessKernel", dependencies: ["Addresses", "CDecosInit"]),
         // libibverbs: dynamic in hosted builds; static with the rxe and mlx5 providers in `make static`
         // (linker/static.flags).
         .target(name: "CVerbs", linkerSettings: [.linkedLibrary("ibverbs")]),
@@ -42,9 +43,9 @@ let package = Package(
         .target(name: "CNUMA", linkerSettings: [.linkedLibrary("numa")]),
         // AF_XDP and the XDP program that steers our frames, on bpf(2) and AF_XDP sockets alone (CXDP.h).
         .target(name: "CXDP"),
-        .target(name: "DeviceDrivers", dependencies: ["ProcessKernel", "CDecosInit", "CVerbs", "CPCI", "CNUMA", "CXDP"]),
+        .target(name: "DeviceDrivers", dependencies: ["Addresses", "ProcessKernel", "CDecosInit", "CVerbs", "CPCI", "CNUMA", "CXDP"]),
         .target(name: "ServiceKernel", dependencies: [
-            "Infoset", "ProcessKernel",
+            "Addresses", "Infoset", "ProcessKernel",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -60,7 +61,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "DistributingKernel", dependencies: [
-            "ServiceKernel", "Infoset", "ProcessKernel", "CAEAD",
+            "Addresses", "ServiceKernel", "Infoset", "ProcessKernel", "CAEAD",
             // The RDMA plane's verbs (DeviceDrivers/Verbs.swift).
             "DeviceDrivers", "CVerbs",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -75,7 +76,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "DecosCLI", dependencies: [
-            "Decos", "Gateway", "Infoset", "ServiceKernel", "StandardServices",
+            "Addresses", "Decos", "Gateway", "Infoset", "ServiceKernel", "StandardServices",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -94,9 +95,9 @@ let package = Package(
         // Waiting with deadlines, for every test target (Tests/TestKit).
         .target(name: "TestKit", path: "Tests/TestKit"),
         .testTarget(name: "InfosetTests", dependencies: ["TestKit", "Infoset"]),
-        .testTarget(name: "ProcessKernelTests", dependencies: ["TestKit", "ProcessKernel"]),
-        .testTarget(name: "DeviceDriversTests", dependencies: ["TestKit", "DeviceDrivers", "ProcessKernel", "ServiceKernel"]),
-        .testTarget(name: "ServiceKernelTests", dependencies: ["TestKit", "ServiceKernel", "StandardServices", "Infoset", "ProcessKernel"]),
+        .testTarget(name: "ProcessKernelTests", dependencies: ["TestKit", "Addresses", "ProcessKernel"]),
+        .testTarget(name: "DeviceDriversTests", dependencies: ["TestKit", "Addresses", "DeviceDrivers", "ProcessKernel", "ServiceKernel"]),
+        .testTarget(name: "ServiceKernelTests", dependencies: ["TestKit", "Addresses", "ServiceKernel", "StandardServices", "Infoset", "ProcessKernel"]),
         .testTarget(name: "StandardServicesTests", dependencies: ["TestKit", "StandardServices", "ServiceKernel", "Decos"]),
         .testTarget(name: "GatewayTests", dependencies: ["TestKit", "Gateway", "Decos"], exclude: ["Fixtures"]),
         .testTarget(name: "DistributingKernelTests", dependencies: [

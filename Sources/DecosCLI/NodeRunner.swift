@@ -1,3 +1,4 @@
+import Addresses
 import Decos
 import Logging
 import NIOCore

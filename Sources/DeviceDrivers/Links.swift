@@ -1,3 +1,4 @@
+import Addresses
 import ProcessKernel
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import Addresses
 import ProcessKernel
 
 /// Brings up the node's network as PID 1: loopback, then one Ethernet link with a static address

@@ -1,3 +1,4 @@
+import Addresses
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,3 +1,4 @@
+import Addresses
 @testable import DeviceDrivers
 import ProcessKernel
 import Testing

@@ -1,3 +1,4 @@
+import Addresses
 import Infoset
 import ServiceKernel
 import Testing

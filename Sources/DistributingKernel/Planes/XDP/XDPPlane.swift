@@ -1,3 +1,4 @@
+import Addresses
 import DeviceDrivers
 import Infoset
 import Logging

@@ -117,68 +117,70 @@ public final class Gateway: Sendable {
     /// `mtom`: an MTOM request, its envelope and buffers read by the connection as they came
     /// (Multipart.swift); `body` is empty then.
     func respond(to h: HTTPRequestHead, body: ByteBuffer, mtom: Message? = nil, as principal: Principal) async -> Outcome {
-        let path = Gateway.destination(String(h.uri.prefix { $0 != "?" && $0 != "#" }))
-        switch h.method {
-        case .GET, .HEAD:
-            let items = Gateway.queryItems(h.uri)
-            let query = items.map { $0.name.lowercased() }
-            if path == "/" {
-                if query.contains("events") { return await eventSources(h, as: principal) }
-                if query.contains("nodes") { return .reply(fragment(nodesTable(await nodeRows(principal), pages: query.contains("pages")))) }
-                return .reply(await consolePage(principal, node: items.first { $0.name == "node" }?.value))
-            }
-            if path == "/metrics" { return .reply(metricsPage(principal)) }
-            if query.contains("wsdl") { return .reply(await wsdlPage(h, path, as: principal)) }
-            let link = String(h.uri.prefix { $0 != "?" && $0 != "#" })
-            if query.contains("view") { return .reply(await viewPage(path, link, as: principal)) }
-            if query.contains("fragment") {
-                return .reply(fragment(stateFragment(await kernel.send(Message(.get, to: path), as: principal), path: link)))
-            }
-            let reply = await kernel.send(Message(.get, to: path), as: principal)
-            if let f = reply.fault {
-                if f.subcode?.local == "UnknownService" { return .reply(.fault(f, status: .notFound)) }
-                return .reply(.fault(f))
-            }
-            return .reply(Response(status: .ok, contentType: "application/xml; charset=utf-8",
-                                   body: reply.body.map { XMLWriter.bytes($0, declaration: true) } ?? []))
-        case .POST:
-            if Gateway.queryItems(h.uri).contains(where: { $0.name == "form" }) { return .reply(await formReply(h, path, body: body, as: principal)) }
-            let rawType = h.headers.first(name: "content-type") ?? ""
-            let type = rawType.lowercased()
-            guard mtom != nil || type.hasPrefix("application/soap+xml") else {
-                return .reply(.fault(Fault(.sender, "UnsupportedMediaType",
-                                           "POST a SOAP 1.2 envelope as application/soap+xml, or with buffers as MTOM (multipart/related) (got \(type.isEmpty ? "no Content-Type" : type))"),
-                                     status: .unsupportedMediaType))
-            }
-            var request: Message
-            if let mtom {
-                request = mtom
-            } else {
-                do throws(Fault) { request = try SOAP.decode(Array(buffer: body), action: Gateway.parameter("action", of: rawType)) } catch {
-                    return .reply(.fault(error))
-                }
-                Gateway.address(&request, path: path)
-            }
-            guard request.kind == .request else { return .reply(.fault(.malformed("the gateway accepts requests, not \(request.kind)s"))) }
-            if request.verb == .subscribe, request.from == nil, request.replyTo == nil {
-                do throws(Fault) {
-                    return .stream(request, try await kernel.subscribe(anywhere: path, as: principal))
-                } catch {
-                    return .reply(.fault(error))
-                }
-            }
-            var reply = await kernel.send(request, as: principal)
-            reply.to = request.replyTo ?? request.from ?? ""
-            let status = reply.fault.map(Gateway.status) ?? .ok
-            // Buffers go back as MTOM parts to a client that sent MTOM or accepts it, else inline.
-            if !reply.buffers.isEmpty, mtom != nil || (h.headers.first(name: "accept")?.lowercased().contains("multipart/related") ?? false) {
-                return .reply(MTOM.response(reply, status: status))
-            }
-            return .reply(Response(status: status, contentType: SOAP.contentType, body: SOAP.encode(reply)))
-        default:
+        let link = String(h.uri.prefix { $0 != "?" && $0 != "#" })
+        let path = Gateway.destination(link)
+        switch Route(h.method, path: path, query: Gateway.queryItems(h.uri)) {
+        case .events: return await eventSources(h, as: principal)
+        case .nodesTable(let pages): return .reply(fragment(nodesTable(await nodeRows(principal), pages: pages)))
+        case .console(let node): return .reply(await consolePage(principal, node: node))
+        case .metrics: return .reply(metricsPage(principal))
+        case .wsdl: return .reply(await wsdlPage(h, path, as: principal))
+        case .view: return .reply(await viewPage(path, link, as: principal))
+        case .fragment: return .reply(fragment(stateFragment(await kernel.send(Message(.get, to: path), as: principal), path: link)))
+        case .state: return .reply(await statePage(path, as: principal))
+        case .form: return .reply(await formReply(h, path, body: body, as: principal))
+        case .envelope: return await envelopeReply(h, path, body: body, mtom: mtom, as: principal)
+        case .notAllowed:
             return .reply(Response(status: .methodNotAllowed, contentType: "text/plain; charset=utf-8",
                                    body: Array("use POST (SOAP 1.2) or GET\n".utf8), extraHeaders: [("Allow", "GET, HEAD, POST")]))
         }
+    }
+
+    /// A service's state as XML: what its Get answers.
+    private func statePage(_ path: String, as principal: Principal) async -> Response {
+        let reply = await kernel.send(Message(.get, to: path), as: principal)
+        if let f = reply.fault {
+            if f.subcode?.local == "UnknownService" { return .fault(f, status: .notFound) }
+            return .fault(f)
+        }
+        return Response(status: .ok, contentType: "application/xml; charset=utf-8",
+                        body: reply.body.map { XMLWriter.bytes($0, declaration: true) } ?? [])
+    }
+
+    /// A SOAP envelope (or MTOM) POSTed to a service: its reply, or a subscription's stream.
+    private func envelopeReply(_ h: HTTPRequestHead, _ path: String, body: ByteBuffer, mtom: Message?, as principal: Principal) async -> Outcome {
+        let rawType = h.headers.first(name: "content-type") ?? ""
+        let type = rawType.lowercased()
+        guard mtom != nil || type.hasPrefix("application/soap+xml") else {
+            return .reply(.fault(Fault(.sender, "UnsupportedMediaType",
+                                       "POST a SOAP 1.2 envelope as application/soap+xml, or with buffers as MTOM (multipart/related) (got \(type.isEmpty ? "no Content-Type" : type))"),
+                                 status: .unsupportedMediaType))
+        }
+        var request: Message
+        if let mtom {
+            request = mtom
+        } else {
+            do throws(Fault) { request = try SOAP.decode(Array(buffer: body), action: Gateway.parameter("action", of: rawType)) } catch {
+                return .reply(.fault(error))
+            }
+            Gateway.address(&request, path: path)
+        }
+        guard request.kind == .request else { return .reply(.fault(.malformed("the gateway accepts requests, not \(request.kind)s"))) }
+        if request.verb == .subscribe, request.from == nil, request.replyTo == nil {
+            do throws(Fault) {
+                return .stream(request, try await kernel.subscribe(anywhere: path, as: principal))
+            } catch {
+                return .reply(.fault(error))
+            }
+        }
+        var reply = await kernel.send(request, as: principal)
+        reply.to = request.replyTo ?? request.from ?? ""
+        let status = reply.fault.map(Gateway.status) ?? .ok
+        // Buffers go back as MTOM parts to a client that sent MTOM or accepts it, else inline.
+        if !reply.buffers.isEmpty, mtom != nil || (h.headers.first(name: "accept")?.lowercased().contains("multipart/related") ?? false) {
+            return .reply(MTOM.response(reply, status: status))
+        }
+        return .reply(Response(status: status, contentType: SOAP.contentType, body: SOAP.encode(reply)))
     }
 
     /// An envelope addressed to another node's URI goes there; otherwise the URL's path names the service.

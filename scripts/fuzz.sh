@@ -14,7 +14,7 @@ export PATH=/opt/swift/usr/bin:$PATH
 # A Swift trap is reported by libFuzzer as a deadly signal; Swift's own backtracer would get in
 # the sanitizer's way.
 export SWIFT_BACKTRACE=enable=no
-targets=${FUZZ_TARGETS:-"xml soap manifest cmdline infoset message frames hello swim rdma xdp datagram dhcp netlink modules mtom http"}
+targets=${FUZZ_TARGETS:-"xml soap manifest cmdline infoset message frames hello swim directory rdma xdp datagram dhcp netlink modules mtom http"}
 seconds=${FUZZ_SECONDS:-60}
 if [ -n "${FUZZ_RUNS:-}" ]; then limit=(-runs="$FUZZ_RUNS"); span="$FUZZ_RUNS runs"
 else limit=(-max_total_time="$seconds"); span="${seconds} s"; fi

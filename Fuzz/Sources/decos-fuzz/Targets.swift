@@ -37,6 +37,13 @@ let targets: [String: @Sendable ([UInt8]) -> Void] = [
     },
     "hello": { b in _ = try? Handshake.Hello.decode(b) },
     "swim": { b in _ = try? Wire.decodeSWIM(b) },
+    // A DIRECTORY frame's message as the namespace replica takes it from a live peer.
+    "directory": { b in
+        guard let message = try? NamespaceReplica.Message(decoding: b) else { return }
+        var replica = NamespaceReplica(node: "a", firstVersion: 1 << 22)
+        for from in ["b", "c"] { _ = replica.receive(message, from: from) { _ in true } }
+        _ = replica.forget("b")
+    },
     // The RDMA plane's control payloads and buffer descriptor, all from the same bytes.
     "rdma": { b in
         _ = try? RDMAWire.decodeConnect(b)
@@ -212,6 +219,12 @@ func writeSeeds(to directory: String) {
         ("ack", .ack(seq: 1, gossip: [])), ("sync", .sync(members: [me] + them, reply: true)), ("gossip", .gossip(members: them)),
         ("nack", .nack(seq: 2)),
     ]
+    let entry = DirectoryEntry(uri: "decos://b/kv", path: "/kv", contract: "urn:decos:examples:kv", node: "b")
+    let namespace: [(String, NamespaceReplica.Message)] = [
+        ("table", .table(owner: "b", version: 5, entries: [entry])), ("summary", .summary(count: 12, hash: 0xfeed)),
+        ("digest", .digest([NamespaceReplica.Version("b", 5), NamespaceReplica.Version("c", 9)], reply: true)),
+    ]
+    for (name, message) in namespace { put("directory", name, message.encoded) }
     for (name, message) in messages {
         put("swim", name, Wire.encode(message, from: me))
         put("datagram", name, MembershipDatagrams.datagram(Wire.encode(message, from: me), epoch: me.epoch, sequence: 1, to: "b", key: fuzzKey))

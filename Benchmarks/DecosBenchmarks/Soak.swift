@@ -1,3 +1,4 @@
+import Synchronization
 import Decos
 import DistributingKernel
 #if canImport(Glibc)
@@ -33,12 +34,18 @@ func soakBenchmark(calls: Int, buffers: Int, loss: Int) async throws {
 
     let increment = try XMLReader.parse("<Increment><By>1</By></Increment>")
     let blob = DataBuffer((0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+    let reasons = FaultReasons()
+    func counted(_ reply: Message) -> Bool {
+        guard let f = reply.fault else { return true }
+        reasons.count(f.reason)
+        return false
+    }
     func update(_ i: Int) async -> Bool {
-        await a.kernel.send(Message(.update, to: targets[i % 2] + "/counter", body: increment), as: .system).fault == nil
+        counted(await a.kernel.send(Message(.update, to: targets[i % 2] + "/counter", body: increment), as: .system))
     }
     func transfer(_ i: Int) async -> Bool {
-        await a.kernel.send(Message(.submit, to: targets[i % 2] + "/echo", body: Element("Blob"),
-                                    buffers: [BufferRef(id: "blob", buffer: blob)]), as: .system).fault == nil
+        counted(await a.kernel.send(Message(.submit, to: targets[i % 2] + "/echo", body: Element("Blob"),
+                                            buffers: [BufferRef(id: "blob", buffer: blob)]), as: .system))
     }
     // Warm up (its calls count too), then take the baseline RSS.
     var ok = 0, faults = 0
@@ -83,6 +90,7 @@ func soakBenchmark(calls: Int, buffers: Int, loss: Int) async throws {
     }
     print("soak      \(ok + faults) calls in \(fmt(elapsed, 0)) s: \(ok) replies, \(faults) faults; counters moved \(applied) (one per reply: \(applied == ok ? "yes" : "no, \(applied - ok) more — faults whose update was applied but whose reply was lost"))")
     print("soak      \(buffers) buffers: \(bufferOK) arrived, \(bufferFaults) faults")
+    for (reason, n) in reasons.all.sorted(by: { $0.value > $1.value }) { print("soak      \(n) × fault: \(reason)") }
     print("soak      RSS after warm-up \(rss0 / 1024) MiB, at the end \(rss1 / 1024) MiB (\(fmt(Double(rss1) / Double(rss0)))x)")
     for n in [a, b, c] { await n.network?.stop() }
 }
@@ -97,4 +105,11 @@ func rssKiB() -> Int {
         if s.hasPrefix("VmRSS:") { return Int(s.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0 }
     }
     return 0
+}
+
+/// The first few distinct reasons faults gave, counted, so a run with faults says what they were.
+final class FaultReasons: Sendable {
+    private let counts = Mutex<[String: Int]>([:])
+    func count(_ reason: String) { counts.withLock { c in if c[reason] != nil || c.count < 8 { c[reason, default: 0] += 1 } } }
+    var all: [String: Int] { counts.withLock { $0 } }
 }

@@ -79,33 +79,49 @@ public final class Kernel: Sendable {
 
     /// Delivers a message and returns its reply or fault. Never throws, never drops a request.
     /// `entered` is called once the request has its place on its service's actor (ahead of any
-    /// request sent after that), if it goes to one.
-    public func send(_ m: Message, as principal: Principal, entered: (@Sendable () -> Void)? = nil) async -> Message {
+    /// request sent after that), if it goes to one. A request made while handling `cause`: lines
+    /// logged for it carry `cause`'s MessageID when it has none of its own.
+    ///
+    /// The path of every local call, so it is kept short: what can be decided here is (the service,
+    /// the security manager's word), and the request then enters its service's actor once
+    /// (`Service.serve`), which handles it and makes the reply there. `nonisolated(nonsending)`:
+    /// it runs on its caller's executor, with no switch to the global one first. Each async call
+    /// that is not inlined costs a frame from the task allocator and each actor entry two executor
+    /// switches (docs/performance.md, "Where a local call goes").
+    nonisolated(nonsending)
+    public func send(_ m: Message, as principal: Principal, for cause: RequestContext? = nil,
+                     entered: (@Sendable () -> Void)? = nil) async -> Message {
         guard let path = uris.localPath(m.to) else { return await sendRemote(m, as: principal) }
-        let started = metrics.enabled ? ContinuousClock.now : nil
+        let started = metrics.enabled ? CallMeter.now() : nil
         let found = uris.lookup(path)
-        // Lines logged while it is handled name the service and the request (or the request
-        // that led to this one, when this one has no MessageID of its own).
-        let context = RequestContext(service: found?.path, messageID: m.messageID ?? RequestContext.current?.messageID)
-        let reply = await RequestContext.$current.withValue(context) { await deliver(m, to: found, as: principal, entered: entered) }
-        if let started { metrics.dispatched(found, m.verb, faulted: reply.kind == .fault, took: ContinuousClock.now - started) }
+        let reply: Message
+        do throws(Fault) {
+            let reg = try admitted(m, found, as: principal)
+            let context = RequestContext(service: reg.path, messageID: m.messageID ?? cause?.messageID)
+            switch m.verb {
+            case .lookup, .subscribe: reply = answer(m, for: reg)
+            case .drop where !reg.essential:
+                reply = await dropping(m, reg, for: Request(message: m, principal: principal, context: context))
+            default:
+                reply = await reg.service.serve(Request(message: m, principal: principal, context: context), as: reg,
+                                                entered: entered, logger: logger)
+            }
+        } catch {
+            reply = .faulted(error, replyingTo: m)
+        }
+        if let started { metrics.dispatched(found, m.verb, faulted: reply.kind == .fault, took: CallMeter.now() &- started) }
         return reply
     }
 
-    // Inlined into `send`'s one call: an async call that is not inlined takes a frame from the
-    // task allocator, and a local Get measured 1049-1369 ns inlined against 1408-1546 ns not
-    // (three alternating rounds, docs/performance.md).
-    @inline(__always)
-    private func deliver(_ m: Message, to found: Registration?, as principal: Principal, entered: (@Sendable () -> Void)?) async -> Message {
-        let reg: Registration
-        do throws(Fault) { reg = try admitted(m, found, as: principal) } catch { return .faulted(error, replyingTo: m) }
+    /// What the kernel answers itself for a service: Lookup and Subscribe.
+    private func answer(_ m: Message, for reg: Registration) -> Message {
         switch m.verb {
         case .lookup:
             return answer(m) { () throws(Fault) in
                 try infoset(LookupResponse(uri: reg.uri, contract: reg.contract,
                                            partner: reg.partners.sorted { $0.key < $1.key }.map { PartnerEntry(name: $0.key, uri: $0.value) }))
             }
-        case .subscribe:
+        default:
             let named = m.from ?? m.replyTo
             let id: UInt64
             if let subscriber = named.flatMap(uris.localPath), uris.lookup(subscriber) != nil {
@@ -131,26 +147,16 @@ public final class Kernel: Sendable {
                 return .faulted(.invalidBody("Subscribe needs wsa:From (or ReplyTo) naming a service; HTTP clients subscribe with `decos ctl subscribe`"), replyingTo: m)
             }
             return answer(m) { () throws(Fault) in try infoset(SubscribeResponse(subscription: id, publisher: reg.uri)) }
-        case .drop where !reg.essential:
-            do throws(Fault) {
-                try await drop(reg.path)
-                return .response(to: m, body: nil)
-            } catch {
-                return .faulted(error, replyingTo: m)
-            }
-        default:
-            do {
-                let request = Request(message: m, principal: principal)
-                let body = try await reg.service.handle(request, publishingTo: m.verb.changesState ? reg : nil, entered: entered)
-                var reply = Message.response(to: m, body: body)
-                reply.buffers = request.replyBuffers.list.withLock { $0 }
-                return reply
-            } catch let fault as Fault {
-                return .faulted(fault, replyingTo: m)
-            } catch {
-                logger.warning("\(reg.path) failed on \(m.verb.rawValue): \(error)")
-                return .faulted(.serviceFailed(reg.uri, error), replyingTo: m)
-            }
+        }
+    }
+
+    /// A Drop of a service that is not essential: the kernel drops it.
+    private func dropping(_ m: Message, _ reg: Registration, for request: Request) async -> Message {
+        do throws(Fault) {
+            try await drop(reg.path, for: request)
+            return .response(to: m, body: nil)
+        } catch {
+            return .faulted(error, replyingTo: m)
         }
     }
 
@@ -239,8 +245,9 @@ public final class Kernel: Sendable {
     // MARK: services
 
     /// Builds and registers a service, then starts it. The security manager approves the name first.
+    /// Made for `request` (a Create), the lines it logs name that request.
     @discardableResult
-    public func create(_ config: ServiceConfig, essential: Bool = false) async throws(Fault) -> Registration {
+    public func create(_ config: ServiceConfig, essential: Bool = false, for request: Request? = nil) async throws(Fault) -> Registration {
         guard let factory = contracts.factories[config.contract] else {
             throw Fault(.sender, "UnknownContract", "no service implements \(config.contract); known contracts: \(contracts.contracts.joined(separator: ", "))")
         }
@@ -271,12 +278,13 @@ public final class Kernel: Sendable {
             _ = uris.unregister(reg.path)
             throw error as? Fault ?? Fault(.receiver, "StartFailed", "\(reg.path) (\(config.contract)) failed to start: \(error)")
         }
-        logger.info("registered \(reg.uri) (\(config.contract))")
+        log(for: request).info("registered \(reg.uri) (\(config.contract))")
         return reg
     }
 
-    /// Unregisters a service, ends the subscriptions on either side, and stops it.
-    public func drop(_ path: String) async throws(Fault) {
+    /// Unregisters a service, ends the subscriptions on either side, and stops it. Made for
+    /// `request` (a Drop), the lines it logs name that request.
+    public func drop(_ path: String, for request: Request? = nil) async throws(Fault) {
         guard let reg = uris.unregister(path) else { throw .unknownService(path) }
         var ended = Message(.drop, to: "")
         ended.kind = .notification
@@ -292,7 +300,12 @@ public final class Kernel: Sendable {
         follows.end(subscriber: path)
         await reg.service.stop()
         metrics.forget(reg)
-        logger.info("dropped \(reg.uri)")
+        log(for: request).info("dropped \(reg.uri)")
+    }
+
+    /// The kernel's logger, naming `request` on each line if there is one.
+    private func log(for request: Request?) -> Logger {
+        request.map { logger.handling($0) } ?? logger
     }
 
     /// Drops every service, newest first.

@@ -28,14 +28,35 @@ public struct LogLine: Codable, Sendable, Equatable {
     }
 }
 
-/// The request a task is handling, for the lines it logs: set by the kernel around each delivery
-/// (`Kernel.send`), read by `LogBookHandler`. A task-local, so it follows the request into every
-/// call its handler awaits and every task it starts, and into no other request's.
+/// The request a line is logged for: the service it went to, and its wsa:MessageID (or, for a
+/// request without one, that of the request that led to it). Each `Request` carries its own and
+/// hands it on: a handler logs through `request.logger`, or `logger.handling(request)` for a logger
+/// of its own, and calls on with `context.call(…, for: request)`. Passed along, not bound as a
+/// task-local per delivery: binding one cost a fifth of a local call (docs/performance.md).
 public struct RequestContext: Sendable {
     public var service: String?
     public var messageID: String?
 
-    @TaskLocal public static var current: RequestContext?
+    public init(service: String?, messageID: String?) {
+        self.service = service
+        self.messageID = messageID
+    }
+
+    /// The metadata keys a logger carries the context under; `LogBookHandler` moves them into
+    /// the line's own fields (and syslog's structured data).
+    static let serviceKey = "decos.service", messageIDKey = "decos.messageID"
+}
+
+extension Logger {
+    /// This logger with the request's service and MessageID on every line it logs.
+    public func handling(_ request: Request) -> Logger { handling(request.context) }
+
+    public func handling(_ context: RequestContext) -> Logger {
+        var tagged = self
+        if let service = context.service { tagged[metadataKey: RequestContext.serviceKey] = .string(service) }
+        if let id = context.messageID { tagged[metadataKey: RequestContext.messageIDKey] = .string(id) }
+        return tagged
+    }
 }
 
 /// The node's log kept in memory: the last lines, bounded in number and in bytes, for
@@ -143,9 +164,11 @@ public struct LogBookHandler: LogHandler {
     public func log(event: LogEvent) {
         stream.log(event: event)
         // The subsystem is the logging module (`[ServiceKernel]` on the console), not the logger's label.
-        let request = RequestContext.current
+        func tag(_ key: String) -> String? {
+            if case .string(let value)? = event.metadata?[key] ?? stream.metadata[key] { value } else { nil }
+        }
         book.record(LogLine(time: LogBook.now(), level: event.level.rawValue, label: event.source, message: event.message.description,
-                            service: request?.service, messageID: request?.messageID))
+                            service: tag(RequestContext.serviceKey), messageID: tag(RequestContext.messageIDKey)))
     }
 }
 

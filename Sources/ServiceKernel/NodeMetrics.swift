@@ -80,9 +80,10 @@ public final class NodeMetrics: Sendable {
     }
 
     /// A request to the service `reg` (nil: a path nobody has) ended after `took`, answered or faulted.
-    func dispatched(_ reg: Registration?, _ verb: Verb, faulted: Bool, took: Duration) {
+    /// A local call ended after `took` nanoseconds, answered or faulted.
+    func dispatched(_ reg: Registration?, _ verb: Verb, faulted: Bool, took: Int64) {
         guard enabled else { return }
-        guard let reg else { return meter(.service("(unknown)", verb)).count(faulted: faulted, took: took) }
+        guard let reg else { return meter(.service("(unknown)", verb)).count(faulted: faulted, nanoseconds: took) }
         let meters = reg.meters
         if !meters.listed.load(ordering: .relaxed) {
             // Under the lock `forget` takes, so a call ending after its service was dropped cannot
@@ -93,7 +94,7 @@ public final class NodeMetrics: Sendable {
                 listed[ObjectIdentifier(meters)] = meters
             }
         }
-        meters[verb].count(faulted: faulted, took: took)
+        meters[verb].count(faulted: faulted, nanoseconds: took)
     }
 
     /// A call to the member `peer` ended after `took`, answered or faulted.

@@ -1,4 +1,5 @@
 import Infoset
+import Logging
 import Synchronization
 
 /// A service: an actor with a contract, reached at a URI, that answers verbs.
@@ -22,19 +23,35 @@ public protocol Service: Actor {
     func notify(_ notification: Message) async
     /// Called when the service is dropped or the node stops.
     func stop() async
+    /// How the kernel hands the service a request; a service does not implement it (the
+    /// default below does). A requirement, and inlinable, so that the compiler makes a copy of the
+    /// default for each service type with its `handle` inlined: one actor entry and one frame per
+    /// local call, where a generic extension took two entries and two frames.
+    func serve(_ request: Request, as registration: Registration, entered: (@Sendable () -> Void)?, logger: Logger) async -> Message
 }
 
 extension Service {
-    /// `handle`, then the request queued as a notification to the subscribers before the actor
-    /// is left: notifications go out in the order the actor made the changes (for a handler that
-    /// does not await between changing its state and returning), not in the order concurrent
-    /// callers happen to resume.
-    /// `entered`, when given, is called first thing on the actor: the request has its place there.
-    func handle(_ request: Request, publishingTo registration: Registration?, entered: (@Sendable () -> Void)?) async throws -> Element? {
+    /// Handles one request on the actor and makes its reply there: `entered` first (the request
+    /// has its place on the actor), then `handle`, then the request queued as a notification to
+    /// the subscribers of `registration` (when it changed state) before the actor is left, so notifications go out in the
+    /// order the actor made the changes (for a handler that does not await between changing its
+    /// state and returning), not in the order concurrent callers happen to resume.
+    @inlinable @inline(__always)
+    public func serve(_ request: Request, as registration: Registration, entered: (@Sendable () -> Void)?,
+                      logger: Logger) async -> Message {
         entered?()
-        let body = try await handle(request)
-        registration?.publish(request.message)
-        return body
+        do {
+            let body = try await handle(request)
+            if request.verb.changesState { registration.publish(request.message) }
+            var reply = Message.response(to: request.message, body: body)
+            reply.buffers = request.replyBuffers.list.withLock { $0 }
+            return reply
+        } catch let fault as Fault {
+            return .faulted(fault, replyingTo: request.message)
+        } catch {
+            logger.handling(request).warning("\(registration.path) failed on \(request.verb.rawValue): \(error)")
+            return .faulted(.serviceFailed(registration.uri, error), replyingTo: request.message)
+        }
     }
 
     public static var operations: [ServiceOperation] { [] }
@@ -71,13 +88,20 @@ public enum Principal: Sendable, Hashable, CustomStringConvertible {
 public struct Request: Sendable {
     public let message: Message
     public let principal: Principal
+    /// The service it went to and the MessageID that names it in the log (`logger`).
+    public let context: RequestContext
     /// Buffers the handler sends back with its reply (`attach`).
-    let replyBuffers = ReplyBuffers()
+    @usableFromInline let replyBuffers = ReplyBuffers()
 
-    public init(message: Message, principal: Principal) {
+    public init(message: Message, principal: Principal, context: RequestContext? = nil) {
         self.message = message
         self.principal = principal
+        self.context = context ?? RequestContext(service: nil, messageID: message.messageID)
     }
+
+    /// A logger whose lines name this request's service and MessageID (made when asked for: a
+    /// handler that does not log pays nothing for it).
+    public var logger: Logger { Logger(label: "decos").handling(context) }
 
     public var verb: Verb { message.verb }
     public var body: Element? { message.body }
@@ -118,8 +142,10 @@ public struct Request: Sendable {
 }
 
 /// What a handler attached to its reply; read by the kernel once the handler returns.
+@usableFromInline
 final class ReplyBuffers: Sendable {
-    let list = Mutex<[BufferRef]>([])
+    @usableFromInline let list = Mutex<[BufferRef]>([])
+    @usableFromInline init() {}
 }
 
 /// Encodes a typed value as a body element named after its type.

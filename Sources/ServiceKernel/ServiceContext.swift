@@ -17,15 +17,19 @@ public struct ServiceContext: Sendable {
         return uri
     }
 
-    public func call(_ verb: Verb, _ to: String, body: Element? = nil, buffers: [BufferRef] = []) async throws(Fault) -> Element? {
+    /// Sends a verb to another service and returns the reply body; a fault is thrown. Made while
+    /// handling `request`, the lines logged for the call carry that request's MessageID.
+    public func call(_ verb: Verb, _ to: String, body: Element? = nil, buffers: [BufferRef] = [],
+                     for request: Request? = nil) async throws(Fault) -> Element? {
         var m = Message(verb, to: to, body: body, buffers: buffers)
         m.from = path
-        return try await kernel.send(m, as: principal).result()
+        return try await kernel.send(m, as: principal, for: request?.context).result()
     }
 
     /// Sends a typed body and decodes a typed reply.
-    public func call<Reply: Decodable>(_ verb: Verb, _ to: String, body: some Encodable, reply: Reply.Type) async throws(Fault) -> Reply {
-        guard let e = try await call(verb, to, body: try infoset(body)) else {
+    public func call<Reply: Decodable>(_ verb: Verb, _ to: String, body: some Encodable, reply: Reply.Type,
+                                       for request: Request? = nil) async throws(Fault) -> Reply {
+        guard let e = try await call(verb, to, body: try infoset(body), for: request) else {
             throw Fault(.receiver, "EmptyReply", "\(to) answered \(verb.rawValue) with no body")
         }
         do { return try InfosetDecoder().decode(reply, from: e) } catch {

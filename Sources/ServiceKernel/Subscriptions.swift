@@ -122,6 +122,7 @@ extension Registration {
     /// is dropped (its queue ends after what it holds, and the drop is logged).
     var hasSubscribers: Bool { subscriptions.withLock { !$0.isEmpty } }
 
+    @usableFromInline
     func publish(_ message: Message) {
         let dropped = subscriptions.withLock { subs -> [Subscription] in
             guard !subs.isEmpty else { return [] }

@@ -38,7 +38,7 @@ public actor Constructor: Service {
             let c = try request.decode(Create.self)
             let config = ServiceConfig(contract: c.contract, name: c.name, partners: Dictionary(c.partner.map { ($0.name, $0.uri) }) { a, _ in a },
                                        state: c.state)
-            let reg = try await kernel.create(config)
+            let reg = try await kernel.create(config, for: request)
             return try infoset(CreateResponse(uri: reg.uri, path: reg.path))
         case .drop:
             let d = try request.decode(Drop.self)
@@ -49,7 +49,7 @@ public actor Constructor: Service {
                 throw Fault(.sender, "Essential", "\(target.uri) is a system service and cannot be dropped")
             }
             if let denial = kernel.security.authorize(request.principal, .drop, path: path) { throw denial }
-            try await kernel.drop(path)
+            try await kernel.drop(path, for: request)
             return nil
         default:
             throw Fault.actionNotSupported(request.verb, "/constructor")

@@ -48,9 +48,9 @@ public actor ManifestLoader: Service {
         }
         var created: [Registration] = []
         do {
-            for s in manifest.services { created.append(try await kernel.create(s)) }
+            for s in manifest.services { created.append(try await kernel.create(s, for: request)) }
         } catch {
-            for r in created.reversed() { try? await kernel.drop(r.path) }
+            for r in created.reversed() { try? await kernel.drop(r.path, for: request) }
             throw error
         }
         return try infoset(LoadManifestResponse(uri: created.map(\.uri)))

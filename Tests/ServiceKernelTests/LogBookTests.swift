@@ -54,15 +54,20 @@ struct LogBookTests {
 
 /// Lines logged while a request is handled name its service and MessageID.
 @Suite(.bounded) struct RequestLogTests {
-    /// Logs a line for each request, through a handler writing to a book of the test's own.
+    /// Logs a line for each request, through a handler writing to a book of the test's own; with
+    /// a partner, it first asks the partner the same verb for the request it is handling.
     actor Chatty: Service {
         static let contract = "urn:test:chatty"
         static let book = LogBook()
         let logger = Logger(label: "chatty") { LogBookHandler(label: $0, book: Chatty.book) }
+        var context: ServiceContext?
         init(config: ServiceConfig) {}
-        func start(_ context: ServiceContext) async throws {}
+        func start(_ context: ServiceContext) async throws { self.context = context }
         func handle(_ request: Request) async throws -> Element? {
-            logger.info("handling \(request.verb.rawValue)")
+            if let context, let partner = context.partners["next"] {
+                _ = try await context.call(request.verb, partner, for: request)
+            }
+            logger.handling(request).info("\(context?.path ?? "") handling \(request.verb.rawValue)")
             return nil
         }
     }
@@ -70,14 +75,18 @@ struct LogBookTests {
     @Test func aLineLoggedForARequestCarriesItsServiceAndMessageID() async throws {
         let k = Kernel(node: "n1", security: SecurityManager(policy: nil, exposed: false), contracts: Contracts([Chatty.self]))
         try await k.create(ServiceConfig(contract: Chatty.contract, name: "/chatty"))
-        var m = Message(.get, to: "/chatty")
+        try await k.create(ServiceConfig(contract: Chatty.contract, name: "/relay", partners: ["next": "/chatty"]))
+        var m = Message(.get, to: "/relay")
         m.messageID = "urn:uuid:follow-me"
         _ = await k.send(m, as: .anonymous)
-        let line = try #require(Chatty.book.lines.last { $0.message == "handling Get" })
+        let relayed = try #require(Chatty.book.lines.last { $0.message == "/relay handling Get" })
+        #expect(relayed.service == "/relay" && relayed.messageID == "urn:uuid:follow-me", "\(relayed)")
+        // The call the relay made for the request has no MessageID of its own: its line carries the request's.
+        let line = try #require(Chatty.book.lines.last { $0.message == "/chatty handling Get" })
         #expect(line.service == "/chatty" && line.messageID == "urn:uuid:follow-me", "\(line)")
         // And syslog carries both as structured data.
         let text = String(decoding: SyslogForwarder.format(line, hostname: "n1", pid: 7), as: UTF8.self)
-        #expect(text.contains(#" [decos@32473 service="/chatty" messageID="urn:uuid:follow-me"] handling Get"#), "\(text)")
+        #expect(text.contains(#" [decos@32473 service="/chatty" messageID="urn:uuid:follow-me"] /chatty handling Get"#), "\(text)")
     }
 
     @Test func watchersSeeEachLineAsItIsLogged() {

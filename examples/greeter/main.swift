@@ -33,7 +33,7 @@ actor Greeter: Service {
             state.greeted += 1
             // Partners come from the manifest: remember each guest in the key-value store.
             if let context, let store = try? context.partner("guests") {
-                _ = try await context.call(.upsert, store, body: infoset(KeyValueStore.Entry(key: greet.name, value: "greeted")))
+                _ = try await context.call(.upsert, store, body: infoset(KeyValueStore.Entry(key: greet.name, value: "greeted")), for: request)
             }
             return try infoset(Greeting(text: "\(state.greeting), \(greet.name)!"))
         default:

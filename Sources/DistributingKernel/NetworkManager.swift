@@ -230,7 +230,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         server?.close(promise: nil)
         datagrams?.close(promise: nil)
         for p in planes.values { p.stop() }
-        for c in links.all { c.close(promise: nil) }
+        for c in links.all { c.close() }
         kernel.remote = nil
     }
 
@@ -249,11 +249,11 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
                         // replies to it went: there the farewell comes after them, and the member
                         // does not take this node for gone (failing its calls) before it has read
                         // them. Only where it opened none, on this node's own.
-                        var channels = links.inbound(from: to)
-                        if channels.isEmpty, let own = await connection(to: to, address: address) { channels = [own] }
-                        for channel in channels {
-                            channel.send(Wire.Frame(.swim, Wire.encode(message, from: me)))
-                            try? await channel.eventLoop.submit {}.get()
+                        var connections = links.inbound(from: to)
+                        if connections.isEmpty, let own = await connection(to: to, address: address) { connections = [own] }
+                        for c in connections {
+                            c.send(Wire.Frame(.swim, Wire.encode(message, from: me)))
+                            try? await c.channel.eventLoop.submit {}.get()
                         }
                     }
                 }
@@ -285,20 +285,20 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     // MARK: connections
 
     /// The authenticated control connection to `node` at `address`, opened if need be; nil if it cannot be had.
-    func connection(to node: String, address: String) async -> (any Channel)? {
+    func connection(to node: String, address: String) async -> PeerConnection? {
         let key = node.isEmpty ? "@" + address : node
         switch links.step(key) {
         case .ready(let c): return c
         case .wait: return await links.wait(for: key)
         case .connect:
-            let channel = await open(address)
-            links.opened(key, channel)
-            return channel
+            let connection = await open(address)
+            links.opened(key, connection)
+            return connection
         }
     }
 
     /// Connects and waits for the handshake to finish.
-    private func open(_ address: String) async -> (any Channel)? {
+    private func open(_ address: String) async -> PeerConnection? {
         guard let (host, port) = parseHostPort(address) else { return nil }
         let ready = Ready()
         do {
@@ -371,5 +371,5 @@ final class OneShot<Value: Sendable>: Sendable {
     }
 }
 
-/// Resolves once, with the authenticated channel or nil, for whoever waits.
-typealias Ready = OneShot<(any Channel)?>
+/// Resolves once, with the authenticated connection or nil, for whoever waits.
+typealias Ready = OneShot<PeerConnection?>

@@ -6,10 +6,10 @@ import TestKit
 
 /// The control connections' bookkeeping alone: who opens, who waits, what a dead peer leaves.
 @Suite(.bounded) struct ControlLinksTests {
-    func active() throws -> EmbeddedChannel {
+    func active() throws -> PeerConnection {
         let c = EmbeddedChannel()
         try c.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
-        return c
+        return PeerConnection(c)
     }
 
     @Test func oneCallerOpensAConnectionAndTheOthersWaitForIt() async throws {

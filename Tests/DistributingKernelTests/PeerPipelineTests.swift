@@ -33,9 +33,14 @@ import TestKit
         func hello(role: Handshake.Role, nonce: [UInt8]) -> Handshake.Hello {
             Handshake.Hello(role: role, node: node, address: "\(node):1", nonce: nonce, sealed: encrypt)
         }
-        func authenticated(_ channel: any Channel, peer: Handshake.Hello, role: Handshake.Role, outbound: Bool) { authenticatedPeers.append(peer.node) }
-        func closed(_ channel: any Channel, peer: String, role: Handshake.Role) { closedPeers.append(peer) }
-        func received(_ frame: Wire.Frame, from peer: String, role: Handshake.Role, on channel: any Channel, backlog: RequestBacklog) {
+        /// What the handshake handed over once the peer authenticated: what the node sends on.
+        var connection: PeerConnection?
+        func authenticated(_ connection: PeerConnection, peer: Handshake.Hello, role: Handshake.Role, outbound: Bool) {
+            authenticatedPeers.append(peer.node)
+            self.connection = connection
+        }
+        func closed(_ connection: PeerConnection, peer: String, role: Handshake.Role) { closedPeers.append(peer) }
+        func received(_ frame: Wire.Frame, from peer: String, role: Handshake.Role, on connection: PeerConnection, backlog: RequestBacklog) {
             frames.append((frame.type, frame.payload))
         }
     }
@@ -50,6 +55,9 @@ import TestKit
             try channel.pipeline.syncOperations.addHandlers(PeerPipeline.handlers(endpoint: endpoint, outboundRole: role))
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         }
+
+        /// What the node sends on, once the peer has authenticated.
+        var connection: PeerConnection { endpoint.connection! }
 
         /// Everything this end has written so far, as one byte array.
         func written() throws -> [UInt8] {
@@ -96,7 +104,7 @@ import TestKit
         #expect(a.endpoint.authenticatedPeers == ["b"] && b.endpoint.authenticatedPeers == ["a"])
         // The handshake has left both pipelines.
         #expect(throws: (any Error).self) { try a.channel.pipeline.syncOperations.handler(type: HandshakeHandler.self) }
-        a.channel.send(Wire.Frame(.directory, [1, 2, 3]))
+        a.connection.send(Wire.Frame(.directory, [1, 2, 3]))
         let sent = try a.written()
         #expect(sent[5] == Wire.FrameType.sealed.rawValue, "a frame left unsealed")
         #expect(!(0..<sent.count - 2).contains { sent[$0..<$0 + 3] == [1, 2, 3] }, "the payload in clear")
@@ -146,7 +154,7 @@ import TestKit
         let a = try End(Endpoint("a"), outbound: .control), b = try End(Endpoint("b"), outbound: nil)
         try converse(a, b)
         let payload = [UInt8](repeating: 0x5a, count: 3 * Wire.maxHandshakeFrame)
-        a.channel.send(Wire.Frame(.directory, payload))
+        a.connection.send(Wire.Frame(.directory, payload))
         b.deliver(try a.written())
         #expect(b.endpoint.frames.map(\.payload) == [payload] && b.channel.isActive)
     }
@@ -176,7 +184,7 @@ import TestKit
             return (a, b)
         }
         let (a, b) = try authenticated()
-        a.channel.send(Wire.Frame(.directory, [1]))
+        a.connection.send(Wire.Frame(.directory, [1]))
         let record = try a.written()
         b.deliver(record)
         #expect(b.endpoint.frames.count == 1)

@@ -62,7 +62,7 @@ import TestKit
         let b = try await bootNode("b", seed: address(a))
         try await waitUntil(a, lists: "decos://b/counter")
         _ = try await a.kernel.call(.get, "decos://b/counter")  // the connection to b is open
-        let outbox = Outbox.of(try #require(a.network!.links.open(to: "b")))
+        let outbox = try #require(a.network!.links.open(to: "b"))
         // Sent without waiting for replies: each is queued for the wire before the next is sent.
         var calls: [Task<Message, Never>] = []
         let first = outbox.posted(.request)

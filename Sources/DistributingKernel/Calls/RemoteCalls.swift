@@ -25,8 +25,8 @@ extension NetworkManager {
 
     /// Sends a request to a member at the address it has (over `channel` when one is open) and
     /// waits for its reply, its fault, or the deadline.
-    private func call(_ m: Message, to target: String, route: (address: String, channel: (any Channel)?)) async -> Message {
-        var channel = route.channel
+    private func call(_ m: Message, to target: String, route: (address: String, connection: PeerConnection?)) async -> Message {
+        var channel = route.connection
         if channel == nil { channel = await connection(to: target, address: route.address) }
         guard let channel else {
             return .faulted(.unreachable("cannot reach node \(target) at \(route.address)"), replyingTo: m)
@@ -155,7 +155,7 @@ extension NetworkManager {
 
     /// `backlog`: the connection's requests not yet answered; past its bound the connection stops
     /// reading until they drain (RequestBacklog.swift).
-    func handleRequest(_ payload: ByteReader, from peer: String, on channel: any Channel, backlog: RequestBacklog) {
+    func handleRequest(_ payload: ByteReader, from peer: String, on channel: PeerConnection, backlog: RequestBacklog) {
         let incoming: Wire.Incoming
         do { incoming = try Wire.decodeMessage(payload) } catch {
             logger.warning("malformed request from \(peer): \(error)")
@@ -190,7 +190,7 @@ extension NetworkManager {
     /// request could overtake, so there the lane waits until each request has its place on the
     /// actor (`entered`) before starting the next — correct everywhere, but about 0.4 of the
     /// pipelined rate, which is why the binary does not pay it.
-    func deliver(_ m: Message, correlation: UInt64, from peer: String, on channel: any Channel, backlog: RequestBacklog) {
+    func deliver(_ m: Message, correlation: UInt64, from peer: String, on channel: PeerConnection, backlog: RequestBacklog) {
         // A lane per service: a request waiting for a busy service's actor holds up no other service's.
         lanes.run(OrderKey(lane: .requests, peer: peer, to: m.to)) { [self] in
             guard !Self.tasksRunInOrder.load(ordering: .relaxed) else {
@@ -219,7 +219,7 @@ extension NetworkManager {
     /// notification's, they lapse after the request timeout, so a caller that never pulls cannot
     /// keep them. `queued` is called once the reply is queued for the wire (a request is owed
     /// until then: `RequestBacklog`, and a stopping node's drain).
-    func answer(_ reply: Message, correlation: UInt64, to peer: String, on channel: any Channel, then queued: @escaping @Sendable () -> Void = {}) {
+    func answer(_ reply: Message, correlation: UInt64, to peer: String, on channel: PeerConnection, then queued: @escaping @Sendable () -> Void = {}) {
         var reply = reply
         reply.from = kernel.absolute(reply.from)
         guard !reply.buffers.isEmpty else {
@@ -244,7 +244,7 @@ extension NetworkManager {
         }
     }
 
-    private func send(_ reply: Message, offers: [Wire.Offer], correlation: UInt64, on channel: any Channel) {
+    private func send(_ reply: Message, offers: [Wire.Offer], correlation: UInt64, on channel: PeerConnection) {
         guard let refused = channel.send(.reply, encode: { Wire.encode(reply, correlation: correlation, offers: offers, into: &$0) }) else { return }
         // The caller still gets an answer: a fault saying why the reply could not go.
         logger.warning("a reply to \(reply.to) was not sent: \(refused)")
@@ -297,7 +297,7 @@ extension NetworkManager {
         }
     }
 
-    func handleNotify(_ payload: ByteReader, from peer: String, on channel: any Channel) {
+    func handleNotify(_ payload: ByteReader, from peer: String, on channel: PeerConnection) {
         guard let incoming = try? Wire.decodeMessage(payload) else {
             logger.warning("malformed notification from \(peer)")
             return

@@ -7,9 +7,9 @@ import Synchronization
 /// manager (`NetworkManager.connection`) opens connections; this records them.
 final class ControlLinks: Sendable {
     struct Link {
-        var channel: (any Channel)?
+        var connection: PeerConnection?
         var connecting = false
-        var waiters: [CheckedContinuation<(any Channel)?, Never>] = []
+        var waiters: [CheckedContinuation<PeerConnection?, Never>] = []
     }
 
     /// What a peer's HELLO said: where it listens, and the data planes it takes buffers on
@@ -27,19 +27,19 @@ final class ControlLinks: Sendable {
         var handshakes: [ObjectIdentifier: Ready] = [:]
         /// Control connections peers opened to this node, by peer: this node's replies to a
         /// peer's requests go back on them.
-        var inbound: [String: [ObjectIdentifier: any Channel]] = [:]
+        var inbound: [String: [ObjectIdentifier: PeerConnection]] = [:]
     }
 
     private let state = Mutex(State())
 
     /// What to do for a connection to `key`.
-    enum Step { case ready(any Channel), wait, connect }
+    enum Step { case ready(PeerConnection), wait, connect }
 
     /// The open connection to `key`, or else whether another caller is opening it (wait) or this
     /// one should (connect: marked as opening).
     func step(_ key: String) -> Step {
         state.withLock { s in
-            if let c = s.links[key]?.channel, c.isActive { return .ready(c) }
+            if let c = s.links[key]?.connection, c.isActive { return .ready(c) }
             if s.links[key]?.connecting == true { return .wait }
             s.links[key, default: Link()].connecting = true
             return .connect
@@ -47,11 +47,11 @@ final class ControlLinks: Sendable {
     }
 
     /// Waits for the connection to `key` another caller is opening.
-    func wait(for key: String) async -> (any Channel)? {
+    func wait(for key: String) async -> PeerConnection? {
         await withCheckedContinuation { c in
-            let resumeNow: (any Channel)?? = state.withLock { s in
+            let resumeNow: PeerConnection?? = state.withLock { s in
                 if s.links[key]?.connecting == true { s.links[key]!.waiters.append(c); return nil }
-                return .some(s.links[key]?.channel)
+                return .some(s.links[key]?.connection)
             }
             if let r = resumeNow { c.resume(returning: r) }
         }
@@ -61,18 +61,18 @@ final class ControlLinks: Sendable {
     /// gone: the peer was declared dead while we connected (its waiters were answered then). A
     /// connection that did open is kept all the same: the peer answered, and membership will
     /// hear of it.
-    func opened(_ key: String, _ channel: (any Channel)?) {
+    func opened(_ key: String, _ connection: PeerConnection?) {
         let waiters = state.withLock { s in
             let waiting = s.links[key]?.waiters ?? []
-            s.links[key] = Link(channel: channel)
+            s.links[key] = Link(connection: connection)
             return waiting
         }
-        for w in waiters { w.resume(returning: channel) }
+        for w in waiters { w.resume(returning: connection) }
     }
 
     /// The open connection to `peer`, if there is one.
-    func open(to peer: String) -> (any Channel)? {
-        state.withLock { s in s.links[peer]?.channel.flatMap { $0.isActive ? $0 : nil } }
+    func open(to peer: String) -> PeerConnection? {
+        state.withLock { s in s.links[peer]?.connection.flatMap { $0.isActive ? $0 : nil } }
     }
 
     /// A connection this node opened starts its handshake; `ready` learns how it ends.
@@ -86,15 +86,15 @@ final class ControlLinks: Sendable {
 
     /// A peer authenticated: what it said is kept, and a connection this node opened is known by
     /// the peer's name from now on (one opened to a seed's address among them); its waiter, if any.
-    func authenticated(_ channel: any Channel, peer: String, hello: Hello, outbound: Bool) -> Ready? {
+    func authenticated(_ connection: PeerConnection, peer: String, hello: Hello, outbound: Bool) -> Ready? {
         state.withLock { s in
             Self.keep(hello, of: peer, in: &s)
             guard outbound else {
-                if hello.planes != nil { s.inbound[peer, default: [:]][ObjectIdentifier(channel)] = channel }
+                if hello.planes != nil { s.inbound[peer, default: [:]][ObjectIdentifier(connection)] = connection }
                 return nil
             }
-            s.links[peer, default: Link()].channel = channel
-            return s.handshakes.removeValue(forKey: ObjectIdentifier(channel))
+            s.links[peer, default: Link()].connection = connection
+            return s.handshakes.removeValue(forKey: ObjectIdentifier(connection.channel))
         }
     }
 
@@ -110,12 +110,12 @@ final class ControlLinks: Sendable {
     }
 
     /// A connection closed; true if it was this node's link to `peer`.
-    func closed(_ channel: any Channel, peer: String) -> Bool {
+    func closed(_ connection: PeerConnection, peer: String) -> Bool {
         state.withLock { s in
-            s.inbound[peer]?[ObjectIdentifier(channel)] = nil
+            s.inbound[peer]?[ObjectIdentifier(connection)] = nil
             if s.inbound[peer]?.isEmpty == true { s.inbound[peer] = nil }
-            guard let c = s.links[peer]?.channel, c === channel else { return false }
-            s.links[peer]?.channel = nil
+            guard let c = s.links[peer]?.connection, c === connection else { return false }
+            s.links[peer]?.connection = nil
             return true
         }
     }
@@ -123,7 +123,7 @@ final class ControlLinks: Sendable {
     func hello(of peer: String) -> Hello? { state.withLock { $0.hellos[peer] } }
 
     /// The open control connections `peer` opened to this node.
-    func inbound(from peer: String) -> [any Channel] {
+    func inbound(from peer: String) -> [PeerConnection] {
         state.withLock { s in (s.inbound[peer] ?? [:]).values.filter(\.isActive) }
     }
 
@@ -132,16 +132,16 @@ final class ControlLinks: Sendable {
 
     /// A peer that died or left: its link and what it said go; whoever waited for a connection to
     /// it gets none. Returns the connection to close.
-    func forget(_ peer: String) -> (any Channel)? {
+    func forget(_ peer: String) -> PeerConnection? {
         let link = state.withLock { s -> Link? in
             s.hellos[peer] = nil
             s.inbound[peer] = nil
             return s.links.removeValue(forKey: peer)
         }
         for w in link?.waiters ?? [] { w.resume(returning: nil) }
-        return link?.channel
+        return link?.connection
     }
 
     /// Every connection this node opened (to close them when it stops).
-    var all: [any Channel] { state.withLock { s in s.links.values.compactMap(\.channel) } }
+    var all: [PeerConnection] { state.withLock { s in s.links.values.compactMap(\.connection) } }
 }

@@ -111,7 +111,7 @@ final class FrameCipher: @unchecked Sendable {
 
 /// Seals everything written to a connection once its handshake is done (`start`), on the
 /// connection's event loop: records are numbered in the order they reach the socket, whichever
-/// thread queued their frames. Everything written here is whole frames: an Outbox's batch, a
+/// thread queued their frames. Everything written here is whole frames: a `PeerConnection`'s batch, a
 /// data chunk, an error frame.
 final class FrameSealer: ChannelOutboundHandler {
     typealias OutboundIn = ByteBuffer

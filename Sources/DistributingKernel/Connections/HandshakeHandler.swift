@@ -60,8 +60,8 @@ final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         writeNow(Wire.Frame(.hello, myHello), on: channel)
     }
 
-    /// Writes a handshake frame at once, on the event loop, ahead of anything queued: frames
-    /// queued in the Outbox are written later, and by then sealing may have started.
+    /// Writes a handshake frame at once, on the event loop: nothing else is written before the
+    /// peer has authenticated (the `PeerConnection` senders post to is made then).
     private func writeNow(_ frame: Wire.Frame, on channel: any Channel) {
         channel.writeAndFlush(channel.allocator.buffer(bytes: frame.encoded()), promise: nil)
     }
@@ -113,7 +113,9 @@ final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             sealer.start(session.sending)
             next.append(FrameOpener(session.receiving, peer: peer.node, logger: endpoint.logger))
         }
-        next.append(FrameRouter(endpoint: endpoint, peer: peer.node, role: role, backlog: RequestBacklog(context.channel, owed: endpoint.answersOwed)))
+        let connection = PeerConnection(context.channel)
+        next.append(FrameRouter(endpoint: endpoint, peer: peer.node, role: role, connection: connection,
+                                backlog: RequestBacklog(context.channel, owed: endpoint.answersOwed)))
         do {
             try context.pipeline.syncOperations.addHandlers(next, position: .after(self))
         } catch {
@@ -122,7 +124,7 @@ final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         decoder.limit = Wire.maxFrame
         deadline?.cancel()
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-        endpoint.authenticated(context.channel, peer: peer, role: role, outbound: outboundRole != nil)
+        endpoint.authenticated(connection, peer: peer, role: role, outbound: outboundRole != nil)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -16,9 +16,9 @@ protocol PeerEndpoint: AnyObject, Sendable {
     var answersOwed: AnswersOwed? { get }
     /// This node's HELLO for a connection in `role`, nonce aside.
     func hello(role: Handshake.Role, nonce: [UInt8]) -> Handshake.Hello
-    func authenticated(_ channel: any Channel, peer: Handshake.Hello, role: Handshake.Role, outbound: Bool)
-    func closed(_ channel: any Channel, peer: String, role: Handshake.Role)
-    func received(_ frame: Wire.Frame, from peer: String, role: Handshake.Role, on channel: any Channel, backlog: RequestBacklog)
+    func authenticated(_ connection: PeerConnection, peer: Handshake.Hello, role: Handshake.Role, outbound: Bool)
+    func closed(_ connection: PeerConnection, peer: String, role: Handshake.Role)
+    func received(_ frame: Wire.Frame, from peer: String, role: Handshake.Role, on connection: PeerConnection, backlog: RequestBacklog)
 }
 
 /// One connection to another node, as a pipeline of handlers with a job each, outermost first:
@@ -30,7 +30,7 @@ protocol PeerEndpoint: AnyObject, Sendable {
 ///     FrameRouter (hands each frame to the endpoint)
 ///
 /// Before the handshake nothing but HELLO, AUTH and ERROR passes; after it, a frame that does not
-/// open ends the connection. Frames leave through the connection's `Outbox` (FrameCodec.swift).
+/// open ends the connection. Frames leave through the `PeerConnection` the handshake makes.
 enum PeerPipeline {
     /// The handlers of a new connection: `outboundRole` for one this node opened, nil for one it
     /// accepted (which takes the role its peer asks for).
@@ -57,13 +57,16 @@ final class FrameRouter: ChannelInboundHandler {
     let endpoint: any PeerEndpoint
     let peer: String
     let role: Handshake.Role
+    /// What the node's parts send on.
+    let connection: PeerConnection
     /// The peer's requests not yet answered.
     let backlog: RequestBacklog
 
-    init(endpoint: any PeerEndpoint, peer: String, role: Handshake.Role, backlog: RequestBacklog) {
+    init(endpoint: any PeerEndpoint, peer: String, role: Handshake.Role, connection: PeerConnection, backlog: RequestBacklog) {
         self.endpoint = endpoint
         self.peer = peer
         self.role = role
+        self.connection = connection
         self.backlog = backlog
     }
 
@@ -72,11 +75,11 @@ final class FrameRouter: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !refused else { return }
-        endpoint.received(unwrapInboundIn(data), from: peer, role: role, on: context.channel, backlog: backlog)
+        endpoint.received(unwrapInboundIn(data), from: peer, role: role, on: connection, backlog: backlog)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        endpoint.closed(context.channel, peer: peer, role: role)
+        endpoint.closed(connection, peer: peer, role: role)
         context.fireChannelInactive()
     }
 

@@ -109,7 +109,7 @@ extension NetworkManager {
             forgetTable(of: m.name)
             failPending(on: m.name, reason: "node \(m.name) is \(m.status == .dead ? "dead" : "gone")")
             kernel.dropSubscriptions(ofNode: m.name)
-            link?.close(promise: nil)
+            link?.close()
             for p in planes.values { p.peerEnded(m.name) }
             // A node that left is not coming back under this life: what we followed there ends,
             // and each subscriber is told. (A dead one may be a false death: renewals go on.)

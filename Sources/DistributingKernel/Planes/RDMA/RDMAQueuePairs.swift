@@ -58,7 +58,7 @@ extension RDMAPlane {
     }
 
     /// A CONNECT from `peer`: connect a queue pair of ours to its endpoint and ACCEPT on `channel`.
-    func connectRequested(_ payload: [UInt8], from peer: String, on channel: any Channel) {
+    func connectRequested(_ payload: [UInt8], from peer: String, on channel: PeerConnection) {
         let remote: dv_endpoint
         do { remote = try RDMAWire.decodeConnect(payload) } catch {
             return logger.warning("malformed RDMA CONNECT from \(peer): \(error)")

@@ -83,10 +83,10 @@ final class TCPPlane: DataPlane {
 
     // MARK: the sender's end
 
-    /// Answers a DATA_PULL from `peer`: streams the exported buffer in chunks on `channel`, eight
+    /// Answers a DATA_PULL from `peer`: streams the exported buffer in chunks on `connection`, eight
     /// in flight at a time so memory stays bounded. Each chunk written pushes the call's deadline
     /// on: a large buffer that is moving is not a call that timed out.
-    func send(pull payload: [UInt8], from peer: String, on channel: any Channel) {
+    func send(pull payload: [UInt8], from peer: String, on connection: PeerConnection) {
         var r = ByteReader(payload)
         guard let transfer = try? r.u64() else { return }
         // Only the peer the buffer was sent to may pull it: to any other, it does not exist.
@@ -94,9 +94,11 @@ final class TCPPlane: DataPlane {
             var w = ByteWriter()
             w.u64(transfer)
             w.u64(UInt64.max)  // "no such transfer", with no data: the puller faults the request
-            channel.send(Wire.Frame(.dataChunk, w.bytes))
+            connection.send(Wire.Frame(.dataChunk, w.bytes))
             return
         }
+        // Chunks go straight to the channel, not through the connection's queue of control frames.
+        let channel = connection.channel
         state.withLock { $0.count(peer) { $0.sending += 1 } }
         Task {
             defer { state.withLock { $0.count(peer) { $0.sending -= 1 } } }

@@ -12,7 +12,8 @@ extension FaultTests {
     func startPreferringXDP(_ lan: LAN) throws -> [NodeProcess] {
         try (0..<2).map { i in
             try NodeProcess(manifest: clusterManifest(listen: "\(lan.address(i)):7946", seeds: i == 0 ? [] : ["\(lan.address(0)):7946"],
-                                                      gateway: #"requestTimeout="120""#, network: #"<DataPlane prefer="xdp tcp"/>"#),
+                                                      gateway: #"requestTimeout="120""#, network: #"<DataPlane prefer="xdp tcp"/>"#,
+                                                      extra: #"<Service contract="urn:decos:examples:echo" name="/echo"/>"#),
                             extra: ["--node", "n\(i)"], wrapper: ["/usr/sbin/ip", "netns", "exec", lan.hosts[i]], http: "127.0.0.1:7480")
         }
     }
@@ -55,6 +56,21 @@ extension FaultTests {
         #expect(try traffic(lan, at: 1, with: "n0", on: "xdp")["Received"] == "1")
         #expect(try traffic(lan, at: 0, with: "n1", on: "xdp")["BytesSent"] == String(64 << 20))
 
+        // A reply's buffers come back the same way: 8 MiB through n0's gateway to n1's /echo,
+        // which returns it; n0 pulls the reply's buffer from n1 as raw frames too.
+        let dir = NSTemporaryDirectory() + "decos-xdp-reply-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/back", withIntermediateDirectories: true)
+        var generator = SystemRandomNumberGenerator()
+        let blob = Data((0..<(8 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        try blob.write(to: URL(fileURLWithPath: dir + "/blob"))
+        let echoed = try lan.exec(0, [decosBinary, "ctl", "submit", "http://127.0.0.1:7480/@n1/echo", "--body", "<Note>back by AF_XDP</Note>",
+                                      "--buffer", "blob=@\(dir)/blob", "--buffer-dir", dir + "/back"])
+        #expect(echoed.status == 0 && echoed.out.contains("back by AF_XDP"), "\(echoed.out)\(echoed.err)")
+        #expect(FileManager.default.contents(atPath: dir + "/back/blob") == blob)
+        #expect(try traffic(lan, at: 1, with: "n0", on: "xdp")["Received"] == "2")
+        #expect(try traffic(lan, at: 0, with: "n1", on: "xdp")["Received"] == "1", "the reply's buffer did not come by AF_XDP")
+
         // Frames not ours pass the XDP program to the kernel's stack: ping, and the calls and
         // membership that kept the cluster whole meanwhile.
         let ping = try lan.exec(0, ["/usr/bin/ping", "-c", "3", "-i", "0.2", "-W", "2", lan.address(1)])
@@ -68,7 +84,7 @@ extension FaultTests {
         let sent = try traffic(lan, at: 0, with: "n1", on: "xdp")
         #expect((Int(sent["Resent"] ?? "") ?? 0) > 0, "no chunk was sent again: did the loss reach the frames? \(sent)")
         #expect(sent["Offered"] == "0" && sent["Sending"] == "0", "\(sent)")
-        #expect(try traffic(lan, at: 1, with: "n0", on: "xdp")["Received"] == "2")
+        #expect(try traffic(lan, at: 1, with: "n0", on: "xdp")["Received"] == "3")
         for n in nodes { #expect(n.process.isRunning) }
     }
 }

@@ -23,7 +23,7 @@ public actor ClusterService: Service {
     public func handle(_ request: Request) throws -> Element? {
         guard let kernel else { throw Fault(.receiver, "NotStarted", "cluster service not started") }
         guard request.verb == .get else { throw Fault.actionNotSupported(request.verb, "/os/cluster") }
-        let members = (kernel.remote as? NetworkManager)?.members.map(MemberEntry.init)
+        let members = (kernel.remote as? any NetworkFacts)?.members.map(MemberEntry.init)
             ?? [MemberEntry(name: kernel.node, address: "", status: "alive", incarnation: 0)]
         return try infoset(ClusterView(node: kernel.node, member: members))
     }

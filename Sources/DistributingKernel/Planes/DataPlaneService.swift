@@ -63,7 +63,7 @@ public actor DataPlaneService: Service {
         guard let context else { throw Fault(.receiver, "NotStarted", "/os/dataplane has not started") }
         switch request.verb {
         case .get:
-            let network = context.kernel.remote as? NetworkManager
+            let network = context.kernel.remote as? any NetworkFacts
             return try infoset(DataPlanes(offered: network?.offeredPlanes.joined(separator: " ") ?? "", peer: network?.dataTraffic ?? [],
                                           choice: network?.planeChoices ?? []))
         case .submit where request.body?.name.local == "SendTest":

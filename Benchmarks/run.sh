@@ -66,6 +66,9 @@ echo "== between nodes (two nodes in one process on loopback, pinned to core 1)"
 taskset -c 1 $bin/decos-bench remote calls 2>/dev/null
 taskset -c 1 $bin/decos-bench remote buffers 2>/dev/null
 
+echo "== a gateway POST answered by another node against the gateway's own (two nodes on core 0, wrk on core 1)"
+ROUNDS=1 DURATION=$DURATION Benchmarks/gateway-remote.sh $bin/decos
+
 echo "== memory"
 $bin/decos-bench idle & base_pid=$!
 sleep 1

@@ -75,6 +75,10 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     let lanes = RequestLanes()
     /// Peers' requests taken and not yet answered, over every connection: `stop` lets them go out.
     let answersOwed: AnswersOwed? = AnswersOwed()
+    /// Set when the node starts to stop: a peer's request that arrives after it is answered with
+    /// a `Stopping` fault rather than taken, so what is owed drains while peers keep calling.
+    private let stopping = Atomic<Bool>(false)
+    public var isStopping: Bool { stopping.load(ordering: .relaxed) }
     /// This node's copy of the shared namespace (`NamespaceSync.swift` drives it).
     let namespace: Mutex<NamespaceReplica>
     /// Numbers requests so their replies can be matched (RelatesTo on the wire).
@@ -223,6 +227,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     /// that came from another node among them), leaves the cluster (peers drop this node at once)
     /// and closes every connection.
     public func stop() async {
+        stopping.store(true, ordering: .relaxed)
         await answersOwed?.drained(within: .seconds(2))
         await sayFarewell(state.withLock { $0.membership.leave() })
         let (ticker, server, datagrams) = state.withLock { s in (s.ticker, s.server, s.datagrams) }

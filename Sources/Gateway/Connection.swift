@@ -163,6 +163,11 @@ final class Connection: ChannelInboundHandler {
             }
             let channel = context.channel
             let gateway = self.gateway
+            if gateway.isStopping {
+                refused = true
+                Connection.write(gateway.stoppingResponse, on: channel, keepAlive: false)
+                return
+            }
             if let busy = gateway.admission.take(.request, from: client ?? "?") {
                 awaitHead(on: channel, within: Int64(gateway.binding.requestTimeout))
                 Connection.write(Admission.busy(busy), on: channel, keepAlive: h.isKeepAlive)

@@ -17,6 +17,11 @@ public final class Gateway: Sendable {
     /// What clients hold of the node now: connections, requests, streams (Admission.swift).
     let admission: Admission
     let owed = AnswersOwed()
+    /// Set once the gateway is asked to stop: a request that arrives after it, on a connection
+    /// kept alive, is turned away (`stoppingResponse`) rather than taken, so what is owed drains
+    /// even while clients keep calling.
+    private let stopping = Atomic<Bool>(false)
+    public var isStopping: Bool { stopping.load(ordering: .relaxed) }
     /// Requests taken and not yet answered on the wire.
     public var answersOwed: Int { owed.count }
 
@@ -67,6 +72,7 @@ public final class Gateway: Sendable {
         try await withTaskCancellationHandler {
             try await server.closeFuture.get()
         } onCancel: {
+            stopping.store(true, ordering: .relaxed)
             server.close(promise: nil)
         }
         await owed.drained(within: Self.drainBound)
@@ -74,6 +80,15 @@ public final class Gateway: Sendable {
 
     /// The longest a stopping gateway waits for its answers.
     static let drainBound = Duration.seconds(2)
+
+    /// What a request that arrives once the node is stopping gets: 503, try again (elsewhere) in
+    /// a second; its connection is closed after it.
+    var stoppingResponse: Response {
+        var r = Response.fault(Fault(.receiver, "Stopping", "node \(kernel.node) is stopping: it takes no new request (try another node, or this one once it is back)"),
+                               status: .serviceUnavailable)
+        r.extraHeaders.append(("Retry-After", "1"))
+        return r
+    }
 
     struct Response {
         var status: HTTPResponseStatus

@@ -480,6 +480,23 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         await a.network?.stop()
     }
 
+    @Test func aPeersRequestArrivingOnceTheNodeIsStoppingGetsAFaultNotAPlaceInTheQueue() async throws {
+        let a = try await bootNode("a")
+        let b = try await bootNode("b", seed: address(a))
+        try await waitUntil(a, lists: "decos://b/sleepy")
+        let nap = Task { await a.kernel.send(Message(.submit, to: "decos://b/sleepy", body: Element("Nap", text: "nap 1500")), as: .system) }
+        try await until("b has taken the call") { b.network!.answersOwed!.count == 1 }
+        let stopped = Task { await b.network?.stop() }
+        try await until("b is stopping") { b.network!.isStopping }
+        // Taken, it would be owed too, and under steady calls the stop would wait its whole bound.
+        let late = await a.kernel.send(Message(.get, to: "decos://b/counter"), as: .system)
+        #expect(late.fault?.subcode?.local == "Stopping", "\(late.fault?.reason ?? "answered")")
+        #expect(b.network!.answersOwed!.count == 1)
+        await stopped.value
+        #expect(await nap.value.body?.name.local == "Awake")
+        await a.network?.stop()
+    }
+
     @Test func aPeerWithTheWrongKeyIsRefused() async throws {
         let a = try await bootNode("a")
         let otherKey = NSTemporaryDirectory() + "decos-wrong-\(getpid()).key"

@@ -261,4 +261,28 @@ actor LineCollector {
         let (status, reply) = try await call.value
         #expect(status == 200 && reply.body?.name.local == "Slept", "\(status) \(reply.fault?.reason ?? "")")
     }
+
+    @Test func aRequestArrivingOnceTheNodeIsStoppingIsTurnedAwaySoClientsCallingOnCannotHoldTheStopUp() async throws {
+        // A client on a kept-alive connection that calls again and again: before, each new request
+        // was taken and owed, and a stop under steady load waited its whole bound.
+        let s = try await Served(#"<Service contract="urn:test:sleeper" name="/sleeper"/>"#)
+        let kept = try RawConnection(port: s.url("/").port)
+        let get = "GET /counter HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        kept.send(get)
+        #expect(kept.read { $0.contains("</CounterState>") }?.hasPrefix("HTTP/1.1 200") == true)
+        // That answer is owed until its write completes, which may be just after it was read.
+        try await until("the first answer is no longer owed") { s.node.gateway?.answersOwed == 0 }
+        let call = Task { try await s.post("/sleeper", Message(.submit, to: "", body: Element("Sleep", text: "1500"))) }
+        try await until("the call is taken") { s.node.gateway?.answersOwed == 1 }
+        s.stop()
+        try await until("the gateway is stopping") { s.node.gateway?.isStopping == true }
+        kept.send(get)
+        let turnedAway = kept.read { $0.contains("Stopping") } ?? ""
+        #expect(turnedAway.hasPrefix("HTTP/1.1 503") && turnedAway.lowercased().contains("connection: close"), "\(turnedAway)")
+        #expect(kept.waitForClose())
+        #expect(s.node.gateway?.answersOwed == 1, "the request that came after the stop was taken")
+        // The call taken before the stop is still answered.
+        try await s.task.value
+        #expect(try await call.value.0 == 200)
+    }
 }

@@ -91,48 +91,6 @@ func decos(_ args: String...) throws -> (status: Int32, out: String, err: String
 
 func curl(_ args: String...) throws -> (status: Int32, out: String, err: String) { try run("/usr/bin/curl", ["-sS"] + args) }
 
-/// A raw TCP connection, for what no well-behaved client does.
-final class RawConnection {
-    let fd: Int32
-
-    init(port: Int) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard r == 0 else { throw Failure("connect failed: \(errno)") }
-    }
-
-    func send(_ s: String) { _ = s.utf8CString.withUnsafeBufferPointer { Glibc.send(fd, $0.baseAddress, $0.count - 1, Int32(MSG_NOSIGNAL)) } }
-
-    /// Reads until `done` says the bytes so far are enough, or the peer closes. Returns nil on close with nothing read.
-    func read(until done: (String) -> Bool) -> String? {
-        var all = [UInt8]()
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = recv(fd, &buf, buf.count, 0)
-            if n <= 0 { return all.isEmpty ? nil : String(decoding: all, as: UTF8.self) }
-            all += buf[0..<n]
-            let text = String(decoding: all, as: UTF8.self)
-            if done(text) { return text }
-        }
-    }
-
-    /// True once the server has closed the connection.
-    func waitForClose() -> Bool {
-        var b = [UInt8](repeating: 0, count: 1024)
-        while true {
-            let n = recv(fd, &b, b.count, 0)
-            if n == 0 { return true }
-            if n < 0 { return errno == ECONNRESET }
-        }
-    }
-
-    deinit { close(fd) }
-}
-
 /// A port free on 127.0.0.1 for a server a test starts (SOCK_DGRAM or SOCK_STREAM): bound by us
 /// to learn it, then closed and handed over.
 func freeLoopbackPort(_ type: __socket_type) -> Int {

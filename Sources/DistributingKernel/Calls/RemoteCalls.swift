@@ -161,6 +161,10 @@ extension NetworkManager {
             logger.warning("malformed request from \(peer): \(error)")
             return
         }
+        if isStopping {
+            let fault = Fault(.receiver, "Stopping", "node \(node) is stopping: it takes no new request (try another node, or this one once it is back)")
+            return answer(.faulted(fault, replyingTo: incoming.message), correlation: incoming.correlation, to: peer, on: channel)
+        }
         // Nothing is allocated for a request's buffers before its service is found, the peer is
         // allowed the verb there, and the sizes are within the limit.
         if !incoming.buffers.isEmpty, let fault = kernel.refusal(incoming.message, as: .peer(peer)) ?? bufferProblem(incoming) {

@@ -5,7 +5,7 @@ import ServiceKernel
 extension NetworkManager {
     func collectMetrics(_ m: NodeMetrics) {
         // This node counts itself: alive, as far as it knows.
-        let members = state.withLock { [Membership.Status.alive] + $0.membership.members.values.map(\.status) }
+        let members = memberView.withLock { [Membership.Status.alive] + $0.members.values.map(\.status) }
         for status in [Membership.Status.alive, .suspect, .dead, .left] {
             m.gauge("decos_members", [("status", "\(status)")]).set(members.count { $0 == status })
         }

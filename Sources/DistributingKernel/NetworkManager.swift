@@ -63,12 +63,14 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     /// Where peers reach this node (the bound address, known once listening).
     var advertised: String { config.advertise ?? bound.withLock { $0 } ?? "\(config.host):\(config.port)" }
     private let started = ContinuousClock.now
-    let state: Mutex<State>
+    let state = Mutex(State())
+    /// Membership, on its own loop (MembershipShell.swift).
+    let shell: NIOLoopBoundBox<MembershipShell>
     /// Control connections, and what each peer said in its HELLO.
     let links = ControlLinks()
-    /// The members as of membership's last change, for routing: a call reads it without taking
-    /// membership's lock (`publishMembers`).
-    let memberView = Mutex<(changes: UInt64, members: [String: Membership.Member])>((0, [:]))
+    /// The members as of membership's last change, for routing, `/os/cluster` and the metrics,
+    /// read from any thread (`publishMembers`).
+    let memberView = Mutex(MemberView())
     /// The calls this node waits on (`RemoteCalls.swift`).
     let calls = CallTable()
     /// Requests and notifications kept in order per peer and service.
@@ -101,21 +103,13 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     let xdp: XDPPlane?
     let planes: [PlaneKind: any DataPlane]
 
+    /// The manager's own: its listener and clock, and the epochs peers were last heard in (restart
+    /// detection, asked from any connection's loop as each handshake ends).
     struct State {
-        var membership: Membership
         /// The latest epoch heard from each peer (its HELLO, or membership): a higher one is a restart.
         var epochs: [String: UInt64] = [:]
         var server: (any Channel)?
-        /// The membership datagram socket, and where its member addresses resolve to.
-        var datagrams: (any Channel)?
-        var resolved: [String: SocketAddress] = [:]
         var ticker: RepeatedTask?
-        var lastSync: UInt64 = 0
-        /// When leases were last swept and subscriptions on other nodes last renewed.
-        var lastLeaseSweep: UInt64 = 0
-        var lastRenewal: UInt64 = 0
-        /// Membership changes published to `memberView`, counted.
-        var memberChanges: UInt64 = 0
     }
 
     public init(kernel: Kernel, config: ClusterConfig, logger: Logger) {
@@ -133,8 +127,10 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         var seed: UInt64 = 0
         for b in config.node.utf8 { seed = seed &* 31 &+ UInt64(b) }
         seed ^= UInt64(UInt(bitPattern: ObjectIdentifier(kernel).hashValue))
-        state = Mutex(State(membership: Membership(name: config.node, address: "\(config.host):\(config.port)",
-                                                   config: config.membership, seed: seed, incarnation: Epoch.firstIncarnation(config.epoch))))
+        shell = .makeBoxSendingValue(MembershipShell(membership: Membership(name: config.node, address: "\(config.host):\(config.port)",
+                                                                           config: config.membership, seed: seed,
+                                                                           incarnation: Epoch.firstIncarnation(config.epoch))),
+                                     eventLoop: MembershipDatagrams.loop)
         // Its version starts above every earlier life's, so a restart's table outranks the old one's.
         namespace = Mutex(NamespaceReplica(node: config.node, firstVersion: Epoch.firstVersion(config.epoch)))
         tcp.attach(to: self)
@@ -168,12 +164,13 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
             server.close(promise: nil)
             throw ClusterError(description: "cannot open UDP port \(address.port!) on \(config.host) for membership datagrams: \(error)")
         }
-        state.withLock { s in
-            s.server = server
+        state.withLock { $0.server = server }
+        let config = self.config
+        try await withMembership { [self] s in
             s.membership = Membership(name: config.node, address: advertise, config: config.membership,
                                       seed: UInt64(truncatingIfNeeded: advertise.hashValue), incarnation: Epoch.firstIncarnation(config.epoch))
+            publishMembers(&s)
         }
-        publishMembers()
         return address
     }
 
@@ -189,38 +186,36 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         // The services registered before now: the replica's table starts with them.
         localTableChanged()
         let seeds = config.seeds.filter { $0 != advertised }
-        perform(state.withLock { $0.membership.join(seeds: seeds) })
+        onMembershipLoop { [self] in perform(shell.value.membership.join(seeds: seeds)) }
         // The protocol's clock runs on the failure detector's own thread, like its datagrams.
         let ticker = MembershipDatagrams.loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(Int64(tickMillis))) { [weak self] task in
             guard let self else { return task.cancel() }
             let now = self.now
             self.lastTick.store(now, ordering: .relaxed)
-            self.perform(self.state.withLock { $0.membership.tick(now: now) })
+            self.perform(self.shell.value.membership.tick(now: now))
             self.expireCalls(now: now)
             for p in self.planes.values { p.tick(now: now) }
-            let sync = self.state.withLock { s in
-                guard now >= s.lastSync + self.config.syncInterval else { return false }
-                s.lastSync = now
-                return true
+            if now >= self.shell.value.lastSync + self.config.syncInterval {
+                self.shell.value.lastSync = now
+                self.antiEntropy()
             }
-            if sync { self.antiEntropy() }
             self.keepSubscriptions(now: now)
         }
         state.withLock { $0.ticker = ticker }
     }
 
     /// Each second, ends remote subscriptions to this node whose lease ran out; each
-    /// `Follows.renewInterval`, renews those this node holds on others.
+    /// `Follows.renewInterval`, renews those this node holds on others. On membership's loop, as
+    /// its clock ticks.
     func keepSubscriptions(now: UInt64) {
-        let (sweep, renew) = state.withLock { s -> (Bool, Bool) in
-            let sweep = now >= s.lastLeaseSweep + 1000
-            if sweep { s.lastLeaseSweep = now }
-            let renew = now >= s.lastRenewal + Follows.renewInterval
-            if renew { s.lastRenewal = now }
-            return (sweep, renew)
+        if now >= shell.value.lastLeaseSweep + 1000 {
+            shell.value.lastLeaseSweep = now
+            kernel.expireLeases()
         }
-        if sweep { kernel.expireLeases() }
-        if renew { kernel.renewFollows() }
+        if now >= shell.value.lastRenewal + Follows.renewInterval {
+            shell.value.lastRenewal = now
+            kernel.renewFollows()
+        }
     }
 
     /// Answers the requests peers are owed (for up to two seconds: the reply to a power request
@@ -229,8 +224,9 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     public func stop() async {
         stopping.store(true, ordering: .relaxed)
         await answersOwed?.drained(within: .seconds(2))
-        await sayFarewell(state.withLock { $0.membership.leave() })
-        let (ticker, server, datagrams) = state.withLock { s in (s.ticker, s.server, s.datagrams) }
+        let (farewell, me, datagrams) = (try? await withMembership { s in (s.membership.leave(), s.membership.me, s.datagrams) }) ?? ([], nil, nil)
+        if let me { await sayFarewell(farewell, from: me) }
+        let (ticker, server) = state.withLock { s in (s.ticker, s.server) }
         ticker?.cancel()
         server?.close(promise: nil)
         datagrams?.close(promise: nil)
@@ -243,8 +239,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     /// returns once each has been written — or after a second, so a member that does not answer
     /// cannot hold up the stop. Each connection writes on its loop in order, so a job submitted
     /// there after the farewell runs once the farewell has been handed to the socket.
-    private func sayFarewell(_ effects: [Membership.Effect]) async {
-        let me = state.withLock { $0.membership.me }
+    private func sayFarewell(_ effects: [Membership.Effect], from me: Membership.Member) async {
         let done = OneShot<Void>()
         Task {
             await withTaskGroup(of: Void.self) { group in
@@ -285,7 +280,9 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     public var openDataLinks: [String] { tcp.openLinks }
 
     /// Members as this node sees them.
-    public var members: [Membership.Member] { state.withLock { [$0.membership.me] + $0.membership.members.values.sorted { $0.name < $1.name } } }
+    public var members: [Membership.Member] {
+        memberView.withLock { v in (v.me.map { [$0] } ?? []) + v.members.values.sorted { $0.name < $1.name } }
+    }
 
     // MARK: connections
 

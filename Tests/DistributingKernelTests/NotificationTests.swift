@@ -122,7 +122,7 @@ import TestKit
         // A rumour, sealed with the cluster's key, that b is dead: a believes it (here a takes a
         // death at its word even though it hears from b: as if b's messages had been lost) and
         // drops b's subscription; b hears of it, refutes, and is alive again.
-        a.network?.state.withLock { $0.membership.config.freshEvidence = 0 }
+        try await a.network!.withMembership { $0.membership.config.freshEvidence = 0 }
         let me = try #require(b.network?.members.first { $0.name == "b" })
         var dead = me
         dead.status = .dead

@@ -85,14 +85,14 @@ extension NetworkManager {
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(DatagramHandler(manager: self)) }
             }
             .bind(host: config.host, port: port).get()
-        state.withLock { $0.datagrams = channel }
+        try await withMembership { $0.datagrams = channel }
     }
 
     /// Sends a membership message as a datagram to `node` at `address`; false if it must go another
     /// way (too large, no socket, an address that does not resolve, a member not known by name).
     func sendDatagram(_ payload: [UInt8], to node: String, address: String) -> Bool {
         guard !node.isEmpty, payload.count + 24 + node.utf8.count + 30 <= MembershipDatagrams.maxDatagram,
-              let channel = state.withLock({ $0.datagrams }),
+              let channel = shell.value.datagrams,
               let target = resolve(address) else { return false }
         let sealed = MembershipDatagrams.datagram(payload, epoch: config.epoch, sequence: datagramSequence.wrappingAdd(1, ordering: .relaxed).newValue,
                                               to: node, key: key)
@@ -102,15 +102,13 @@ extension NetworkManager {
 
     /// A member's "host:port" as a socket address, resolved once.
     private func resolve(_ address: String) -> SocketAddress? {
-        if let known = state.withLock({ $0.resolved[address] }) { return known }
+        if let known = shell.value.resolved[address] { return known }
         guard let (host, port) = parseHostPort(address),
               let a = (try? SocketAddress(ipAddress: host, port: port)) ?? (try? SocketAddress.makeAddressResolvingHost(host, port: port))
         else { return nil }
-        state.withLock { s in
-            // Addresses of members long gone are not kept forever: past a bound, start afresh.
-            if s.resolved.count >= 4096 { s.resolved = [:] }
-            s.resolved[address] = a
-        }
+        // Addresses of members long gone are not kept forever: past a bound, start afresh.
+        if shell.value.resolved.count >= 4096 { shell.value.resolved = [:] }
+        shell.value.resolved[address] = a
         return a
     }
 }

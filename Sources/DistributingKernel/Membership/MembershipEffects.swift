@@ -11,21 +11,28 @@ extension NetworkManager {
             logger.warning("malformed membership message from \(peer)")
             return
         }
-        handleSWIM(from: from, message)
+        onMembershipLoop { [self] in handleSWIM(from: from, message) }
     }
 
+    /// A membership message, on membership's loop.
     func handleSWIM(from: Membership.Member, _ message: Membership.Message) {
         let now = self.now
-        perform(state.withLock { $0.membership.receive(message, from: from.name, address: from.address, now: now) })
+        perform(shell.value.membership.receive(message, from: from.name, address: from.address, now: now))
     }
 
-    /// Carries out what the membership machine asked for.
+    /// Carries out what the membership machine asked for, on its loop.
     func perform(_ effects: [Membership.Effect]) {
-        if effects.contains(where: { if case .changed = $0 { true } else { false } }) { publishMembers() }
+        if effects.contains(where: { if case .changed = $0 { true } else { false } }) {
+            publishMembers(&shell.value)
+        } else if memberView.withLock({ $0.me }) != shell.value.membership.me {
+            // A refutation moves this node's incarnation without changing a member.
+            let me = shell.value.membership.me
+            memberView.withLock { $0.me = me }
+        }
+        let me = shell.value.membership.me
         for e in effects {
             switch e {
             case .send(let to, let address, let message):
-                let me = state.withLock { $0.membership.me }
                 let payload = Wire.encode(message, from: me)
                 // Probes, acks and gossip are datagrams; a full view (a join's sync) is too large for one.
                 if case .sync = message {} else if sendDatagram(payload, to: to, address: address) { continue }
@@ -79,14 +86,12 @@ extension NetworkManager {
         kernel.renewFollows(on: node)
     }
 
-    /// Copies membership's view to `memberView` for routing. Two changes published at once are
-    /// kept in the order membership made them: an older copy never replaces a newer.
-    func publishMembers() {
-        let (changes, members) = state.withLock { s in
-            s.memberChanges += 1
-            return (s.memberChanges, s.membership.members)
-        }
-        memberView.withLock { v in if changes > v.changes { v = (changes, members) } }
+    /// Copies membership's view to `memberView`, on membership's loop (so in the order
+    /// membership made its changes).
+    func publishMembers(_ s: inout MembershipShell) {
+        s.memberChanges += 1
+        let view = MemberView(changes: s.memberChanges, me: s.membership.me, members: s.membership.members)
+        memberView.withLock { $0 = view }
     }
 
     func memberChanged(_ m: Membership.Member) {

@@ -20,7 +20,7 @@ extension NetworkManager {
     }
 
     func localTableChanged() {
-        let peers = state.withLock { $0.membership.live.map(\.name) }
+        let peers = memberView.withLock { $0.live.map(\.name) }
         // The entries are read under the replica's lock, so two changes are numbered in the
         // order their tables were read.
         carryOut(namespace.withLock { $0.localChanged(kernel.uris.entries, peers: peers) })
@@ -28,7 +28,7 @@ extension NetworkManager {
 
     /// Every sync interval: the summary to one random live peer.
     func antiEntropy() {
-        guard let peer = state.withLock({ $0.membership.live.filter { $0.status == .alive }.randomElement() }) else { return }
+        guard let peer = memberView.withLock({ $0.live.filter { $0.status == .alive }.randomElement() }) else { return }
         carryOut([namespace.withLock { $0.sync(with: peer.name) }])
     }
 

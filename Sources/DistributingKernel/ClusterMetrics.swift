@@ -11,6 +11,7 @@ extension NetworkManager {
         }
         m.mirror("decos_membership_datagrams_dropped_total", [("reason", "unsealed")], total: droppedDatagrams.unsealed.load(ordering: .relaxed))
         m.mirror("decos_membership_datagrams_dropped_total", [("reason", "replayed")], total: droppedDatagrams.replayed.load(ordering: .relaxed))
+        m.mirror("decos_membership_datagrams_dropped_total", [("reason", "backlog")], total: droppedDatagrams.overflowed.load(ordering: .relaxed))
         for t in dataTraffic {
             let labels = [("plane", t.plane), ("peer", t.node)]
             m.mirror("decos_dataplane_bytes_total", labels + [("direction", "sent")], total: Int(clamping: t.bytesSent))

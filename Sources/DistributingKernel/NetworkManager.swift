@@ -77,10 +77,9 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     let lanes = RequestLanes()
     /// Peers' requests taken and not yet answered, over every connection: `stop` lets them go out.
     let answersOwed: AnswersOwed? = AnswersOwed()
-    /// Set when the node starts to stop: a peer's request that arrives after it is answered with
-    /// a `Stopping` fault rather than taken, so what is owed drains while peers keep calling.
-    private let stopping = Atomic<Bool>(false)
-    public var isStopping: Bool { stopping.load(ordering: .relaxed) }
+    /// Whether the node has begun to stop: a peer's request that arrives now is answered with a
+    /// `Stopping` fault rather than taken (`answersOwed` is closed).
+    public var isStopping: Bool { answersOwed?.isClosed ?? false }
     /// This node's copy of the shared namespace (`NamespaceSync.swift` drives it).
     let namespace: Mutex<NamespaceReplica>
     /// Numbers requests so their replies can be matched (RelatesTo on the wire).
@@ -169,7 +168,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
         try await withMembership { [self] s in
             s.membership = Membership(name: config.node, address: advertise, config: config.membership,
                                       seed: UInt64(truncatingIfNeeded: advertise.hashValue), incarnation: Epoch.firstIncarnation(config.epoch))
-            publishMembers(&s)
+            publishMembers(s)
         }
         return address
     }
@@ -222,7 +221,7 @@ public final class NetworkManager: RemoteDispatcher, Sendable {
     /// that came from another node among them), leaves the cluster (peers drop this node at once)
     /// and closes every connection.
     public func stop() async {
-        stopping.store(true, ordering: .relaxed)
+        answersOwed?.close()
         await answersOwed?.drained(within: .seconds(2))
         let (farewell, me, datagrams) = (try? await withMembership { s in (s.membership.leave(), s.membership.me, s.datagrams) }) ?? ([], nil, nil)
         if let me { await sayFarewell(farewell, from: me) }

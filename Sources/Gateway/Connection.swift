@@ -89,6 +89,8 @@ final class Connection: ChannelInboundHandler {
             multipart = nil
             envelope = nil
             if let overCap { return refuse(context, Admission.busy(overCap)) }
+            // A stopping node takes no new request: turned away before its body is read.
+            if gateway.isStopping { return refuse(context, gateway.stoppingResponse) }
             if let (fault, status) = gateway.guardRefusal(h) { return refuse(context, fault, status: status) }
             switch gateway.principal(h) {
             case .success(let p): principal = p
@@ -163,12 +165,14 @@ final class Connection: ChannelInboundHandler {
             }
             let channel = context.channel
             let gateway = self.gateway
-            if gateway.isStopping {
+            // Counted now, or turned away if the stop began while its body came.
+            guard gateway.owed.begin() else {
                 refused = true
-                Connection.write(gateway.stoppingResponse, on: channel, keepAlive: false)
+                refusal = Connection.write(gateway.stoppingResponse, on: channel, keepAlive: false)
                 return
             }
             if let busy = gateway.admission.take(.request, from: client ?? "?") {
+                gateway.owed.end()
                 awaitHead(on: channel, within: Int64(gateway.binding.requestTimeout))
                 Connection.write(Admission.busy(busy), on: channel, keepAlive: h.isKeepAlive)
                 return
@@ -190,7 +194,6 @@ final class Connection: ChannelInboundHandler {
                 connection.value.finish(id, .reply(.fault(fault)), h, channel)
             }
             inFlight = (id, task, deadline)
-            gateway.owed.begin()
         }
     }
 

@@ -16,12 +16,11 @@ public final class Gateway: Sendable {
     let logger: Logger
     /// What clients hold of the node now: connections, requests, streams (Admission.swift).
     let admission: Admission
-    let owed = AnswersOwed()
-    /// Set once the gateway is asked to stop: a request that arrives after it, on a connection
+    /// Closed once the gateway is asked to stop: a request that arrives after it, on a connection
     /// kept alive, is turned away (`stoppingResponse`) rather than taken, so what is owed drains
     /// even while clients keep calling.
-    private let stopping = Atomic<Bool>(false)
-    public var isStopping: Bool { stopping.load(ordering: .relaxed) }
+    let owed = AnswersOwed()
+    public var isStopping: Bool { owed.isClosed }
     /// Requests taken and not yet answered on the wire.
     public var answersOwed: Int { owed.count }
 
@@ -72,7 +71,7 @@ public final class Gateway: Sendable {
         try await withTaskCancellationHandler {
             try await server.closeFuture.get()
         } onCancel: {
-            stopping.store(true, ordering: .relaxed)
+            owed.close()
             server.close(promise: nil)
         }
         await owed.drained(within: Self.drainBound)
@@ -82,13 +81,8 @@ public final class Gateway: Sendable {
     static let drainBound = Duration.seconds(2)
 
     /// What a request that arrives once the node is stopping gets: 503, try again (elsewhere) in
-    /// a second; its connection is closed after it.
-    var stoppingResponse: Response {
-        var r = Response.fault(Fault(.receiver, "Stopping", "node \(kernel.node) is stopping: it takes no new request (try another node, or this one once it is back)"),
-                               status: .serviceUnavailable)
-        r.extraHeaders.append(("Retry-After", "1"))
-        return r
-    }
+    /// a second (`Response.fault`); its connection is closed after it.
+    var stoppingResponse: Response { .fault(.stopping(kernel.node)) }
 
     struct Response {
         var status: HTTPResponseStatus
@@ -99,13 +93,17 @@ public final class Gateway: Sendable {
         static func fault(_ f: Fault, status: HTTPResponseStatus? = nil) -> Response {
             var m = Message(.get, to: "", kind: .fault)
             m.fault = f
-            return Response(status: status ?? Gateway.status(for: f), contentType: SOAP.contentType, body: SOAP.encode(m))
+            var r = Response(status: status ?? Gateway.status(for: f), contentType: SOAP.contentType, body: SOAP.encode(m))
+            // This node stopping, or the one a call went on to: the client may try again shortly.
+            if f.subcode?.local == "Stopping" { r.extraHeaders.append(("Retry-After", "1")) }
+            return r
         }
     }
 
     /// The SOAP 1.2 HTTP binding: Sender faults are the client's error, the rest the server's.
     static func status(for f: Fault) -> HTTPResponseStatus {
-        f.code == .sender ? .badRequest : .internalServerError
+        if f.subcode?.local == "Stopping" { return .serviceUnavailable }
+        return f.code == .sender ? .badRequest : .internalServerError
     }
 
     // MARK: requests

@@ -2,12 +2,14 @@ import Synchronization
 
 /// Requests taken and not yet answered: the gateway counts from the task a request starts to the
 /// moment its answer is written (or its connection closes), the network manager from a peer's
-/// request taken to its reply queued. A stopping node waits for each to reach zero, so the reply
-/// to the very request that stopped it (a power Submit to `/os/node`, from a client or another
-/// node) and every call under way get out before the services go.
+/// request taken to its reply queued. A stopping node closes it (no request is taken after) and
+/// waits for it to reach zero, so the reply to the very request that stopped it (a power Submit
+/// to `/os/node`, from a client or another node) and every call under way get out before the
+/// services go, and clients that keep calling cannot hold the stop up.
 public final class AnswersOwed: Sendable {
     private struct State {
         var count = 0
+        var closed = false
         var nextWaiter: UInt64 = 0
         /// Each resumed once, by whichever comes first: the count reaching zero, or its bound.
         var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
@@ -18,7 +20,21 @@ public final class AnswersOwed: Sendable {
 
     public var count: Int { state.withLock { $0.count } }
 
-    public func begin() { state.withLock { $0.count += 1 } }
+    /// Counts a request taken; false, and nothing counted, once closed: the caller turns the
+    /// request away (`Fault.stopping`). One lock for both, so no request is counted after a drain
+    /// has begun.
+    public func begin() -> Bool {
+        state.withLock { s in
+            guard !s.closed else { return false }
+            s.count += 1
+            return true
+        }
+    }
+
+    /// Takes no request from now on.
+    public func close() { state.withLock { $0.closed = true } }
+
+    public var isClosed: Bool { state.withLock { $0.closed } }
 
     public func end() {
         let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in

@@ -48,6 +48,11 @@ public struct Fault: Error, Sendable, Hashable, CustomStringConvertible {
     /// A message, or the buffers it refers to, larger than a limit; the reason names the limit.
     public static func tooLarge(_ reason: String) -> Fault { Fault(.sender, "TooLarge", reason) }
     public static func timeout(_ reason: String) -> Fault { Fault(.receiver, "Timeout", reason) }
+    /// A request that reached a node after it began to stop: not taken; another node, or this one
+    /// once it is back, may take it.
+    public static func stopping(_ node: String) -> Fault {
+        Fault(.receiver, "Stopping", "node \(node) is stopping: it takes no new request (try another node, or this one once it is back)")
+    }
     /// The node's buffer pool cannot hold a buffer now; the same request may succeed later.
     public static func exhausted(_ e: BufferPool.Exhausted) -> Fault { Fault(.receiver, "ResourceExhausted", e.description) }
     public static func serviceFailed(_ uri: String, _ error: any Error) -> Fault {

@@ -99,7 +99,8 @@ public final class Kernel: Sendable {
             let reg = try admitted(m, found, as: principal)
             let context = RequestContext(service: reg.path, messageID: m.messageID ?? cause?.messageID)
             switch m.verb {
-            case .lookup, .subscribe: reply = answer(m, for: reg)
+            case .lookup: reply = lookup(m, of: reg)
+            case .subscribe: reply = subscribe(m, to: reg)
             case .drop where !reg.essential:
                 reply = await dropping(m, reg, for: Request(message: m, principal: principal, context: context))
             default:
@@ -113,41 +114,41 @@ public final class Kernel: Sendable {
         return reply
     }
 
-    /// What the kernel answers itself for a service: Lookup and Subscribe.
-    private func answer(_ m: Message, for reg: Registration) -> Message {
-        switch m.verb {
-        case .lookup:
-            return answer(m) { () throws(Fault) in
-                try infoset(LookupResponse(uri: reg.uri, contract: reg.contract,
-                                           partner: reg.partners.sorted { $0.key < $1.key }.map { PartnerEntry(name: $0.key, uri: $0.value) }))
-            }
-        default:
-            let named = m.from ?? m.replyTo
-            let id: UInt64
-            if let subscriber = named.flatMap(uris.localPath), uris.lookup(subscriber) != nil {
-                id = subscribe(reg, .service(subscriber)) { [uris] n in
-                    guard let target = uris.lookup(subscriber) else { return false }
-                    await target.service.notify(n)
-                    return true
-                }
-            } else if let uri = named, uri.hasPrefix("decos://"), let remote {
-                // Idempotent: a subscriber renewing its lease, or subscribing again after a false
-                // death or its own restart, keeps one subscription (never two, each told twice).
-                let (stream, queue) = Subscription.makeQueue()
-                let (held, added) = reg.subscription(heldBy: uri) {
-                    Subscription(id: nextSubscription.wrappingAdd(1, ordering: .relaxed).oldValue, subscriber: .remote(uri), queue: queue)
-                }
-                id = held.id
-                if added {
-                    Task {
-                        for await n in stream { remote.notify(n) }
-                    }
-                }
-            } else {
-                return .faulted(.invalidBody("Subscribe needs wsa:From (or ReplyTo) naming a service; HTTP clients subscribe with `decos ctl subscribe`"), replyingTo: m)
-            }
-            return answer(m) { () throws(Fault) in try infoset(SubscribeResponse(subscription: id, publisher: reg.uri)) }
+    /// A Lookup, which the kernel answers itself: the service's URI, contract and partners.
+    private func lookup(_ m: Message, of reg: Registration) -> Message {
+        answer(m) { () throws(Fault) in
+            try infoset(LookupResponse(uri: reg.uri, contract: reg.contract,
+                                       partner: reg.partners.sorted { $0.key < $1.key }.map { PartnerEntry(name: $0.key, uri: $0.value) }))
         }
+    }
+
+    /// A Subscribe, which the kernel answers itself: the subscriber named by wsa:From (or ReplyTo).
+    private func subscribe(_ m: Message, to reg: Registration) -> Message {
+        let named = m.from ?? m.replyTo
+        let id: UInt64
+        if let subscriber = named.flatMap(uris.localPath), uris.lookup(subscriber) != nil {
+            id = subscribe(reg, .service(subscriber)) { [uris] n in
+                guard let target = uris.lookup(subscriber) else { return false }
+                await target.service.notify(n)
+                return true
+            }
+        } else if let uri = named, uri.hasPrefix("decos://"), let remote {
+            // Idempotent: a subscriber renewing its lease, or subscribing again after a false
+            // death or its own restart, keeps one subscription (never two, each told twice).
+            let (stream, queue) = Subscription.makeQueue()
+            let (held, added) = reg.subscription(heldBy: uri) {
+                Subscription(id: nextSubscription.wrappingAdd(1, ordering: .relaxed).oldValue, subscriber: .remote(uri), queue: queue)
+            }
+            id = held.id
+            if added {
+                Task {
+                    for await n in stream { remote.notify(n) }
+                }
+            }
+        } else {
+            return .faulted(.invalidBody("Subscribe needs wsa:From (or ReplyTo) naming a service; HTTP clients subscribe with `decos ctl subscribe`"), replyingTo: m)
+        }
+        return answer(m) { () throws(Fault) in try infoset(SubscribeResponse(subscription: id, publisher: reg.uri)) }
     }
 
     /// A Drop of a service that is not essential: the kernel drops it.

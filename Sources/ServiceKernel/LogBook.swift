@@ -45,6 +45,14 @@ public struct RequestContext: Sendable {
     /// The metadata keys a logger carries the context under; `LogBookHandler` moves them into
     /// the line's own fields (and syslog's structured data).
     static let serviceKey = "decos.service", messageIDKey = "decos.messageID"
+
+    /// A MessageID as a client gave it, fit for a log line: at most 256 bytes, control characters
+    /// as `?` (a newline in it would forge a line on the console).
+    static func printable(_ id: String) -> String {
+        guard id.utf8.count > 256 || id.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return id }
+        let cut = String(decoding: id.utf8.prefix(256), as: UTF8.self)
+        return String(String.UnicodeScalarView(cut.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : $0 }))
+    }
 }
 
 extension Logger {
@@ -54,7 +62,7 @@ extension Logger {
     public func handling(_ context: RequestContext) -> Logger {
         var tagged = self
         if let service = context.service { tagged[metadataKey: RequestContext.serviceKey] = .string(service) }
-        if let id = context.messageID { tagged[metadataKey: RequestContext.messageIDKey] = .string(id) }
+        if let id = context.messageID { tagged[metadataKey: RequestContext.messageIDKey] = .string(RequestContext.printable(id)) }
         return tagged
     }
 }

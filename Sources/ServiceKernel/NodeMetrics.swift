@@ -79,8 +79,8 @@ public final class NodeMetrics: Sendable {
         }
     }
 
-    /// A request to the service `reg` (nil: a path nobody has) ended after `took`, answered or faulted.
-    /// A local call ended after `took` nanoseconds, answered or faulted.
+    /// A request to the service `reg` (nil: a path nobody has) ended after `took` nanoseconds,
+    /// answered or faulted.
     func dispatched(_ reg: Registration?, _ verb: Verb, faulted: Bool, took: Int64) {
         guard enabled else { return }
         guard let reg else { return meter(.service("(unknown)", verb)).count(faulted: faulted, nanoseconds: took) }

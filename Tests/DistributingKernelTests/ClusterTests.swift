@@ -89,6 +89,8 @@ actor Sleepy: Service {
         }
         if request.body?.text == "huge" { return Element("Big", text: String(repeating: "x", count: 17 << 20)) }
         if let text = request.body?.text, text.hasPrefix("nap "), let ms = Int(text.dropFirst(4)) { try await Task.sleep(for: .milliseconds(ms)) }
+        // Held until the test opens the gate of that name.
+        if let text = request.body?.text, text.hasPrefix("gate ") { await Gates.wait(String(text.dropFirst(5))) }
         return Element("Awake")
     }
 }
@@ -484,7 +486,8 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a))
         try await waitUntil(a, lists: "decos://b/sleepy")
-        let nap = Task { await a.kernel.send(Message(.submit, to: "decos://b/sleepy", body: Element("Nap", text: "nap 1500")), as: .system) }
+        let gate = "peer-stop-\(UInt64.random(in: 0...UInt64.max))"
+        let held = Task { await a.kernel.send(Message(.submit, to: "decos://b/sleepy", body: Element("Nap", text: "gate \(gate)")), as: .system) }
         try await until("b has taken the call") { b.network!.answersOwed!.count == 1 }
         let stopped = Task { await b.network?.stop() }
         try await until("b is stopping") { b.network!.isStopping }
@@ -492,8 +495,9 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         let late = await a.kernel.send(Message(.get, to: "decos://b/counter"), as: .system)
         #expect(late.fault?.subcode?.local == "Stopping", "\(late.fault?.reason ?? "answered")")
         #expect(b.network!.answersOwed!.count == 1)
+        Gates.open(gate)
         await stopped.value
-        #expect(await nap.value.body?.name.local == "Awake")
+        #expect(await held.value.body?.name.local == "Awake")
         await a.network?.stop()
     }
 

@@ -184,7 +184,10 @@ actor Sleeper: Service {
     static let contract = "urn:test:sleeper"
     init(config: ServiceConfig) {}
     func handle(_ request: Request) async throws -> Element? {
-        try await Task.sleep(for: .milliseconds(Int(request.body?.text ?? "") ?? 0))
+        // "gate NAME": held until the test opens that gate; else the milliseconds to sleep.
+        if let text = request.body?.text, text.hasPrefix("gate ") { await Gates.wait(String(text.dropFirst(5))) } else {
+            try await Task.sleep(for: .milliseconds(Int(request.body?.text ?? "") ?? 0))
+        }
         return Element("Slept")
     }
 }
@@ -272,7 +275,8 @@ actor LineCollector {
         #expect(kept.read { $0.contains("</CounterState>") }?.hasPrefix("HTTP/1.1 200") == true)
         // That answer is owed until its write completes, which may be just after it was read.
         try await until("the first answer is no longer owed") { s.node.gateway?.answersOwed == 0 }
-        let call = Task { try await s.post("/sleeper", Message(.submit, to: "", body: Element("Sleep", text: "1500"))) }
+        let gate = "gateway-stop-\(UInt64.random(in: 0...UInt64.max))"
+        let call = Task { try await s.post("/sleeper", Message(.submit, to: "", body: Element("Sleep", text: "gate \(gate)"))) }
         try await until("the call is taken") { s.node.gateway?.answersOwed == 1 }
         s.stop()
         try await until("the gateway is stopping") { s.node.gateway?.isStopping == true }
@@ -282,6 +286,7 @@ actor LineCollector {
         #expect(kept.waitForClose())
         #expect(s.node.gateway?.answersOwed == 1, "the request that came after the stop was taken")
         // The call taken before the stop is still answered.
+        Gates.open(gate)
         try await s.task.value
         #expect(try await call.value.0 == 200)
     }

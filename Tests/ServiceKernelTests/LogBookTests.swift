@@ -89,6 +89,14 @@ struct LogBookTests {
         #expect(text.contains(#" [decos@32473 service="/chatty" messageID="urn:uuid:follow-me"] /chatty handling Get"#), "\(text)")
     }
 
+    @Test func aClientsMessageIDCannotForgeALineOrGrowOneWithoutBound() {
+        // A client picks its MessageID: a newline in it would start a forged line on the console.
+        let forged = Logger(label: "t").handling(RequestContext(service: "/s", messageID: "urn:x\n2026 info decos: [ServiceKernel] forged"))
+        #expect(forged[metadataKey: "decos.messageID"] == .string("urn:x?2026 info decos: [ServiceKernel] forged"))
+        let long = Logger(label: "t").handling(RequestContext(service: "/s", messageID: String(repeating: "x", count: 10_000)))
+        #expect(long[metadataKey: "decos.messageID"] == .string(String(repeating: "x", count: 256)))
+    }
+
     @Test func watchersSeeEachLineAsItIsLogged() {
         let book = LogBook()
         let seen = Mutex<[String]>([])

@@ -8,10 +8,13 @@ import Glibc
 public final class RawConnection {
     public let fd: Int32
 
-    /// Connects to 127.0.0.1:`port`; each read gives up after `timeout`.
+    /// Connects to 127.0.0.1:`port`; each read that gets nothing for `timeout` gives up (so a test
+    /// that waits on a node in its own process must run on its own threads: `.ownThreads`).
     public init(port: Int, timeout: Duration = .seconds(30)) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var limit = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
+        // At least a microsecond: a zero timeval would mean "never give up".
+        let micros = max(1, timeout.components.seconds * 1_000_000 + timeout.components.attoseconds / 1_000_000_000_000)
+        var limit = timeval(tv_sec: Int(micros / 1_000_000), tv_usec: Int(micros % 1_000_000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)

@@ -161,16 +161,15 @@ extension NetworkManager {
             logger.warning("malformed request from \(peer): \(error)")
             return
         }
-        if isStopping {
-            let fault = Fault(.receiver, "Stopping", "node \(node) is stopping: it takes no new request (try another node, or this one once it is back)")
-            return answer(.faulted(fault, replyingTo: incoming.message), correlation: incoming.correlation, to: peer, on: channel)
-        }
         // Nothing is allocated for a request's buffers before its service is found, the peer is
         // allowed the verb there, and the sizes are within the limit.
         if !incoming.buffers.isEmpty, let fault = kernel.refusal(incoming.message, as: .peer(peer)) ?? bufferProblem(incoming) {
             return answer(.faulted(fault, replyingTo: incoming.message), correlation: incoming.correlation, to: peer, on: channel)
         }
-        backlog.began()
+        // A stopping node takes no new request, so what it owes drains while peers keep calling.
+        guard backlog.began() else {
+            return answer(.faulted(.stopping(node), replyingTo: incoming.message), correlation: incoming.correlation, to: peer, on: channel)
+        }
         guard !incoming.buffers.isEmpty else { return deliver(incoming.message, correlation: incoming.correlation, from: peer, on: channel, backlog: backlog) }
         // Buffers are pulled off the lane: a request waits for its own bytes, not for another's.
         // It joins its lane once they are in, so requests with buffers are handed over in the

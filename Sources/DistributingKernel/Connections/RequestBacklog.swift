@@ -27,9 +27,13 @@ final class RequestBacklog: Sendable {
 
     var waiting: Int { count.load(ordering: .relaxed) }
 
-    func began() {
-        owed?.begin()
+    /// Counts a request taken; false, and nothing counted, once the node's count of answers owed
+    /// is closed (the node is stopping).
+    @discardableResult
+    func began() -> Bool {
+        guard owed?.begin() ?? true else { return false }
         if count.add(1, ordering: .relaxed).newValue >= Self.limit, !paused.exchange(true, ordering: .relaxed) { reading(false) }
+        return true
     }
 
     func ended() {

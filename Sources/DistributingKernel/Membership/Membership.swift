@@ -189,7 +189,12 @@ public struct Membership: Sendable {
     public var me: Member { Member(name: name, address: address, incarnation: incarnation, status: .alive) }
 
     /// Members believed alive or suspect, not counting this node.
-    public var live: [Member] { members.values.filter { $0.status <= .suspect }.sorted { $0.name < $1.name } }
+    public var live: [Member] { Self.live(members) }
+
+    /// Those of `members` believed alive or suspect, by name.
+    static func live(_ members: [String: Member]) -> [Member] {
+        members.values.filter { $0.status <= .suspect }.sorted { $0.name < $1.name }
+    }
 
     /// Keeps `liveNames` in step with a member's status, in O(1): the probe and gossip paths sample
     /// from it without sorting a thousand-member view each time.

@@ -42,6 +42,10 @@ enum MembershipDatagrams {
 final class DroppedDatagrams: Sendable {
     let unsealed = Atomic<Int>(0)
     let replayed = Atomic<Int>(0)
+    /// Membership frames from peer connections waiting for membership's loop, and those dropped
+    /// because too many were (`NetworkManager.maxQueuedSWIM`).
+    let queued = Atomic<Int>(0)
+    let overflowed = Atomic<Int>(0)
 }
 
 /// Hands authentic, fresh membership datagrams to the manager; drops the rest without a word to

@@ -5,14 +5,26 @@ import ServiceKernel
 /// What membership messages and their effects do to the node: members changed, restarted or gone
 /// end what was held with them.
 extension NetworkManager {
-    /// A membership message from a peer's connection (`peer` is its name) or from a datagram (nil).
+    /// A membership message from a peer's connection (`peer` is its name), handed to membership's
+    /// loop. At most `maxQueuedSWIM` wait there at once: past that, a peer's frames are dropped
+    /// (and counted), so no peer can queue work without bound ahead of the failure detector's acks.
     func handleSWIM(_ payload: [UInt8], from peer: String) {
         guard let (from, message) = try? Wire.decodeSWIM(payload), from.name == peer else {
             logger.warning("malformed membership message from \(peer)")
             return
         }
-        onMembershipLoop { [self] in handleSWIM(from: from, message) }
+        guard droppedDatagrams.queued.add(1, ordering: .relaxed).newValue <= Self.maxQueuedSWIM else {
+            droppedDatagrams.queued.subtract(1, ordering: .relaxed)
+            droppedDatagrams.overflowed.add(1, ordering: .relaxed)
+            return
+        }
+        onMembershipLoop { [self] in
+            droppedDatagrams.queued.subtract(1, ordering: .relaxed)
+            handleSWIM(from: from, message)
+        }
     }
+
+    static let maxQueuedSWIM = 1024
 
     /// A membership message, on membership's loop.
     func handleSWIM(from: Membership.Member, _ message: Membership.Message) {
@@ -23,7 +35,7 @@ extension NetworkManager {
     /// Carries out what the membership machine asked for, on its loop.
     func perform(_ effects: [Membership.Effect]) {
         if effects.contains(where: { if case .changed = $0 { true } else { false } }) {
-            publishMembers(&shell.value)
+            publishMembers(shell.value)
         } else if memberView.withLock({ $0.me }) != shell.value.membership.me {
             // A refutation moves this node's incarnation without changing a member.
             let me = shell.value.membership.me
@@ -86,11 +98,9 @@ extension NetworkManager {
         kernel.renewFollows(on: node)
     }
 
-    /// Copies membership's view to `memberView`, on membership's loop (so in the order
-    /// membership made its changes).
-    func publishMembers(_ s: inout MembershipShell) {
-        s.memberChanges += 1
-        let view = MemberView(changes: s.memberChanges, me: s.membership.me, members: s.membership.members)
+    /// Copies membership's view to `memberView`, on membership's loop.
+    func publishMembers(_ s: MembershipShell) {
+        let view = MemberView(me: s.membership.me, members: s.membership.members)
         memberView.withLock { $0 = view }
     }
 

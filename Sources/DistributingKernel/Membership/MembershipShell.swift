@@ -16,19 +16,17 @@ struct MembershipShell {
     var lastSync: UInt64 = 0
     var lastLeaseSweep: UInt64 = 0
     var lastRenewal: UInt64 = 0
-    /// Changes published to `memberView`, counted.
-    var memberChanges: UInt64 = 0
 }
 
 /// What membership last published, for whoever reads it from any thread.
+/// Published only from membership's loop, so in the order membership made its changes.
 struct MemberView: Sendable {
-    var changes: UInt64 = 0
     /// This node as membership sees it (its incarnation moves when it refutes a suspicion).
     var me: Membership.Member?
     var members: [String: Membership.Member] = [:]
 
     /// The others that are alive or suspected, by name.
-    var live: [Membership.Member] { members.values.filter { $0.status <= .suspect }.sorted { $0.name < $1.name } }
+    var live: [Membership.Member] { Membership.live(members) }
 }
 
 extension NetworkManager {

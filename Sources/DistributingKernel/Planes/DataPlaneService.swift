@@ -78,7 +78,7 @@ public actor DataPlaneService: Service {
             }
             let started = ContinuousClock.now
             let reply = try await context.call(.submit, t.to, body: try infoset(Check(checksum: Pattern.hex(Pattern.combine(sums)))),
-                                               buffers: buffers)
+                                               buffers: buffers, for: request)
             let elapsed = (ContinuousClock.now - started).inSeconds
             guard let reply, let checked = try? InfosetDecoder().decode(Checked.self, from: reply) else {
                 throw Fault(.receiver, "UnexpectedReply", "\(t.to) did not answer <Check> with <Checked>")

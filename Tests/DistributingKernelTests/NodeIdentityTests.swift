@@ -117,19 +117,12 @@ import TestKit
 /// A cluster member played by the test over a blocking socket: it completes the handshake with the
 /// cluster's key, then sends whatever sealed frames it is told to.
 final class FakeMember {
-    let fd: Int32
+    private let connection: RawConnection
+    var fd: Int32 { connection.fd }
     private var session: Session?
 
     init(name: String, port: Int, key: ClusterKey = clusterKey) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var to = sockaddr_in()
-        to.sin_family = sa_family_t(AF_INET)
-        to.sin_port = in_port_t(UInt16(port).bigEndian)
-        to.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let r = withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard r == 0 else { throw CancellationError() }
+        connection = try RawConnection(port: port, timeout: .seconds(10))
         let nonce = Handshake.nonce()
         let mine = Handshake.Hello(role: .control, node: name, address: "127.0.0.1:9", nonce: nonce, epoch: Epoch.now()).encoded()
         write(Wire.Frame(.hello, mine).encoded())
@@ -152,8 +145,6 @@ final class FakeMember {
         guard p.isEmpty || recv(fd, &p, n - 2, Int32(MSG_WAITALL)) == n - 2 else { return nil }
         return (h[5], p)
     }
-
-    deinit { close(fd) }
 }
 
 /// A peer that sends requests faster than they are answered: its connection stops being read.

@@ -175,21 +175,12 @@ actor Waiter: Service {
 
 /// A plain TCP client for what a well-behaved one does not do: stop reading.
 final class RawClient {
-    let fd: Int32
+    private let connection: RawConnection
+    var fd: Int32 { connection.fd }
 
+    /// Reads give up after 30 s rather than hang the test.
     init(port: Int, receiveBuffer: Int32) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var size = receiveBuffer
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        // Reads give up after 30 s rather than hang the test.
-        var timeout = timeval(tv_sec: 30, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let r = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard r == 0 else { close(fd); throw Failure("cannot connect to port \(port)") }
+        connection = try RawConnection(port: port, timeout: .seconds(30), receiveBuffer: receiveBuffer)
     }
 
     func send(_ bytes: [UInt8]) { _ = Glibc.send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) }
@@ -227,6 +218,4 @@ final class RawClient {
             throw Failure("read failed (errno \(errno)) after \(out.count) bytes")
         }
     }
-
-    deinit { close(fd) }
 }

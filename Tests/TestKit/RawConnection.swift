@@ -10,8 +10,11 @@ public final class RawConnection {
 
     /// Connects to 127.0.0.1:`port`; each read that gets nothing for `timeout` gives up (so a test
     /// that waits on a node in its own process must run on its own threads: `.ownThreads`).
-    public init(port: Int, timeout: Duration = .seconds(30)) throws {
+    /// `receiveBuffer`, when given, is the socket's receive buffer: small, for a client that
+    /// stops reading.
+    public init(port: Int, timeout: Duration = .seconds(30), receiveBuffer: Int32? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBuffer { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) }
         // At least a microsecond: a zero timeval would mean "never give up".
         let micros = max(1, timeout.components.seconds * 1_000_000 + timeout.components.attoseconds / 1_000_000_000_000)
         var limit = timeval(tv_sec: Int(micros / 1_000_000), tv_usec: Int(micros % 1_000_000))

@@ -405,7 +405,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         let b = try await bootNode("b", seed: address(a))
         try await waitUntil(a, lists: "decos://b/silent")
         async let reply = a.kernel.send(Message(.submit, to: "decos://b/silent"), as: .system)
-        try await Task.sleep(for: .milliseconds(200))
+        try await until("b has taken the call") { b.network!.answersOwed!.count == 1 }
         await b.network?.stop()
         let f = await reply.fault
         #expect(f?.subcode?.local == "Unreachable")

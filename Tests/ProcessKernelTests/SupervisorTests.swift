@@ -70,10 +70,9 @@ import TestKit
     }
 
     @Test func stopAllKillsWhatIgnoresSIGTERM() async throws {
-        let s = Supervisor()
-        s.start(ProcessSpec(name: "stubborn", path: "/bin/sh", arguments: ["-c", "trap '' TERM; while true; do sleep 0.05; done"], restart: .always))
-        try await until("running") { s.statuses[0].state == .running }
-        try await Task.sleep(for: .milliseconds(100))  // let the shell install its trap
+        let s = Supervisor(output: { _ in })  // its output read: the shell says when its trap is in
+        s.start(ProcessSpec(name: "stubborn", path: "/bin/sh", arguments: ["-c", "trap '' TERM; echo trapped; while true; do sleep 0.05; done"], restart: .always))
+        try await until("the shell has installed its trap") { s.statuses[0].lastOutput == "trapped" }
         await s.stopAll(grace: .milliseconds(300))
         #expect(s.statuses[0].state == .stopped)
         #expect(s.statuses[0].lastExit == "killed by signal 9")

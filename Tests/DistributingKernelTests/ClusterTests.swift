@@ -15,11 +15,7 @@ actor Sink: Service {
     init(config: ServiceConfig) {}
     func handle(_ request: Request) throws -> Element? {
         guard let b = request.message.buffer("blob") else { throw Fault.invalidBody("no buffer") }
-        let ok = b.withUnsafeBytes { p in
-            var i = 0
-            while i < p.count { if p[i] != pattern(i) { return false }; i += 1 }
-            return true
-        }
+        let ok = b.withUnsafeBytes(TestPattern.holds)
         return Element("Received", children: [.element(Element("Bytes", text: String(b.count))), .element(Element("Intact", text: String(ok)))])
     }
 }
@@ -31,7 +27,46 @@ final class Answered: Sendable {
     var value: Bool { flag.withLock { $0 } }
 }
 
-func pattern(_ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: i &* 31 &+ i >> 12) }
+/// The bytes of a test buffer: each 4 KiB block is one template with the block's number in its
+/// first 8 bytes, so a block lost, repeated or out of place shows. Filled with memcpy and checked
+/// with memcmp: a GiB made and checked byte by byte in a debug build held the test process's
+/// pool threads for seconds, and the in-process nodes of other tests missed their deadlines.
+enum TestPattern {
+    static let block = 4096
+    static let template: [UInt8] = (0..<block).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 7) }
+
+    static func bytes(_ count: Int) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: count) { p, n in
+            fill(UnsafeMutableRawBufferPointer(p))
+            n = count
+        }
+    }
+
+    static func fill(_ p: UnsafeMutableRawBufferPointer) {
+        template.withUnsafeBytes { t in
+            for (k, start) in stride(from: 0, to: p.count, by: block).enumerated() {
+                let n = min(block, p.count - start)
+                UnsafeMutableRawBufferPointer(rebasing: p[start..<start + n]).copyMemory(from: UnsafeRawBufferPointer(rebasing: t[..<n]))
+                withUnsafeBytes(of: UInt64(k).littleEndian) { number in
+                    UnsafeMutableRawBufferPointer(rebasing: p[start..<start + min(8, n)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: number[..<min(8, n)]))
+                }
+            }
+        }
+    }
+
+    static func holds(_ p: UnsafeRawBufferPointer) -> Bool {
+        template.withUnsafeBytes { t in
+            for (k, start) in stride(from: 0, to: p.count, by: block).enumerated() {
+                let n = min(block, p.count - start), stamp = min(8, n)
+                let numbered = withUnsafeBytes(of: UInt64(k).littleEndian) { number in
+                    memcmp(p.baseAddress! + start, number.baseAddress!, stamp) == 0
+                }
+                guard numbered, memcmp(p.baseAddress! + start + stamp, t.baseAddress! + stamp, n - stamp) == 0 else { return false }
+            }
+            return true
+        }
+    }
+}
 
 /// Never answers: calls to it stay pending until the deadline or the peer's death.
 actor Silent: Service {
@@ -268,10 +303,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         let b = try await bootNode("b", seed: address(a), requestTimeout: 600)
         try await waitUntil(a, lists: "decos://b/sink")
         let size = (ProcessInfo.processInfo.environment["DECOS_BUFFER_MIB"].flatMap(Int.init) ?? 1024) << 20
-        let bytes = [UInt8](unsafeUninitializedCapacity: size) { p, n in
-            for i in 0..<size { p[i] = pattern(i) }
-            n = size
-        }
+        let bytes = TestPattern.bytes(size)
         let reply = try await a.kernel.call(.submit, "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: DataBuffer(bytes))])
         #expect(reply?.child("Bytes")?.text == String(size))
         #expect(reply?.child("Intact")?.text == "true")
@@ -285,10 +317,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         try await waitUntil(a, lists: "decos://b/sink")
         try await waitUntil(c, lists: "decos://b/sink")
         func blob(_ size: Int) -> DataBuffer {
-            DataBuffer([UInt8](unsafeUninitializedCapacity: size) { p, n in
-                for i in 0..<size { p[i] = pattern(i) }
-                n = size
-            })
+            DataBuffer(TestPattern.bytes(size))
         }
         // Each is its sender's first export, so both carry the same transfer number.
         async let fromA = a.kernel.call(.submit, "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: blob(8 << 20))])
@@ -303,7 +332,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         let a = try await bootNode("a")
         let b = try await bootNode("b", seed: address(a), dataLinkIdle: 1)
         try await waitUntil(a, lists: "decos://b/sink")
-        let blob = DataBuffer((0..<(1 << 20)).map(pattern))
+        let blob = DataBuffer(TestPattern.bytes(1 << 20))
         func send() async throws -> Element? {
             try await a.kernel.call(.submit, "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: blob)])
         }
@@ -321,7 +350,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         let b = try await bootNode("b", seed: address(a))
         try await waitUntil(a, lists: "decos://b/sink")
         // Two buffers in one message, pulled side by side on the one link.
-        let reply = try await a.kernel.call(.submit, "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: DataBuffer((0..<(3 << 20)).map(pattern))),
+        let reply = try await a.kernel.call(.submit, "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: DataBuffer(TestPattern.bytes(3 << 20))),
                                                                             BufferRef(id: "more", buffer: DataBuffer([UInt8](repeating: 7, count: 1 << 20)))])
         #expect(reply?.child("Intact")?.text == "true")
         func peer(_ node: Node, _ name: String) async throws -> Element? {
@@ -345,7 +374,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         let b = try await bootNode("b", seed: address(a), memory: #"<Memory buffers="8MiB"/>"#)
         try await waitUntil(a, lists: "decos://b/sink")
         func send(_ n: Int) async -> Message {
-            await a.kernel.send(Message(.submit, to: "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: DataBuffer((0..<n).map(pattern)))]), as: .system)
+            await a.kernel.send(Message(.submit, to: "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: DataBuffer(TestPattern.bytes(n)))]), as: .system)
         }
         let refused = await send(12 << 20)
         #expect(refused.fault?.subcode?.local == "ResourceExhausted")
@@ -364,7 +393,7 @@ func paths(_ n: Node, contract: String = "urn:decos:examples:counter") -> Set<St
         let b = try await bootNode("b", seed: address(a), dataPlanes: "rdma")  // no RDMA here: b takes buffers on nothing
         try await waitUntil(a, lists: "decos://b/sink")
         try await waitUntil(b, lists: "decos://a/sink")
-        let blob = [BufferRef(id: "blob", buffer: DataBuffer((0..<4096).map(pattern)))]
+        let blob = [BufferRef(id: "blob", buffer: DataBuffer(TestPattern.bytes(4096)))]
         let toB = await a.kernel.send(Message(.submit, to: "decos://b/sink", buffers: blob), as: .system)
         #expect(toB.fault?.reason.contains("no data plane in common with node b") == true, "\(toB.fault?.reason ?? "no fault")")
         #expect(toB.fault?.reason.contains("this node offers tcp") == true)

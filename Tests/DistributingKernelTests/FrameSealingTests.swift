@@ -122,7 +122,7 @@ import TestKit
         let b = try await bootNode("b", seed: address(a))
         try await waitUntil(a, lists: "decos://b/counter")
         // Three chunks and a part: each chunk is sealed and opened on its own, in order.
-        let bytes = (0..<(3 * Wire.chunkSize + 4321)).map(pattern)
+        let bytes = TestPattern.bytes(3 * Wire.chunkSize + 4321)
         let reply = try await a.kernel.call(.submit, "decos://b/sink", buffers: [BufferRef(id: "blob", buffer: DataBuffer(bytes))])
         #expect(reply?.child("Bytes")?.text == String(bytes.count))
         #expect(reply?.child("Intact")?.text == "true")

@@ -16,7 +16,7 @@ import TestKit
         sub.from = "/log"
         _ = try await a.kernel.send(sub, as: .system).result()
         // An Update with a buffer changes the sink's state: its subscribers are told, buffer and all.
-        let bytes = (0..<(3 << 20)).map(pattern)
+        let bytes = TestPattern.bytes(3 << 20)
         _ = try await b.kernel.call(.update, "/sink", buffers: [BufferRef(id: "blob", buffer: DataBuffer(bytes))])
         let log = try #require(a.kernel.uris.lookup("/log")?.service as? Log)
         // It used to be encoded with no buffers at all, so the receiver could not decode it: lost.

@@ -1,11 +1,13 @@
 import Foundation
 import Testing
 
-/// Tests that block — that drive processes, read their pipes, sleep while they wait — run on
-/// threads of their own (`@Suite(.ownThreads)`), never on Swift's concurrency pool. The pool has
-/// one thread a core (two here) and also runs the in-process nodes of the tests beside them: two
-/// blocked threads stall every one of those nodes, whose clients then miss the gateway's
-/// deadlines (CI saw "I/O on closed channel" after a client's head waited 30 s for a thread).
+/// Tests that block — that drive processes, read their pipes, sleep while they wait — or compute
+/// for seconds without a pause (the cluster simulations) run on threads of their own
+/// (`@Suite(.ownThreads)`), never on Swift's concurrency pool. The pool has one thread a core (two
+/// here) and also runs the in-process nodes of the tests beside them: two busy threads stall every
+/// one of those nodes, whose clients then miss the gateway's deadlines (CI saw "I/O on closed
+/// channel" after a client's head waited 30 s for a thread, and later every gateway test of the
+/// first 30 s answered by its request timeout while simulations held the pool).
 /// Unlike handing the work to a dispatch queue, the test's task goes on, so what it records is
 /// still its own.
 public struct OwnThreads: SuiteTrait, TestTrait, TestScoping {

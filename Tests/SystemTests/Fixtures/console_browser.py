@@ -9,7 +9,6 @@ import time
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -89,9 +88,11 @@ try:
     print("process-output", "tick")
     # Restart changes the node: it needs the operator token, typed in the page's header.
     d.find_element(By.ID, "token").send_keys(token)
-    # The block is fetched again at each line the process writes: click what is there now.
-    WebDriverWait(d, 10, ignored_exceptions=[StaleElementReferenceException]).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, processes + " form.process button").click() or True)
+    # The block is fetched again at each line the process writes, so a button found by one call
+    # may be gone by the next (on a loaded machine, every time for 10 s: CI saw it): the page's
+    # own script finds it and clicks it in one step.
+    click = "const b = document.querySelector(arguments[0]); if (b) b.click(); return b !== null"
+    WebDriverWait(d, 30).until(lambda d: d.execute_script(click, processes + " form.process button"))
     restarts = lambda: urllib.request.urlopen(a + "/os/processes", timeout=10).read().decode().split("<Restarts>")[1].split("<")[0]
     WebDriverWait(d, 10).until(lambda d: restarts() == "1")
     print("process-restarts", restarts())

@@ -1,5 +1,6 @@
 import Addresses
 import Crypto
+import Dispatch
 import Infoset
 import NIOCore
 import NIOPosix
@@ -15,6 +16,12 @@ import Synchronization
 enum MembershipDatagrams {
     /// One thread for every node in the process: membership work is tiny and never blocks.
     static let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1).next()
+    /// Where members' host names are looked up, one at a time: a lookup may wait seconds for a
+    /// DNS server that does not answer, and on `loop` that would stop the failure detector's clock.
+    static let resolver = DispatchQueue(label: "decos.membership.resolver")
+    /// The most names looked up at once; past it a member known only by name is reached on its
+    /// control connection until a lookup ends.
+    static let maxResolving = 64
     /// A membership message larger than this (a full view for a join) goes on the control connection.
     static let maxDatagram = 1400
 
@@ -104,15 +111,34 @@ extension NetworkManager {
         return true
     }
 
-    /// A member's "host:port" as a socket address, resolved once.
+    /// A member's "host:port" as a socket address. An IP address is taken as it is; a name is
+    /// looked up once, on `MembershipDatagrams.resolver`, never here: until its answer comes, the
+    /// member's messages go on its control connection (nil), and a name that does not resolve is
+    /// looked up again at the next message.
     private func resolve(_ address: String) -> SocketAddress? {
         if let known = shell.value.resolved[address] { return known }
-        guard let (host, port) = parseHostPort(address),
-              let a = (try? SocketAddress(ipAddress: host, port: port)) ?? (try? SocketAddress.makeAddressResolvingHost(host, port: port))
-        else { return nil }
+        guard let (host, port) = parseHostPort(address) else { return nil }
+        if let literal = try? SocketAddress(ipAddress: host, port: port) {
+            remember(address, literal)
+            return literal
+        }
+        guard !shell.value.resolving.contains(address), shell.value.resolving.count < MembershipDatagrams.maxResolving else { return nil }
+        shell.value.resolving.insert(address)
+        let lookUp = shell.value.lookUpHost
+        MembershipDatagrams.resolver.async { [weak self] in
+            let found = lookUp(host, port)
+            MembershipDatagrams.loop.execute {
+                guard let self else { return }
+                self.shell.value.resolving.remove(address)
+                if let found { self.remember(address, found) }
+            }
+        }
+        return nil
+    }
+
+    private func remember(_ address: String, _ socketAddress: SocketAddress) {
         // Addresses of members long gone are not kept forever: past a bound, start afresh.
         if shell.value.resolved.count >= 4096 { shell.value.resolved = [:] }
-        shell.value.resolved[address] = a
-        return a
+        shell.value.resolved[address] = socketAddress
     }
 }

@@ -10,7 +10,12 @@ import NIOCore
 struct MembershipShell {
     var membership: Membership
     var datagrams: (any Channel)?
+    /// Members' "host:port" as socket addresses, and the names being looked up (off this loop:
+    /// `NetworkManager.resolve`).
     var resolved: [String: SocketAddress] = [:]
+    var resolving: Set<String> = []
+    /// Looks a host name up; blocks its thread while it does (a test puts a slow one here).
+    var lookUpHost: @Sendable (String, Int) -> SocketAddress? = { host, port in try? SocketAddress.makeAddressResolvingHost(host, port: port) }
     /// When the namespace last synced, leases were last swept and subscriptions on other nodes
     /// last renewed (the protocol clock's milliseconds).
     var lastSync: UInt64 = 0

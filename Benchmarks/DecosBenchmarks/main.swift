@@ -129,7 +129,8 @@ func probe() async throws {
 }
 
 setvbuf(stdout, nil, _IOLBF, 0)
-// As in the decos binary: tasks run on the event loops.
+// As in the decos binary: a loop per core it may run on, and tasks run on the loops.
+Executors.fitLoopsToCPUs()
 Executors.runTasksOnEventLoops()
 let which = CommandLine.arguments.dropFirst().first ?? "all"
 let task = Task.detached {

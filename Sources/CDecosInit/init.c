@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +131,14 @@ int decos_finit_module(int fd, const char *params) {
 }
 
 int decos_reboot(int cmd) { return reboot(cmd); }
+
+int decos_cpus_allowed(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+    return CPU_COUNT(&set);
+}
+
 int decos_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 const int decos_rb_power_off = RB_POWER_OFF, decos_rb_autoboot = RB_AUTOBOOT;
 

@@ -12,6 +12,23 @@ import Synchronization
 
 /// Where a node's tasks run.
 public enum Executors {
+    /// Makes SwiftNIO's loops one per core this process may run on, and returns how many. SwiftNIO
+    /// counts the machine's cores (or its cgroup's), not the process's CPU affinity: a node pinned
+    /// to one core (taskset, systemd's `CPUAffinity=`) would run a loop per core of the machine on
+    /// that one, and each message passed from one loop to another would cost a wake-up and a
+    /// context switch there (measured: a gateway POST answered by another node, each node pinned
+    /// to a core of its own, 8.0-8.4 k/s with two loops, 9.7-11.4 k/s with one; docs/performance.md).
+    /// `NIO_SINGLETON_GROUP_LOOP_COUNT` still decides when set. Call first thing in `main`, before
+    /// anything touches the loops (SwiftNIO takes the number once).
+    @discardableResult
+    public static func fitLoopsToCPUs() -> Int {
+        guard getenv("NIO_SINGLETON_GROUP_LOOP_COUNT") == nil else { return NIOSingletons.groupLoopCountSuggestion }
+        let allowed = Int(decos_cpus_allowed())
+        guard allowed > 0, allowed < System.coreCount else { return NIOSingletons.groupLoopCountSuggestion }
+        NIOSingletons.groupLoopCountSuggestion = allowed
+        return allowed
+    }
+
     private typealias EnqueueHook = @convention(thin) (UnownedJob, @convention(thin) (UnownedJob) -> Void) -> Void
 
     /// Runs every task on SwiftNIO's event loops instead of Swift's own thread pool, so a message

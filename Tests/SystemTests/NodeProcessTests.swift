@@ -35,6 +35,19 @@ func envelope(_ verb: String, _ body: String = "") -> String {
         #expect(!node.standardError().contains("tasks run on Swift's own pool"))
     }
 
+    @Test func aNodePinnedToOneCoreRunsOneEventLoopThere() throws {
+        // SwiftNIO counts the machine's cores: two loops on the one core would hand messages to
+        // each other through a context switch.
+        let node = try NodeProcess(wrapper: ["/usr/bin/taskset", "-c", "0"])
+        let pid = node.process.processIdentifier
+        let names = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task").map { tid in
+            (try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/comm", encoding: .utf8)) ?? ""
+        }
+        let loops = names.filter { $0.hasPrefix("NIO-SGLTN-") }
+        #expect(loops.count == 1, "the node's threads: \(names.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })")
+        #expect(try curl(node.base + "/counter").out.contains("<CounterState>"))
+    }
+
     @Test func badInputGetsFaultsAndTheNodeKeepsServing() throws {
         let node = try NodeProcess()
         func stillServes() throws -> Bool { try curl(node.base + "/counter").out.contains("<CounterState>") }

@@ -16,6 +16,9 @@ int decos_finit_module(int fd, const char *params);
 /// pipe2(2) with O_CLOEXEC: both ends closed at exec from birth, so no child spawned meanwhile by
 /// another thread inherits them (Glibc's module does not import pipe2, a GNU extension).
 int decos_pipe_cloexec(int fds[2]);
+/// How many CPUs this process may run on (sched_getaffinity(2) and CPU_COUNT, GNU extensions
+/// Glibc's module does not import); 0 if it cannot tell.
+int decos_cpus_allowed(void);
 /// reboot(2) with one of the RB_* commands; returns only on failure.
 int decos_reboot(int cmd);
 /// The RB_* commands, which Swift does not import from <sys/reboot.h> as constants.

@@ -16,8 +16,8 @@ public enum Executors {
     /// counts the machine's cores (or its cgroup's), not the process's CPU affinity: a node pinned
     /// to one core (taskset, systemd's `CPUAffinity=`) would run a loop per core of the machine on
     /// that one, and each message passed from one loop to another would cost a wake-up and a
-    /// context switch there (measured: a gateway POST answered by another node, each node pinned
-    /// to a core of its own, 8.0-8.4 k/s with two loops, 9.7-11.4 k/s with one; docs/performance.md).
+    /// context switch there (measured: a remote call's p50 on one core 15-25% lower with one loop
+    /// than with two; docs/performance.md).
     /// `NIO_SINGLETON_GROUP_LOOP_COUNT` still decides when set. Call first thing in `main`, before
     /// anything touches the loops (SwiftNIO takes the number once).
     @discardableResult

@@ -5,8 +5,8 @@
 # through another node >= 0.9x the node's own). Where each runs, LAYOUT=:
 #   shared (default, as docs/performance.md's figures were taken) both nodes on core 0, wrk on
 #          core 1: the call through node2 also pays node2's work out of node1's core;
-#   apart  node1 on core 0; node2 and wrk on core 1: each node has a CPU of its own, as nodes on
-#          two machines do, so node1 has the same core whichever node answers.
+#   apart  node1 on core 0; node2 and wrk on core 1: node1 has its core whichever node answers
+#          (node2 shares its core with the load generator: two cores allow no better).
 #
 #   Benchmarks/gateway-remote.sh [DECOS_BINARY]     env: ROUNDS=3 DURATION=8 LAYOUT=shared
 set -euo pipefail

@@ -19,15 +19,19 @@ public enum Executors {
     /// context switch there (measured: a remote call's p50 on one core 15-25% lower with one loop
     /// than with two; docs/performance.md).
     /// `NIO_SINGLETON_GROUP_LOOP_COUNT` still decides when set. Call first thing in `main`, before
-    /// anything touches the loops (SwiftNIO takes the number once).
+    /// anything touches the loops: SwiftNIO takes the number once, and traps if it is set twice,
+    /// so a second call changes nothing.
     @discardableResult
     public static func fitLoopsToCPUs() -> Int {
-        guard getenv("NIO_SINGLETON_GROUP_LOOP_COUNT") == nil else { return NIOSingletons.groupLoopCountSuggestion }
+        guard !loopsFitted.exchange(true, ordering: .relaxed), getenv("NIO_SINGLETON_GROUP_LOOP_COUNT") == nil else {
+            return NIOSingletons.groupLoopCountSuggestion
+        }
         let allowed = Int(decos_cpus_allowed())
         guard allowed > 0, allowed < System.coreCount else { return NIOSingletons.groupLoopCountSuggestion }
         NIOSingletons.groupLoopCountSuggestion = allowed
         return allowed
     }
+    private static let loopsFitted = Atomic<Bool>(false)
 
     private typealias EnqueueHook = @convention(thin) (UnownedJob, @convention(thin) (UnownedJob) -> Void) -> Void
 
@@ -36,7 +40,7 @@ public enum Executors {
     /// between the pool and a loop (four of them per remote call, each a thread wake-up). A task
     /// started on a loop stays on it. Failure detection has its own thread (`MembershipDatagrams`),
     /// so a long computation on a loop delays that loop's work but cannot get its node declared
-    /// dead. Call once, first thing in `main`. Returns nil when tasks run on the loops, else why
+    /// dead. Call once in `main`, right after `fitLoopsToCPUs`. Returns nil when tasks run on the loops, else why
     /// they run on Swift's own pool: another hook was installed, this compiler is one the hook was
     /// not verified with, or the self-test found a task that did not land on a loop.
     @discardableResult

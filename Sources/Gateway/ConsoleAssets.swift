@@ -85,9 +85,8 @@ enum ConsoleAssets {
           const url = el.dataset.fragment || path + "?fragment";
           const r = await fetch(url, {headers: auth()});
           const target = el.dataset.fragment ? el : el.querySelector(".state");
-          target.innerHTML = await r.text();
+          swapIn(target, await r.text());
           target.classList.remove("changed"); void target.offsetWidth; target.classList.add("changed");
-          hideTokens(target);
         }
       } finally {
         const again = busy.get(path);
@@ -96,6 +95,19 @@ enum ConsoleAssets {
       }
     }
     function hideTokens(root) { root.querySelectorAll("input.tok").forEach(i => i.hidden = true); }
+    // A process's block is fetched again at each line it writes: its buttons that did not change
+    // stay the same elements, so one under the pointer is not replaced before the click lands.
+    function swapIn(target, html) {
+      const next = document.createElement("template");
+      next.innerHTML = html;
+      hideTokens(next.content);
+      const kept = target.querySelectorAll(".process-actions");
+      next.content.querySelectorAll(".process-actions").forEach((n, i) => {
+        if (kept[i] && kept[i].outerHTML === n.outerHTML) n.replaceWith(kept[i]);
+      });
+      target.replaceChildren(next.content);
+      target.dataset.fetched = (+target.dataset.fetched || 0) + 1;
+    }
 
     let reloadTimer = 0;
     function onEvent(text) {

@@ -27,13 +27,16 @@ final class Answered: Sendable {
     var value: Bool { flag.withLock { $0 } }
 }
 
-/// The bytes of a test buffer: each 4 KiB block is one template with the block's number in its
-/// first 8 bytes, so a block lost, repeated or out of place shows. Filled with memcpy and checked
-/// with memcmp: a GiB made and checked byte by byte in a debug build held the test process's
-/// pool threads for seconds, and the in-process nodes of other tests missed their deadlines.
+/// The bytes of a test buffer: each 4 KiB block is a window of a fixed template, starting at an
+/// offset its number picks, with the number itself in its first 8 bytes, so a block lost, repeated
+/// or out of place shows, and so does a piece shifted within blocks. Filled with memcpy and
+/// checked with memcmp: a GiB made and checked byte by byte in a debug build held the test
+/// process's pool threads for seconds, and the in-process nodes of other tests missed their
+/// deadlines.
 enum TestPattern {
     static let block = 4096
-    static let template: [UInt8] = (0..<block).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 7) }
+    /// Twice a block, so any window of a block's length fits.
+    static let template: [UInt8] = (0..<2 * block).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 7) }
 
     static func bytes(_ count: Int) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: count) { p, n in
@@ -42,11 +45,14 @@ enum TestPattern {
         }
     }
 
+    /// Where block `k`'s window of the template starts.
+    static func offset(_ k: Int) -> Int { (k &* 97) % block }
+
     static func fill(_ p: UnsafeMutableRawBufferPointer) {
         template.withUnsafeBytes { t in
             for (k, start) in stride(from: 0, to: p.count, by: block).enumerated() {
                 let n = min(block, p.count - start)
-                UnsafeMutableRawBufferPointer(rebasing: p[start..<start + n]).copyMemory(from: UnsafeRawBufferPointer(rebasing: t[..<n]))
+                UnsafeMutableRawBufferPointer(rebasing: p[start..<start + n]).copyMemory(from: UnsafeRawBufferPointer(rebasing: t[offset(k)..<offset(k) + n]))
                 withUnsafeBytes(of: UInt64(k).littleEndian) { number in
                     UnsafeMutableRawBufferPointer(rebasing: p[start..<start + min(8, n)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: number[..<min(8, n)]))
                 }
@@ -61,7 +67,7 @@ enum TestPattern {
                 let numbered = withUnsafeBytes(of: UInt64(k).littleEndian) { number in
                     memcmp(p.baseAddress! + start, number.baseAddress!, stamp) == 0
                 }
-                guard numbered, memcmp(p.baseAddress! + start + stamp, t.baseAddress! + stamp, n - stamp) == 0 else { return false }
+                guard numbered, memcmp(p.baseAddress! + start + stamp, t.baseAddress! + offset(k) + stamp, n - stamp) == 0 else { return false }
             }
             return true
         }

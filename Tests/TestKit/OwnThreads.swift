@@ -26,7 +26,8 @@ extension Trait where Self == OwnThreads {
 
 /// A task executor that runs each job on a new thread: a test's job may block for minutes, and
 /// threads made per job never wait for each other. Jobs are few (a blocking test seldom awaits),
-/// so a thread's cost (tens of microseconds) does not matter.
+/// so a thread's cost (tens of microseconds) does not matter. Suites that compute run their tests
+/// one at a time (`.serialized`), so they take a core's share, not every core.
 public final class ThreadPerJob: TaskExecutor, Sendable {
     public static let shared = ThreadPerJob()
     private static let mark = "decos.ThreadPerJob"

@@ -17,7 +17,8 @@ int decos_finit_module(int fd, const char *params);
 /// another thread inherits them (Glibc's module does not import pipe2, a GNU extension).
 int decos_pipe_cloexec(int fds[2]);
 /// How many CPUs this process may run on (sched_getaffinity(2) and CPU_COUNT, GNU extensions
-/// Glibc's module does not import); 0 if it cannot tell.
+/// Glibc's module does not import); 0 if it cannot tell, as on a kernel built for more than the
+/// 1,024 CPUs a cpu_set_t holds (the caller then keeps SwiftNIO's own count).
 int decos_cpus_allowed(void);
 /// reboot(2) with one of the RB_* commands; returns only on failure.
 int decos_reboot(int cmd);

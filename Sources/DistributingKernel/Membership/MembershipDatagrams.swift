@@ -16,11 +16,12 @@ import Synchronization
 enum MembershipDatagrams {
     /// One thread for every node in the process: membership work is tiny and never blocks.
     static let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1).next()
-    /// Where members' host names are looked up, one at a time: a lookup may wait seconds for a
-    /// DNS server that does not answer, and on `loop` that would stop the failure detector's clock.
-    static let resolver = DispatchQueue(label: "decos.membership.resolver")
-    /// The most names looked up at once; past it a member known only by name is reached on its
-    /// control connection until a lookup ends.
+    /// Where members' host names are looked up, each on a thread of its own (so one name whose
+    /// DNS server never answers does not hold up the others): a lookup may wait seconds, and on
+    /// `loop` that would stop the failure detector's clock.
+    static let resolver = DispatchQueue(label: "decos.membership.resolver", attributes: .concurrent)
+    /// The most names one node looks up at once; past it a member known only by name is reached
+    /// on its control connection until a lookup ends.
     static let maxResolving = 64
     /// A membership message larger than this (a full view for a join) goes on the control connection.
     static let maxDatagram = 1400
@@ -113,8 +114,8 @@ extension NetworkManager {
 
     /// A member's "host:port" as a socket address. An IP address is taken as it is; a name is
     /// looked up once, on `MembershipDatagrams.resolver`, never here: until its answer comes, the
-    /// member's messages go on its control connection (nil), and a name that does not resolve is
-    /// looked up again at the next message.
+    /// member's messages go on its control connection (nil). A name that did not resolve is said
+    /// once and looked up again after `MembershipShell.retryLookupAfter`.
     private func resolve(_ address: String) -> SocketAddress? {
         if let known = shell.value.resolved[address] { return known }
         guard let (host, port) = parseHostPort(address) else { return nil }
@@ -122,6 +123,7 @@ extension NetworkManager {
             remember(address, literal)
             return literal
         }
+        if let failed = shell.value.unresolved[address], now < failed &+ shell.value.retryLookupAfter { return nil }
         guard !shell.value.resolving.contains(address), shell.value.resolving.count < MembershipDatagrams.maxResolving else { return nil }
         shell.value.resolving.insert(address)
         let lookUp = shell.value.lookUpHost
@@ -130,7 +132,16 @@ extension NetworkManager {
             MembershipDatagrams.loop.execute {
                 guard let self else { return }
                 self.shell.value.resolving.remove(address)
-                if let found { self.remember(address, found) }
+                if let found {
+                    self.shell.value.unresolved[address] = nil
+                    self.remember(address, found)
+                } else {
+                    if self.shell.value.unresolved[address] == nil {
+                        self.logger.warning("member address \(address) does not resolve: its membership messages go on its control connection")
+                    }
+                    if self.shell.value.unresolved.count >= 4096 { self.shell.value.unresolved = [:] }
+                    self.shell.value.unresolved[address] = self.now
+                }
             }
         }
         return nil

@@ -14,6 +14,10 @@ struct MembershipShell {
     /// `NetworkManager.resolve`).
     var resolved: [String: SocketAddress] = [:]
     var resolving: Set<String> = []
+    /// Names whose last lookup failed, and when (the protocol clock's milliseconds); such a name
+    /// is not looked up again for `retryLookupAfter` milliseconds.
+    var unresolved: [String: UInt64] = [:]
+    var retryLookupAfter: UInt64 = 5000
     /// Looks a host name up; blocks its thread while it does (a test puts a slow one here).
     var lookUpHost: @Sendable (String, Int) -> SocketAddress? = { host, port in try? SocketAddress.makeAddressResolvingHost(host, port: port) }
     /// When the namespace last synced, leases were last swept and subscriptions on other nodes

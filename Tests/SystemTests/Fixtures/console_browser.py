@@ -88,11 +88,16 @@ try:
     print("process-output", "tick")
     # Restart changes the node: it needs the operator token, typed in the page's header.
     d.find_element(By.ID, "token").send_keys(token)
-    # The block is fetched again at each line the process writes, so a button found by one call
-    # may be gone by the next (on a loaded machine, every time for 10 s: CI saw it): the page's
-    # own script finds it and clicks it in one step.
-    click = "const b = document.querySelector(arguments[0]); if (b) b.click(); return b !== null"
-    WebDriverWait(d, 30).until(lambda d: d.execute_script(click, processes + " form.process button"))
+    # The block is fetched again at each line the process writes; its buttons stay the same
+    # elements (CI once saw a button replaced before each click landed, for 10 s on a loaded machine).
+    # The button found before a fetch is the one clicked after it (a replaced one would raise
+    # StaleElementReferenceException here).
+    block = d.find_element(By.CSS_SELECTOR, processes)
+    fetched = lambda: int(block.get_attribute("data-fetched") or 0)
+    before = fetched()
+    button = block.find_element(By.CSS_SELECTOR, "form.process button")
+    WebDriverWait(d, 10).until(lambda d: fetched() > before)
+    button.click()
     restarts = lambda: urllib.request.urlopen(a + "/os/processes", timeout=10).read().decode().split("<Restarts>")[1].split("<")[0]
     WebDriverWait(d, 10).until(lambda d: restarts() == "1")
     print("process-restarts", restarts())

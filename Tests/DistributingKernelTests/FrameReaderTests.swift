@@ -3,7 +3,7 @@ import NIOCore
 import Testing
 import TestKit
 
-@Suite(.bounded, .ownThreads, .serialized) struct FrameReaderTests {
+@Suite(.bounded, .computeThread) struct FrameReaderTests {
     /// Frames of several sizes, one of them larger than a socket read usually brings.
     let frames: [Wire.Frame] = [
         Wire.Frame(.request, Array(0..<100)),

@@ -13,7 +13,7 @@ func joiningCluster(_ n: Int, loss: Double = 0, seed: UInt64) -> SimulatedCluste
     return c
 }
 
-@Suite(.bounded, .ownThreads, .serialized) struct MembershipTests {
+@Suite(.bounded, .computeThread) struct MembershipTests {
     func cluster(_ n: Int, loss: Double = 0, seed: UInt64 = 1) -> SimulatedCluster { joiningCluster(n, loss: loss, seed: seed) }
 
     @Test func nodesJoiningThroughOneSeedConverge() {
@@ -226,7 +226,7 @@ func joiningCluster(_ n: Int, loss: Double = 0, seed: UInt64) -> SimulatedCluste
     }
 }
 
-@Suite(.bounded, .ownThreads, .serialized) struct NamespaceSpreadTests {
+@Suite(.bounded, .computeThread) struct NamespaceSpreadTests {
     @Test func aChangeReachesEveryNodeAndAMissedPushIsRepaired() {
         var s = SimulatedCluster.Settings()
         s.nodes = 20
@@ -243,7 +243,7 @@ func joiningCluster(_ n: Int, loss: Double = 0, seed: UInt64) -> SimulatedCluste
 }
 
 /// The real namespace replica, driven by the simulator as the network manager drives it.
-@Suite(.bounded, .ownThreads, .serialized) struct SimulatedNamespaceTests {
+@Suite(.bounded, .computeThread) struct SimulatedNamespaceTests {
     /// Joined, and run until every node lists every other.
     func cluster(_ n: Int, loss: Double = 0, seed: UInt64 = 3) -> SimulatedCluster {
         var c = joiningCluster(n, loss: loss, seed: seed)

@@ -10,7 +10,7 @@ import TestKit
 
 /// The peer connection's handlers on `EmbeddedChannel`s: two ends in one thread, bytes carried
 /// between them by the test, time moved by the test. No socket, no sleep.
-@Suite(.bounded, .ownThreads, .serialized) struct PeerPipelineTests {
+@Suite(.bounded, .computeThread) struct PeerPipelineTests {
     /// A node as the pipeline sees it, recording what reaches it.
     final class Endpoint: PeerEndpoint, @unchecked Sendable {
         // @unchecked: touched only from the test's thread (EmbeddedChannel runs there).

@@ -5,7 +5,7 @@ import TestKit
 /// The AF_XDP plane's reliability, without a network: a sender's window and a receiver's
 /// coverage exchanging chunks and ACKs over a simulated link that loses, at random, what the
 /// test says, on a simulated clock.
-@Suite(.bounded, .ownThreads, .serialized) struct XDPTransferTests {
+@Suite(.bounded, .computeThread) struct XDPTransferTests {
     /// A deterministic generator (SplitMix64): the same losses on every run.
     struct Dice: RandomNumberGenerator {
         var state: UInt64

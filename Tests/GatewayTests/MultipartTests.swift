@@ -6,7 +6,7 @@ import TestKit
 
 /// The MTOM body reader: the same parts however the body is cut into reads, and every limit
 /// checked as the bytes come, before the pool is asked for memory.
-@Suite(.bounded, .ownThreads, .serialized) struct MultipartTests {
+@Suite(.bounded, .computeThread) struct MultipartTests {
     // Each test its own (a suite instance per test), so one test's buffers do not count in another's.
     let pool = BufferPool(limit: 64 << 20, keepFree: 0)
     let limits = MultipartReader.Limits(rootBytes: 4096, bufferBytes: 1 << 20)

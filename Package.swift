@@ -43,9 +43,12 @@ let package = Package(
         .target(name: "CNUMA", linkerSettings: [.linkedLibrary("numa")]),
         // AF_XDP and the XDP program that steers our frames, on bpf(2) and AF_XDP sockets alone (CXDP.h).
         .target(name: "CXDP"),
+        // SQLite (libsqlite3-dev; static in `make static`), the engine of durable services' state.
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
+        .target(name: "Storage", dependencies: ["CSQLite"]),
         .target(name: "DeviceDrivers", dependencies: ["Addresses", "ProcessKernel", "CDecosInit", "CVerbs", "CPCI", "CNUMA", "CXDP"]),
         .target(name: "ServiceKernel", dependencies: [
-            "Addresses", "Infoset", "ProcessKernel",
+            "Addresses", "Infoset", "ProcessKernel", "Storage",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -97,7 +100,8 @@ let package = Package(
         .testTarget(name: "InfosetTests", dependencies: ["TestKit", "Infoset"]),
         .testTarget(name: "ProcessKernelTests", dependencies: ["TestKit", "Addresses", "ProcessKernel"]),
         .testTarget(name: "DeviceDriversTests", dependencies: ["TestKit", "Addresses", "DeviceDrivers", "ProcessKernel", "ServiceKernel"]),
-        .testTarget(name: "ServiceKernelTests", dependencies: ["TestKit", "Addresses", "ServiceKernel", "StandardServices", "Infoset", "ProcessKernel"]),
+        .testTarget(name: "StorageTests", dependencies: ["TestKit", "Storage"]),
+        .testTarget(name: "ServiceKernelTests", dependencies: ["TestKit", "Addresses", "ServiceKernel", "Storage", "StandardServices", "Infoset", "ProcessKernel"]),
         .testTarget(name: "StandardServicesTests", dependencies: ["TestKit", "StandardServices", "ServiceKernel", "Decos"]),
         .testTarget(name: "GatewayTests", dependencies: ["TestKit", "Gateway", "Decos"], exclude: ["Fixtures"]),
         .testTarget(name: "DistributingKernelTests", dependencies: [

@@ -8,6 +8,7 @@ set -euo pipefail
 # libibverbs-dev (libibverbs, the rxe and mlx5 providers) and libnl link verbs into decos, statically too;
 # libssl-dev's libcrypto seals the frames between nodes (AES-256-GCM), statically too;
 # libpci-dev names PCI devices in the hosted build's /os/devices (pciutils' lspci checks it in the tests);
+# libsqlite3-dev is the engine that keeps durable services' state, statically too;
 # libnuma-dev places buffer-pool pages on the NUMA node of the NIC that moves them, statically too;
 # perftest's ib_read_bw is the RDMA plane's baseline (Benchmarks/rdma.sh);
 # iputils-ping shows the AF_XDP plane's XDP program leaves other traffic alone (its system test);
@@ -18,7 +19,7 @@ set -euo pipefail
 # python3-zeep is the generated SOAP client the WSDL test calls services through (/usr/bin/python3's);
 # chromium, chromium-driver and python3-selenium are the real browser the console's test drives.
 packages=(curl file iproute2 nftables procps wrk qemu-system-x86 ipxe-qemu linux-image-amd64 cpio zstd libibverbs-dev libnl-3-dev libnl-route-3-dev libssl-dev
-          libpci-dev pciutils libnuma-dev perftest iputils-ping rsyslog prometheus openssl python3-zeep
+          libpci-dev pciutils libnuma-dev libsqlite3-dev perftest iputils-ping rsyslog prometheus openssl python3-zeep
           chromium chromium-driver python3-selenium)
 missing=()
 for p in "${packages[@]}"; do

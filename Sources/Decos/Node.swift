@@ -70,9 +70,15 @@ public final class Node: Sendable {
                                         message: "no service implements contract \(s.contract); this build knows \(contracts.contracts.joined(separator: ", "))"))
         }
         for s in manifest.services {
+            let location = s.location ?? SourceLocation(file: manifest.file, line: 0, column: 0)
             if let name = s.name, SystemServices.all.contains(where: { $0.path == name }) {
-                errors.append(ManifestError(location: s.location ?? SourceLocation(file: manifest.file, line: 0, column: 0),
-                                            message: "\(name) is a system service's name"))
+                errors.append(ManifestError(location: location, message: "\(name) is a system service's name"))
+            }
+            if s.durable && contracts.factories[s.contract] != nil && !contracts.durable.contains(s.contract) {
+                errors.append(ManifestError(location: location, message: "\(s.contract) cannot keep its state on storage (its service is not a DurableService); remove durable=\"true\""))
+            }
+            if s.durable && manifest.storage == nil {
+                errors.append(ManifestError(location: location, message: "\(s.name ?? s.contract) is durable, but the node has no storage: add <Storage path=\"…\"/> to the manifest, or run with --data DIR"))
             }
         }
         if !errors.isEmpty { throw ManifestErrors(errors: errors) }
@@ -91,8 +97,10 @@ public final class Node: Sendable {
         if exposed && manifest.security == nil {
             logger.warning("the gateway listens on \(manifest.gateway!.host), beyond loopback, with no <Security> rules: anonymous clients may only read")
         }
+        let storage = try manifest.storage.map(prepareStorage)
         let kernel = Kernel(node: manifest.node ?? defaultNodeName(), security: security, contracts: contracts, logger: logger,
-                            pools: bufferPools(manifest), metrics: NodeMetrics(enabled: manifest.gateway?.metrics ?? true))
+                            pools: bufferPools(manifest), metrics: NodeMetrics(enabled: manifest.gateway?.metrics ?? true),
+                            storage: storage)
         var phases = BootPhases(kernel.metrics)
         collectMetrics(kernel.metrics, node: kernel.node, os: os)
         // The log `/os/log` keeps, and where its lines go besides the console.
@@ -156,6 +164,10 @@ public final class Node: Sendable {
         for s in manifest.services {
             do {
                 try await kernel.create(s)
+            } catch where error.subcode?.local == "StorageRefused" {
+                // A file that cannot be used stops its own service, not the node: it is kept for
+                // the operator, and the rest of the node serves.
+                logger.error("\(s.location.map { "\($0): " } ?? "")\(s.name ?? s.contract) does not start: \(error.reason)")
             } catch {
                 throw BootError(message: "\(s.location.map { "\($0): " } ?? "")cannot create \(s.name ?? s.contract): \(error)")
             }
@@ -221,6 +233,21 @@ public struct BootPhases {
     public static func record(_ phase: String, took: Duration, in metrics: NodeMetrics) {
         metrics.gauge("decos_boot_phase_seconds", [("phase", phase)]).set(took.inSeconds)
     }
+}
+
+/// The storage directory and its `services/`, made if missing: durable services' files go there.
+func prepareStorage(_ directory: String) throws -> ServiceFiles {
+    var made = ""
+    for part in (directory + "/services").split(separator: "/") {
+        made += "/" + part
+        if mkdir(made, 0o700) != 0 && errno != EEXIST {
+            throw BootError(message: "cannot make the storage directory \(made): \(String(cString: strerror(errno)))")
+        }
+    }
+    guard access(made, W_OK) == 0 else {
+        throw BootError(message: "cannot write in the storage directory \(made): \(String(cString: strerror(errno)))")
+    }
+    return ServiceFiles(directory: directory)
 }
 
 public struct BootError: Error, CustomStringConvertible {

@@ -49,6 +49,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "File holding the cluster key (overrides the manifest).") var clusterKey: String?
     @Option(help: "Data planes offered for buffers, in order, e.g. rdma,tcp (overrides the manifest's <DataPlane prefer>).") var dataplane: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
+    @Option(help: "The directory durable services keep their state in, made if missing (overrides the manifest's <Storage path>).") var data: String?
     @Option(help: "Forward log lines to a syslog server, udp://HOST:PORT (overrides the manifest's <Logging syslog>).") var syslog: String?
 
     @Option(help: "File holding the operator's bearer token, allowed every verb (docs/security.md). Without it the node makes a fresh one and says where it wrote it.") var operatorToken: String?
@@ -59,7 +60,7 @@ struct Run: AsyncParsableCommand {
         bootstrapLogging(level)
         var m: Manifest
         do { m = try Node.loadManifest(manifest) } catch { fail(error.description) }
-        let overrides = Overrides(http: http, node: node, listen: listen, seeds: seed, clusterKey: clusterKey, dataPlanes: dataplane, syslog: syslog)
+        let overrides = Overrides(http: http, node: node, listen: listen, seeds: seed, clusterKey: clusterKey, dataPlanes: dataplane, syslog: syslog, data: data)
         for problem in overrides.apply(to: &m) { throw ValidationError(problem) }
         let secret: String
         if let operatorToken {

@@ -23,6 +23,8 @@ struct Overrides {
     var dataPlanes: String?
     /// Where log lines are forwarded: "udp://HOST:PORT".
     var syslog: String?
+    /// Where durable services keep their state (a relative path is taken from the working directory).
+    var data: String?
 
     /// Applies what is valid; returns a message for each value that is not.
     func apply(to m: inout Manifest) -> [String] {
@@ -36,6 +38,12 @@ struct Overrides {
             } else { problems.append("http address \(http) is not HOST:PORT") }
         }
         if let node { m.node = node }
+        if let data {
+            if data.hasPrefix("/") { m.storage = data } else if let cwd = getcwd(nil, 0) {
+                m.storage = String(cString: cwd) + "/" + data
+                free(cwd)
+            }
+        }
         if let syslog {
             if SyslogForwarder.parse(syslog) != nil { m.syslog = syslog } else { problems.append("syslog \(syslog) is not udp://HOST:PORT") }
         }

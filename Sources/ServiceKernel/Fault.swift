@@ -1,3 +1,4 @@
+import Storage
 import Infoset
 
 /// A SOAP 1.2 fault, and the error every failure in the node is expressed as.
@@ -57,5 +58,15 @@ public struct Fault: Error, Sendable, Hashable, CustomStringConvertible {
     public static func exhausted(_ e: BufferPool.Exhausted) -> Fault { Fault(.receiver, "ResourceExhausted", e.description) }
     public static func serviceFailed(_ uri: String, _ error: any Error) -> Fault {
         Fault(.receiver, "ServiceFailed", "\(uri) failed: \(error)")
+    }
+
+    /// A durable service's file that cannot be used: the service does not start.
+    public static func storageRefused(_ error: StorageError) -> Fault {
+        Fault(.receiver, "StorageRefused", "\(error)")
+    }
+
+    /// A durable service's change that did not reach storage: not made, in memory either.
+    public static func storageFailed(_ uri: String, _ error: StorageError) -> Fault {
+        Fault(.receiver, "StorageFailed", "\(uri): the change was not stored, and is not made: \(error)")
     }
 }

@@ -1,6 +1,7 @@
 import Infoset
 import Logging
 import ProcessKernel
+import Storage
 import Synchronization
 
 /// What `Lookup` answers for any service.
@@ -36,6 +37,8 @@ public final class Kernel: Sendable {
     /// What `GET /metrics` shows: requests, faults and latencies by service and verb, counted here;
     /// the rest by the parts that know it.
     public let metrics: NodeMetrics
+    /// Where durable services keep their state; nil: the node keeps nothing across restarts.
+    public let storage: ServiceFiles?
     private let nextSubscription = Atomic<UInt64>(1)
     /// In-process consumers of other nodes' services, by the sink path their notifications are
     /// addressed to (`/.stream/N`: in no directory, reachable only as a subscriber).
@@ -52,8 +55,9 @@ public final class Kernel: Sendable {
     private let startedAt = ContinuousClock.now
 
     public init(node: String, security: SecurityManager, contracts: Contracts, logger: Logger = Logger(label: "decos"),
-                pools: BufferPools = BufferPools(), metrics: NodeMetrics = NodeMetrics()) {
+                pools: BufferPools = BufferPools(), metrics: NodeMetrics = NodeMetrics(), storage: ServiceFiles? = nil) {
         self.node = node
+        self.storage = storage
         self.metrics = metrics
         self.pools = pools
         self.security = security
@@ -256,6 +260,12 @@ public final class Kernel: Sendable {
             if let problem = pathProblem(name) { throw Fault.invalidBody("name \(name): \(problem)") }
             if let denial = security.authorizeRegistration(contract: config.contract, name: name) { throw denial }
         }
+        // A durable service with stored state is built without the initial one, then given its records.
+        let journal = config.durable ? try journal(for: config) : nil
+        let stored: [ServiceStore.Record]?
+        do { stored = try journal?.store.load() } catch { throw .storageRefused(error) }
+        var config = config
+        if stored != nil { config.state = nil }
         let service: any Service
         do {
             service = try factory(config)
@@ -264,9 +274,16 @@ public final class Kernel: Sendable {
         } catch {
             throw Fault(.sender, "InvalidConfig", "\(config.contract): \(error)")
         }
+        if let journal, let durable = service as? any DurableService {
+            try await Self.load(durable, from: journal.store, stored)
+        }
         let reg = uris.register(preferred: config.name, contract: config.contract) { path, uri in
             Registration(path: path, uri: uri, contract: config.contract, service: service,
-                         partners: config.partners, essential: essential)
+                         partners: config.partners, essential: essential, journal: journal)
+        }
+        if journal != nil, reg.path != config.name {
+            _ = uris.unregister(reg.path)
+            throw Fault(.sender, "NameTaken", "\(config.name ?? "") is taken: a durable service keeps its name")
         }
         if config.name == nil, let denial = security.authorizeRegistration(contract: config.contract, name: reg.path) {
             _ = uris.unregister(reg.path)
@@ -283,9 +300,43 @@ public final class Kernel: Sendable {
         return reg
     }
 
-    /// Unregisters a service, ends the subscriptions on either side, and stops it. Made for
-    /// `request` (a Drop), the lines it logs name that request.
-    public func drop(_ path: String, for request: Request? = nil) async throws(Fault) {
+    /// The journal of a durable service's file, opened (created when new); a fault that says
+    /// what to change when the node has no storage or the contract keeps no durable state.
+    private func journal(for config: ServiceConfig) throws(Fault) -> Journal {
+        guard let storage else {
+            throw Fault(.sender, "NoStorage", "\(config.name ?? config.contract) is durable, but this node has no storage: add <Storage path=\"…\"/> to the manifest, or run with --data DIR")
+        }
+        guard contracts.durable.contains(config.contract) else {
+            throw Fault(.sender, "NotDurable", "\(config.contract) cannot keep its state on storage: its service is not a DurableService")
+        }
+        guard let name = config.name else { throw .invalidBody("a durable service needs a name: its stored state is found by it") }
+        guard uris.lookup(name) == nil else { throw Fault(.sender, "NameTaken", "\(name) is taken: a durable service keeps its name") }
+        do {
+            return Journal(try ServiceStore(file: storage.file(for: name), service: name, contract: config.contract))
+        } catch {
+            throw .storageRefused(error)
+        }
+    }
+
+    /// Gives a durable service its stored records, or stores its first state when there are none.
+    private static func load(_ service: some DurableService, from store: ServiceStore, _ stored: [ServiceStore.Record]?) async throws(Fault) {
+        do {
+            if let stored {
+                try await service.restoreAll(stored)
+            } else {
+                try store.initialize(try await service.records().map { .init(key: $0.key, value: BinaryInfoset.encode($0.record)) })
+            }
+        } catch let error as StorageError {
+            throw .storageRefused(error)
+        } catch {
+            throw .storageRefused(StorageError(.refused, file: store.file, "its records do not make a state of \(store.contract): \(error); it is kept as it is"))
+        }
+    }
+
+    /// Unregisters a service, ends the subscriptions on either side, and stops it; a durable
+    /// service's stored state is removed too, unless `keepingStorage` (the node is stopping). Made
+    /// for `request` (a Drop), the lines it logs name that request.
+    public func drop(_ path: String, for request: Request? = nil, keepingStorage: Bool = false) async throws(Fault) {
         guard let reg = uris.unregister(path) else { throw .unknownService(path) }
         var ended = Message(.drop, to: "")
         ended.kind = .notification
@@ -300,6 +351,7 @@ public final class Kernel: Sendable {
         }
         follows.end(subscriber: path)
         await reg.service.stop()
+        if let journal = reg.journal, !keepingStorage { ServiceStore.remove(file: journal.store.file) }
         metrics.forget(reg)
         log(for: request).info("dropped \(reg.uri)")
     }
@@ -312,7 +364,7 @@ public final class Kernel: Sendable {
     /// Drops every service, newest first.
     public func shutdown() async {
         for reg in uris.registrations.reversed() {
-            try? await drop(reg.path)
+            try? await drop(reg.path, keepingStorage: true)
         }
     }
 }

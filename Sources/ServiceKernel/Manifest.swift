@@ -48,6 +48,9 @@ public struct ServiceConfig: Sendable {
     public var state: Element?
     /// Service-specific settings, as written in the manifest's `<Config>`.
     public var settings: Element?
+    /// Whether every change a verb makes is stored before its reply (`durable="true"`): the
+    /// service keeps its state across restarts, on the node's storage.
+    public var durable = false
     public var location: SourceLocation?
 
     public init(contract: String, name: String? = nil, partners: [String: String] = [:], state: Element? = nil,
@@ -169,6 +172,9 @@ public struct Manifest: Sendable {
     public var syslog: String?
     /// How many log lines `/os/log` keeps (`<Logging lines="…"/>`).
     public var logLines = LogBook.defaultLines
+    /// The directory durable services keep their state in (`<Storage path="…"/>`, or `decos run
+    /// --data DIR`; the appliance's data disk); nil: the node keeps nothing across restarts.
+    public var storage: String?
     public var file: String
 
     public init(node: String? = nil, gateway: GatewayBinding? = nil, security: SecurityPolicy? = nil,

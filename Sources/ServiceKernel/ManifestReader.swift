@@ -42,7 +42,7 @@ struct ManifestReader {
             }
         }
         var names: [String: Element] = [:]
-        var sawMemory = false, sawLogging = false
+        var sawMemory = false, sawLogging = false, sawStorage = false
         for e in root.elements {
             guard inManifestNamespace(e) else { fail(e, "\(e.name) is not a manifest element"); continue }
             switch e.name.local {
@@ -83,12 +83,19 @@ struct ManifestReader {
                 if let v = e.attribute("lines") {
                     if let n = Int(v), (100...100_000).contains(n) { m.logLines = n } else { fail(e, "lines=\"\(v)\" must be 100 to 100000") }
                 }
+            case "Storage":
+                if sawStorage { fail(e, "only one <Storage> is allowed") }
+                sawStorage = true
+                attributes(e, allowed: ["path"], required: ["path"])
+                if let path = e.attribute("path") {
+                    if path.hasPrefix("/") { m.storage = path } else { fail(e, "path=\"\(path)\" must be absolute") }
+                }
             case "Process":
                 guard let p = process(e) else { continue }
                 if m.processes.contains(where: { $0.name == p.name }) { fail(e, "the process name \(p.name) is already used") }
                 m.processes.append(p)
             default:
-                fail(e, "unknown element <\(e.name.local)>; expected <Network>, <Memory>, <Logging>, <Security>, <Service> or <Process>")
+                fail(e, "unknown element <\(e.name.local)>; expected <Network>, <Memory>, <Logging>, <Storage>, <Security>, <Service> or <Process>")
             }
         }
         return m
@@ -225,11 +232,18 @@ struct ManifestReader {
     }
 
     mutating func service(_ e: Element) -> ServiceConfig? {
-        attributes(e, allowed: ["contract", "name"], required: ["contract"])
+        attributes(e, allowed: ["contract", "name", "durable"], required: ["contract"])
         guard let contract = e.attribute("contract") else { return nil }
         var config = ServiceConfig(contract: contract, location: location(e))
         if let name = e.attribute("name") {
             if let problem = pathProblem(name) { fail(e, "name \"\(name)\": \(problem)") } else { config.name = name }
+        }
+        switch e.attribute("durable") {
+        case nil, "false": break
+        case "true":
+            config.durable = true
+            if e.attribute("name") == nil { fail(e, "a durable service needs a name=\"…\": its stored state is found by it at the next start") }
+        case let v?: fail(e, "durable=\"\(v)\" must be true or false")
         }
         for c in e.elements {
             guard inManifestNamespace(c) else { fail(c, "\(c.name) is not a manifest element; wrap service data in <State> or <Config>"); continue }

@@ -43,14 +43,9 @@ extension Service {
         do {
             let body = try await handle(request)
             if request.verb.changesState { registration.publish(request.message) }
-            var reply = Message.response(to: request.message, body: body)
-            reply.buffers = request.replyBuffers.list.withLock { $0 }
-            return reply
-        } catch let fault as Fault {
-            return .faulted(fault, replyingTo: request.message)
+            return request.reply(.success(body), registration, logger)
         } catch {
-            logger.handling(request).warning("\(registration.path) failed on \(request.verb.rawValue): \(error)")
-            return .faulted(.serviceFailed(registration.uri, error), replyingTo: request.message)
+            return request.reply(.failure(error), registration, logger)
         }
     }
 
@@ -90,8 +85,9 @@ public struct Request: Sendable {
     public let principal: Principal
     /// The service it went to and the MessageID that names it in the log (`logger`).
     public let context: RequestContext
-    /// Buffers the handler sends back with its reply (`attach`).
-    @usableFromInline let replyBuffers = ReplyBuffers()
+    /// Buffers the handler sends back with its reply (`attach`), and writes to its durable state
+    /// (`store`, `erase`).
+    @usableFromInline let effects = RequestEffects()
 
     public init(message: Message, principal: Principal, context: RequestContext? = nil) {
         self.message = message
@@ -112,7 +108,7 @@ public struct Request: Sendable {
     /// MTOM part (or inline in the envelope). Replies carry buffers to callers on this node and
     /// through the gateway; a caller on another node gets a fault instead (replies do not offer
     /// buffers on the data plane yet).
-    public func attach(_ buffer: BufferRef) { replyBuffers.list.withLock { $0.append(buffer) } }
+    public func attach(_ buffer: BufferRef) { effects.buffers.withLock { $0.append(buffer) } }
 
     /// The body as a typed value; a missing or mismatched body is a Sender fault naming what is wrong.
     public func decode<T: Decodable>(_ type: T.Type) throws(Fault) -> T {
@@ -141,10 +137,16 @@ public struct Request: Sendable {
     }
 }
 
-/// What a handler attached to its reply; read by the kernel once the handler returns.
+/// What a handler attached to its reply and wrote to its durable state; read by the kernel once
+/// the handler returns. One box for both, made with the request: one allocation a request.
 @usableFromInline
-final class ReplyBuffers: Sendable {
-    @usableFromInline let list = Mutex<[BufferRef]>([])
+final class RequestEffects: Sendable {
+    enum Write: Sendable {
+        case put(String, Element)
+        case erase(String)
+    }
+    @usableFromInline let buffers = Mutex<[BufferRef]>([])
+    let writes = Mutex<[Write]>([])
     @usableFromInline init() {}
 }
 

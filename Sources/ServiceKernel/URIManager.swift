@@ -1,3 +1,4 @@
+import Storage
 import Infoset
 import Synchronization
 
@@ -34,8 +35,12 @@ public final class Registration: Sendable {
     let subscriptions = Mutex<[Subscription]>([])
     /// Its requests' counters and latency histogram, by verb (NodeMetrics).
     let meters: VerbMeters
+    /// Where its changes are stored before their replies, when it is durable (Durable.swift).
+    public let journal: Journal?
 
-    init(path: String, uri: String, contract: String, service: any Service, partners: [String: String], essential: Bool) {
+    init(path: String, uri: String, contract: String, service: any Service, partners: [String: String], essential: Bool,
+         journal: Journal? = nil) {
+        self.journal = journal
         self.path = path
         self.uri = uri
         self.contract = contract

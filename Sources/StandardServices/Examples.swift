@@ -2,8 +2,9 @@ import Infoset
 import ServiceKernel
 
 /// `/counter` (`urn:decos:examples:counter`): Get → `<CounterState><Value>n</Value></CounterState>`;
-/// Update `<Increment><By>n</By></Increment>` adds n; Replace sets the whole state.
-public actor Counter: Service {
+/// Update `<Increment><By>n</By></Increment>` adds n; Replace sets the whole state. Durable, its
+/// state is one record, "state".
+public actor Counter: DurableService {
     public static let contract = "urn:decos:examples:counter"
     public static let operations = [
         ServiceOperation(.get, returns: CounterState.self),
@@ -34,20 +35,35 @@ public actor Counter: Service {
             let (sum, overflow) = state.value.addingReportingOverflow(try request.decode(Increment.self).by)
             guard !overflow else { throw Fault.invalidBody("the counter would overflow") }
             state.value = sum
-            return try $state.infoset()
+            return try stored(request)
         case .replace:
             state = try request.decode(CounterState.self)
-            return try $state.infoset()
+            return try stored(request)
         default:
             throw Fault.actionNotSupported(request.verb, "/counter")
         }
+    }
+
+    /// The new state, kept by `request` (when the counter is durable) and returned.
+    private func stored(_ request: Request) throws(Fault) -> Element {
+        let e = try $state.infoset()
+        request.store(e, under: "state")
+        return e
+    }
+
+    public func records() throws -> [StoredRecord] { [StoredRecord("state", try $state.infoset())] }
+
+    public func restore(_ key: String, _ record: Element?) throws {
+        guard key == "state" else { return }
+        state = try record.map { try InfosetDecoder().decode(CounterState.self, from: $0) } ?? CounterState(value: 0)
     }
 }
 
 /// `/kv` (`urn:decos:examples:kv`): a key-value store. Insert (new keys only), Update (existing
 /// only), Upsert and Delete take `<Entry><Key>k</Key><Value>v</Value></Entry>`; Query takes
 /// `<KVQuery><Prefix>p</Prefix></KVQuery>`; Get returns `<KVState>` with every entry, by key.
-public actor KeyValueStore: Service {
+/// Durable, each key is one record, its `<Entry>`.
+public actor KeyValueStore: DurableService {
     public static let contract = "urn:decos:examples:kv"
     public static let operations = [
         ServiceOperation(.get, returns: KVState.self),
@@ -93,18 +109,35 @@ public actor KeyValueStore: Service {
             if request.verb == .insert, store[e.key] != nil { throw Fault(.sender, "Exists", "key \"\(e.key)\" already exists; use Update or Upsert") }
             if request.verb == .update, store[e.key] == nil { throw Fault(.sender, "NotFound", "key \"\(e.key)\" does not exist; use Insert or Upsert") }
             store[e.key] = value
-            return try infoset(e)
+            let entry = try infoset(e)
+            request.store(entry, under: e.key)
+            return entry
         case .delete:
             let e = try request.decode(Entry.self)
             guard let old = store.removeValue(forKey: e.key) else { throw Fault(.sender, "NotFound", "key \"\(e.key)\" does not exist") }
+            request.erase(e.key)
             return try infoset(Entry(key: e.key, value: old))
         case .replace:
             let s = try request.decode(KVState.self)
-            store = Dictionary(s.entry.map { ($0.key, $0.value ?? "") }) { _, last in last }
+            let replaced = Dictionary(s.entry.map { ($0.key, $0.value ?? "") }) { _, last in last }
+            for key in store.keys where replaced[key] == nil { request.erase(key) }
+            for (key, value) in replaced { request.store(try infoset(Entry(key: key, value: value)), under: key) }
+            store = replaced
             return try snapshot()
         default:
             throw Fault.actionNotSupported(request.verb, "/kv")
         }
+    }
+}
+
+extension KeyValueStore {
+    public func records() throws -> [StoredRecord] {
+        try store.keys.sorted().map { StoredRecord($0, try infoset(Entry(key: $0, value: store[$0]))) }
+    }
+
+    public func restore(_ key: String, _ record: Element?) throws {
+        guard let record else { store[key] = nil; return }
+        store[key] = try InfosetDecoder().decode(Entry.self, from: record).value ?? ""
     }
 }
 

@@ -1,0 +1,6 @@
+// SQLite (Debian's libsqlite3-dev; linked statically in `make static`), the engine that keeps
+// durable services' state (Sources/Storage).
+#include <sqlite3.h>
+
+// SQLITE_TRANSIENT is a macro casting -1 to a function pointer, which Swift cannot import.
+static inline sqlite3_destructor_type decos_sqlite_transient(void) { return SQLITE_TRANSIENT; }

@@ -185,3 +185,33 @@ import ProcessKernel
         }
     }
 }
+
+@Suite(.bounded) struct StorageManifestTests {
+    @Test func durableServicesAndStorageAreRead() throws {
+        let m = try Manifest.parse("""
+        <Manifest xmlns="urn:decos:manifest">
+          <Storage path="/var/lib/decos"/>
+          <Service contract="urn:c" name="/a" durable="true"/>
+          <Service contract="urn:c" name="/b" durable="false"/>
+        </Manifest>
+        """)
+        #expect(m.storage == "/var/lib/decos")
+        #expect(m.services.map(\.durable) == [true, false])
+    }
+
+    @Test func badStorageAndDurableAttributesAreErrors() {
+        #expect { try Manifest.parse("""
+        <Manifest xmlns="urn:decos:manifest">
+          <Storage path="relative"/>
+          <Storage path="/x"/>
+          <Service contract="urn:c" durable="true"/>
+          <Service contract="urn:c" name="/b" durable="yes"/>
+        </Manifest>
+        """) } throws: { e in
+            let messages = (e as! ManifestErrors).errors.map(\.message)
+            return messages == ["path=\"relative\" must be absolute", "only one <Storage> is allowed",
+                                "a durable service needs a name=\"…\": its stored state is found by it at the next start",
+                                "durable=\"yes\" must be true or false"]
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import Synchronization
+import Testing
+import TestKit
+
+/// Durable services as their users rely on them: a change acknowledged is there after the node is
+/// killed at any moment, and no change is applied twice.
+@Suite(.bounded, .ownThreads) struct DurabilityTests {
+    /// One verb in a SOAP envelope on a kept-alive connection; true once a 200 reply has come.
+    static func call(_ c: RawConnection, _ path: String, _ verb: String, _ body: String) -> Bool {
+        let envelope = #"<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://www.w3.org/2005/08/addressing"><e:Header><a:Action>urn:decos:verb:\#(verb)</a:Action></e:Header><e:Body>\#(body)</e:Body></e:Envelope>"#
+        c.send("POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/soap+xml\r\nContent-Length: \(envelope.utf8.count)\r\n\r\n\(envelope)")
+        guard let reply = c.read(until: { $0.contains("</env:Envelope>") }) else { return false }
+        return reply.hasPrefix("HTTP/1.1 200 ")
+    }
+
+    /// What a writer has had acknowledged: the last value of its key, and its counter increments.
+    struct Acknowledged {
+        var value = 0
+        var increments = 0
+    }
+
+    /// The stored state, read through the node: each writer's key's value and the counter.
+    static func state(_ node: NodeProcess) throws -> (values: [String: Int], counter: Int) {
+        let kv = try curl(node.base + "/kv").out
+        var values: [String: Int] = [:]
+        for m in kv.matches(of: #/<Key>(w\d+)</Key>\s*<Value>(\d+)</Value>/#) { values[String(m.1)] = Int(m.2)! }
+        guard let counter = try curl(node.base + "/counter").out.firstMatch(of: #/<Value>(\d+)</Value>/#).flatMap({ Int($0.1) }) else {
+            throw Failure("the counter did not answer")
+        }
+        return (values, counter)
+    }
+
+    @Test func everyAcknowledgedChangeSurvivesKillNineAndNoneIsAppliedTwice() throws {
+        let data = NSTemporaryDirectory() + "decos-durable-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let writers = 8, rounds = 20
+        var acked = [Acknowledged](repeating: Acknowledged(), count: writers)
+        var generator = SystemRandomNumberGenerator()
+        for round in 1...rounds {
+            let node = try NodeProcess(manifest: "Tests/SystemTests/Fixtures/durable.xml", extra: ["--data", data])
+            // What the last round acknowledged is there; at most the one change each writer had in
+            // flight when the node was killed is there besides.
+            let (values, counter) = try Self.state(node)
+            for w in 0..<writers {
+                let stored = values["w\(w)"] ?? 0
+                #expect(stored == acked[w].value || stored == acked[w].value + 1,
+                        "round \(round): writer \(w) had \(acked[w].value) acknowledged, the node holds \(stored)")
+                acked[w].value = stored
+            }
+            let counted = acked.reduce(0) { $0 + $1.increments }
+            #expect(counter >= counted && counter <= counted + writers,
+                    "round \(round): \(counted) increments acknowledged, the counter is \(counter)")
+            // The counter's extra increments (in flight at the kill) become the first writer's.
+            acked[0].increments += counter - counted
+            #expect(values["greeting"] == nil || round == 1)
+            if round == 1 { #expect(try curl(node.base + "/kv").out.contains("<Key>greeting</Key>")) }
+
+            let progress = Mutex(acked)
+            let threads = (0..<writers).map { w in
+                Thread {
+                    guard let c = try? RawConnection(port: node.port, timeout: .seconds(30)) else { return }
+                    while true {
+                        let next = progress.withLock { $0[w].value } + 1
+                        guard Self.call(c, "/kv", "Upsert", "<Entry><Key>w\(w)</Key><Value>\(next)</Value></Entry>") else { return }
+                        progress.withLock { $0[w].value = next }
+                        guard Self.call(c, "/counter", "Update", "<Increment><By>1</By></Increment>") else { return }
+                        progress.withLock { $0[w].increments += 1 }
+                    }
+                }
+            }
+            for t in threads { t.start() }
+            // Round 1 also deletes the manifest's key, which must stay deleted.
+            if round == 1 { #expect(try curl("-X", "POST", "-H", "Content-Type: application/soap+xml", "--data", Self.delete, node.base + "/kv").status == 0) }
+            // Kill it once some writes are through, at a random point of what follows.
+            try waitFor("writes acknowledged", within: 60, every: .milliseconds(5)) {
+                progress.withLock { $0.reduce(0) { $0 + $1.value } } >= acked.reduce(0) { $0 + $1.value } + writers * 3
+            }
+            usleep(UInt32.random(in: 0...200_000, using: &generator))
+            kill(node.process.processIdentifier, SIGKILL)
+            node.process.waitUntilExit()
+            // Writers see their connections end; what they had acknowledged is final.
+            try waitFor("writers done", within: 30) { threads.allSatisfy(\.isFinished) }
+            acked = progress.withLock { $0 }
+        }
+        let total = acked.reduce(0) { $0 + $1.value }
+        print("DurabilityTests: \(rounds) kills, \(total) acknowledged Upserts kept")
+    }
+
+    static let delete = #"<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://www.w3.org/2005/08/addressing"><e:Header><a:Action>urn:decos:verb:Delete</a:Action></e:Header><e:Body><Entry><Key>greeting</Key></Entry></e:Body></e:Envelope>"#
+}

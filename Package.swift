@@ -53,7 +53,7 @@ let package = Package(
             .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
-        .target(name: "StandardServices", dependencies: ["ServiceKernel", "Infoset", "ProcessKernel", "DeviceDrivers"]),
+        .target(name: "StandardServices", dependencies: ["ServiceKernel", "Infoset", "ProcessKernel", "DeviceDrivers", "Storage"]),
         .target(name: "Gateway", dependencies: [
             "ServiceKernel", "Infoset",
             .product(name: "CoreMetrics", package: "swift-metrics"),

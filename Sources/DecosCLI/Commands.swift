@@ -97,10 +97,11 @@ struct Run: AsyncParsableCommand {
 struct Ctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Send a verb to a service over HTTP and print the reply.",
-        discussion: "Example: decos ctl update http://127.0.0.1:7480/counter --body '<Increment><By>2</By></Increment>'\nSubscribe streams notifications until interrupted. decos ctl poweroff http://HOST:PORT ends a node.")
+        discussion: "Example: decos ctl update http://127.0.0.1:7480/counter --body '<Increment><By>2</By></Increment>'\nSubscribe streams notifications until interrupted. decos ctl poweroff http://HOST:PORT ends a node.\ndecos ctl backup http://HOST:PORT/kv > FILE copies a durable service's stored state; decos ctl restore http://HOST:PORT/kv FILE makes a copy its state.")
 
-    @Argument(help: "The verb: \(Verb.allCases.map(\.rawValue).joined(separator: ", ")); or poweroff, reboot (to the node's /os/node).") var verb: String
+    @Argument(help: "The verb: \(Verb.allCases.map(\.rawValue).joined(separator: ", ")); or poweroff, reboot (to the node's /os/node); or backup, restore (a durable service's state, through the node's /os/storage).") var verb: String
     @Argument(help: "The service's URL, e.g. http://127.0.0.1:7480/counter (https:// for a gateway serving TLS).") var url: String
+    @Argument(help: "For restore: the backup file (what backup wrote).") var file: String?
     @Option(help: "The body as XML, or @FILE to read it from a file.") var body: String?
     @Option(help: "A bearer token for the gateway, or @FILE to read it from a file. Without it, a node on this machine's loopback gets the operator token its `decos run` wrote.") var token: String?
     @Flag(help: "Send no token, not even a loopback node's operator token.") var anonymous = false
@@ -113,11 +114,27 @@ struct Ctl: AsyncParsableCommand {
         guard var target = HTTPClient.URL(url) else { throw ValidationError("\(url) is not an http://HOST:PORT/PATH or https://… URL") }
         let v: Verb
         var body: Element?
+        var backup = false
+        var restoring: BufferRef?
         if let power = ["poweroff": "Poweroff", "reboot": "Reboot"][verb.lowercased()] {
             // Shorthands for Submit <Poweroff/> (or <Reboot/>) to the node's /os/node.
             v = .submit
             body = Element(power)
             if target.path == "/" { target.path = "/os/node" }
+        } else if let copy = ["backup": "Backup", "restore": "Restore"][verb.lowercased()] {
+            // Submit <Backup> (or <Restore>) naming the service, to its node's /os/storage.
+            v = .submit
+            let (node, service) = Self.splitNode(target.path)
+            guard service != "/" else { throw ValidationError("\(verb) needs a durable service's URL, e.g. http://127.0.0.1:7480/kv") }
+            target.path = node + "/os/storage"
+            body = Element(copy, children: [.element(Element("Service", text: service))])
+            if copy == "Backup" {
+                guard isatty(1) == 0 else { throw ValidationError("backup writes the copy to standard output: decos ctl backup URL > FILE") }
+                backup = true
+            } else {
+                guard let file else { throw ValidationError("restore needs the backup file: decos ctl restore URL FILE") }
+                restoring = try bufferArgument("backup=@" + file)
+            }
         } else {
             guard let parsed = Verb(name: verb) else {
                 throw ValidationError("unknown verb \(verb); verbs are \(Verb.allCases.map(\.rawValue).joined(separator: ", ")), or poweroff and reboot")
@@ -125,7 +142,7 @@ struct Ctl: AsyncParsableCommand {
             v = parsed
             body = try parsedBody()
         }
-        var message = Message(v, to: target.path, body: body, buffers: try buffers.map(bufferArgument))
+        var message = Message(v, to: target.path, body: body, buffers: try buffers.map(bufferArgument) + (restoring.map { [$0] } ?? []))
         message.messageID = "urn:uuid:" + uuid()
         // Buffers that come back do so as MTOM parts, not Base64 in the envelope.
         var headers = [("Accept", "multipart/related, application/soap+xml")]
@@ -160,7 +177,19 @@ struct Ctl: AsyncParsableCommand {
             fail("\(error)", code: 2)
         }
         if v == .subscribe { return }
+        if backup {
+            try writeBackup(response.body, type: response.header("content-type") ?? "", status: response.status)
+            return
+        }
         try show(response.body, type: response.header("content-type") ?? "", status: response.status)
+    }
+
+    /// `/@b/kv` → ("/@b", "/kv"): a service reached through another node keeps that node's prefix.
+    static func splitNode(_ path: String) -> (String, String) {
+        guard path.hasPrefix("/@") else { return ("", path) }
+        let rest = path.dropFirst(2)
+        guard let slash = rest.firstIndex(of: "/") else { return (path, "/") }
+        return ("/@" + rest[..<slash], String(rest[slash...]))
     }
 
     /// `@FILE` or `ID=@FILE`: the file's bytes as a buffer.
@@ -192,7 +221,26 @@ struct Ctl: AsyncParsableCommand {
         do { return try XMLReader.parse(text) } catch { fail("\(source):\(error.line):\(error.column): \(error.message)", code: 2) }
     }
 
-    func show(_ bytes: [UInt8], type: String, status: Int) throws {
+    /// The backup's bytes to standard output, and what it holds to standard error.
+    func writeBackup(_ bytes: [UInt8], type: String, status: Int) throws {
+        let reply = try decodeReply(bytes, type: type, status: status)
+        guard let copy = reply.buffers.first(where: { $0.id == "backup" }) else { fail("the node sent no backup (HTTP \(status))") }
+        let written = copy.buffer.withUnsafeBytes { p -> Bool in
+            var done = 0
+            while done < p.count {
+                let n = write(1, p.baseAddress! + done, p.count - done)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return false }
+                done += n
+            }
+            return true
+        }
+        guard written else { fail("cannot write the backup to standard output: \(String(cString: strerror(errno)))", code: 2) }
+        var stderr = StandardError()
+        print("backup of \(reply.body?.child("Service")?.text ?? "the service"): \(copy.length) bytes", to: &stderr)
+    }
+
+    func decodeReply(_ bytes: [UInt8], type: String, status: Int) throws -> Message {
         let reply: Message
         do {
             reply = type.lowercased().hasPrefix("multipart/related")
@@ -204,6 +252,11 @@ struct Ctl: AsyncParsableCommand {
         if let f = reply.fault {
             fail("fault (HTTP \(status)): \(f.code.rawValue)\(f.subcode.map { " \($0.local)" } ?? ""): \(f.reason)")
         }
+        return reply
+    }
+
+    func show(_ bytes: [UInt8], type: String, status: Int) throws {
+        let reply = try decodeReply(bytes, type: type, status: status)
         if let b = reply.body { print(XMLWriter.pretty(b), terminator: "") }
         for b in reply.buffers { save(b) }
     }

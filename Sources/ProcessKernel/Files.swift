@@ -20,3 +20,21 @@ public func readFile(_ path: String) -> [UInt8]? {
         }
     }
 }
+
+/// Writes `bytes` to a new file (refusing one that exists), readable by its owner only; false
+/// (errno set) if it cannot be made or written whole.
+public func writeFile(_ path: String, _ bytes: [UInt8]) -> Bool {
+    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    return bytes.withUnsafeBytes { p in
+        var done = 0
+        while done < p.count {
+            let n = write(fd, p.baseAddress! + done, p.count - done)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return false }
+            done += n
+        }
+        return true
+    }
+}

@@ -77,10 +77,11 @@ extension DurableService {
         return request.reply(outcome, registration, logger)
     }
 
-    /// After a write that failed: every key written since the last stored one goes back to what
-    /// the file holds, in this one turn of the actor, so no request sees or builds on the rest.
-    func putBack(from journal: Journal, _ logger: Logger) {
-        for key in journal.recover().sorted() {
+    /// After a write that failed: every key written since the last stored one (and `also`) goes
+    /// back to what the file holds, in this one turn of the actor, so no request sees or builds
+    /// on the rest.
+    func putBack(from journal: Journal, _ logger: Logger, also: [String] = []) {
+        for key in journal.recover().union(also).sorted() {
             do {
                 let record = try journal.store.read(key).map(ServiceFiles.decode)
                 try restore(key, record)

@@ -169,6 +169,7 @@ public enum StandardContracts {
         (ModulesService.self, "/os/modules"),
         (RDMAService.self, "/os/rdma"),
         (MemoryService.self, "/os/memory"),
+        (StorageService.self, "/os/storage"),
         (LogService.self, "/os/log"),
     ]
 

@@ -134,6 +134,24 @@ public final class ServiceStore: Sendable {
         }
     }
 
+    /// Writes a consistent copy of the committed state to `file` (which must not exist), while
+    /// writes go on: SQLite's `VACUUM INTO` reads one snapshot of the WAL.
+    public func snapshot(into copy: String) throws(StorageError) {
+        try reader.withLock { c throws(StorageError) in
+            try c.execute("VACUUM INTO '\(copy.replacing("'", with: "''"))'")
+        }
+    }
+
+    /// Bytes the service's file and its WAL take on disk.
+    public var bytes: Int {
+        var total = 0
+        for suffix in ["", "-wal"] {
+            var st = stat()
+            if stat(file + suffix, &st) == 0 { total += Int(st.st_size) }
+        }
+        return total
+    }
+
     // MARK: the writer's side (the journal's queue)
 
     /// Runs `body` in one transaction, rolled back if it throws.

@@ -24,7 +24,7 @@ import TestKit
     static func state(_ node: NodeProcess) throws -> (values: [String: Int], counter: Int) {
         let kv = try curl(node.base + "/kv").out
         var values: [String: Int] = [:]
-        for m in kv.matches(of: #/<Key>(w\d+)</Key>\s*<Value>(\d+)</Value>/#) { values[String(m.1)] = Int(m.2)! }
+        for m in kv.matches(of: #/<Key>(\w+)</Key>\s*<Value>(\d+)</Value>/#) { values[String(m.1)] = Int(m.2)! }
         guard let counter = try curl(node.base + "/counter").out.firstMatch(of: #/<Value>(\d+)</Value>/#).flatMap({ Int($0.1) }) else {
             throw Failure("the counter did not answer")
         }
@@ -88,4 +88,61 @@ import TestKit
     }
 
     static let delete = #"<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://www.w3.org/2005/08/addressing"><e:Header><a:Action>urn:decos:verb:Delete</a:Action></e:Header><e:Body><Entry><Key>greeting</Key></Entry></e:Body></e:Envelope>"#
+}
+
+/// `decos ctl backup` and `decos ctl restore` against a node whose store is being written.
+@Suite(.bounded, .ownThreads) struct BackupTests {
+    @Test func aBackupTakenWhileWritesGoOnRestoresThatStateAndABadOneIsRefused() throws {
+        let data = NSTemporaryDirectory() + "decos-backup-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let node = try NodeProcess(manifest: "Tests/SystemTests/Fixtures/durable.xml", extra: ["--data", data])
+        for i in 1...20 {
+            #expect(try decos("ctl", "upsert", node.base + "/kv", "--body", "<Entry><Key>k\(i)</Key><Value>\(i)</Value></Entry>").status == 0)
+        }
+        // A writer goes on beside the backup.
+        let stop = Atomic<Bool>(false), written = Atomic<Int>(0)
+        let writer = Thread {
+            guard let c = try? RawConnection(port: node.port) else { return }
+            while !stop.load(ordering: .relaxed) {
+                let n = written.load(ordering: .relaxed) + 1
+                guard DurabilityTests.call(c, "/kv", "Upsert", "<Entry><Key>busy</Key><Value>\(n)</Value></Entry>") else { return }
+                written.store(n, ordering: .relaxed)
+            }
+        }
+        writer.start()
+        defer { stop.store(true, ordering: .relaxed) }
+        try waitFor("the writer is writing", within: 30, every: .milliseconds(5)) { written.load(ordering: .relaxed) > 0 }
+        let file = data + ".backup"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let backup = try run("/bin/sh", ["-c", "\"$0\" ctl backup \"$1\" > \"$2\"", decosBinary, node.base + "/kv", file])
+        #expect(backup.status == 0, "\(backup.err)")
+        #expect(backup.err.contains("backup of /kv: "))
+        // Changes after the backup are undone by the restore.
+        #expect(try decos("ctl", "delete", node.base + "/kv", "--body", "<Entry><Key>k1</Key></Entry>").status == 0)
+        #expect(try decos("ctl", "upsert", node.base + "/kv", "--body", "<Entry><Key>later</Key><Value>x</Value></Entry>").status == 0)
+        stop.store(true, ordering: .relaxed)
+        try waitFor("the writer stopped", within: 30) { writer.isFinished }
+        let restore = try decos("ctl", "restore", node.base + "/kv", file)
+        #expect(restore.status == 0, "\(restore.err)")
+        let (values, _) = try DurabilityTests.state(node)
+        var missing: [Int] = []
+        for i in 1...20 where values["k" + String(i)] != i { missing.append(i) }
+        #expect(missing.isEmpty, "\(values)")
+        let kv = try curl(node.base + "/kv").out
+        #expect(!kv.contains("<Key>later</Key>") && kv.contains("<Key>greeting</Key>") && kv.contains("<Key>busy</Key>"))
+        #expect(restore.out.contains("<Records>\(kv.components(separatedBy: "<Entry>").count - 1)</Records>"), "\(restore.out)")
+
+        // A backup of another contract, or bytes that are no backup, change nothing.
+        let other = try decos("ctl", "restore", node.base + "/counter", file)
+        #expect(other.status != 0 && other.err.contains("BadBackup") && other.err.contains("contract urn:decos:examples:kv"), "\(other.err)")
+        try Data(repeating: 0x41, count: 5000).write(to: URL(fileURLWithPath: file))
+        let junk = try decos("ctl", "restore", node.base + "/kv", file)
+        #expect(junk.status != 0 && junk.err.contains("BadBackup"), "\(junk.err)")
+        #expect(try curl(node.base + "/kv").out == kv)
+        // What the restore stored is what the node has after a restart.
+        kill(node.process.processIdentifier, SIGKILL)
+        node.process.waitUntilExit()
+        let again = try NodeProcess(manifest: "Tests/SystemTests/Fixtures/durable.xml", extra: ["--data", data])
+        #expect(try curl(again.base + "/kv").out == kv)
+    }
 }

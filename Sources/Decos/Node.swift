@@ -172,6 +172,18 @@ public final class Node: Sendable {
                 throw BootError(message: "\(s.location.map { "\($0): " } ?? "")cannot create \(s.name ?? s.contract): \(error)")
             }
         }
+        // Durable services made at run time before this start (by a Create, a loaded manifest).
+        for config in kernel.storage?.recreations() ?? [] {
+            guard let name = config.name, kernel.uris.lookup(name) == nil else {
+                logger.warning("\(config.name ?? "?"): stored, made at run time, but the manifest has a service of that name: its file is kept, not started")
+                continue
+            }
+            do {
+                try await kernel.create(config)
+            } catch {
+                logger.error("\(name) (made at run time, stored) does not start: \(error)")
+            }
+        }
         phases.end("services")
         // The network manager joins last, so its first table already lists the services.
         network?.start()

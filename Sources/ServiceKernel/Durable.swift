@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import Infoset
 import Logging
 import Storage
@@ -145,10 +150,50 @@ public struct ServiceFiles: Sendable {
         return directory + "/services/" + name + ".db"
     }
 
+    /// The files of durable services made at run time (by a Create or a loaded manifest), with
+    /// the configuration each is made again from at the node's start.
+    public func recreations() -> [ServiceConfig] {
+        guard let dir = opendir(directory + "/services") else { return [] }
+        defer { closedir(dir) }
+        var found: [ServiceConfig] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.hasSuffix(".db"), !name.hasPrefix("."),
+                  let bytes = ServiceStore.recreation(of: directory + "/services/" + name),
+                  let e = try? Self.decode(bytes), let config = ServiceConfig(recreating: e) else { continue }
+            found.append(config)
+        }
+        return found.sorted { ($0.name ?? "") < ($1.name ?? "") }
+    }
+
     /// A stored record's infoset; a record that does not decode is a damaged file.
     static func decode(_ bytes: [UInt8]) throws -> Element {
         var r = ByteReader(bytes)
         return try BinaryInfoset.decode(&r)
+    }
+}
+
+extension ServiceConfig {
+    /// What a durable service made at run time is made again from: `<Service><Contract/><Name/>
+    /// <Partner><Name/><Uri/></Partner>…<Config>…</Config></Service>` (its state is its records).
+    var recreation: Element {
+        var e = Element("Service", children: [.element(Element("Contract", text: contract)), .element(Element("Name", text: name ?? ""))])
+        for (n, u) in partners.sorted(by: { $0.key < $1.key }) {
+            e.children.append(.element(Element("Partner", children: [.element(Element("Name", text: n)), .element(Element("Uri", text: u))])))
+        }
+        if let settings { e.children.append(.element(Element("Config", children: [.element(settings)]))) }
+        return e
+    }
+
+    init?(recreating e: Element) {
+        guard e.name.local == "Service", let contract = e.child("Contract")?.text, let name = e.child("Name")?.text, !name.isEmpty else { return nil }
+        var partners: [String: String] = [:]
+        for p in e.elements where p.name.local == "Partner" {
+            guard let n = p.child("Name")?.text, let u = p.child("Uri")?.text else { return nil }
+            partners[n] = u
+        }
+        self.init(contract: contract, name: name, partners: partners, settings: e.child("Config")?.elements.first)
+        durable = true
     }
 }
 

@@ -275,7 +275,9 @@ public final class Kernel: Sendable {
             throw Fault(.sender, "InvalidConfig", "\(config.contract): \(error)")
         }
         if let journal, let durable = service as? any DurableService {
-            try await Self.load(durable, from: journal.store, stored)
+            // Made at run time, it is made again at the next start; the manifest's are by the manifest.
+            let recreate = request != nil ? BinaryInfoset.encode(config.recreation) : nil
+            try await Self.load(durable, from: journal.store, stored, recreate: recreate)
         }
         let reg = uris.register(preferred: config.name, contract: config.contract) { path, uri in
             Registration(path: path, uri: uri, contract: config.contract, service: service,
@@ -319,12 +321,14 @@ public final class Kernel: Sendable {
     }
 
     /// Gives a durable service its stored records, or stores its first state when there are none.
-    private static func load(_ service: some DurableService, from store: ServiceStore, _ stored: [ServiceStore.Record]?) async throws(Fault) {
+    private static func load(_ service: some DurableService, from store: ServiceStore, _ stored: [ServiceStore.Record]?,
+                             recreate: [UInt8]?) async throws(Fault) {
         do {
             if let stored {
                 try await service.restoreAll(stored)
             } else {
-                try store.initialize(try await service.records().map { .init(key: $0.key, value: BinaryInfoset.encode($0.record)) })
+                try store.initialize(try await service.records().map { .init(key: $0.key, value: BinaryInfoset.encode($0.record)) },
+                                     recreate: recreate)
             }
         } catch let error as StorageError {
             throw .storageRefused(error)

@@ -3,7 +3,7 @@ import ServiceKernel
 
 /// `/constructor`: creates and drops services at run time.
 ///
-/// Create `<Create><Contract>urn:…</Contract><Name>/x</Name><State>…</State></Create>` →
+/// Create `<Create><Contract>urn:…</Contract><Name>/x</Name><State>…</State><Durable>true</Durable></Create>` →
 /// `<CreateResponse><Uri>decos://node/x</Uri></CreateResponse>`; Drop `<Drop><Service>/x</Service></Drop>`.
 public actor Constructor: Service {
     public static let contract = "urn:decos:constructor"
@@ -14,6 +14,8 @@ public actor Constructor: Service {
         public var name: String?
         public var state: Element?
         public var partner: [PartnerEntry]
+        /// Whether it keeps its state on the node's storage, and is made again at the node's next start.
+        public var durable: Bool?
     }
 
     public struct CreateResponse: Codable, Sendable {
@@ -36,8 +38,9 @@ public actor Constructor: Service {
         switch request.verb {
         case .create:
             let c = try request.decode(Create.self)
-            let config = ServiceConfig(contract: c.contract, name: c.name, partners: Dictionary(c.partner.map { ($0.name, $0.uri) }) { a, _ in a },
+            var config = ServiceConfig(contract: c.contract, name: c.name, partners: Dictionary(c.partner.map { ($0.name, $0.uri) }) { a, _ in a },
                                        state: c.state)
+            config.durable = c.durable ?? false
             let reg = try await kernel.create(config, for: request)
             return try infoset(CreateResponse(uri: reg.uri, path: reg.path))
         case .drop:

@@ -116,13 +116,29 @@ public final class ServiceStore: Sendable {
     }
 
     /// Stores the service's first state (the manifest's, or a Create's), in one transaction.
-    /// Until it is, the file holds no state and is made anew on the next start.
-    public func initialize(_ records: [Record]) throws(StorageError) {
+    /// Until it is, the file holds no state and is made anew on the next start. `recreate`, for a
+    /// service made at run time, is what the node makes it again from at its next start.
+    public func initialize(_ records: [Record], recreate: [UInt8]? = nil) throws(StorageError) {
         try transaction { () throws(StorageError) in
             try writer.execute("DELETE FROM records")
             try apply(records.map { .put($0.key, $0.value) })
             try writer.execute("INSERT OR REPLACE INTO meta VALUES('initialized', 1)")
+            if let recreate {
+                let s = try writer.prepare("INSERT OR REPLACE INTO meta VALUES('recreate', ?)")
+                s.bind(1, recreate)
+                try s.run()
+            }
         }
+    }
+
+    /// What a service made at run time is made again from (`initialize`'s `recreate`), read
+    /// without changing the file; nil for a service of the manifest, or a file that is not ours
+    /// (which its service, if any, reports when it starts).
+    public static func recreation(of file: String) -> [UInt8]? {
+        guard let c = try? SQLiteConnection(file: file, create: false),
+              (try? c.integer("PRAGMA application_id")) == applicationID,
+              let s = try? c.prepare("SELECT value FROM meta WHERE name = 'recreate'"), (try? s.step()) == true else { return nil }
+        return s.blob(0)
     }
 
     /// The value stored under `key`, read on the reader's connection (what is committed).

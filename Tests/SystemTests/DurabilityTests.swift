@@ -87,6 +87,27 @@ import TestKit
         print("DurabilityTests: \(rounds) kills, \(total) acknowledged Upserts kept")
     }
 
+    @Test func aDurableServiceCreatedAtRunTimeIsThereAfterARestartUntilDropped() throws {
+        let data = NSTemporaryDirectory() + "decos-created-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        func restarted(_ node: NodeProcess) throws -> NodeProcess {
+            kill(node.process.processIdentifier, SIGKILL)
+            node.process.waitUntilExit()
+            return try NodeProcess(manifest: "Tests/SystemTests/Fixtures/durable.xml", extra: ["--data", data])
+        }
+        var node = try NodeProcess(manifest: "Tests/SystemTests/Fixtures/durable.xml", extra: ["--data", data])
+        let create = try decos("ctl", "create", node.base + "/constructor", "--body",
+                               "<Create><Contract>urn:decos:examples:counter</Contract><Name>/made</Name><Partner><Name>store</Name><Uri>/kv</Uri></Partner><Durable>true</Durable></Create>")
+        #expect(create.status == 0, "\(create.err)")
+        #expect(try decos("ctl", "update", node.base + "/made", "--body", "<Increment><By>7</By></Increment>").status == 0)
+        node = try restarted(node)
+        #expect(try curl(node.base + "/made").out.contains("<Value>7</Value>"))
+        #expect(try decos("ctl", "lookup", node.base + "/made").out.contains("<Uri>/kv</Uri>"))
+        #expect(try decos("ctl", "drop", node.base + "/constructor", "--body", "<Drop><Service>/made</Service></Drop>").status == 0)
+        node = try restarted(node)
+        #expect(try decos("ctl", "get", node.base + "/made").err.contains("UnknownService"))
+    }
+
     static let delete = #"<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://www.w3.org/2005/08/addressing"><e:Header><a:Action>urn:decos:verb:Delete</a:Action></e:Header><e:Body><Entry><Key>greeting</Key></Entry></e:Body></e:Envelope>"#
 }
 

@@ -93,7 +93,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
-            "CAEAD", .product(name: "Crypto", package: "swift-crypto"),
+            "CAEAD", .product(name: "Crypto", package: "swift-crypto"), "CSQLite", "Storage",
         ], path: "Benchmarks/DecosBenchmarks"),
         // Waiting with deadlines, for every test target (Tests/TestKit).
         .target(name: "TestKit", path: "Tests/TestKit"),

@@ -3,7 +3,8 @@
 // probe (where dispatch time goes), http-floor (the gateway baseline), idle (the RSS baseline),
 // remote (two nodes on loopback against raw SwiftNIO TCP), swim [NODES] [LOSS] (membership and
 // namespace spread in the simulator), soak [CALLS] [BUFFERS] [LOSS] (three nodes under loss, RSS
-// flat), remote sealing / remote cipher (the cost of encryption between nodes).
+// flat), remote sealing / remote cipher (the cost of encryption between nodes), durable [DIR]
+// (durable Upserts against memory and SQLite's own rate, and a restart with a million keys).
 import Decos
 import DistributingKernel
 #if canImport(Glibc)
@@ -146,6 +147,7 @@ let task = Task.detached {
         try await soakBenchmark(calls: (args.first ?? nil) ?? 1_000_000, buffers: (args.dropFirst().first ?? nil) ?? 1000,
                                 loss: (args.dropFirst(2).first ?? nil) ?? 5)
     }
+    if which == "durable" { try await durableBenchmark(directory: CommandLine.arguments.dropFirst(2).first ?? "/var/tmp") }
     if which == "swim" {
         let args = CommandLine.arguments.dropFirst(2)
         swimBenchmark(nodes: args.first.flatMap(Int.init) ?? 1000, loss: args.dropFirst().first.flatMap(Double.init) ?? 0.05)

@@ -136,8 +136,9 @@ extension KeyValueStore {
     }
 
     public func restore(_ key: String, _ record: Element?) throws {
+        // Read as the element it is (not through Codable): a restart restores every key this way.
         guard let record else { store[key] = nil; return }
-        store[key] = try InfosetDecoder().decode(Entry.self, from: record).value ?? ""
+        store[key] = record.child("Value")?.text ?? ""
     }
 }
 

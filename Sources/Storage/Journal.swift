@@ -89,7 +89,6 @@ public final class Journal: Sendable {
             do {
                 try store.transaction { () throws(StorageError) in
                     for e in group { try store.apply(e.writes) }
-                    try store.writer.execute("UPDATE meta SET value = value + 1 WHERE name = 'commits'")
                 }
                 syncs.record(SyncTimes.now() &- started)
                 for e in group {

@@ -69,7 +69,6 @@ public final class ServiceStore: Sendable {
                 CREATE TABLE records(key TEXT PRIMARY KEY, value BLOB NOT NULL, crc INTEGER NOT NULL) WITHOUT ROWID;
                 INSERT INTO meta VALUES('contract', '\(contract.replacing("'", with: "''"))');
                 INSERT INTO meta VALUES('path', '\(path.replacing("'", with: "''"))');
-                INSERT INTO meta VALUES('commits', 0);
                 COMMIT;
                 """)
             syncDirectory(of: file)
@@ -182,7 +181,7 @@ public final class ServiceStore: Sendable {
         }
     }
 
-    /// Applies writes inside a transaction, and counts the commit.
+    /// Applies writes inside a transaction.
     func apply(_ writes: [Write]) throws(StorageError) {
         let put = try writer.prepare("INSERT OR REPLACE INTO records(key, value, crc) VALUES(?, ?, ?)")
         let erase = try writer.prepare("DELETE FROM records WHERE key = ?")

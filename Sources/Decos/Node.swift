@@ -62,8 +62,10 @@ public final class Node: Sendable {
         return try Manifest.parse(bytes, file: path)
     }
 
-    /// Checks what the parser cannot: that every contract has an implementation in this build.
-    public static func check(_ manifest: Manifest, contracts: Contracts) throws(ManifestErrors) {
+    /// Checks what the parser cannot: that every contract has an implementation in this build,
+    /// and (unless `requireStorage` is false: the storage may come at run time) that durable
+    /// services have the node's storage.
+    public static func check(_ manifest: Manifest, contracts: Contracts, requireStorage: Bool = true) throws(ManifestErrors) {
         var errors: [ManifestError] = []
         for s in manifest.services where contracts.factories[s.contract] == nil {
             errors.append(ManifestError(location: s.location ?? SourceLocation(file: manifest.file, line: 0, column: 0),
@@ -77,7 +79,7 @@ public final class Node: Sendable {
             if s.durable && contracts.factories[s.contract] != nil && !contracts.durable.contains(s.contract) {
                 errors.append(ManifestError(location: location, message: "\(s.contract) cannot keep its state on storage (its service is not a DurableService); remove durable=\"true\""))
             }
-            if s.durable && manifest.storage == nil {
+            if s.durable && manifest.storage == nil && requireStorage {
                 errors.append(ManifestError(location: location, message: "\(s.name ?? s.contract) is durable, but the node has no storage: add <Storage path=\"…\"/> to the manifest, or run with --data DIR"))
             }
         }

@@ -323,9 +323,12 @@ struct ManifestCommand: AsyncParsableCommand {
         func run() async throws {
             do {
                 let m = try Node.loadManifest(file)
-                try Node.check(m, contracts: DecosCLI.contracts)
+                try Node.check(m, contracts: DecosCLI.contracts, requireStorage: false)
                 let binding = m.gateway.map { "gateway on \($0.host):\($0.port)" } ?? "no network binding"
                 print("\(file): ok (node \(m.node ?? "<hostname>"), \(m.services.count) services, \(binding))")
+                if m.storage == nil, m.services.contains(where: \.durable) {
+                    print("\(file): its durable services need the node's storage when it runs: decos run --data DIR, or the appliance's data disk")
+                }
             } catch {
                 fail(error.description)
             }

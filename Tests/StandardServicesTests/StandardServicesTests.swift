@@ -21,7 +21,7 @@ func xml(_ s: String) throws -> Element { try XMLReader.parse(s) }
         let k = try await bootLocal(#"<Service contract="urn:decos:examples:kv" name="/kv"/>"#)
         let list = try #require(try await k.call(.get, "/directory"))
         let paths = list.elements.compactMap { $0.child("Path")?.text }
-        #expect(paths == ["/directory", "/constructor", "/manifestloader", "/os/node", "/os/processes", "/os/devices", "/os/links", "/os/modules", "/os/rdma", "/os/memory", "/os/log", "/os/dataplane", "/os/cluster", "/kv"])
+        #expect(paths == ["/directory", "/constructor", "/manifestloader", "/os/node", "/os/processes", "/os/devices", "/os/links", "/os/modules", "/os/rdma", "/os/memory", "/os/storage", "/os/log", "/os/dataplane", "/os/cluster", "/kv"])
         #expect(list.elements.allSatisfy { $0.child("Node")?.text == "t" })
     }
 
@@ -45,7 +45,7 @@ func xml(_ s: String) throws -> Element { try XMLReader.parse(s) }
         let byContract = try await k.call(.query, "/directory", body: xml("<DirectoryQuery><Contract>urn:decos:examples:kv</Contract></DirectoryQuery>"))
         #expect(byContract?.elements.compactMap { $0.child("Path")?.text } == ["/kv", "/kv2"])
         let byPath = try await k.call(.query, "/directory", body: xml("<DirectoryQuery><Path>/os/*</Path></DirectoryQuery>"))
-        #expect(byPath?.elements.compactMap { $0.child("Path")?.text } == ["/os/node", "/os/processes", "/os/devices", "/os/links", "/os/modules", "/os/rdma", "/os/memory", "/os/log", "/os/dataplane", "/os/cluster"])
+        #expect(byPath?.elements.compactMap { $0.child("Path")?.text } == ["/os/node", "/os/processes", "/os/devices", "/os/links", "/os/modules", "/os/rdma", "/os/memory", "/os/storage", "/os/log", "/os/dataplane", "/os/cluster"])
     }
 
     @Test func subscribersSeeRegistrationsAndRemovals() async throws {
@@ -146,7 +146,7 @@ func xml(_ s: String) throws -> Element { try XMLReader.parse(s) }
         #expect(s.child("Name")?.text == "t")
         #expect(s.child("Pid")?.text == String(getpid()))
         #expect((Int(s.child("ResidentBytes")?.text ?? "") ?? 0) > 1 << 20)
-        #expect(s.child("Services")?.text == "13")
+        #expect(s.child("Services")?.text == "14")
         #expect(s.child("Mode")?.text == "hosted")
     }
 }

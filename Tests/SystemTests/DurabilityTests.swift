@@ -160,6 +160,11 @@ import TestKit
         let junk = try decos("ctl", "restore", node.base + "/kv", file)
         #expect(junk.status != 0 && junk.err.contains("BadBackup"), "\(junk.err)")
         #expect(try curl(node.base + "/kv").out == kv)
+        // What /os/storage and /metrics say of it.
+        let storage = try curl(node.base + "/os/storage").out
+        #expect(storage.contains("<Path>\(data)</Path>") && storage.contains("<File>\(data)/services/kv.db</File>"), "\(storage)")
+        let metrics = try curl(node.base + "/metrics").out
+        #expect(metrics.contains("decos_storage_commits_total{service=\"/kv\"}") && metrics.contains("decos_storage_free_bytes "), "\(metrics)")
         // What the restore stored is what the node has after a restart.
         kill(node.process.processIdentifier, SIGKILL)
         node.process.waitUntilExit()

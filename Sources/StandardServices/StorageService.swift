@@ -75,11 +75,14 @@ public actor StorageService: Service {
             return try infoset(Self.state(of: kernel))
         case (.submit, "Backup"):
             let b = try request.decode(Backup.self)
+            // A copy of the whole state is a read of it: who may not Get the service may not copy it.
+            if let denial = kernel.security.authorize(request.principal, .get, path: b.service) { throw denial }
             let bytes = try kernel.backup(b.service)
             request.attach(BufferRef(id: "backup", buffer: DataBuffer(bytes)))
             return try infoset(BackupResponse(service: b.service, bytes: bytes.count))
         case (.submit, "Restore"):
             let r = try request.decode(Restore.self)
+            if let denial = kernel.security.authorize(request.principal, .replace, path: r.service) { throw denial }
             guard let copy = request.message.buffers.first else {
                 throw Fault.invalidBody("Restore needs the backup as a buffer beside the body (decos ctl restore URL FILE)")
             }

@@ -35,7 +35,7 @@ public final class Journal: Sendable {
 
     public init(_ store: ServiceStore) {
         self.store = store
-        queue = DispatchQueue(label: "decos.journal")
+        queue = DispatchQueue(label: "decos.journal " + store.file)
     }
 
     /// Queues `writes` to be committed after everything appended before. `stored` runs on the

@@ -44,6 +44,8 @@ public final class ServiceStore: Sendable {
     public let contract: String
     /// The writer's connection: used only by the journal's queue (`Journal`), which commits.
     let writer: SQLiteConnection
+    /// The writer's statements, prepared once: a commit of one write is parsed by no one.
+    private let begin, commit, rollback, put, erase: SQLiteStatement
     /// A second connection for reads beside the writer (WAL lets them run together): a key read
     /// back after a failed write, a backup.
     private let reader: Mutex<SQLiteConnection>
@@ -87,6 +89,11 @@ public final class ServiceStore: Sendable {
             try writer.execute("PRAGMA journal_mode=WAL")
         }
         try writer.execute("PRAGMA synchronous=FULL")
+        begin = try writer.prepare("BEGIN IMMEDIATE")
+        commit = try writer.prepare("COMMIT")
+        rollback = try writer.prepare("ROLLBACK")
+        put = try writer.prepare("INSERT OR REPLACE INTO records(key, value, crc) VALUES(?, ?, ?)")
+        erase = try writer.prepare("DELETE FROM records WHERE key = ?")
         reader = Mutex(try SQLiteConnection(file: file, create: false))
     }
 
@@ -171,20 +178,18 @@ public final class ServiceStore: Sendable {
 
     /// Runs `body` in one transaction, rolled back if it throws.
     func transaction(_ body: () throws(StorageError) -> Void) throws(StorageError) {
-        try writer.execute("BEGIN IMMEDIATE")
+        try begin.run()
         do {
             try body()
-            try writer.execute("COMMIT")
+            try commit.run()
         } catch {
-            try? writer.execute("ROLLBACK")
+            try? rollback.run()
             throw error
         }
     }
 
     /// Applies writes inside a transaction.
     func apply(_ writes: [Write]) throws(StorageError) {
-        let put = try writer.prepare("INSERT OR REPLACE INTO records(key, value, crc) VALUES(?, ?, ?)")
-        let erase = try writer.prepare("DELETE FROM records WHERE key = ?")
         for w in writes {
             switch w {
             case .put(let key, let value):

@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "Storage", dependencies: ["CSQLite"]),
         .target(name: "DeviceDrivers", dependencies: ["Addresses", "ProcessKernel", "CDecosInit", "CVerbs", "CPCI", "CNUMA", "CXDP"]),
         .target(name: "ServiceKernel", dependencies: [
-            "Addresses", "Infoset", "ProcessKernel", "Storage",
+            "Addresses", "Infoset", "ProcessKernel", "Storage", "CDecosInit",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),

@@ -58,6 +58,7 @@ public final class Kernel: Sendable {
                 pools: BufferPools = BufferPools(), metrics: NodeMetrics = NodeMetrics(), storage: ServiceFiles? = nil) {
         self.node = node
         self.storage = storage
+        _ = CallClock.scale  // measured now, not in the first request
         self.metrics = metrics
         self.pools = pools
         self.security = security
@@ -96,7 +97,7 @@ public final class Kernel: Sendable {
     public func send(_ m: Message, as principal: Principal, for cause: RequestContext? = nil,
                      entered: (@Sendable () -> Void)? = nil) async -> Message {
         guard let path = uris.localPath(m.to) else { return await sendRemote(m, as: principal) }
-        let started = metrics.enabled ? CallMeter.now() : nil
+        let started = metrics.enabled ? CallClock.now() : nil
         let found = uris.lookup(path)
         let reply: Message
         do throws(Fault) {
@@ -114,7 +115,7 @@ public final class Kernel: Sendable {
         } catch {
             reply = .faulted(error, replyingTo: m)
         }
-        if let started { metrics.dispatched(found, m.verb, faulted: reply.kind == .fault, took: CallMeter.now() &- started) }
+        if let started { metrics.dispatched(found, m.verb, faulted: reply.kind == .fault, took: CallClock.nanoseconds(CallClock.now() &- started)) }
         return reply
     }
 

@@ -77,3 +77,20 @@ import TestKit
         #expect(!text(k).contains("decos_requests_total"))
     }
 }
+
+/// The clock calls are timed with reads the same time as CLOCK_MONOTONIC.
+@Suite(.bounded) struct CallClockTests {
+    @Test func ticksTurnedIntoNanosecondsAgreeWithTheMonotonicClock() throws {
+        guard CallClock.scale != 0 else {
+            // No counter the kernel trusts: calls are timed with CLOCK_MONOTONIC itself.
+            #expect(CallClock.nanoseconds(1234) == 1234)
+            return
+        }
+        let start = try #require(CallClock.reading())
+        while CallClock.monotonic() - start.ns < 20_000_000 {}
+        let end = try #require(CallClock.reading())
+        let measured = Double(CallClock.nanoseconds(Int64(end.ticks - start.ticks))), actual = Double(end.ns - start.ns)
+        #expect(abs(measured - actual) / actual < 0.01, "\(measured) ns by the call clock (scale \(CallClock.scale)) against \(actual) ns")
+        #expect(CallClock.nanoseconds(-5) <= 0)
+    }
+}

@@ -36,3 +36,13 @@ void decos_remove_enqueue_global_hook(const void *hook);
 void decos_run_job_on_generic_executor(void *job);
 
 #endif
+
+/// The CPU's time-stamp counter (rdtsc), for timing calls where the kernel keeps time with it
+/// (ServiceKernel's CallClock); 0 on CPUs without one here.
+static inline uint64_t decos_cycles(void) {
+#if defined(__x86_64__)
+    return __builtin_ia32_rdtsc();
+#else
+    return 0;
+#endif
+}

@@ -74,7 +74,8 @@ if [ "$disk" != none ]; then
     echo "boot: data disk $disk: $(( $(stat -c %s "$disk") >> 20 )) MiB, kept from before"
   fi
   # Flushes the guest asks for reach the file (cache=writeback honours them); discard keeps it sparse.
-  args+=(-drive "file=$disk,format=raw,if=none,id=data,discard=unmap" -device "virtio-blk-pci,drive=data")
+  # On the root bus by name: with NUMA=2 the default would be the expander bridge's, which takes none.
+  args+=(-drive "file=$disk,format=raw,if=none,id=data,discard=unmap" -device "virtio-blk-pci,drive=data,bus=pci.0")
 fi
 echo "boot: qemu ($accel) — gateway at http://127.0.0.1:${http_port}/; power off with:"
 echo "boot:   decos ctl poweroff http://127.0.0.1:${http_port} --token @$out/operator.token    (or Ctrl-A X to kill QEMU)"

@@ -46,18 +46,20 @@ image: static
 	NICS="$(NICS)" TLS="$(TLS)" boot/mkimage.sh $(MANIFEST) $(STATIC_BIN)
 
 ## Boots out/ in QEMU: serial console here, gateway on 127.0.0.1:$(HTTP_PORT).
+## The data disk: DISK=out/data.img (kept across boots; DISK=none for none), DISK_SIZE=256M when made.
 HTTP_PORT ?= 7480
+DISK_SIZE ?= 256M
 boot: image
-	HTTP_PORT=$(HTTP_PORT) boot/qemu.sh
+	HTTP_PORT=$(HTTP_PORT) DISK="$(DISK)" DISK_SIZE="$(DISK_SIZE)" boot/qemu.sh
 
 ## The same image over the network: PXE → iPXE → out/boot.ipxe over TFTP.
 netboot: image
-	HTTP_PORT=$(HTTP_PORT) boot/qemu.sh --netboot
+	HTTP_PORT=$(HTTP_PORT) DISK="$(DISK)" DISK_SIZE="$(DISK_SIZE)" boot/qemu.sh --netboot
 
-## N VMs on one virtual LAN forming one cluster; gateways on 127.0.0.1:7481…
+## N VMs on one virtual LAN forming one cluster; gateways on 127.0.0.1:7481…; data disks out/data-I.img.
 N ?= 3
 cluster: image
-	N=$(N) boot/cluster.sh
+	N=$(N) DISK="$(DISK)" DISK_SIZE="$(DISK_SIZE)" boot/cluster.sh
 
 ## Fuzzes every decoder of outside input for FUZZ_SECONDS each (default 60): scripts/fuzz.sh.
 fuzz: deps

@@ -4,7 +4,9 @@
 # all VMs share (a QEMU multicast socket), where node nI has 10.77.1.I and joins through n1.
 # Consoles are interleaved here, each line prefixed with its node; Ctrl-C stops them all.
 #
-# env: N=3 OUT=out BASE_PORT=7480 LAN=230.0.0.1:PORT (default: a port from this shell's pid)
+# Each VM has a data disk of its own, $OUT/data-I.img (made if missing and kept; DISK=none for none).
+#
+# env: N=3 OUT=out BASE_PORT=7480 LAN=230.0.0.1:PORT (default: a port from this shell's pid) DISK_SIZE=256M
 set -euo pipefail
 n=${N:-3}
 out=${OUT:-out}
@@ -15,7 +17,8 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait' INT TERM EXIT
 for i in $(seq 1 "$n"); do
   echo "cluster: n$i at 10.77.1.$i, gateway http://127.0.0.1:$((base + i))/"
-  OUT=$out HTTP_PORT=$((base + i)) MAC=52:54:00:12:34:0$i LAN=$lan LAN_MAC=52:54:00:77:01:0$i \
+  disk=$out/data-$i.img; [ "${DISK:-}" = none ] && disk=none
+  DISK=$disk OUT=$out HTTP_PORT=$((base + i)) MAC=52:54:00:12:34:0$i LAN=$lan LAN_MAC=52:54:00:77:01:0$i \
     APPEND="decos.node=n$i decos.ip=eth1:10.77.1.$i/24 decos.listen=10.77.1.$i:7946 decos.seed=10.77.1.1:7946" \
     boot/qemu.sh < /dev/null 2>&1 | sed -u "s/^/[n$i] /" &
   pids+=($!)

@@ -11,6 +11,8 @@
 #      LAN=230.0.0.1:PORT LAN_MAC=… (a second NIC on a shared LAN, see boot/cluster.sh) QEMU_EXTRA=
 #      NUMA=2 (two NUMA nodes, MEM halved between them, one CPU each: needs SMP=2; the NICs sit
 #      behind a PCI expander bridge on node 1, as a NIC in the second socket's slots would)
+#      DISK=$OUT/data.img (the data disk, a virtio disk over a sparse raw file, made if missing and
+#      kept, so the node's durable state outlives QEMU; DISK=none for none) DISK_SIZE=256M
 set -euo pipefail
 out=${OUT:-out}
 http_port=${HTTP_PORT:-7480}
@@ -60,6 +62,20 @@ if [ -n "${LAN:-}" ]; then
     echo 8388608 > /proc/sys/net/core/rmem_default
     echo "boot: raised net.core.rmem_default from $rmem to 8 MiB so the shared LAN does not drop bursts"
   fi
+fi
+# The data disk: the node formats it ext4 on its first boot (only if it is blank) and keeps its
+# durable services' state on it. The file is reused as it is, so that state survives QEMU ending.
+disk=${DISK:-$out/data.img}
+if [ "$disk" != none ]; then
+  if [ ! -e "$disk" ]; then
+    truncate -s "${DISK_SIZE:-256M}" "$disk" || { echo "boot: cannot make the data disk $disk" >&2; exit 1; }
+    echo "boot: data disk $disk: new, ${DISK_SIZE:-256M} (sparse); the node formats it on its first boot"
+  else
+    echo "boot: data disk $disk: $(( $(stat -c %s "$disk") >> 20 )) MiB, kept from before"
+  fi
+  # Flushes the guest asks for reach the file (cache=writeback honours them); discard keeps it sparse.
+  # On the root bus by name: with NUMA=2 the default would be the expander bridge's, which takes none.
+  args+=(-drive "file=$disk,format=raw,if=none,id=data,discard=unmap" -device "virtio-blk-pci,drive=data,bus=pci.0")
 fi
 echo "boot: qemu ($accel) — gateway at http://127.0.0.1:${http_port}/; power off with:"
 echo "boot:   decos ctl poweroff http://127.0.0.1:${http_port} --token @$out/operator.token    (or Ctrl-A X to kill QEMU)"

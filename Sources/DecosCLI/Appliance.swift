@@ -38,6 +38,11 @@ enum Appliance {
         let driversDone = InitProcess.bootTime
         let nics = devices.flatMap(\.interfaces)
         say("drivers: \(devices.count) devices, \(loader.loaded.filter { $0.state == .loaded }.count) modules loaded, links \(nics.isEmpty ? "none" : nics.joined(separator: " ")) at \(ms(InitProcess.bootTime)) ms")
+        // The data disk, where durable services keep their state: mounted at /data, formatted first
+        // if it was never used (Sources/DeviceDrivers/DataDisk.swift).
+        let disk = DataDisk.prepare(p.data, loader: loader)
+        say(disk.description)
+        let diskDone = InitProcess.bootTime
         let os = OperatingSystem(supervisor: nodeSupervisor(), modules: loader, isAppliance: true)
         await NetworkSetup.configure(p, dhcp: { link, rt in await DHCPClient.configure(link, rt, note: { os.note(link: link.name, $0); say("\(link.name): \($0)") }) },
                                      note: { link, text in os.note(link: link, text); say("\(link): \(text)") })
@@ -53,6 +58,7 @@ enum Appliance {
         }
         let overrides = Overrides(http: p.http, node: p.node, listen: p.listen, seeds: p.seeds, clusterKey: p.clusterKey, dataPlanes: p.dataPlanes, syslog: p.syslog)
         for problem in overrides.apply(to: &m) { say("kernel command line: \(problem); ignored") }
+        storage(&m, disk: disk)
         // Nothing outside the machine could reach an appliance's gateway on loopback.
         if m.gateway == nil { m.gateway = GatewayBinding() }
         if let h = m.gateway?.host, h.hasPrefix("127.") || h == "localhost" { m.gateway?.host = "0.0.0.0" }
@@ -74,13 +80,35 @@ enum Appliance {
         }
         let ready = InitProcess.bootTime, start = InitProcess.startedAt
         BootPhases.record("drivers", took: driversDone - start, in: node.kernel.metrics)
-        BootPhases.record("network", took: networkDone - driversDone, in: node.kernel.metrics)
+        BootPhases.record("disk", took: diskDone - driversDone, in: node.kernel.metrics)
+        BootPhases.record("network", took: networkDone - diskDone, in: node.kernel.metrics)
         say(NodeRunner.readyLine(node).dropFirst("decos: ".count)
-            + "; /init to ready \(ms(ready - start)) ms (drivers \(ms(driversDone - start)), network \(ms(networkDone - driversDone)), services \(ms(ready - networkDone))), kernel start to ready \(ms(ready)) ms")
+            + "; /init to ready \(ms(ready - start)) ms (drivers \(ms(driversDone - start)), disk \(ms(diskDone - driversDone)), network \(ms(networkDone - diskDone)), services \(ms(ready - networkDone))), kernel start to ready \(ms(ready)) ms")
         let action = await NodeRunner.serve(node) ?? .reboot
         say("node \(node.kernel.node) stopped; \(action == .poweroff ? "powering off" : "rebooting")")
+        if let released = DataDisk.release() { say(released) }
         let why = InitProcess.halt(action)
         InitProcess.panic("reboot(2) failed: \(why)", delay: p.panicDelay)
+    }
+
+    /// Durable services keep their state on the data disk when the manifest names no storage. With
+    /// neither, they cannot start: the manifest's error is said and the node boots with the rest,
+    /// instead of failing its boot and rebooting for ever.
+    static func storage(_ m: inout Manifest, disk: DataDisk.Outcome) {
+        if let given = m.storage {
+            if disk.storage == nil || !(given == DataDisk.mountPoint || given.hasPrefix(DataDisk.mountPoint + "/")) {
+                say("storage: the manifest's \(given) is not on the data disk: what durable services keep there is in memory, lost at power off")
+            }
+            return
+        }
+        m.storage = disk.storage
+        let durable = m.services.filter(\.durable)
+        guard m.storage == nil, !durable.isEmpty else { return }
+        do { try Node.check(m, contracts: DecosCLI.contracts) } catch {
+            for e in error.errors where e.message.contains("has no storage") { say("manifest: \(e)") }
+        }
+        m.services.removeAll(where: \.durable)
+        say("without a data disk the durable services do not start (\(durable.map { $0.name ?? $0.contract }.joined(separator: ", "))); the rest of the node boots")
     }
 
     /// `decos.rxe=eth0`: a Soft-RoCE device (rxe0, rxe1, …) over each named link, for verbs.

@@ -319,10 +319,12 @@ struct ManifestCommand: AsyncParsableCommand {
     struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Validate a manifest; errors are reported as FILE:LINE:COLUMN.")
         @Argument(help: "The manifest file.") var file: String
+        @Option(help: "Check it as run with --data DIR (boot/mkimage.sh gives /data, the appliance's data disk).") var data: String?
 
         func run() async throws {
             do {
-                let m = try Node.loadManifest(file)
+                var m = try Node.loadManifest(file)
+                if m.storage == nil, let data { m.storage = data }
                 try Node.check(m, contracts: DecosCLI.contracts, requireStorage: false)
                 let binding = m.gateway.map { "gateway on \($0.host):\($0.port)" } ?? "no network binding"
                 print("\(file): ok (node \(m.node ?? "<hostname>"), \(m.services.count) services, \(binding))")

@@ -52,7 +52,8 @@ public final class ModuleLoader: Sendable {
             guard words.count > 2, words[0] == "softdep" else { continue }
             var pre = false
             for w in words.dropFirst(2) {
-                if w == "pre:" { pre = true } else if w == "post:" { pre = false } else if pre { soft[Self.normal(words[1]), default: []].append(Self.normal(w)) }
+                // Kept as written: a soft dependency may be an alias (ext4 wants crypto-crc32c).
+                if w == "pre:" { pre = true } else if w == "post:" { pre = false } else if pre { soft[Self.normal(words[1]), default: []].append(w) }
             }
         }
         var aliases: [([CChar], Int, String)] = []
@@ -118,7 +119,11 @@ public final class ModuleLoader: Sendable {
             record(name, .missing, reason, "not in this image's \(root)/modules.dep")
             return false
         }
-        for pre in softPre[name] ?? [] where knows(pre) { load(pre, reason: "wanted before \(name)") }
+        for pre in softPre[name] ?? [] {
+            if knows(pre) { load(pre, reason: "wanted before \(name)"); continue }
+            // An alias: the first module of the image that provides it and loads, as modprobe does.
+            for m in modules(for: pre) where knows(m) && load(m, reason: "wanted before \(name) as \(pre)") { break }
+        }
         // modules.dep lists dependencies so that the last must load first.
         for dep in (dependencies[name] ?? []).reversed() where !load(dep, reason: "needed by \(name)") {
             record(name, .failed, reason, "its dependency \(dep) did not load")

@@ -68,12 +68,15 @@ public struct BootParameters: Sendable {
     public var dataPlanes: String?
     /// `decos.syslog=udp://10.0.0.1:514`: where log lines are forwarded (checked by the manifest's rules).
     public var syslog: String?
+    /// `decos.data=/dev/vdb`: the data disk (durable services' storage, mounted at /data); nil: the
+    /// first virtio disk; `decos.data=none`: no data disk, the node keeps nothing.
+    public var data: String?
     public var panicDelay = 10
     public var logLevel = "info"
     public var errors: [String] = []
 
     public static let known = ["node", "manifest", "http", "listen", "seed", "cluster_key", "operator_token", "iface", "ip",
-                               "gw", "mtu", "modules", "rxe", "dataplane", "panic_delay", "log"]
+                               "gw", "mtu", "modules", "rxe", "dataplane", "data", "panic_delay", "log"]
 
     public init() {}
 
@@ -107,6 +110,9 @@ public struct BootParameters: Sendable {
             case "rxe": rxe += value.split(separator: ",").map(String.init)
             case "dataplane": dataPlanes = value
             case "syslog": syslog = value
+            case "data":
+                if value == "none" || (value.hasPrefix("/dev/") && value.count > 5 && !value.contains("..")) { data = value }
+                else { bad("expected a block device (/dev/vdb) or none") }
             case "panic_delay": if let d = Int(value), (0...3600).contains(d) { panicDelay = d } else { bad("expected seconds, 0–3600") }
             case "log":
                 if ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) { logLevel = value }

@@ -22,6 +22,8 @@ import Glibc
             kernel/drivers/virtio/virtio_ring.ko:
             kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko kernel/drivers/virtio/virtio.ko
             kernel/drivers/infiniband/sw/rxe/rdma_rxe.ko: kernel/drivers/infiniband/core/ib_core.ko
+            kernel/fs/ext4/ext4.ko:
+            kernel/crypto/crc32c_generic.ko:
 
             """)
         write("modules.alias", """
@@ -29,9 +31,11 @@ import Glibc
             alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci
             alias virtio:d00000001v* virtio_net
             alias pci:v00008086d0000100Esv*sd*bc*sc*i* e1000
+            alias crypto-crc32c crc32c_intel
+            alias crypto-crc32c crc32c_generic
 
             """)
-        write("modules.softdep", "softdep rdma_rxe pre: crc32_generic\n")
+        write("modules.softdep", "softdep rdma_rxe pre: crc32_generic\nsoftdep ext4 pre: crypto-crc32c\n")
         write("modules.builtin", "kernel/net/packet/af_packet.ko\n")
         return dir
     }
@@ -58,5 +62,14 @@ import Glibc
         #expect(m.loaded == [ModuleRecord(name: "mlx5_core", state: .missing, reason: "test", error: "not in this image's \(m.root)/modules.dep")])
         #expect(m.load("af_packet", reason: "test"))
         #expect(m.loaded.last?.state == .builtin)
+    }
+
+    /// ext4 wants `crypto-crc32c` first, an alias: the image's module for it is loaded before ext4
+    /// (here the files are absent, so each load fails at open(2), before finit_module).
+    @Test func aSoftDependencyThatIsAnAliasLoadsTheModuleProvidingIt() throws {
+        let m = ModuleLoader(root: try tree())
+        #expect(m.load("ext4", reason: "the data disk") == false)
+        #expect(m.loaded.map(\.name) == ["crc32c_generic", "ext4"])  // crc32c_intel: not in this image
+        #expect(m.loaded.first?.reason == "wanted before ext4 as crypto-crc32c")
     }
 }

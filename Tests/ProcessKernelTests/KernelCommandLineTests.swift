@@ -51,6 +51,18 @@ import TestKit
     }
 }
 
+@Suite(.bounded) struct DataDiskParameterTests {
+    @Test func theDataDiskIsADeviceOrNone() {
+        #expect(BootParameters(KernelCommandLine("")).data == nil)
+        #expect(BootParameters(KernelCommandLine("decos.data=/dev/vdb")).data == "/dev/vdb")
+        #expect(BootParameters(KernelCommandLine("decos.data=none")).data == "none")
+        let bad = BootParameters(KernelCommandLine("decos.data=vdb decos.data=/dev/ decos.data=/dev/../etc/x"))
+        #expect(bad.data == nil)
+        #expect(bad.errors.count == 3)
+        #expect(bad.errors.first == "decos.data=vdb: expected a block device (/dev/vdb) or none; ignored")
+    }
+}
+
 @Suite(.bounded) struct LinkAddressTests {
     @Test func furtherLinksTakeStaticAddressesByName() {
         let p = BootParameters(KernelCommandLine("decos.ip=dhcp decos.ip=eth1:10.77.1.2/24 decos.ip=eth2:bad"))

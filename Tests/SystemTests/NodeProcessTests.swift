@@ -223,6 +223,15 @@ let allowedCPUs: [String] = {
         #expect(r.out.contains("ok (node example, 3 services, gateway on 127.0.0.1:7480)"))
     }
 
+    /// A durable service without <Storage> is an error, unless checked as run with --data (as
+    /// boot/mkimage.sh checks an appliance's manifest: its data disk is /data).
+    @Test func checkWithDataAcceptsDurableServicesWithoutStorage() throws {
+        let plain = try decos("manifest", "check", "Tests/SystemTests/Fixtures/appliance-durable.xml")
+        #expect(plain.status == 1 && plain.err.contains("/counter is durable, but the node has no storage"), "\(plain.err)")
+        let withData = try decos("manifest", "check", "--data", "/data", "Tests/SystemTests/Fixtures/appliance-durable.xml")
+        #expect(withData.status == 0 && withData.out.contains("ok (node keeper, 2 services"), "\(withData.out)\(withData.err)")
+    }
+
     @Test func checkReportsFileLineAndColumn() throws {
         let path = try write("<Manifest xmlns=\"urn:decos:manifest\">\n  <Service contract=\"urn:decos:examples:nope\" name=\"/x\"/>\n  <Servce/>\n</Manifest>\n")
         let r = try decos("manifest", "check", path)

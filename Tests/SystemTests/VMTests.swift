@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import TestKit
 
@@ -230,6 +231,7 @@ extension VMTests {
         let lan = "230.0.0.1:\(freeLoopbackPort(SOCK_STREAM))"
         func node(_ i: Int) throws -> VirtualMachine {
             try VirtualMachine(image: image, environment: [
+                "DISK=none",  // one image, two VMs: a data disk each would be two files; these keep nothing
                 "MAC=52:54:00:12:34:0\(i)", "LAN=\(lan)", "LAN_MAC=52:54:00:77:01:0\(i)",
                 "APPEND=decos.node=n\(i) decos.ip=eth1:10.77.1.\(i)/24 decos.listen=10.77.1.\(i):7946 decos.seed=10.77.1.1:7946",
             ], ownsImage: false)
@@ -237,6 +239,7 @@ extension VMTests {
         let one = try node(1), two = try node(2)
         #expect(try await one.waitFor("ready with").contains("cluster on 10.77.1.1:7946"))
         _ = try await two.waitFor("ready with")
+        #expect(one.output.contains("decos: no data disk (no virtio disk"), "\(one.output)")
         // Each lists the other's services, and a client of one reaches the other's counter.
         var listed = ""
         for _ in 0..<300 {
@@ -279,7 +282,7 @@ extension VMTests {
         let gib = ProcessInfo.processInfo.environment["DECOS_RDMA_TEST_MIB"].flatMap(Int.init).map { $0 << 20 } ?? 1 << 30
         func node(_ i: Int, rxe: Bool) throws -> VirtualMachine {
             try VirtualMachine(image: image, environment: [
-                "MEM=3072", "MAC=52:54:00:12:34:1\(i)", "LAN=\(lan)", "LAN_MAC=52:54:00:77:02:0\(i)",
+                "DISK=none", "MEM=3072", "MAC=52:54:00:12:34:1\(i)", "LAN=\(lan)", "LAN_MAC=52:54:00:77:02:0\(i)",
                 // Jumbo frames: RoCE's MTU follows the link's (4096 instead of 1024), twice the speed here.
                 "APPEND=decos.node=n\(i) decos.ip=eth1:10.77.2.\(i)/24 decos.listen=10.77.2.\(i):7946 decos.seed=10.77.2.1:7946 decos.mtu=9000"
                     + (rxe ? " decos.rxe=eth1" : ""),
@@ -365,6 +368,115 @@ extension VMTests {
             #expect(try run(decosBinary, ["ctl", "poweroff", vm.base, "--token", token]).status == 0)
             #expect(try await vm.waitForExit() == 0)
         }
+    }
+}
+
+/// The data disk: durable services' state on a virtio disk the node formats on its first boot and
+/// mounts at /data, kept through a power cut (QEMU killed) under load.
+extension VMTests {
+    /// One verb as the operator on a kept-alive connection to a VM's gateway; true once a 200 reply has come.
+    static func call(_ c: RawConnection, _ path: String, _ verb: String, _ body: String, token: String) -> Bool {
+        let envelope = #"<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://www.w3.org/2005/08/addressing"><e:Header><a:Action>urn:decos:verb:\#(verb)</a:Action></e:Header><e:Body>\#(body)</e:Body></e:Envelope>"#
+        c.send("POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(token)\r\nContent-Type: application/soap+xml\r\nContent-Length: \(envelope.utf8.count)\r\n\r\n\(envelope)")
+        guard let reply = c.read(until: { $0.contains("</env:Envelope>") }) else { return false }
+        return reply.hasPrefix("HTTP/1.1 200 ")
+    }
+
+    /// The stored state, read through the VM's gateway: every key's value, and the counter.
+    static func durableState(_ vm: VirtualMachine) throws -> (values: [String: String], counter: Int) {
+        let kv = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(vm.base)/kv"]).out
+        var values: [String: String] = [:]
+        for m in kv.matches(of: #/<Key>([^<]*)</Key>\s*<Value>([^<]*)</Value>/#) { values[String(m.1)] = String(m.2) }
+        let page = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(vm.base)/counter"]).out
+        guard let counter = page.firstMatch(of: #/<Value>(\d+)</Value>/#).flatMap({ Int($0.1) }) else { throw Failure("the counter did not answer: \(page)") }
+        return (values, counter)
+    }
+
+    /// Two boots on one disk file: the first formats it and takes writes from four writers until
+    /// QEMU is killed (a power cut); the second mounts it as it is and holds every acknowledged
+    /// write, and not the manifest's initial state over them.
+    @Test func durableStateOnTheDataDiskSurvivesAPowerCut() async throws {
+        let image = try buildImage("Tests/SystemTests/Fixtures/appliance-durable.xml")
+        let first = try VirtualMachine(image: image, ownsImage: false)
+        let firstReady = try await first.waitFor("ready with")
+        #expect(first.output.contains("boot: data disk \(image)/data.img: new, 256M"), "\(first.output)")
+        #expect(first.output.contains("data disk /dev/vda (256 MiB): no filesystem on it (its first MiB was zeros); formatted ext4 and mounted at /data"), "\(first.output)")
+        let modules = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(first.base)/os/modules"]).out
+        #expect(modules.contains("<Name>ext4</Name><State>loaded</State>"), "\(modules)")
+        let token = try first.token().trimmingCharacters(in: .whitespacesAndNewlines)
+        let initial = try Self.durableState(first)
+        #expect(initial.values == ["greeting": "hello"] && initial.counter == 41, "\(initial)")
+        // The manifest's key is deleted, acknowledged before any other write: it must stay deleted.
+        let port = first.port
+        do {
+            let c = try RawConnection(port: port, timeout: .seconds(60))
+            #expect(Self.call(c, "/kv", "Delete", "<Entry><Key>greeting</Key></Entry>", token: token))
+        }
+
+        let writers = 4
+        let progress = Mutex([(value: Int, increments: Int)](repeating: (0, 0), count: writers))
+        let threads = (0..<writers).map { w in
+            Thread {
+                guard let c = try? RawConnection(port: port, timeout: .seconds(60)) else { return }
+                while true {
+                    let next = progress.withLock { $0[w].value } + 1
+                    guard Self.call(c, "/kv", "Upsert", "<Entry><Key>w\(w)</Key><Value>\(next)</Value></Entry>", token: token) else { return }
+                    progress.withLock { $0[w].value = next }
+                    guard Self.call(c, "/counter", "Update", "<Increment><By>1</By></Increment>", token: token) else { return }
+                    progress.withLock { $0[w].increments += 1 }
+                }
+            }
+        }
+        for t in threads { t.start() }
+        try await until("every writer's 25th Upsert acknowledged", within: .seconds(300), every: .milliseconds(20)) {
+            progress.withLock { $0.allSatisfy { $0.value >= 25 } }
+        }
+        // The power cut, at a random point of what follows: QEMU (qemu.sh execs it) killed at once.
+        try await Task.sleep(for: .milliseconds(Int.random(in: 0...1000)))
+        kill(first.process.processIdentifier, SIGKILL)
+        first.process.waitUntilExit()
+        try await until("writers done", within: .seconds(120), every: .milliseconds(50)) { threads.allSatisfy(\.isFinished) }
+        let acked = progress.withLock { $0 }
+        let increments = acked.reduce(0) { $0 + $1.increments }
+
+        let second = try VirtualMachine(image: image)  // owns the image: removed with it
+        let secondReady = try await second.waitFor("ready with")
+        #expect(second.output.contains("boot: data disk \(image)/data.img: 256 MiB, kept from before"), "\(second.output)")
+        #expect(second.output.contains("data disk /dev/vda (256 MiB): its ext4 filesystem mounted at /data"), "\(second.output)")
+        #expect(!second.output.contains("formatted"), "\(second.output)")
+        let (values, counter) = try Self.durableState(second)
+        for w in 0..<writers {
+            let stored = values["w\(w)"].flatMap { Int($0) } ?? 0
+            // Every acknowledged Upsert is there; at most the one in flight at the cut besides.
+            #expect(stored == acked[w].value || stored == acked[w].value + 1, "writer \(w) had \(acked[w].value) acknowledged, the disk holds \(stored)")
+        }
+        #expect(values["greeting"] == nil, "the manifest's initial state came back over the stored one: \(values)")
+        #expect(counter >= 41 + increments && counter <= 41 + increments + writers, "\(increments) increments acknowledged over 41, the counter is \(counter)")
+        print("VMTests: \(acked.reduce(0) { $0 + $1.value }) acknowledged Upserts and \(increments) increments kept through a power cut")
+        print("VMTests: first boot (formats):  \(firstReady.suffix(150))")
+        print("VMTests: second boot (mounts): \(secondReady.suffix(150))")
+
+        // An orderly power off unmounts the disk.
+        let off = try run(decosBinary, ["ctl", "poweroff", second.base, "--token", "@\(image)/operator.token"])
+        #expect(off.status == 0, "\(off.err)")
+        #expect(try await second.waitForExit() == 0)
+        #expect(second.output.contains("data disk /dev/vda unmounted"), "\(second.output)")
+    }
+
+    /// Without a data disk the node says so in one line, says the manifest's error for each durable
+    /// service, and boots with the rest: PID 1 does not fail the boot over them.
+    @Test func aNodeWithoutADataDiskBootsWithoutItsDurableServices() async throws {
+        let vm = try VirtualMachine(image: try buildImage("Tests/SystemTests/Fixtures/appliance-durable.xml"), environment: ["DISK=none"])
+        let ready = try await vm.waitFor("ready with")
+        #expect(vm.output.contains("decos: no data disk (no virtio disk; boot/qemu.sh attaches one unless DISK=none): the node keeps nothing across restarts"), "\(vm.output)")
+        #expect(vm.output.contains("/kv is durable, but the node has no storage"), "\(vm.output)")
+        #expect(vm.output.contains("without a data disk the durable services do not start (/counter, /kv); the rest of the node boots"), "\(vm.output)")
+        #expect(!vm.output.contains("fatal"))
+        print("VMTests: without a disk: \(ready.suffix(150))")
+        let directory = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(vm.base)/directory"]).out
+        #expect(directory.contains("<Path>/os/node</Path>") && !directory.contains("<Path>/kv</Path>"), "\(directory)")
+        #expect(try run(decosBinary, ["ctl", "poweroff", vm.base, "--token", "@\(vm.image)/operator.token"]).status == 0)
+        #expect(try await vm.waitForExit() == 0)
     }
 }
 

@@ -63,9 +63,8 @@ public final class Node: Sendable {
     }
 
     /// Checks what the parser cannot: that every contract has an implementation in this build,
-    /// and (unless `requireStorage` is false: the storage may come at run time) that durable
-    /// services have the node's storage.
-    public static func check(_ manifest: Manifest, contracts: Contracts, requireStorage: Bool = true) throws(ManifestErrors) {
+    /// and that durable services have the node's storage.
+    public static func check(_ manifest: Manifest, contracts: Contracts) throws(ManifestErrors) {
         var errors: [ManifestError] = []
         for s in manifest.services where contracts.factories[s.contract] == nil {
             errors.append(ManifestError(location: s.location ?? SourceLocation(file: manifest.file, line: 0, column: 0),
@@ -79,7 +78,7 @@ public final class Node: Sendable {
             if s.durable && contracts.factories[s.contract] != nil && !contracts.durable.contains(s.contract) {
                 errors.append(ManifestError(location: location, message: "\(s.contract) cannot keep its state on storage (its service is not a DurableService); remove durable=\"true\""))
             }
-            if s.durable && manifest.storage == nil && requireStorage {
+            if s.durable && manifest.storage == nil {
                 errors.append(ManifestError(location: location, message: "\(s.name ?? s.contract) is durable, but the node has no storage: add <Storage path=\"…\"/> to the manifest, or run with --data DIR"))
             }
         }
@@ -177,7 +176,7 @@ public final class Node: Sendable {
         // Durable services made at run time before this start (by a Create, a loaded manifest).
         for config in kernel.storage?.recreations() ?? [] {
             guard let name = config.name, kernel.uris.lookup(name) == nil else {
-                logger.warning("\(config.name ?? "?"): stored, made at run time, but the manifest has a service of that name: its file is kept, not started")
+                logger.warning("\(config.name ?? "?"): made at run time and stored, but the manifest now has a service of that name, which is started instead (on that file, if it is durable)")
                 continue
             }
             do {
@@ -260,6 +259,22 @@ func prepareStorage(_ directory: String) throws -> ServiceFiles {
     }
     guard access(made, W_OK) == 0 else {
         throw BootError(message: "cannot write in the storage directory \(made): \(String(cString: strerror(errno)))")
+    }
+    // One node a directory: a second on the same files would write them from another state.
+    // The lock is held as long as the process lives (its descriptor is never closed).
+    let lock = open(directory + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+    guard lock >= 0 else { throw BootError(message: "cannot open \(directory)/lock: \(String(cString: strerror(errno)))") }
+    guard flock(lock, LOCK_EX | LOCK_NB) == 0 else {
+        close(lock)
+        throw BootError(message: "the storage directory \(directory) is in use by another node (its lock file \(directory)/lock is held)")
+    }
+    // Copies a backup or a restore was making when the node stopped.
+    if let dir = opendir(made) {
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name.hasPrefix(".backup-") || name.hasPrefix(".restore-") { unlink(made + "/" + name) }
+        }
+        closedir(dir)
     }
     return ServiceFiles(directory: directory)
 }

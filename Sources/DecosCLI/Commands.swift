@@ -112,6 +112,7 @@ struct Ctl: AsyncParsableCommand {
     func run() async throws {
         setvbuf(stdout, nil, _IOLBF, 0)
         guard var target = HTTPClient.URL(url) else { throw ValidationError("\(url) is not an http://HOST:PORT/PATH or https://… URL") }
+        if file != nil && verb.lowercased() != "restore" { throw ValidationError("only restore takes a FILE after the URL (a body is --body @FILE)") }
         let v: Verb
         var body: Element?
         var backup = false
@@ -325,12 +326,9 @@ struct ManifestCommand: AsyncParsableCommand {
             do {
                 var m = try Node.loadManifest(file)
                 if m.storage == nil, let data { m.storage = data }
-                try Node.check(m, contracts: DecosCLI.contracts, requireStorage: false)
+                try Node.check(m, contracts: DecosCLI.contracts)
                 let binding = m.gateway.map { "gateway on \($0.host):\($0.port)" } ?? "no network binding"
                 print("\(file): ok (node \(m.node ?? "<hostname>"), \(m.services.count) services, \(binding))")
-                if m.storage == nil, m.services.contains(where: \.durable) {
-                    print("\(file): its durable services need the node's storage when it runs: decos run --data DIR, or the appliance's data disk")
-                }
             } catch {
                 fail(error.description)
             }

@@ -42,6 +42,8 @@ struct Overrides {
             if data.hasPrefix("/") { m.storage = data } else if let cwd = getcwd(nil, 0) {
                 m.storage = String(cString: cwd) + "/" + data
                 free(cwd)
+            } else {
+                problems.append("data \(data): the working directory cannot be read (\(String(cString: strerror(errno)))); give an absolute path")
             }
         }
         if let syslog {

@@ -27,34 +27,41 @@ extension Kernel {
     private static let scratchNumber = Atomic<Int>(0)
 
     /// The bytes of a SQLite file holding every record `path` has stored: what `restore` takes.
-    public func backup(_ path: String) throws(Fault) -> [UInt8] {
+    /// Copied and read off the event loops.
+    public func backup(_ path: String) async throws(Fault) -> [UInt8] {
         let (_, journal) = try durable(path)
         let copy = try scratchFile("backup")
-        defer { ServiceStore.remove(file: copy) }
-        do { try journal.store.snapshot(into: copy) } catch { throw .storageFailed(uris.authority + path, error) }
-        guard let bytes = readFile(copy) else { throw Fault(.receiver, "StorageFailed", "cannot read the backup copy \(copy)") }
-        return bytes
+        do {
+            return try await offLoop { () throws(StorageError) -> [UInt8] in
+                defer { ServiceStore.remove(file: copy) }
+                try journal.store.snapshot(into: copy)
+                guard let bytes = readFile(copy) else { throw StorageError(.failed, file: copy, "cannot read the backup's copy") }
+                return bytes
+            }
+        } catch {
+            throw .storageFailed(uris.authority + path, error)
+        }
     }
 
     /// Makes `bytes` (a backup of a service of the same contract) the whole state of the durable
-    /// service at `path`: stored as one transaction, then put in place in one turn of its actor.
+    /// service at `path`: checked whole first, off the event loops; then put in place in one turn
+    /// of its actor and stored as one change, its subscribers told by a Replace notification.
     /// A backup that is damaged, foreign or of another contract is refused and nothing changes.
     /// Returns the number of records restored.
     public func restore(_ path: String, from bytes: [UInt8], for request: Request? = nil) async throws(Fault) -> Int {
         let (reg, journal) = try durable(path)
         let copy = try scratchFile("restore")
-        defer { ServiceStore.remove(file: copy) }
-        guard writeFile(copy, bytes) else { throw Fault(.receiver, "StorageFailed", "cannot write \(copy): \(String(cString: strerror(errno)))") }
         let records: [ServiceStore.Record]
         do {
-            guard let r = try ServiceStore(file: copy, service: path, contract: reg.contract).load() else {
-                throw Fault.invalidBody("the backup holds no stored state")
+            records = try await offLoop { () throws(StorageError) -> [ServiceStore.Record] in
+                defer { ServiceStore.remove(file: copy) }
+                guard writeFile(copy, bytes) else { throw StorageError(.failed, file: copy, "cannot write: \(String(cString: strerror(errno)))") }
+                return try ServiceStore.backup(copy, contract: reg.contract)
             }
-            records = r
-        } catch let e as StorageError {
-            throw Fault(.sender, "BadBackup", "the backup " + e.message.replacing("; it is kept as it is", with: ""))
+        } catch where error.kind == .refused {
+            throw Fault(.sender, "BadBackup", "the backup " + error.message)
         } catch {
-            throw error as? Fault ?? .invalidBody("\(error)")
+            throw .storageFailed(uris.authority + path, error)
         }
         guard let service = reg.service as? any DurableService else { throw Fault(.sender, "NotDurable", "\(path) is not durable") }
         try await service.replaceState(with: records, in: journal, registration: reg, logger: request.map { logger.handling($0) } ?? logger)
@@ -64,26 +71,37 @@ extension Kernel {
 }
 
 extension DurableService {
-    /// Replaces the whole state with `records`, in memory and on storage, as one change.
+    /// Replaces the whole state with `records`, in memory and on storage, as one change, and
+    /// tells the subscribers with a Replace notification once it is stored. A record the service
+    /// refuses leaves its state as it was.
     func replaceState(with records: [ServiceStore.Record], in journal: Journal, registration: Registration,
                       logger: Logger) async throws(Fault) {
-        var writes: [ServiceStore.Write] = []
+        var incoming: [String: Element] = [:]
+        let before: [StoredRecord]
         do {
-            var incoming: [String: Element] = [:]
             for r in records { incoming[r.key] = try ServiceFiles.decode(r.value) }
-            for old in try self.records() where incoming[old.key] == nil {
-                try restore(old.key, nil)
-                writes.append(.erase(old.key))
-            }
-            for r in records {
-                try restore(r.key, incoming[r.key])
-                writes.append(.put(r.key, r.value))
-            }
+            before = try self.records()
         } catch {
-            putBack(from: journal, logger, also: writes.map(\.key))
             throw Fault(.sender, "BadBackup", "the backup's records do not make a state of \(registration.contract): \(error)")
         }
-        if case .failure(let error) = await journal.append(writes).wait() {
+        var writes: [ServiceStore.Write] = []
+        do {
+            for old in before where incoming[old.key] == nil {
+                writes.append(.erase(old.key))
+                try restore(old.key, nil)
+            }
+            for r in records {
+                writes.append(.put(r.key, r.value))
+                try restore(r.key, incoming[r.key])
+            }
+        } catch {
+            // Memory as it was, from what it held (not from the file, behind which writes may be in flight).
+            let held = Dictionary(before.map { ($0.key, $0.record) }) { first, _ in first }
+            for w in writes { try? restore(w.key, held[w.key]) }
+            throw Fault(.sender, "BadBackup", "the backup's records do not make a state of \(registration.contract): \(error)")
+        }
+        let replaced = Message(.replace, to: registration.path)
+        if case .failure(let error) = await journal.append(writes, stored: { registration.publish(replaced) }).wait() {
             putBack(from: journal, logger)
             throw .storageFailed(registration.uri, error)
         }

@@ -75,25 +75,39 @@ extension DurableService {
             ticket = journal.append(writes, stored: stored)
         }
         if let ticket, case .failure(let error) = await ticket.wait() {
-            putBack(from: journal, logger)
-            logger.handling(request).error("\(registration.path): \(request.verb.rawValue) not stored: \(error)")
-            return .faulted(.storageFailed(registration.uri, error), replyingTo: request.message)
+            let clean = putBack(from: journal, logger)
+            guard writes.isEmpty && !changed else {
+                logger.handling(request).error("\(registration.path): \(request.verb.rawValue) not stored: \(error)")
+                return .faulted(.storageFailed(registration.uri, error), replyingTo: request.message)
+            }
+            // A read behind a change that was not stored: answered again, from the state put back.
+            guard clean else { return .faulted(.storageFailed(registration.uri, error), replyingTo: request.message) }
+            do { return request.reply(.success(try await handle(request)), registration, logger) } catch {
+                return request.reply(.failure(error), registration, logger)
+            }
         }
         return request.reply(outcome, registration, logger)
     }
 
-    /// After a write that failed: every key written since the last stored one (and `also`) goes
-    /// back to what the file holds, in this one turn of the actor, so no request sees or builds
-    /// on the rest.
-    func putBack(from journal: Journal, _ logger: Logger, also: [String] = []) {
-        for key in journal.recover().union(also).sorted() {
+    /// After a write that failed: every key written since the last stored one goes back to what
+    /// the file holds, in this one turn of the actor (requests queued meanwhile found their
+    /// writes failed and their reads held at the barrier). Writes go on once every key is back;
+    /// false if one could not be (then they go on failing, and the log says which key).
+    @discardableResult
+    func putBack(from journal: Journal, _ logger: Logger) -> Bool {
+        let dirty = journal.dirtyKeys()
+        var back: Set<String> = []
+        for key in dirty.sorted() {
             do {
                 let record = try journal.store.read(key).map(ServiceFiles.decode)
                 try restore(key, record)
+                back.insert(key)
             } catch {
-                logger.error("\(journal.store.file): cannot put back \"\(key)\" after a failed write: \(error)")
+                logger.error("\(journal.store.file): cannot put back \"\(key)\" after a failed write, so writes stay refused: \(error)")
             }
         }
+        journal.recovered(back)
+        return back == dirty
     }
 
     /// Gives the service its stored records, in one turn of the actor.

@@ -46,6 +46,8 @@ public final class Kernel: Sendable {
     /// The subscriptions this node's services and consumers hold on other nodes (Follows.swift).
     public let follows = Follows()
     private let remoteDispatcher = Mutex<(any RemoteDispatcher)?>(nil)
+    /// Durable services' names while they are being created (`openStore`).
+    private let creating = Mutex<Set<String>>([])
 
     /// The distributing kernel, once the network manager is loaded; nil keeps messages local.
     public var remote: (any RemoteDispatcher)? {
@@ -262,11 +264,29 @@ public final class Kernel: Sendable {
             if let denial = security.authorizeRegistration(contract: config.contract, name: name) { throw denial }
         }
         // A durable service with stored state is built without the initial one, then given its records.
-        let journal = config.durable ? try journal(for: config) : nil
-        let stored: [ServiceStore.Record]?
-        do { stored = try journal?.store.load() } catch { throw .storageRefused(error) }
+        let opened = config.durable ? try await openStore(for: config) : nil
+        defer { if let opened { creating.withLock { _ = $0.remove(opened.name) } } }
+        do {
+            return try await create(config, essential: essential, stored: opened, factory: factory, for: request)
+        } catch {
+            // A file this Create made holds nothing anyone was told of: it goes, so a failed Create
+            // is not made again at the next start.
+            if let opened, opened.records == nil { ServiceStore.remove(file: opened.journal.store.file) }
+            throw error
+        }
+    }
+
+    /// A durable service's file, opened, and what it held (nil: nothing yet).
+    private struct OpenedStore {
+        let name: String
+        let journal: Journal
+        let records: [ServiceStore.Record]?
+    }
+
+    private func create(_ config: ServiceConfig, essential: Bool, stored opened: OpenedStore?, factory: Contracts.Factory,
+                        for request: Request?) async throws(Fault) -> Registration {
         var config = config
-        if stored != nil { config.state = nil }
+        if opened?.records != nil { config.state = nil }
         let service: any Service
         do {
             service = try factory(config)
@@ -275,11 +295,12 @@ public final class Kernel: Sendable {
         } catch {
             throw Fault(.sender, "InvalidConfig", "\(config.contract): \(error)")
         }
-        if let journal, let durable = service as? any DurableService {
+        if let opened, let durable = service as? any DurableService {
             // Made at run time, it is made again at the next start; the manifest's are by the manifest.
             let recreate = request != nil ? BinaryInfoset.encode(config.recreation) : nil
-            try await Self.load(durable, from: journal.store, stored, recreate: recreate)
+            try await Self.load(durable, from: opened.journal.store, opened.records, recreate: recreate)
         }
+        let journal = opened?.journal
         let reg = uris.register(preferred: config.name, contract: config.contract) { path, uri in
             Registration(path: path, uri: uri, contract: config.contract, service: service,
                          partners: config.partners, essential: essential, journal: journal)
@@ -303,9 +324,10 @@ public final class Kernel: Sendable {
         return reg
     }
 
-    /// The journal of a durable service's file, opened (created when new); a fault that says
+    /// A durable service's file, opened (made when new) and read, off the event loops; its name
+    /// held until the Create ends, so two Creates of one name never share a file. A fault says
     /// what to change when the node has no storage or the contract keeps no durable state.
-    private func journal(for config: ServiceConfig) throws(Fault) -> Journal {
+    private func openStore(for config: ServiceConfig) async throws(Fault) -> OpenedStore {
         guard let storage else {
             throw Fault(.sender, "NoStorage", "\(config.name ?? config.contract) is durable, but this node has no storage: add <Storage path=\"…\"/> to the manifest, or run with --data DIR")
         }
@@ -313,10 +335,17 @@ public final class Kernel: Sendable {
             throw Fault(.sender, "NotDurable", "\(config.contract) cannot keep its state on storage: its service is not a DurableService")
         }
         guard let name = config.name else { throw .invalidBody("a durable service needs a name: its stored state is found by it") }
-        guard uris.lookup(name) == nil else { throw Fault(.sender, "NameTaken", "\(name) is taken: a durable service keeps its name") }
+        guard uris.lookup(name) == nil, creating.withLock({ $0.insert(name).inserted }) else {
+            throw Fault(.sender, "NameTaken", "\(name) is taken: a durable service keeps its name")
+        }
         do {
-            return Journal(try ServiceStore(file: storage.file(for: name), service: name, contract: config.contract))
+            let (file, contract) = (storage.file(for: name), config.contract)
+            return try await offLoop { () throws(StorageError) -> OpenedStore in
+                let store = try ServiceStore(file: file, service: name, contract: contract)
+                return OpenedStore(name: name, journal: Journal(store), records: try store.load())
+            }
         } catch {
+            creating.withLock { _ = $0.remove(name) }
             throw .storageRefused(error)
         }
     }
@@ -327,9 +356,10 @@ public final class Kernel: Sendable {
         do {
             if let stored {
                 try await service.restoreAll(stored)
+                if let recreate { try await offLoop { () throws(StorageError) in try store.remember(recreate: recreate) } }
             } else {
-                try store.initialize(try await service.records().map { .init(key: $0.key, value: BinaryInfoset.encode($0.record)) },
-                                     recreate: recreate)
+                let records = try await service.records().map { ServiceStore.Record(key: $0.key, value: BinaryInfoset.encode($0.record)) }
+                try await offLoop { () throws(StorageError) in try store.initialize(records, recreate: recreate) }
             }
         } catch let error as StorageError {
             throw .storageRefused(error)

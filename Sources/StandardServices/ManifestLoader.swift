@@ -40,8 +40,8 @@ public actor ManifestLoader: Service {
             }
             manifest = try parse(bytes, file: load.path)
         }
-        if manifest.security != nil || manifest.gateway != nil || manifest.cluster != nil || !manifest.processes.isEmpty {
-            throw Fault.invalidBody("\(manifest.file): a loaded manifest may not hold <Security>, <Network> or <Process>; those come from the boot manifest")
+        if manifest.security != nil || manifest.gateway != nil || manifest.cluster != nil || !manifest.processes.isEmpty || manifest.storage != nil {
+            throw Fault.invalidBody("\(manifest.file): a loaded manifest may not hold <Security>, <Network>, <Storage> or <Process>; those come from the boot manifest")
         }
         for s in manifest.services where kernel.contracts.factories[s.contract] == nil {
             throw Fault(.sender, "UnknownContract", "\(s.location.map { "\($0): " } ?? "")no service implements \(s.contract)")

@@ -77,7 +77,7 @@ public actor StorageService: Service {
             let b = try request.decode(Backup.self)
             // A copy of the whole state is a read of it: who may not Get the service may not copy it.
             if let denial = kernel.security.authorize(request.principal, .get, path: b.service) { throw denial }
-            let bytes = try kernel.backup(b.service)
+            let bytes = try await kernel.backup(b.service)
             request.attach(BufferRef(id: "backup", buffer: DataBuffer(bytes)))
             return try infoset(BackupResponse(service: b.service, bytes: bytes.count))
         case (.submit, "Restore"):

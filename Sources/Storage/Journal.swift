@@ -68,13 +68,17 @@ public final class Journal: Sendable {
         }
     }
 
-    /// Ends a failure: returns the keys whose value in memory may differ from the file, for the
-    /// service to put back from it, and lets appends through again. Called on the service's
-    /// actor in the same turn as the putting back, so no change is made on the dirty state after.
-    public func recover() -> Set<String> {
+    /// After a failure: the keys whose value in memory may differ from the file, for the service
+    /// to put back from it (then `recovered`). Appends go on failing until then.
+    public func dirtyKeys() -> Set<String> { state.withLock { $0.dirty } }
+
+    /// Ends a failure once `keys` are put back, letting appends through again. Called on the
+    /// service's actor in the same turn as the putting back, so no change is made on the dirty
+    /// state after; keys made dirty since (none, in that one turn) stay dirty.
+    public func recovered(_ keys: Set<String>) {
         state.withLock { s in
-            defer { s.dirty = []; s.failure = nil }
-            return s.dirty
+            s.dirty.subtract(keys)
+            if s.dirty.isEmpty { s.failure = nil }
         }
     }
 
@@ -110,11 +114,12 @@ public final class Journal: Sendable {
     }
 }
 
-/// One append's outcome, awaited by the request that made it.
+/// One append's outcome, awaited by the request that made it and by reads behind it (a barrier):
+/// as many waiters as come, each resumed once.
 public final class Ticket: Sendable {
     private struct State {
         var result: Result<Void, StorageError>?
-        var waiter: CheckedContinuation<Result<Void, StorageError>, Never>?
+        var waiters: [CheckedContinuation<Result<Void, StorageError>, Never>] = []
     }
     private let state = Mutex(State())
 
@@ -123,12 +128,12 @@ public final class Ticket: Sendable {
     var isComplete: Bool { state.withLock { $0.result != nil } }
 
     func complete(_ result: Result<Void, StorageError>) {
-        let waiter = state.withLock { s -> CheckedContinuation<Result<Void, StorageError>, Never>? in
+        let waiters = state.withLock { s -> [CheckedContinuation<Result<Void, StorageError>, Never>] in
             s.result = result
-            defer { s.waiter = nil }
-            return s.waiter
+            defer { s.waiters = [] }
+            return s.waiters
         }
-        waiter?.resume(returning: result)
+        for w in waiters { w.resume(returning: result) }
     }
 
     /// Waits until the writes are stored, or have failed; on the caller's executor (a service's
@@ -138,7 +143,7 @@ public final class Ticket: Sendable {
         if let done = state.withLock({ $0.result }) { return done }
         return await withCheckedContinuation { c in
             let done = state.withLock { s -> Result<Void, StorageError>? in
-                if s.result == nil { s.waiter = c }
+                if s.result == nil { s.waiters.append(c) }
                 return s.result
             }
             if let done { c.resume(returning: done) }

@@ -3,19 +3,20 @@ import CSQLite
 /// One connection to one SQLite database file, used by one thread at a time (its owner says which).
 ///
 /// `@unchecked Sendable`: a connection is handed between threads (opened on one, then used only
-/// by the journal's writer queue, or under the store's read lock), never used by two at once;
-/// and it is opened with SQLITE_OPEN_FULLMUTEX, so even a mistake there would be serialized by
-/// SQLite, not a data race in the engine.
+/// by the journal's writer queue, or under the store's read lock), never used by two at once.
+/// It is opened with SQLITE_OPEN_FULLMUTEX, so SQLite's own state is never raced, though a
+/// statement's bind-step-reset sequence is its owner's to keep whole.
 final class SQLiteConnection: @unchecked Sendable {
     let file: String
     // The sqlite3 handle this object owns: opened in init, closed in deinit, used by no one else.
     private let db: OpaquePointer
 
-    /// Opens `file`, creating it when `create` is set. WAL journal, every commit synced (FULL).
-    init(file: String, create: Bool) throws(StorageError) {
+    /// Opens `file`, creating it when `create` is set; `readOnly`, for a file from outside (a
+    /// backup), opens it for reading only, in defensive mode, trusting nothing in its schema.
+    init(file: String, create: Bool, readOnly: Bool = false) throws(StorageError) {
         self.file = file
         var handle: OpaquePointer?
-        let flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_FULLMUTEX
+        let flags = (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0)) | SQLITE_OPEN_FULLMUTEX
         let rc = sqlite3_open_v2(file, &handle, flags, nil)
         guard rc == SQLITE_OK, let handle else {
             let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
@@ -24,6 +25,10 @@ final class SQLiteConnection: @unchecked Sendable {
         }
         db = handle
         sqlite3_extended_result_codes(db, 1)
+        if readOnly {
+            decos_sqlite_defensive(db)
+            sqlite3_exec(db, "PRAGMA trusted_schema=OFF", nil, nil, nil)
+        }
         // A writer that finds the file locked (a backup reading it) waits, rather than failing at once.
         sqlite3_busy_timeout(db, 5000)
     }
@@ -88,13 +93,26 @@ final class SQLiteStatement: @unchecked Sendable {
         sqlite3_clear_bindings(statement)
     }
 
-    func bind(_ index: Int32, _ value: Int64) { sqlite3_bind_int64(statement, index, value) }
-    func bind(_ index: Int32, _ value: String) { sqlite3_bind_text(statement, index, value, -1, decos_sqlite_transient()) }
-    func bind(_ index: Int32, _ value: [UInt8]) {
-        value.withUnsafeBytes { b in
+    func bind(_ index: Int32, _ value: Int64) throws(StorageError) { try check(sqlite3_bind_int64(statement, index, value)) }
+    /// Text by its bytes and their count (not up to a NUL: a key may hold one).
+    func bind(_ index: Int32, _ value: String) throws(StorageError) {
+        var value = value
+        try check(value.withUTF8 { b in
+            // An empty string still needs a non-null pointer, or SQLite stores NULL.
+            let bytes = UnsafeRawPointer(b.baseAddress ?? UnsafePointer(bitPattern: 1)!).assumingMemoryBound(to: CChar.self)
+            return sqlite3_bind_text64(statement, index, bytes, UInt64(b.count), decos_sqlite_transient(), UInt8(SQLITE_UTF8))
+        })
+    }
+    func bind(_ index: Int32, _ value: [UInt8]) throws(StorageError) {
+        try check(value.withUnsafeBytes { b in
             // A zero-length blob still needs a non-null pointer, or SQLite stores NULL.
-            _ = sqlite3_bind_blob(statement, index, b.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(b.count), decos_sqlite_transient())
-        }
+            sqlite3_bind_blob64(statement, index, b.baseAddress ?? UnsafeRawPointer(bitPattern: 1), UInt64(b.count), decos_sqlite_transient())
+        })
+    }
+
+    /// A bind that SQLite refused (SQLITE_TOOBIG: a value over its limit) is an error, not a NULL.
+    private func check(_ rc: Int32) throws(StorageError) {
+        if rc != SQLITE_OK { throw connection.failure(rc) }
     }
 
     /// Steps once: true with a row to read, false when done.
@@ -114,9 +132,11 @@ final class SQLiteStatement: @unchecked Sendable {
     }
 
     func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(statement, column) }
+    /// Text by its byte count (a NUL inside it is kept).
     func text(_ column: Int32) -> String {
         guard let p = sqlite3_column_text(statement, column) else { return "" }
-        return String(cString: p)
+        let n = Int(sqlite3_column_bytes(statement, column))
+        return String(decoding: UnsafeRawBufferPointer(start: p, count: n), as: UTF8.self)
     }
     func blob(_ column: Int32) -> [UInt8] {
         let n = Int(sqlite3_column_bytes(statement, column))

@@ -60,6 +60,7 @@ public final class ServiceStore: Sendable {
         writer = try SQLiteConnection(file: file, create: !existed)
         let id = try writer.integer("PRAGMA application_id") ?? 0
         let tables = try writer.integer("SELECT count(*) FROM sqlite_master") ?? 0
+        try writer.execute("PRAGMA synchronous=FULL")
         if id == 0 && tables == 0 {
             // New, or made by a creation that did not finish: nothing in it is anyone's data.
             try writer.execute("PRAGMA journal_mode=WAL")
@@ -67,8 +68,7 @@ public final class ServiceStore: Sendable {
                 BEGIN IMMEDIATE;
                 PRAGMA application_id=\(Self.applicationID);
                 PRAGMA user_version=\(Self.schema);
-                CREATE TABLE meta(name TEXT PRIMARY KEY, value ANY) WITHOUT ROWID;
-                CREATE TABLE records(key TEXT PRIMARY KEY, value BLOB NOT NULL, crc INTEGER NOT NULL) WITHOUT ROWID;
+                \(Self.tables.map { $0.sql + ";" }.joined(separator: "\n"));
                 INSERT INTO meta VALUES('contract', '\(contract.replacing("'", with: "''"))');
                 INSERT INTO meta VALUES('path', '\(path.replacing("'", with: "''"))');
                 COMMIT;
@@ -88,7 +88,6 @@ public final class ServiceStore: Sendable {
             }
             try writer.execute("PRAGMA journal_mode=WAL")
         }
-        try writer.execute("PRAGMA synchronous=FULL")
         begin = try writer.prepare("BEGIN IMMEDIATE")
         commit = try writer.prepare("COMMIT")
         rollback = try writer.prepare("ROLLBACK")
@@ -97,28 +96,73 @@ public final class ServiceStore: Sendable {
         reader = Mutex(try SQLiteConnection(file: file, create: false))
     }
 
+    /// The schema's tables, as `sqlite_master` holds them: a file with anything else (a view, a
+    /// trigger, another table) is not one this release wrote.
+    static let tables: [(name: String, sql: String)] = [
+        ("meta", "CREATE TABLE meta(name TEXT PRIMARY KEY, value ANY) WITHOUT ROWID"),
+        ("records", "CREATE TABLE records(key TEXT PRIMARY KEY, value BLOB NOT NULL, crc INTEGER NOT NULL) WITHOUT ROWID"),
+    ]
+
     private static func meta(_ name: String, _ c: SQLiteConnection) throws(StorageError) -> String? {
         let s = try c.prepare("SELECT value FROM meta WHERE name = ?")
-        s.bind(1, name)
+        try s.bind(1, name)
         return try s.step() ? s.text(0) : nil
     }
 
     /// Every record, by key, each checked against its checksum; nil when the service has not
     /// stored its first state yet (`initialize`).
     public func load() throws(StorageError) -> [Record]? {
-        try reader.withLock { c throws(StorageError) -> [Record]? in
-            guard try Self.meta("initialized", c) != nil else { return nil }
-            let s = try c.prepare("SELECT key, value, crc FROM records ORDER BY key")
-            var records: [Record] = []
-            while try s.step() {
-                let r = Record(key: s.text(0), value: s.blob(1))
-                guard UInt32(truncatingIfNeeded: s.int64(2)) == CRC32C.record(key: r.key, value: r.value) else {
-                    throw StorageError(.refused, file: file, "the record \"\(r.key)\" does not match its checksum: the file is damaged; it is kept as it is")
-                }
-                records.append(r)
+        try reader.withLock { c throws(StorageError) -> [Record]? in try Self.records(c, file: file) }
+    }
+
+    private static func records(_ c: SQLiteConnection, file: String) throws(StorageError) -> [Record]? {
+        guard try meta("initialized", c) != nil else { return nil }
+        let s = try c.prepare("SELECT key, value, crc FROM records ORDER BY key")
+        var records: [Record] = []
+        while try s.step() {
+            let r = Record(key: s.text(0), value: s.blob(1))
+            guard UInt32(truncatingIfNeeded: s.int64(2)) == CRC32C.record(key: r.key, value: r.value) else {
+                throw StorageError(.refused, file: file, "the record \"\(r.key)\" does not match its checksum: the file is damaged; it is kept as it is")
             }
-            return records
+            records.append(r)
         }
+        return records
+    }
+
+    /// The records of a backup of a service of `contract` (what `snapshot` wrote), read from a
+    /// file that came from outside: opened read-only, trusting nothing in it, and refused unless it
+    /// is exactly what this release writes (its identity, its two tables and nothing else, pages
+    /// that pass SQLite's quick check, records that match their checksums).
+    public static func backup(_ file: String, contract: String) throws(StorageError) -> [Record] {
+        let c = try SQLiteConnection(file: file, create: false, readOnly: true)
+        guard try c.integer("PRAGMA application_id") == applicationID else {
+            throw StorageError(.refused, file: file, "is not a Decos storage file")
+        }
+        let version = try c.integer("PRAGMA user_version") ?? 0
+        guard version <= schema else {
+            throw StorageError(.refused, file: file, "was written by a newer release (schema \(version); this release reads schema \(schema))")
+        }
+        let s = try c.prepare("SELECT type, name, sql FROM sqlite_master ORDER BY name")
+        var found: [(String, String, String)] = []
+        while try s.step() {
+            found.append((s.text(0), s.text(1), s.text(2)))
+            guard found.count <= tables.count else { break }
+        }
+        guard found.count == tables.count, zip(found, tables).allSatisfy({ $0.0 == "table" && $0.1 == $1.name && $0.2 == $1.sql }) else {
+            throw StorageError(.refused, file: file, "does not have this release's schema (tables meta and records, and nothing else)")
+        }
+        let stored = try meta("contract", c)
+        guard stored == contract else {
+            throw StorageError(.refused, file: file, "holds the state of contract \(stored ?? "(none)"), not \(contract)")
+        }
+        let check = try c.prepare("PRAGMA quick_check(1)")
+        guard try check.step(), check.text(0) == "ok" else {
+            throw StorageError(.refused, file: file, "is damaged (SQLite's quick check: \(check.text(0)))")
+        }
+        guard let records = try records(c, file: file) else {
+            throw StorageError(.refused, file: file, "holds no stored state")
+        }
+        return records
     }
 
     /// Stores the service's first state (the manifest's, or a Create's), in one transaction.
@@ -131,9 +175,18 @@ public final class ServiceStore: Sendable {
             try writer.execute("INSERT OR REPLACE INTO meta VALUES('initialized', 1)")
             if let recreate {
                 let s = try writer.prepare("INSERT OR REPLACE INTO meta VALUES('recreate', ?)")
-                s.bind(1, recreate)
+                try s.bind(1, recreate)
                 try s.run()
             }
+        }
+    }
+
+    /// Keeps `recreate` for a service made at run time on a file that already held its state.
+    public func remember(recreate: [UInt8]) throws(StorageError) {
+        try transaction { () throws(StorageError) in
+            let s = try writer.prepare("INSERT OR REPLACE INTO meta VALUES('recreate', ?)")
+            try s.bind(1, recreate)
+            try s.run()
         }
     }
 
@@ -151,7 +204,7 @@ public final class ServiceStore: Sendable {
     public func read(_ key: String) throws(StorageError) -> [UInt8]? {
         try reader.withLock { c throws(StorageError) -> [UInt8]? in
             let s = try c.prepare("SELECT value FROM records WHERE key = ?")
-            s.bind(1, key)
+            try s.bind(1, key)
             return try s.step() ? s.blob(0) : nil
         }
     }
@@ -193,12 +246,12 @@ public final class ServiceStore: Sendable {
         for w in writes {
             switch w {
             case .put(let key, let value):
-                put.bind(1, key)
-                put.bind(2, value)
-                put.bind(3, Int64(CRC32C.record(key: key, value: value)))
+                try put.bind(1, key)
+                try put.bind(2, value)
+                try put.bind(3, Int64(CRC32C.record(key: key, value: value)))
                 try put.run()
             case .erase(let key):
-                erase.bind(1, key)
+                try erase.bind(1, key)
                 try erase.run()
             }
         }

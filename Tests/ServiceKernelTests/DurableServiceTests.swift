@@ -3,6 +3,7 @@ import Infoset
 import ServiceKernel
 import StandardServices
 import Storage
+import Synchronization
 import Testing
 import TestKit
 
@@ -10,7 +11,17 @@ import TestKit
 private func kernel(storage dir: String?) -> Kernel {
     if let dir { try? FileManager.default.createDirectory(atPath: dir + "/services", withIntermediateDirectories: true) }
     return Kernel(node: "n1", security: SecurityManager(policy: nil, exposed: false),
-                  contracts: StandardContracts.all.merging(Contracts([Recorder.self])), storage: dir.map(ServiceFiles.init))
+                  contracts: StandardContracts.all.merging(Contracts([Recorder.self, CannotStart.self])), storage: dir.map(ServiceFiles.init))
+}
+
+/// A durable service whose start fails, as a misconfigured one's does.
+actor CannotStart: DurableService {
+    static let contract = "urn:test:cannot-start"
+    init(config: ServiceConfig) {}
+    func start(_ context: ServiceContext) async throws { throw Fault(.receiver, "Broken", "cannot start") }
+    func handle(_ request: Request) throws -> Element? { nil }
+    func records() throws -> [StoredRecord] { [StoredRecord("state", Element("S"))] }
+    func restore(_ key: String, _ record: Element?) throws {}
 }
 
 private func entry(_ key: String, _ value: String? = nil) -> Element {
@@ -72,6 +83,40 @@ final class StorageDirectory {
         #expect(try BinaryInfoset.decode(&r).child("Value")?.text == told.last)
         #expect(try await values(k)["k"] == told.last)
         #expect(Set(told).count == 50)
+    }
+
+    @Test func readsAndWritesTogetherAreEachAnswered() async throws {
+        let dir = StorageDirectory()
+        let k = kernel(storage: dir.path)
+        try await k.create(durableKV())
+        final class Answered: Sendable { let count = Atomic<Int>(0) }
+        let answered = Answered()
+        for i in 0..<100 {
+            let m = i % 2 == 0 ? Message(.upsert, to: "/kv", body: entry("k\(i)", "v")) : Message(.get, to: "/kv")
+            Task { if await k.send(m, as: .system).fault == nil { answered.count.add(1, ordering: .relaxed) } }
+        }
+        try await until("every Get and Upsert answered", within: .seconds(60)) { answered.count.load(ordering: .relaxed) == 100 }
+    }
+
+    @Test func aRestoreIsToldToSubscribersAndAFailedCreateLeavesNothingStored() async throws {
+        let dir = StorageDirectory()
+        let k = kernel(storage: dir.path)
+        try await k.create(durableKV())
+        _ = try await k.call(.upsert, "/kv", body: entry("a", "1"))
+        let copy = try await k.backup("/kv")
+        _ = try await k.call(.upsert, "/kv", body: entry("b", "2"))
+        let stream = try k.subscribe("/kv", as: .system)
+        #expect(try await k.restore("/kv", from: copy) == 1)
+        var told: Message?
+        for await n in stream { told = n; break }
+        #expect(told?.verb == .replace && told?.kind == .notification)
+        #expect(try await values(k) == ["a": "1"])
+
+        var broken = ServiceConfig(contract: CannotStart.contract, name: "/broken")
+        broken.durable = true
+        await #expect { try await k.create(broken, for: Request(message: Message(.create, to: "/constructor"), principal: .system)) } throws: { _ in true }
+        #expect(!FileManager.default.fileExists(atPath: ServiceFiles(directory: dir.path).file(for: "/broken")))
+        #expect(ServiceFiles(directory: dir.path).recreations().isEmpty)
     }
 
     @Test func dropRemovesTheStoredStateAndTheNextCreateStartsAfresh() async throws {

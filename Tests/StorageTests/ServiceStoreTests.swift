@@ -121,11 +121,61 @@ private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
         }
         #expect(journal.barrier() != nil)
         // …and recovery names every key to put back.
-        #expect(journal.recover() == ["big", "after"])
+        #expect(journal.dirtyKeys() == ["big", "after"])
+        journal.recovered(["big"])
+        #expect(journal.barrier() != nil, "a key not put back keeps writes refused")
+        journal.recovered(["after"])
         try FileManager.default.removeItem(atPath: filler)
         _ = try await journal.append([.put("later", bytes("ok"))]).wait().get()
         #expect(try store.read("later") == bytes("ok"))
         #expect(try store.read("big") == nil)
         #expect(try store.read("kept") == bytes("yes"))
+    }
+}
+
+@Suite(.bounded) struct HostileStorageTests {
+    @Test func aKeyWithANulByteIsKeptWhole() async throws {
+        let dir = Scratch()
+        do {
+            let store = try ServiceStore(file: dir.file(), service: "/kv", contract: "urn:test:kv")
+            try store.initialize([])
+            let journal = Journal(store)
+            _ = try await journal.append([.put("a\0b", bytes("1")), .put("a\0c", bytes("2"))]).wait().get()
+        }
+        let again = try ServiceStore(file: dir.file(), service: "/kv", contract: "urn:test:kv")
+        #expect(try again.load()?.map(\.key) == ["a\0b", "a\0c"])
+    }
+
+    @Test func aBackupWhoseRecordsAreAViewIsRefusedAtOnce() throws {
+        let dir = Scratch()
+        // Our identity and meta table, and records as an endless recursive view: read, it would never end.
+        let evil = try SQLiteConnection(file: dir.file("evil.db"), create: true)
+        try evil.execute("""
+            PRAGMA application_id=\(ServiceStore.applicationID); PRAGMA user_version=1;
+            \(ServiceStore.tables[0].sql);
+            INSERT INTO meta VALUES('contract', 'urn:test:kv'); INSERT INTO meta VALUES('initialized', 1);
+            CREATE VIEW records AS WITH RECURSIVE r(key, value, crc) AS (SELECT 'a', x'00', 0 UNION ALL SELECT key || 'a', value, crc FROM r) SELECT * FROM r;
+            """)
+        #expect { try ServiceStore.backup(dir.file("evil.db"), contract: "urn:test:kv") } throws: { e in
+            (e as! StorageError).message.contains("does not have this release's schema")
+        }
+        // A real one passes.
+        let store = try ServiceStore(file: dir.file(), service: "/kv", contract: "urn:test:kv")
+        try store.initialize([.init(key: "k", value: bytes("v"))])
+        try store.snapshot(into: dir.file("copy.db"))
+        #expect(try ServiceStore.backup(dir.file("copy.db"), contract: "urn:test:kv") == [.init(key: "k", value: bytes("v"))])
+    }
+
+    @Test func readsWaitingBehindAWriteAreEachAnswered() async throws {
+        let dir = Scratch()
+        let store = try ServiceStore(file: dir.file(), service: "/kv", contract: "urn:test:kv")
+        try store.initialize([])
+        let journal = Journal(store)
+        // Many waiters on one pending ticket (what concurrent Gets behind one Upsert do).
+        let write = journal.append([.put("k", bytes("v"))])
+        let barriers = (0..<20).compactMap { _ in journal.barrier() }
+        var answered = 0
+        for b in barriers + [write] { if case .success = await b.wait() { answered += 1 } }
+        #expect(answered == barriers.count + 1)
     }
 }

@@ -172,3 +172,15 @@ import TestKit
         #expect(try curl(again.base + "/kv").out == kv)
     }
 }
+
+@Suite(.bounded, .ownThreads) struct StorageLockTests {
+    @Test func twoNodesCannotShareOneStorageDirectory() throws {
+        let data = NSTemporaryDirectory() + "decos-lock-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let first = try NodeProcess(manifest: "Tests/SystemTests/Fixtures/durable.xml", extra: ["--data", data])
+        let second = try run(decosBinary, ["run", "Tests/SystemTests/Fixtures/durable.xml", "--http", "127.0.0.1:0", "--data", data])
+        #expect(second.status != 0)
+        #expect(second.err.contains("is in use by another node"), "\(second.err)")
+        #expect(try curl(first.base + "/kv").out.contains("<Key>greeting</Key>"))
+    }
+}

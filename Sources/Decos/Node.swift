@@ -7,6 +7,7 @@ import NIOCore
 import ProcessKernel
 import ServiceKernel
 import StandardServices
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -260,14 +261,7 @@ func prepareStorage(_ directory: String) throws -> ServiceFiles {
     guard access(made, W_OK) == 0 else {
         throw BootError(message: "cannot write in the storage directory \(made): \(String(cString: strerror(errno)))")
     }
-    // One node a directory: a second on the same files would write them from another state.
-    // The lock is held as long as the process lives (its descriptor is never closed).
-    let lock = open(directory + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-    guard lock >= 0 else { throw BootError(message: "cannot open \(directory)/lock: \(String(cString: strerror(errno)))") }
-    guard flock(lock, LOCK_EX | LOCK_NB) == 0 else {
-        close(lock)
-        throw BootError(message: "the storage directory \(directory) is in use by another node (its lock file \(directory)/lock is held)")
-    }
+    try StorageLock.take(directory)
     // Copies a backup or a restore was making when the node stopped.
     if let dir = opendir(made) {
         while let entry = readdir(dir) {
@@ -277,6 +271,34 @@ func prepareStorage(_ directory: String) throws -> ServiceFiles {
         closedir(dir)
     }
     return ServiceFiles(directory: directory)
+}
+
+/// One node a storage directory: a second on the same files would write them from another
+/// state. Held from boot until the process ends, or until `release` (the appliance, before it
+/// unmounts its data disk).
+public enum StorageLock {
+    private static let held = Mutex<Int32?>(nil)
+
+    static func take(_ directory: String) throws {
+        let lock = open(directory + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lock >= 0 else { throw BootError(message: "cannot open \(directory)/lock: \(String(cString: strerror(errno)))") }
+        guard flock(lock, LOCK_EX | LOCK_NB) == 0 else {
+            close(lock)
+            throw BootError(message: "the storage directory \(directory) is in use by another node (its lock file \(directory)/lock is held)")
+        }
+        held.withLock { old in
+            if let old { close(old) }
+            old = lock
+        }
+    }
+
+    /// Lets the lock go (the node has stopped, its services' files are closed).
+    public static func release() {
+        held.withLock { fd in
+            if let f = fd { close(f) }
+            fd = nil
+        }
+    }
 }
 
 public struct BootError: Error, CustomStringConvertible {

@@ -86,6 +86,7 @@ enum Appliance {
             + "; /init to ready \(ms(ready - start)) ms (drivers \(ms(driversDone - start)), disk \(ms(diskDone - driversDone)), network \(ms(networkDone - diskDone)), services \(ms(ready - networkDone))), kernel start to ready \(ms(ready)) ms")
         let action = await NodeRunner.serve(node) ?? .reboot
         say("node \(node.kernel.node) stopped; \(action == .poweroff ? "powering off" : "rebooting")")
+        StorageLock.release()
         if let released = DataDisk.release() { say(released) }
         let why = InitProcess.halt(action)
         InitProcess.panic("reboot(2) failed: \(why)", delay: p.panicDelay)

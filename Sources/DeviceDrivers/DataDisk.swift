@@ -220,20 +220,13 @@ public enum DataDisk {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
         posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
-        // Default signal handling in the child: the node ignores some signals to take them as events.
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var all = sigset_t(), none = sigset_t()
-        sigfillset(&all); sigemptyset(&none)
-        posix_spawnattr_setsigdefault(&attr, &all)
-        posix_spawnattr_setsigmask(&attr, &none)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        var attr = SpawnAttributes(newSession: false)
+        defer { attr.destroy() }
         let args = argv.map { strdup($0) } + [nil]
         let env: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/sbin:/bin:/usr/sbin:/usr/bin"), nil]
         defer { (args + env).forEach { free($0) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, &attr, args, env)
+        let rc = posix_spawn(&pid, argv[0], &actions, &attr.value, args, env)
         close(fds[1])
         defer { close(fds[0]) }
         guard rc == 0 else { return "\(argv[0]): \(String(cString: strerror(rc)))" }

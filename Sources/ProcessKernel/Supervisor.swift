@@ -203,14 +203,8 @@ public final class Supervisor: Sendable {
         defer { (argv + envp).forEach { free($0) } }
         // Children start with default signal handling and nothing blocked: ignored signals are
         // inherited across exec, and the node ignores SIGTERM/SIGINT to take them as events.
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var all = sigset_t(), none = sigset_t()
-        sigfillset(&all); sigemptyset(&none)
-        posix_spawnattr_setsigdefault(&attr, &all)
-        posix_spawnattr_setsigmask(&attr, &none)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | 0x80 /* POSIX_SPAWN_SETSID */))
+        var attr = SpawnAttributes(newSession: true)
+        defer { attr.destroy() }
         // stdout and stderr into pipes of ours when their lines are wanted: each read end to a
         // reader, each write end the child's alone (closed here once it has them).
         var actions = posix_spawn_file_actions_t()
@@ -227,7 +221,7 @@ public final class Supervisor: Sendable {
         }
         let spawned = reaper.spawn {
             var pid: pid_t = 0
-            let rc = posix_spawn(&pid, spec.path, &actions, &attr, argv, envp)
+            let rc = posix_spawn(&pid, spec.path, &actions, &attr.value, argv, envp)
             return rc == 0 ? Result<pid_t, SpawnError>.success(pid) : .failure(SpawnError(message: String(cString: strerror(rc))))
         }
         for p in pipes {
@@ -261,4 +255,22 @@ public final class Supervisor: Sendable {
 struct SpawnError: Error, CustomStringConvertible {
     var message: String
     var description: String { message }
+}
+
+/// What a child is spawned with: default handling of every signal and none blocked (ignored
+/// signals are inherited across exec, and the node ignores some to take them as events), and,
+/// if asked, a session of its own. `destroy` once spawned.
+public struct SpawnAttributes {
+    public var value = posix_spawnattr_t()
+
+    public init(newSession: Bool) {
+        posix_spawnattr_init(&value)
+        var all = sigset_t(), none = sigset_t()
+        sigfillset(&all); sigemptyset(&none)
+        posix_spawnattr_setsigdefault(&value, &all)
+        posix_spawnattr_setsigmask(&value, &none)
+        posix_spawnattr_setflags(&value, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | (newSession ? 0x80 /* POSIX_SPAWN_SETSID */ : 0)))
+    }
+
+    public mutating func destroy() { posix_spawnattr_destroy(&value) }
 }

@@ -451,6 +451,11 @@ extension VMTests {
             #expect(stored == acked[w].value || stored == acked[w].value + 1, "writer \(w) had \(acked[w].value) acknowledged, the disk holds \(stored)")
         }
         #expect(values["greeting"] == nil, "the manifest's initial state came back over the stored one: \(values)")
+        // The files are on the disk's file system (its size, not the initramfs's memory).
+        let storage = try run("/usr/bin/curl", ["-sS", "-m", "30", "\(second.base)/os/storage"]).out
+        #expect(storage.contains("<Path>/data</Path>") && storage.contains("<File>/data/services/kv.db</File>"), "\(storage)")
+        let size = storage.firstMatch(of: #/<SizeBytes>(\d+)</SizeBytes>/#).flatMap { Int($0.1) } ?? 0
+        #expect(size > 200 << 20 && size < 256 << 20, "/data is \(size) bytes: not the 256 MiB disk's ext4")
         #expect(counter >= 41 + increments && counter <= 41 + increments + writers, "\(increments) increments acknowledged over 41, the counter is \(counter)")
         print("VMTests: \(acked.reduce(0) { $0 + $1.value }) acknowledged Upserts and \(increments) increments kept through a power cut")
         print("VMTests: first boot (formats):  \(firstReady.suffix(150))")

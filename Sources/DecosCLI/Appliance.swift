@@ -40,7 +40,7 @@ enum Appliance {
         say("drivers: \(devices.count) devices, \(loader.loaded.filter { $0.state == .loaded }.count) modules loaded, links \(nics.isEmpty ? "none" : nics.joined(separator: " ")) at \(ms(InitProcess.bootTime)) ms")
         // The data disk, where durable services keep their state: mounted at /data, formatted first
         // if it was never used (Sources/DeviceDrivers/DataDisk.swift).
-        let disk = DataDisk.prepare(p.data, loader: loader)
+        let disk = DataDisk.prepare(p.data, loader: loader, within: .seconds(120))
         say(disk.description)
         let diskDone = InitProcess.bootTime
         let os = OperatingSystem(supervisor: nodeSupervisor(), modules: loader, isAppliance: true)

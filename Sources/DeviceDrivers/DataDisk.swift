@@ -1,5 +1,7 @@
 import CDecosInit
+import Dispatch
 import ProcessKernel
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -63,6 +65,30 @@ public enum DataDisk {
                 return "data disk \(device): \(why); \(volatile)"
             }
         }
+    }
+
+    /// `prepare`, given at most `limit`: a disk that never answers (a read, the mount's journal
+    /// replay, stuck in the kernel) must not hold the whole boot, where not even /os/node would
+    /// answer. Past the limit the node goes on without storage and says why; the stuck step stays
+    /// stuck on its own thread, and if it ends later, what it mounted is unmounted at power off.
+    public static func prepare(_ requested: String?, loader: ModuleLoader, within limit: Duration) -> Outcome {
+        bounded(limit) { prepare(requested, loader: loader) }
+            ?? .failed(device: requested ?? firstVirtioDisk() ?? "?",
+                       why: "no answer within \(limit.components.seconds) s (a read or the mount is stuck in the kernel; its console messages say where)")
+    }
+
+    /// `work`'s result if it ends within `limit`, else nil (it goes on, on a queue of its own).
+    static func bounded<T: Sendable>(_ limit: Duration, _ work: @escaping @Sendable () -> T) -> T? {
+        let result = Mutex<T?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue(label: "decos.datadisk").async {
+            let value = work()
+            result.withLock { $0 = value }
+            done.signal()
+        }
+        let ms = Int(limit.components.seconds * 1000 + limit.components.attoseconds / 1_000_000_000_000_000)
+        guard done.wait(timeout: .now() + .milliseconds(ms)) == .success else { return nil }
+        return result.withLock { $0 }
     }
 
     /// Finds the data disk, loads what mounting it needs, formats it if blank, mounts it at /data.

@@ -74,6 +74,14 @@ import Glibc
         #expect(DataDisk.contents(try head(path)) == .blank)
     }
 
+    /// A disk step that never ends does not hold the boot: past its limit the node goes on.
+    @Test func aStepPastItsLimitIsGivenUpOn() throws {
+        #expect(DataDisk.bounded(.seconds(5)) { 42 } == 42)
+        #expect(DataDisk.bounded(.milliseconds(200)) { () -> Int in sleep(3); return 42 } == nil)
+        let outcome = DataDisk.prepare("none", loader: ModuleLoader(root: "/tmp"), within: .seconds(5))
+        #expect(outcome.description == "no data disk (decos.data=none): the node keeps nothing across restarts (durable services do not start)")
+    }
+
     @Test func theMountedDeviceIsReadFromMountinfo() throws {
         let path = try disk(mib: 0, bytes: Array("""
             22 1 0:21 / / rw,relatime - rootfs rootfs rw
